@@ -1,0 +1,934 @@
+/*
+ * main.c -- the `skein` command-line tool.
+ *
+ * Uses only the public API (skein.h) plus Lua's own headers for
+ * `skein run`, so anything the tool does an embedder can do too.
+ *
+ *   skein [options] invoke Skill.Fn [--var k=v]... [--input TEXT]
+ *   skein [options] render FILE|- [--var k=v]... [--no-calls]
+ *   skein [options] skills [--json]
+ *   skein [options] run FILE.lua [ARGS...]
+ *   skein help [COMMAND]
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "skein.h"
+
+#define INPUT_CEILING ((size_t)64 << 20) /* ceiling on stdin and template files */
+
+/* Exit codes; `skein --help` documents them. */
+enum {
+    EXIT_OK = 0,
+    EXIT_RUNTIME = 1,
+    EXIT_USAGE = 2,
+    EXIT_TEMPLATE = 3,
+    EXIT_MODEL = 4,
+    EXIT_SCRIPT = 5,
+    EXIT_NOT_FOUND = 6,
+    EXIT_UNCERTAIN = 7,
+    EXIT_REJECTED = 8
+};
+
+typedef struct cli {
+    const char *model;
+    const char **skills;
+    size_t n_skills;
+    const char *trace;
+    int quiet;
+    int json_errors;
+    int help;
+    const char *command;
+    const char **pos; /* positional arguments after the command */
+    size_t n_pos;
+    const char **vars; /* "name=value" */
+    size_t n_vars;
+    const char *input;
+    int stream; /* -1: when stdout is a terminal */
+    int no_calls;
+    int json;
+    char **run_args; /* `run`: everything after the script */
+    int n_run_args;
+    const char *argv0;
+} cli;
+
+static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
+                                       "help", NULL};
+
+static const char USAGE[] =
+    "usage: skein [options] COMMAND [ARGS...]\n"
+    "\n"
+    "Commands:\n"
+    "  invoke Skill.Fn   run a function on --input or stdin, print the result\n"
+    "  render FILE|-     render a prompt template, running its function calls\n"
+    "  skills            list the functions that are loaded\n"
+    "  run FILE.lua      run a Lua script with the skein module\n"
+    "  help [COMMAND]    show help for a command\n"
+    "\n"
+    "Options (before or after the command):\n"
+    "  --model SPEC      default model: openai:MODEL[@URL] or scripted:FILE.json\n"
+    "  --skills DIR      load skills from DIR too (repeatable; overrides the\n"
+    "                    built-in skills, ./skills and SKEIN_SKILLS_PATH)\n"
+    "  --trace FILE      append one JSON line per model call to FILE\n"
+    "  --quiet           no notices on stderr\n"
+    "  --json-errors     also print errors as JSON (the default when stderr\n"
+    "                    is not a terminal)\n"
+    "  -h, --help        show this help\n"
+    "  --version         print the version\n"
+    "\n"
+    "Environment: SKEIN_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, SKEIN_SKILLS_PATH,\n"
+    "SKEIN_TRACE.\n"
+    "\n"
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  other runtime error\n"
+    "  2  usage error (bad option, unknown command, missing argument)\n"
+    "  3  template, config or file error\n"
+    "  4  model or network error (server error, timeout, bad or too large reply)\n"
+    "  5  script error (a Lua script or native function failed)\n"
+    "  6  not found (unknown function)\n"
+    "  7  the model was uncertain\n"
+    "  8  rejected by a review or blocked by a content filter\n";
+
+static const char USAGE_INVOKE[] =
+    "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
+    "                    [--stream | --no-stream]\n"
+    "\n"
+    "Runs a function and prints its result.  The input comes from --input,\n"
+    "else from stdin when it is not a terminal (one trailing newline is\n"
+    "removed).  The reply streams as it arrives when stdout is a terminal.\n";
+
+static const char USAGE_RENDER[] =
+    "usage: skein render FILE|- [--var NAME=VALUE]... [--input TEXT] [--no-calls]\n"
+    "\n"
+    "Renders a prompt template (\"-\" reads it from stdin), running its\n"
+    "{{Skill.Fn}} blocks unless --no-calls leaves them as written.\n";
+
+static const char USAGE_SKILLS[] =
+    "usage: skein skills [--json]\n"
+    "\n"
+    "Lists every loaded function: name, kind, description, parameters.\n";
+
+static const char USAGE_RUN[] =
+    "usage: skein run FILE.lua [ARGS...]\n"
+    "\n"
+    "Runs a Lua 5.4 script with the standard libraries and the skein module\n"
+    "(local skein = require(\"skein\")).  `arg` holds the script name at 0 and\n"
+    "ARGS from 1.  An uncaught skein error exits with its kind's code.\n";
+
+static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
+
+static const char *command_usage(const char *cmd)
+{
+    if (!cmd)
+        return USAGE;
+    if (strcmp(cmd, "invoke") == 0)
+        return USAGE_INVOKE;
+    if (strcmp(cmd, "render") == 0)
+        return USAGE_RENDER;
+    if (strcmp(cmd, "skills") == 0)
+        return USAGE_SKILLS;
+    if (strcmp(cmd, "run") == 0)
+        return USAGE_RUN;
+    if (strcmp(cmd, "help") == 0)
+        return USAGE_HELP;
+    return NULL;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static int exit_code(sk_status st)
+{
+    switch (st) {
+    case SK_OK:
+        return EXIT_OK;
+    case SK_USAGE:
+        return EXIT_USAGE;
+    case SK_IO:
+    case SK_TEMPLATE:
+    case SK_CONFIG:
+        return EXIT_TEMPLATE;
+    case SK_MODEL:
+    case SK_NETWORK:
+    case SK_TIMEOUT:
+    case SK_PROTOCOL:
+    case SK_TOO_LARGE:
+        return EXIT_MODEL;
+    case SK_SCRIPT:
+        return EXIT_SCRIPT;
+    case SK_NOT_FOUND:
+        return EXIT_NOT_FOUND;
+    case SK_UNCERTAIN:
+        return EXIT_UNCERTAIN;
+    case SK_REJECTED:
+    case SK_FILTERED:
+        return EXIT_REJECTED;
+    case SK_NOMEM:
+    case SK_CANCELLED:
+    case SK_RECURSION:
+        return EXIT_RUNTIME;
+    }
+    return EXIT_RUNTIME;
+}
+
+static sk_status kind_status(const char *kind)
+{
+    for (int c = SK_OK; c <= SK_RECURSION; c++)
+        if (strcmp(sk_status_kind((sk_status)c), kind) == 0)
+            return (sk_status)c;
+    return SK_SCRIPT;
+}
+
+static int want_json(const cli *o) { return o->json_errors || !isatty(2); }
+
+static int usage_error(const char *fmt, const char *arg, const char *hint)
+{
+    fprintf(stderr, "skein: ");
+    fprintf(stderr, fmt, arg);
+    if (hint)
+        fprintf(stderr, " (did you mean '%s'?)", hint);
+    fprintf(stderr, "\nTry 'skein --help'.\n");
+    return EXIT_USAGE;
+}
+
+/* Reports the kernel's last error and returns the exit code for it. */
+static int report(const cli *o, sk_kernel *k, sk_status st)
+{
+    fprintf(stderr, "skein: %s\n", k ? sk_errmsg(k) : sk_strerror(st));
+    if (k && want_json(o)) {
+        char *json = NULL;
+        if (sk_error_json(k, &json) == SK_OK && json)
+            fprintf(stderr, "%s\n", json);
+        sk_free(json);
+    }
+    return exit_code(st);
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* Levenshtein distance, case-insensitive, for "did you mean". */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) !=
+                          tolower((unsigned char)b[j - 1]);
+            size_t best = diag + cost;
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static const char *closest_command(const char *word)
+{
+    const char *best = NULL;
+    size_t best_d = 3; /* suggest within two edits */
+    for (int i = 0; COMMANDS[i]; i++) {
+        size_t d = distance(word, COMMANDS[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = COMMANDS[i];
+        }
+    }
+    return best;
+}
+
+/* Reads all of f up to INPUT_CEILING.  Caller frees.  NULL with errno set on
+ * failure (EFBIG past the ceiling). */
+static char *read_all(FILE *f, size_t *len)
+{
+    size_t cap = 8192, n = 0;
+    char *p = malloc(cap);
+    if (!p)
+        return NULL;
+    for (;;) {
+        if (cap - n < 4096) {
+            if (cap > INPUT_CEILING) {
+                free(p);
+                errno = EFBIG;
+                return NULL;
+            }
+            char *q = realloc(p, cap * 2 + 1);
+            if (!q) {
+                free(p);
+                return NULL;
+            }
+            p = q;
+            cap = cap * 2 + 1;
+        }
+        size_t got = fread(p + n, 1, cap - n - 1, f);
+        n += got;
+        if (n > INPUT_CEILING) {
+            free(p);
+            errno = EFBIG;
+            return NULL;
+        }
+        if (got == 0) {
+            if (ferror(f)) {
+                int e = errno;
+                free(p);
+                errno = e ? e : EIO;
+                return NULL;
+            }
+            break;
+        }
+    }
+    p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* ---- argument parsing --------------------------------------------------- */
+
+/* The value of an option given as "--opt VALUE" or "--opt=VALUE"; NULL
+ * when a does not name opt.  *i advances past a separate value. */
+static const char *opt_value(const char *a, const char *opt, int argc,
+                             char **argv, int *i, int *missing)
+{
+    size_t n = strlen(opt);
+    if (strncmp(a, opt, n) != 0)
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static const char *const OPTIONS[] = {
+    "--model", "--skills", "--trace", "--quiet", "--json-errors", "--help",
+    "--version", "--var", "--input", "--stream", "--no-stream", "--no-calls",
+    "--json", NULL};
+
+static const char *closest_option(const char *word)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (int i = 0; OPTIONS[i]; i++) {
+        size_t d = distance(word, OPTIONS[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = OPTIONS[i];
+        }
+    }
+    return best;
+}
+
+/* Returns -1 to go on, or an exit code. */
+static int parse(cli *o, int argc, char **argv)
+{
+    int only_positional = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (o->command && strcmp(o->command, "run") == 0 && o->n_pos == 1) {
+            o->run_args = argv + i;
+            o->n_run_args = argc - i;
+            break;
+        }
+        if (only_positional || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (!o->command)
+                o->command = a;
+            else
+                o->pos[o->n_pos++] = a;
+            continue;
+        }
+        int missing = 0;
+        const char *v;
+        if (strcmp(a, "--") == 0) {
+            only_positional = 1;
+        } else if ((v = opt_value(a, "--model", argc, argv, &i, &missing))) {
+            o->model = v;
+        } else if ((v = opt_value(a, "--skills", argc, argv, &i, &missing))) {
+            o->skills[o->n_skills++] = v;
+        } else if ((v = opt_value(a, "--trace", argc, argv, &i, &missing))) {
+            o->trace = v;
+        } else if ((v = opt_value(a, "--var", argc, argv, &i, &missing))) {
+            if (!strchr(v, '=') || v[0] == '=')
+                return usage_error("--var expects NAME=VALUE, got '%s'", v,
+                                   NULL);
+            o->vars[o->n_vars++] = v;
+        } else if ((v = opt_value(a, "--input", argc, argv, &i, &missing))) {
+            o->input = v;
+        } else if (missing) {
+            return usage_error("option '%s' needs a value", a, NULL);
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            o->quiet = 1;
+        } else if (strcmp(a, "--json-errors") == 0) {
+            o->json_errors = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            o->help = 1;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("skein %s\n", sk_version());
+            return EXIT_OK;
+        } else if (strcmp(a, "--stream") == 0) {
+            o->stream = 1;
+        } else if (strcmp(a, "--no-stream") == 0) {
+            o->stream = 0;
+        } else if (strcmp(a, "--no-calls") == 0) {
+            o->no_calls = 1;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+        } else {
+            return usage_error("unknown option '%s'", a, closest_option(a));
+        }
+        if (missing)
+            return usage_error("option '%s' needs a value", a, NULL);
+    }
+    return -1;
+}
+
+/* ---- the kernel --------------------------------------------------------- */
+
+/* Makes the kernel: options, the Lua binding (for `run`, before any
+ * skill.lua loads so native skills share the script's state), the default
+ * skills, then --skills folders so they override. */
+static int setup(const cli *o, lua_State *L, sk_kernel **out)
+{
+    sk_kernel *k = NULL;
+    sk_status st = sk_kernel_new(&k);
+    *out = k;
+    if (st != SK_OK)
+        return report(o, k, st);
+    if (o->quiet && (st = sk_kernel_set_option(k, "quiet", "1")) != SK_OK)
+        return report(o, k, st);
+    if (L && (st = sk_lua_open(k, L)) != SK_OK)
+        return report(o, k, st);
+    if ((st = sk_kernel_load_default_skills(k)) != SK_OK)
+        return report(o, k, st);
+    for (size_t i = 0; i < o->n_skills; i++) {
+        if (!is_dir(o->skills[i])) {
+            fprintf(stderr, "skein: --skills %s: not a directory\n",
+                    o->skills[i]);
+            return EXIT_TEMPLATE;
+        }
+        if ((st = sk_kernel_load_skills(k, o->skills[i])) != SK_OK)
+            return report(o, k, st);
+    }
+    if (o->model && (st = sk_kernel_set_model(k, o->model)) != SK_OK)
+        return report(o, k, st);
+    if (o->trace && (st = sk_kernel_set_trace(k, o->trace)) != SK_OK)
+        return report(o, k, st);
+    return -1;
+}
+
+/* Builds the variables from --var and --input.  Returns -1 or an exit
+ * code. */
+static int make_vars(const cli *o, sk_kernel *k, sk_vars **out)
+{
+    sk_status st = sk_vars_new(out);
+    for (size_t i = 0; st == SK_OK && i < o->n_vars; i++) {
+        const char *eq = strchr(o->vars[i], '=');
+        size_t n = (size_t)(eq - o->vars[i]);
+        char name[256];
+        if (n >= sizeof name) {
+            fprintf(stderr, "skein: --var name too long\n");
+            return EXIT_USAGE;
+        }
+        memcpy(name, o->vars[i], n);
+        name[n] = '\0';
+        st = sk_vars_set(*out, name, eq + 1);
+    }
+    if (st == SK_OK && o->input)
+        st = sk_vars_set(*out, "input", o->input);
+    if (st != SK_OK) {
+        fprintf(stderr, "skein: %s\n", sk_strerror(st));
+        return EXIT_RUNTIME;
+    }
+    (void)k;
+    return -1;
+}
+
+/* ---- invoke -------------------------------------------------------------- */
+
+typedef struct stream_state {
+    size_t bytes;
+    char last;
+} stream_state;
+
+static void stream_out(void *ud, const char *text, size_t len)
+{
+    stream_state *s = ud;
+    if (!len)
+        return;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    s->bytes += len;
+    s->last = text[len - 1];
+}
+
+static void no_model_hint(sk_kernel *k, const char *name, sk_status st)
+{
+    sk_function_info fi;
+    if (st != SK_NOT_FOUND && st != SK_CONFIG)
+        return;
+    if (sk_kernel_model(k) || sk_kernel_function_find(k, name, &fi) != SK_OK)
+        return;
+    if (strcmp(fi.kind, "semantic") != 0)
+        return;
+    fprintf(stderr, "hint: no model is configured; set SKEIN_MODEL or "
+                    "OPENAI_API_KEY, or pass --model\n");
+}
+
+static int cmd_invoke(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos < 1)
+        return usage_error("%s", "invoke: missing the function name (Skill.Fn)",
+                           NULL);
+    if (o->n_pos > 1)
+        return usage_error("invoke: unexpected argument '%s'", o->pos[1], NULL);
+    const char *name = o->pos[0];
+    sk_vars *vars = NULL;
+    int rc = make_vars(o, k, &vars);
+    if (rc >= 0) {
+        sk_vars_free(vars);
+        return rc;
+    }
+    if (!o->input && !isatty(0)) {
+        size_t len = 0;
+        char *in = read_all(stdin, &len);
+        if (!in) {
+            fprintf(stderr, "skein: reading stdin: %s\n",
+                    errno == EFBIG ? "input larger than 64 MiB"
+                                   : strerror(errno));
+            sk_vars_free(vars);
+            return EXIT_RUNTIME;
+        }
+        if (len && in[len - 1] == '\n') {
+            in[--len] = '\0';
+            if (len && in[len - 1] == '\r')
+                in[--len] = '\0';
+        }
+        sk_status st = sk_vars_set(vars, "input", in);
+        free(in);
+        if (st != SK_OK) {
+            sk_vars_free(vars);
+            fprintf(stderr, "skein: %s\n", sk_strerror(st));
+            return EXIT_RUNTIME;
+        }
+    }
+    int stream = o->stream >= 0 ? o->stream : isatty(1);
+    stream_state ss = {0, 0};
+    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss};
+    char *out = NULL;
+    sk_status st = sk_invoke(k, name, vars, &io, &out);
+    sk_vars_free(vars);
+    if (st != SK_OK) {
+        if (ss.bytes && ss.last != '\n')
+            putchar('\n');
+        rc = report(o, k, st);
+        no_model_hint(k, name, st);
+        return rc;
+    }
+    if (ss.bytes) {
+        if (ss.last != '\n')
+            putchar('\n');
+    } else {
+        size_t n = strlen(out);
+        fwrite(out, 1, n, stdout);
+        if (!n || out[n - 1] != '\n')
+            putchar('\n');
+    }
+    sk_free(out);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
+/* ---- render -------------------------------------------------------------- */
+
+static int cmd_render(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos != 1)
+        return usage_error("%s", o->n_pos ? "render: one template at a time"
+                                          : "render: missing the template file",
+                           NULL);
+    const char *path = o->pos[0];
+    int from_stdin = strcmp(path, "-") == 0;
+    FILE *f = from_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
+        return EXIT_TEMPLATE;
+    }
+    size_t len = 0;
+    char *text = read_all(f, &len);
+    int saved = errno;
+    if (!from_stdin)
+        fclose(f);
+    if (!text) {
+        fprintf(stderr, "skein: %s: %s\n", path,
+                saved == EFBIG ? "larger than 64 MiB" : strerror(saved));
+        return EXIT_TEMPLATE;
+    }
+    sk_template *t = NULL;
+    sk_status st = sk_template_parse(k, text, len, from_stdin ? "<stdin>" : path,
+                                     &t);
+    free(text);
+    if (st != SK_OK)
+        return report(o, k, st);
+    sk_vars *vars = NULL;
+    int rc = make_vars(o, k, &vars);
+    if (rc >= 0) {
+        sk_vars_free(vars);
+        sk_template_free(t);
+        return rc;
+    }
+    char *out = NULL;
+    st = sk_render(k, t, vars, o->no_calls ? SK_RENDER_NO_CALLS : 0, &out);
+    sk_vars_free(vars);
+    sk_template_free(t);
+    if (st != SK_OK)
+        return report(o, k, st);
+    size_t n = strlen(out);
+    fwrite(out, 1, n, stdout);
+    if (!n || out[n - 1] != '\n')
+        putchar('\n');
+    sk_free(out);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
+/* ---- skills -------------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static int cmd_skills(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos)
+        return usage_error("skills: unexpected argument '%s'", o->pos[0], NULL);
+    size_t n = sk_kernel_function_count(k);
+    if (o->json) {
+        fputc('[', stdout);
+        for (size_t i = 0; i < n; i++) {
+            sk_function_info fi;
+            if (sk_kernel_function_at(k, i, &fi) != SK_OK)
+                break;
+            fputs(i ? ",\n {" : "{", stdout);
+            fputs("\"full_name\":", stdout);
+            json_str(stdout, fi.full_name);
+            fputs(",\"skill\":", stdout);
+            json_str(stdout, fi.skill);
+            fputs(",\"name\":", stdout);
+            json_str(stdout, fi.name);
+            fputs(",\"kind\":", stdout);
+            json_str(stdout, fi.kind);
+            fputs(",\"description\":", stdout);
+            json_str(stdout, fi.description);
+            if (fi.path) {
+                fputs(",\"path\":", stdout);
+                json_str(stdout, fi.path);
+            }
+            fputs(",\"parameters\":[", stdout);
+            for (size_t j = 0; j < fi.n_params; j++) {
+                const sk_param_info *p = &fi.params[j];
+                fputs(j ? ",{\"name\":" : "{\"name\":", stdout);
+                json_str(stdout, p->name);
+                fputs(",\"description\":", stdout);
+                json_str(stdout, p->description);
+                if (p->default_value) {
+                    fputs(",\"default\":", stdout);
+                    json_str(stdout, p->default_value);
+                }
+                printf(",\"required\":%s}", p->required ? "true" : "false");
+            }
+            fputs("]}", stdout);
+        }
+        fputs("]\n", stdout);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    }
+    int w = 8;
+    for (size_t i = 0; i < n; i++) {
+        sk_function_info fi;
+        if (sk_kernel_function_at(k, i, &fi) == SK_OK &&
+            (int)strlen(fi.full_name) > w)
+            w = (int)strlen(fi.full_name);
+    }
+    if (n == 0)
+        printf("no functions loaded (see --skills and SKEIN_SKILLS_PATH)\n");
+    for (size_t i = 0; i < n; i++) {
+        sk_function_info fi;
+        if (sk_kernel_function_at(k, i, &fi) != SK_OK)
+            break;
+        printf("%-*s  %-8s  %s\n", w, fi.full_name, fi.kind,
+               fi.description ? fi.description : "");
+        for (size_t j = 0; j < fi.n_params; j++) {
+            const sk_param_info *p = &fi.params[j];
+            printf("%-*s    --var %s", w, "", p->name);
+            if (p->description && *p->description)
+                printf("  %s", p->description);
+            if (p->default_value)
+                printf(" (default \"%s\")", p->default_value);
+            if (p->required)
+                printf(" (required)");
+            putchar('\n');
+        }
+    }
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
+/* ---- run ----------------------------------------------------------------- */
+
+/* Wraps the error value with a traceback: {value = err, traceback = tb}. */
+static int run_msghandler(lua_State *L)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "value");
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, -2, "traceback");
+    return 1;
+}
+
+static int openlibs(lua_State *L)
+{
+    luaL_openlibs(L);
+    return 0;
+}
+
+/* The string field key of the table at idx, or NULL. */
+static const char *str_field(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key);
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the table keeps the string alive */
+    return s;
+}
+
+/* Prints an uncaught script error (the wrapper from run_msghandler at the
+ * top) and returns the exit code: a skein error table exits by its kind,
+ * anything else is a script error. */
+static int report_script_error(const cli *o, lua_State *L)
+{
+    int w = lua_gettop(L);
+    const char *tb = NULL;
+    if (lua_istable(L, w)) {
+        tb = str_field(L, w, "traceback");
+        lua_getfield(L, w, "value");
+    } else {
+        lua_pushvalue(L, w);
+    }
+    int v = lua_gettop(L);
+    const char *kind = NULL, *msg = NULL;
+    if (lua_istable(L, v)) {
+        kind = str_field(L, v, "kind");
+        msg = str_field(L, v, "message");
+    }
+    sk_status st = SK_SCRIPT;
+    if (kind && msg) {
+        st = kind_status(kind);
+        fprintf(stderr, "skein: %s: %s\n", kind, msg);
+        const char *inner = str_field(L, v, "traceback");
+        if (inner)
+            fprintf(stderr, "%s\n", inner);
+    } else {
+        msg = luaL_tolstring(L, v, NULL);
+        fprintf(stderr, "skein: %s\n", msg);
+        kind = "script";
+    }
+    if (tb)
+        fprintf(stderr, "%s\n", tb);
+    if (want_json(o)) {
+        fprintf(stderr, "{\"kind\":");
+        json_str(stderr, kind);
+        fprintf(stderr, ",\"code\":%d,\"message\":", (int)st);
+        json_str(stderr, msg);
+        if (lua_istable(L, v)) {
+            const char *fn = str_field(L, v, "function");
+            if (fn) {
+                fprintf(stderr, ",\"function\":");
+                json_str(stderr, fn);
+            }
+            if (lua_getfield(L, v, "chain") == LUA_TTABLE) {
+                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+                fprintf(stderr, ",\"chain\":[");
+                for (lua_Integer i = 1; i <= n; i++) {
+                    lua_rawgeti(L, -1, i);
+                    if (i > 1)
+                        fputc(',', stderr);
+                    json_str(stderr, lua_tostring(L, -1));
+                    lua_pop(L, 1);
+                }
+                fputc(']', stderr);
+            }
+            lua_pop(L, 1);
+        }
+        fprintf(stderr, "}\n");
+    }
+    lua_settop(L, w - 1);
+    return exit_code(st);
+}
+
+static int cmd_run(const cli *o, lua_State *L)
+{
+    const char *script = o->pos[0];
+    /* arg as in lua.c: the script at 0, its arguments from 1 */
+    lua_createtable(L, o->n_run_args, 2);
+    lua_pushstring(L, o->argv0);
+    lua_rawseti(L, -2, -1);
+    lua_pushstring(L, script);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < o->n_run_args; i++) {
+        lua_pushstring(L, o->run_args[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+
+    int st = luaL_loadfile(L, strcmp(script, "-") == 0 ? NULL : script);
+    if (st != LUA_OK) {
+        fprintf(stderr, "skein: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return st == LUA_ERRFILE ? EXIT_TEMPLATE : EXIT_SCRIPT;
+    }
+    luaL_checkstack(L, o->n_run_args + 3, "too many arguments");
+    for (int i = 0; i < o->n_run_args; i++)
+        lua_pushstring(L, o->run_args[i]);
+    int base = lua_gettop(L) - o->n_run_args;
+    lua_pushcfunction(L, run_msghandler);
+    lua_insert(L, base);
+    st = lua_pcall(L, o->n_run_args, 0, base);
+    lua_remove(L, base);
+    if (st != LUA_OK)
+        return report_script_error(o, L);
+    return EXIT_OK;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static int help(const char *cmd)
+{
+    const char *u = command_usage(cmd);
+    if (!u)
+        return usage_error("help: unknown command '%s'", cmd,
+                           closest_command(cmd));
+    fputs(u, stdout);
+    return EXIT_OK;
+}
+
+static int run_command(cli *o)
+{
+    const char *cmd = o->command;
+    if (strcmp(cmd, "help") == 0)
+        return help(o->n_pos ? o->pos[0] : NULL);
+    if (o->help)
+        return help(cmd);
+    if (!command_usage(cmd))
+        return usage_error("unknown command '%s'", cmd, closest_command(cmd));
+
+    lua_State *L = NULL;
+    if (strcmp(cmd, "run") == 0) {
+        if (o->n_pos < 1)
+            return usage_error("%s", "run: missing the script (FILE.lua)",
+                               NULL);
+        L = luaL_newstate();
+        if (!L) {
+            fprintf(stderr, "skein: cannot create a Lua state\n");
+            return EXIT_RUNTIME;
+        }
+        lua_pushcfunction(L, openlibs);
+        if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+            fprintf(stderr, "skein: cannot open the Lua libraries\n");
+            lua_close(L);
+            return EXIT_RUNTIME;
+        }
+    }
+    sk_kernel *k = NULL;
+    int rc = setup(o, L, &k);
+    if (rc < 0) {
+        if (L)
+            rc = cmd_run(o, L);
+        else if (strcmp(cmd, "invoke") == 0)
+            rc = cmd_invoke(o, k);
+        else if (strcmp(cmd, "render") == 0)
+            rc = cmd_render(o, k);
+        else
+            rc = cmd_skills(o, k);
+    }
+    /* The state first: its finalizers may still use the kernel. */
+    if (L)
+        lua_close(L);
+    sk_kernel_free(k);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    cli o;
+    memset(&o, 0, sizeof o);
+    o.stream = -1;
+    o.argv0 = argv[0];
+    size_t slots = argc > 0 ? (size_t)argc : 1;
+    o.skills = calloc(slots, sizeof *o.skills);
+    o.pos = calloc(slots, sizeof *o.pos);
+    o.vars = calloc(slots, sizeof *o.vars);
+    if (!o.skills || !o.pos || !o.vars) {
+        fprintf(stderr, "skein: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    int rc = parse(&o, argc, argv);
+    if (rc < 0) {
+        if (!o.command) {
+            if (o.help) {
+                fputs(USAGE, stdout);
+                rc = EXIT_OK;
+            } else {
+                fputs(USAGE, stderr);
+                rc = EXIT_USAGE;
+            }
+        } else {
+            rc = run_command(&o);
+        }
+    }
+    free(o.skills);
+    free(o.pos);
+    free(o.vars);
+    return rc;
+}

@@ -1,0 +1,470 @@
+/*
+ * internal.h -- interfaces shared between libskein's files.  Not installed.
+ *
+ * Module prefixes: buf_ (growing buffers), vars_ (variable sets), err_
+ * (structured errors), tpl_ (templates), cfg_ (config.json), reg_ (function
+ * registry), loop_ (event loop), conn_ (model connectors), sse_ (SSE
+ * parser), oai_ (OpenAI wire format), inv_ (the invoke path), klua_ (the
+ * Lua side), trace_ (traces).  Everything here has hidden visibility.
+ */
+#ifndef SKEIN_INTERNAL_H
+#define SKEIN_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "skein.h"
+
+#if defined(__GNUC__)
+#define SK_HIDDEN __attribute__((visibility("hidden")))
+#define SK_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define SK_HIDDEN
+#define SK_PRINTF(a, b)
+#endif
+
+/* ---- allocation --------------------------------------------------------
+ * Every allocation in the library goes through these, so that tests can
+ * fail the Nth one.  They never abort; callers check for NULL. */
+SK_HIDDEN void *sk_malloc(size_t n);
+SK_HIDDEN void *sk_calloc(size_t n, size_t size);
+SK_HIDDEN void *sk_realloc(void *p, size_t n);
+SK_HIDDEN char *sk_strdup(const char *s);             /* NULL -> NULL */
+SK_HIDDEN char *sk_strndup(const char *s, size_t n);
+SK_HIDDEN char *sk_asprintf(const char *fmt, ...) SK_PRINTF(1, 2);
+SK_HIDDEN char *sk_vasprintf(const char *fmt, va_list ap);
+/* Reads a whole file, NUL-terminated; *len gets its length.  Caller frees.
+ * SK_IO (with errno intact) or SK_TOO_LARGE past max bytes. */
+SK_HIDDEN sk_status sk_read_file(const char *path, size_t max, char **out,
+                                 size_t *len);
+
+/* Test builds: the Nth allocation from now fails (0 disables). */
+SK_HIDDEN void sk_alloc_fail_at(long n);
+
+/* ---- growing buffers ---------------------------------------------------
+ * A byte buffer with a ceiling.  p is always NUL-terminated when non-NULL.
+ * Zero-initialise, or buf_init with a ceiling (0 means 64 MiB). */
+typedef struct sk_buf {
+    char *p;
+    size_t len;
+    size_t cap;
+    size_t max;
+} sk_buf;
+
+SK_HIDDEN void buf_init(sk_buf *b, size_t max);
+/* SK_NOMEM, or SK_TOO_LARGE when len would pass max (nothing appended). */
+SK_HIDDEN sk_status buf_add(sk_buf *b, const char *s, size_t n);
+SK_HIDDEN sk_status buf_adds(sk_buf *b, const char *s);
+SK_HIDDEN sk_status buf_addc(sk_buf *b, char c);
+SK_HIDDEN sk_status buf_printf(sk_buf *b, const char *fmt, ...) SK_PRINTF(2, 3);
+/* Appends s as a JSON string literal, quotes included. */
+SK_HIDDEN sk_status buf_add_json_str(sk_buf *b, const char *s, size_t n);
+/* Hands the bytes to the caller (an empty string when nothing was added;
+ * NULL on allocation failure) and resets the buffer. */
+SK_HIDDEN char *buf_steal(sk_buf *b);
+SK_HIDDEN void buf_reset(sk_buf *b); /* len = 0, keeps memory */
+SK_HIDDEN void buf_free(sk_buf *b);
+
+/* ---- variables --------------------------------------------------------- */
+struct sk_vars {
+    size_t n, cap;
+    char **names;
+    char **values;
+};
+/* A deep copy; NULL src gives an empty set.  NULL on allocation failure. */
+SK_HIDDEN sk_vars *vars_clone(const sk_vars *src);
+
+/* ---- structured errors -------------------------------------------------
+ * An error travels up the invoke path as a value.  Each invoke it passes
+ * through appends its function name to the chain. */
+typedef struct sk_err {
+    sk_status code;
+    char *message;       /* owned; never holds an API key */
+    char *function;      /* the function where it was raised, or NULL */
+    char **chain;        /* function names, innermost first */
+    size_t n_chain;
+    int http_status;     /* 0 when not an HTTP error */
+    char *detail_json;   /* extra fields as a JSON object text, or NULL */
+} sk_err;
+
+/* A new error with a formatted message.  NULL only when memory ran out. */
+SK_HIDDEN sk_err *err_new(sk_status code, const char *fmt, ...) SK_PRINTF(2, 3);
+SK_HIDDEN sk_err *err_newv(sk_status code, const char *fmt, va_list ap);
+SK_HIDDEN void err_free(sk_err *e);
+SK_HIDDEN sk_err *err_clone(const sk_err *e);
+/* Appends a function name to the chain (and sets e->function if unset). */
+SK_HIDDEN void err_push(sk_err *e, const char *function);
+/* The error as a JSON object text.  Caller frees. */
+SK_HIDDEN char *err_json(const sk_err *e);
+/* Stores e as the kernel's last error (takes ownership; NULL e records
+ * SK_NOMEM) and returns its code. */
+SK_HIDDEN sk_status kern_fail(sk_kernel *k, sk_err *e);
+SK_HIDDEN sk_status kern_failf(sk_kernel *k, sk_status code, const char *fmt,
+                               ...) SK_PRINTF(3, 4);
+SK_HIDDEN void kern_ok(sk_kernel *k);
+
+/* ---- templates ---------------------------------------------------------
+ * Semantic Kernel's prompt template language.  A template is parsed once
+ * into blocks; rendering joins text, variable values and the outputs of
+ * the function blocks, which the invoke path computes first. */
+typedef enum tpl_kind {
+    TB_TEXT, /* literal text (including malformed blocks kept as text) */
+    TB_VAR,  /* {{$name}} */
+    TB_VAL,  /* {{'literal'}} or {{"literal"}} */
+    TB_CALL  /* {{Skill.Fn ...}} */
+} tpl_kind;
+
+typedef struct tpl_arg {
+    char *name;  /* NULL for the positional (first) argument */
+    int is_var;  /* 1: value names a variable; 0: value is a literal */
+    char *value; /* variable name without '$', or the unescaped literal */
+} tpl_arg;
+
+typedef struct tpl_block {
+    tpl_kind kind;
+    char *text;   /* TB_TEXT: the text; TB_VAR: the name; TB_VAL: the value;
+                     TB_CALL: the function name as written ("Skill.Fn") */
+    char *src;    /* the block as written, braces included ("" for text) */
+    tpl_arg *args; /* TB_CALL only */
+    size_t n_args;
+    int line, col; /* 1-based position of the block's first '{' */
+} tpl_block;
+
+struct sk_template {
+    tpl_block *blocks;
+    size_t n;
+    size_t n_calls; /* how many TB_CALL blocks */
+    char *origin;
+};
+
+/* Parses text.  On a syntax error returns SK_TEMPLATE and sets *errmsg to
+ * "origin:line:col: message" (caller frees); SK_NOMEM likewise with
+ * *errmsg NULL.  Templates longer than 16 MiB are SK_TOO_LARGE. */
+SK_HIDDEN sk_status tpl_parse(const char *text, size_t len, const char *origin,
+                              sk_template **out, char **errmsg);
+SK_HIDDEN void tpl_free(sk_template *t);
+/* The i-th TB_CALL block, in order of appearance. */
+SK_HIDDEN const tpl_block *tpl_call_at(const sk_template *t, size_t i);
+/* Joins the template into out.  outputs[i] is the text of the i-th call
+ * block; outputs NULL (or an entry NULL) leaves the block as written.
+ * Unknown variables render empty.  Outputs are never re-rendered. */
+SK_HIDDEN sk_status tpl_assemble(const sk_template *t, const sk_vars *vars,
+                                 char *const *outputs, sk_buf *out);
+
+/* ---- config.json ------------------------------------------------------- */
+typedef struct cfg_param {
+    char *name;
+    char *description;
+    char *default_value; /* NULL when none */
+    int required;
+} cfg_param;
+
+/* One execution-settings entry.  Numbers are NAN / -1 when unset. */
+typedef struct cfg_settings {
+    char *service_id;   /* "default" for the classic schema's completion */
+    char *model_id;     /* NULL when unset */
+    int max_tokens;     /* -1 unset */
+    double temperature, top_p, presence_penalty, frequency_penalty;
+    char **stop;
+    size_t n_stop;
+} cfg_settings;
+
+typedef struct cfg_function {
+    int schema;          /* the "schema" number, or 0 */
+    char *type;          /* "completion" when unset */
+    char *name;          /* 1.x schema "name", or NULL */
+    char *description;   /* "" when unset */
+    cfg_param *params;
+    size_t n_params;
+    cfg_settings *settings; /* in file order */
+    size_t n_settings;
+    char **default_services;
+    size_t n_default_services;
+    char *model;         /* skein's "model" key: a model spec, or NULL */
+    char *raw;           /* the whole document, unknown keys included */
+} cfg_function;
+
+/* Parses config.json text (either schema).  On error returns SK_CONFIG and
+ * sets *errmsg to "origin:line:col: message" (caller frees). */
+SK_HIDDEN sk_status cfg_parse(const char *json, size_t len, const char *origin,
+                              cfg_function **out, char **errmsg);
+SK_HIDDEN void cfg_free(cfg_function *c);
+/* The settings for service id, else "default", else the first; or NULL. */
+SK_HIDDEN const cfg_settings *cfg_settings_for(const cfg_function *c,
+                                               const char *service_id);
+
+/* ---- function registry ------------------------------------------------- */
+typedef enum fn_kind { FN_SEMANTIC, FN_NATIVE_C, FN_NATIVE_LUA } fn_kind;
+
+typedef struct sk_function {
+    fn_kind kind;
+    char *skill, *name, *full_name;
+    char *description;
+    char *path;              /* folder it came from, or NULL */
+    sk_param_info *params;   /* strings owned by the function */
+    size_t n_params;
+    /* FN_SEMANTIC */
+    sk_template *tpl;
+    cfg_function *cfg;       /* never NULL for semantic functions */
+    /* FN_NATIVE_C */
+    sk_native_fn cfn;
+    void *cud;
+    /* FN_NATIVE_LUA: a reference in the kernel's Lua registry */
+    int lua_ref;
+    int refcount;            /* held by the registry and by running calls */
+} sk_function;
+
+/* Creates an empty function "skill.name".  NULL on allocation failure. */
+SK_HIDDEN sk_function *fn_new(fn_kind kind, const char *skill,
+                              const char *name);
+/* Copies params (from config parameters) into f.  SK_NOMEM on failure. */
+SK_HIDDEN sk_status fn_set_params(sk_function *f, const cfg_param *p, size_t n);
+SK_HIDDEN void fn_retain(sk_function *f);
+SK_HIDDEN void fn_release(sk_kernel *k, sk_function *f);
+/* Adds f, replacing a function of the same full name.  Takes ownership of
+ * f in every case (releases it on failure). */
+SK_HIDDEN sk_status reg_add(sk_kernel *k, sk_function *f);
+/* Case-insensitive lookup of "Skill.Fn"; borrowed, or NULL. */
+SK_HIDDEN sk_function *reg_find(const sk_kernel *k, const char *full_name);
+/* Looks up "Skill.Fn", or a bare "Fn": first in prefer_skill (may be
+ * NULL), then any skill if exactly one has it.  Borrowed, or NULL. */
+SK_HIDDEN sk_function *reg_find_short(const sk_kernel *k, const char *name,
+                                      const char *prefer_skill);
+/* Model requests in flight right now (tests observe overlap with it). */
+SK_HIDDEN long kern_model_inflight(const sk_kernel *k);
+/* The model spec configured for a service id, or NULL.  Borrowed. */
+SK_HIDDEN const char *kern_service(const sk_kernel *k, const char *id);
+
+/* Builds a semantic function from template and config text (config may be
+ * NULL).  tpl_origin / cfg_origin name the files in errors.  On failure
+ * sets the kernel error and returns its code. */
+SK_HIDDEN sk_status reg_add_semantic(sk_kernel *k, const char *skill,
+                                     const char *name, const char *tpl_text,
+                                     size_t tpl_len, const char *tpl_origin,
+                                     const char *cfg_text, size_t cfg_len,
+                                     const char *cfg_origin, const char *path);
+
+/* ---- event loop --------------------------------------------------------
+ * One libcurl multi handle per kernel drives every transfer.  Callbacks
+ * registered here never run from inside the call that registers them:
+ * they run from loop_pump, so callers may register from any state. */
+typedef void (*loop_fn)(void *ud);
+typedef void (*loop_xfer_fn)(void *ud, int curl_code /* CURLcode */);
+
+typedef struct loop_timer loop_timer;
+
+/* Runs fn(ud) on the next pump. */
+SK_HIDDEN sk_status loop_defer(sk_kernel *k, loop_fn fn, void *ud);
+/* Runs fn(ud) after ms milliseconds; *out (may be NULL) lets it be
+ * cancelled.  The handle is invalid once fn has run. */
+SK_HIDDEN sk_status loop_after(sk_kernel *k, long ms, loop_fn fn, void *ud,
+                               loop_timer **out);
+SK_HIDDEN void loop_cancel(sk_kernel *k, loop_timer *t);
+/* Adds a prepared CURL easy handle; done(ud, code) runs when it ends.
+ * The caller keeps ownership of the easy handle and must not free it
+ * before done runs, except through loop_remove_easy. */
+SK_HIDDEN sk_status loop_add_easy(sk_kernel *k, void *easy, loop_xfer_fn done,
+                                  void *ud);
+SK_HIDDEN void loop_remove_easy(sk_kernel *k, void *easy);
+/* One round: runs deferred work and due timers, drives transfers, waits
+ * up to timeout_ms for activity.  Returns 1 if anything is pending. */
+SK_HIDDEN int loop_pump(sk_kernel *k, int timeout_ms);
+/* Pumps until *flag becomes non-zero or nothing is pending. */
+SK_HIDDEN void loop_run_until(sk_kernel *k, const int *flag);
+SK_HIDDEN long long loop_now_ms(void); /* monotonic clock */
+
+/* ---- model connectors --------------------------------------------------
+ * A connector turns a request into a reply, asynchronously on the loop. */
+typedef struct sk_msg {
+    char *role;    /* "system", "user", "assistant" */
+    char *content;
+} sk_msg;
+
+typedef struct model_req {
+    const char *function;   /* the calling function, for traces/errors */
+    const char *model;      /* the model name sent to the server */
+    const sk_msg *msgs;
+    size_t n_msgs;
+    const char *prompt;     /* the rendered prompt (traces, scripted) */
+    int max_tokens;         /* -1 unset */
+    double temperature, top_p, presence_penalty, frequency_penalty; /* NAN */
+    char *const *stop;
+    size_t n_stop;
+    int logprobs;           /* ask for per-token logprobs */
+    int top_logprobs;       /* 0 unset */
+    int stream;             /* deliver deltas through on_delta */
+} model_req;
+
+typedef struct sk_logprob {
+    char *token;
+    double logprob;
+} sk_logprob;
+
+typedef struct model_resp {
+    char *text;
+    char *finish_reason;    /* may be NULL */
+    char *model;            /* as reported by the server, may be NULL */
+    long prompt_tokens, completion_tokens; /* -1 unknown */
+    sk_logprob *logprobs;
+    size_t n_logprobs;
+    int attempts;           /* 1 + retries */
+    int http_status;
+} model_resp;
+
+SK_HIDDEN void resp_free(model_resp *r); /* frees r and its fields */
+
+/* Streamed text.  Borrowed for the call. */
+typedef void (*model_delta_fn)(void *ud, const char *text, size_t len);
+/* The end of a request: exactly one of resp (on SK_OK) and err is non-NULL;
+ * the callee takes ownership of both. */
+typedef void (*model_done_fn)(void *ud, sk_status st, model_resp *resp,
+                              sk_err *err);
+
+typedef struct conn_vt {
+    const char *name;
+    /* Starts a request.  req and everything it points to are borrowed
+     * only until start returns (copy what you need).  done runs later,
+     * from the loop, exactly once, unless start fails (then it never runs
+     * and the error is returned through *err).  *handle (may be NULL) can
+     * be given to cancel. */
+    sk_status (*start)(void *self, sk_kernel *k, const model_req *req,
+                       model_delta_fn on_delta, model_done_fn done, void *ud,
+                       void **handle, sk_err **err);
+    /* Cancels a started request; its done never runs. */
+    void (*cancel)(void *self, sk_kernel *k, void *handle);
+    void (*destroy)(void *self);
+} conn_vt;
+
+typedef struct sk_connector {
+    const conn_vt *vt;
+    void *self;
+    char *spec;         /* the spec it was made from, e.g. "openai:gpt-4o" */
+    char *model;        /* the model name to send */
+} sk_connector;
+
+/* Makes a connector from a spec ("openai:...", "scripted:FILE").  On
+ * failure returns NULL and *err says why. */
+SK_HIDDEN sk_connector *conn_open(sk_kernel *k, const char *spec,
+                                  sk_err **err);
+SK_HIDDEN void conn_close(sk_connector *c);
+/* The kernel's connector for spec, opened once and cached by spec. */
+SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
+                                       sk_err **err);
+
+/* Per-connector constructors (spec without the "kind:" prefix). */
+SK_HIDDEN sk_connector *conn_openai_open(sk_kernel *k, const char *rest,
+                                         sk_err **err);
+SK_HIDDEN sk_connector *conn_scripted_open(sk_kernel *k, const char *rest,
+                                           sk_err **err);
+
+/* Kernel settings read by connectors. */
+typedef struct kern_net {
+    long timeout_ms;
+    long connect_timeout_ms;
+    int retries;
+    long retry_base_ms;
+    size_t max_response_bytes;
+} kern_net;
+SK_HIDDEN const kern_net *kern_net_settings(const sk_kernel *k);
+SK_HIDDEN int kern_quiet(const sk_kernel *k);
+
+/* ---- SSE (text/event-stream) -------------------------------------------
+ * An incremental parser: feed it bytes as they arrive, it calls on_event
+ * for each complete event (on a blank line). */
+typedef int (*sse_event_fn)(void *ud, const char *event, const char *data,
+                            size_t len); /* non-zero aborts the feed */
+
+typedef struct sse_parser {
+    sk_buf line;     /* the current incomplete line */
+    sk_buf data;     /* data lines of the current event, joined by \n */
+    sk_buf event;    /* the event type, "" for the default "message" */
+    int has_data;
+    int skip_lf;     /* last byte was \r: swallow a following \n */
+} sse_parser;
+
+/* max_line caps one line and one event's data (0: 1 MiB). */
+SK_HIDDEN void sse_init(sse_parser *p, size_t max_line);
+/* SK_OK, SK_TOO_LARGE past the ceiling, SK_CANCELLED if on_event aborted,
+ * SK_NOMEM. */
+SK_HIDDEN sk_status sse_feed(sse_parser *p, const char *bytes, size_t n,
+                             sse_event_fn on_event, void *ud);
+/* 1 if the stream stopped inside an event (bytes since the last blank
+ * line), which means the stream was cut. */
+SK_HIDDEN int sse_pending(const sse_parser *p);
+SK_HIDDEN void sse_free(sse_parser *p);
+
+/* ---- OpenAI wire format (pure functions, fuzzable) --------------------- */
+/* Builds the chat completions request body.  Caller frees. */
+SK_HIDDEN char *oai_request_json(const model_req *req, const char *model);
+/* Parses a non-streamed reply body into a new model_resp. */
+SK_HIDDEN sk_status oai_parse_reply(const char *body, size_t len,
+                                    model_resp **out, char **errmsg);
+/* Applies one streamed chunk (the data of one SSE event) to resp,
+ * appending delta text to *delta (borrowed into resp->text's tail; may be
+ * NULL when the chunk carried no text). */
+SK_HIDDEN sk_status oai_apply_chunk(const char *data, size_t len,
+                                    model_resp *resp, sk_buf *text,
+                                    const char **delta, size_t *delta_len,
+                                    char **errmsg);
+/* The "message" of an error body ({"error":{"message":...}} and common
+ * variants), or NULL.  Caller frees. */
+SK_HIDDEN char *oai_error_message(const char *body, size_t len);
+
+/* ---- invoke path ------------------------------------------------------- */
+/* The end of an invoke: on SK_OK text is the result (callee takes it),
+ * otherwise err (callee takes it). */
+typedef void (*inv_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
+
+typedef struct inv_opts {
+    const char *model;       /* borrowed; copied by inv_start */
+    sk_stream_fn stream;
+    void *stream_ud;
+} inv_opts;
+
+/* Starts invoking f with vars (copied).  depth is the nesting level of
+ * this call (0 at the top).  done runs from the loop, never from inside
+ * inv_start.  Returns SK_OK or an error status with *err set (done will
+ * not run). */
+SK_HIDDEN sk_status inv_start(sk_kernel *k, sk_function *f,
+                              const sk_vars *vars, int depth,
+                              const inv_opts *opts, inv_done_fn done, void *ud,
+                              sk_err **err);
+
+/* ---- Lua side ---------------------------------------------------------- */
+struct lua_State;
+/* The kernel's Lua state, created on first use when none is bound. */
+SK_HIDDEN struct lua_State *klua_state(sk_kernel *k);
+/* Loads <dir>/skill.lua as native skill `skill`.  Sets the kernel error. */
+SK_HIDDEN sk_status klua_load_skill(sk_kernel *k, const char *skill,
+                                    const char *path);
+/* Runs a Lua native function synchronously.  On SK_OK *out is the text
+ * (caller frees); otherwise *err (caller frees). */
+SK_HIDDEN sk_status klua_call(sk_kernel *k, sk_function *f,
+                              const sk_vars *vars, int depth, char **out,
+                              sk_err **err);
+SK_HIDDEN void klua_unref(sk_kernel *k, int ref);
+/* Closes the kernel's own Lua state, if it made one, and frees the Lua
+ * side's private state. */
+SK_HIDDEN void klua_close(sk_kernel *k);
+/* A slot in the kernel where lua.c keeps its private state (NULL at
+ * first).  Only lua.c reads or writes it. */
+SK_HIDDEN void **kern_lua_slot(sk_kernel *k);
+
+/* ---- traces ------------------------------------------------------------ */
+typedef struct trace_rec {
+    const char *function;
+    const char *model;       /* spec */
+    const char *prompt;
+    const char *reply;       /* NULL on error */
+    const model_resp *resp;  /* NULL on error */
+    long long start_ms, end_ms;
+    int attempts;
+    const sk_err *err;
+} trace_rec;
+SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
+
+/* Writes a notice on stderr unless the kernel is quiet. */
+SK_HIDDEN void kern_notice(const sk_kernel *k, const char *fmt, ...) SK_PRINTF(2, 3);
+
+#endif /* SKEIN_INTERNAL_H */

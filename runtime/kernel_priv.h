@@ -1,0 +1,80 @@
+/*
+ * kernel_priv.h -- the kernel struct and the loop/invoke state it carries.
+ * Only kernel.c, loop.c and invoke.c include this; every other file goes
+ * through the accessors in internal.h.
+ */
+#ifndef SKEIN_KERNEL_PRIV_H
+#define SKEIN_KERNEL_PRIV_H
+
+#include <stdio.h>
+
+#include "internal.h"
+
+typedef struct loop_task {
+    loop_fn fn;
+    void *ud;
+    struct loop_task *next;
+} loop_task;
+
+struct loop_timer {
+    long long due_ms;
+    loop_fn fn;
+    void *ud;
+    struct loop_timer *next;
+};
+
+typedef struct loop_xfer {
+    void *easy;
+    loop_xfer_fn done;
+    void *ud;
+} loop_xfer;
+
+typedef struct inv_queue inv_queue; /* invoke.c: model calls waiting */
+
+struct sk_kernel {
+    /* registry, sorted by full name */
+    sk_function **fns;
+    size_t n_fns, cap_fns;
+
+    /* models */
+    char *model_spec;
+    sk_connector **conns;
+    size_t n_conns;
+    char **service_ids, **service_specs;
+    size_t n_services;
+
+    /* settings */
+    kern_net net;
+    int max_depth;
+    int max_inflight;
+    int quiet;
+
+    /* last error */
+    sk_status errcode;
+    sk_err *err;
+
+    FILE *trace;
+    sk_usage usage;
+    void *lua; /* lua.c's private state */
+
+    /* event loop */
+    void *multi; /* CURLM */
+    loop_task *tasks_head, *tasks_tail;
+    struct loop_timer *timers; /* sorted by due time */
+    loop_xfer *xfers;
+    size_t n_xfers, cap_xfers;
+
+    /* invoke path */
+    long calls_inflight;       /* top-level sk_call objects unfinished */
+    long model_inflight;       /* model requests started, not finished */
+    inv_queue *waiting;        /* model requests held back by max_inflight */
+    int native_depth;          /* depth of the native function running */
+};
+
+SK_HIDDEN sk_status loop_init(sk_kernel *k);
+SK_HIDDEN void loop_free(sk_kernel *k);
+/* Waits for every call in flight (bounded by their timeouts) and frees
+ * what is queued. */
+SK_HIDDEN void inv_shutdown(sk_kernel *k);
+
+#endif

@@ -1,0 +1,1761 @@
+/*
+ * lua.c -- the Lua side of skein: the `skein` module, native Lua skills,
+ * and the bridge between Lua coroutines and the kernel's event loop.
+ *
+ * A kernel is bound to at most one Lua state.  The binding is a small
+ * private struct (klua) behind kern_lua_slot(k) on the kernel side and a
+ * full userdata (binding) in the state's registry on the Lua side; each
+ * points at the other and whichever side goes first clears the other's
+ * pointer, so the kernel and the state may be closed in either order.
+ *
+ * Three ways a state gets bound:
+ *   sk_lua_open(k, L)   an embedder's (or the CLI's) state; nobody owns
+ *                       anybody, the embedder closes both;
+ *   klua_state(k)       the kernel needs Lua (a skill.lua) and has no
+ *                       state: it makes one and closes it in klua_close;
+ *   luaopen_skein(L)    require("skein") from a stock interpreter: the
+ *                       state owns a fresh kernel through the binding's
+ *                       __gc.
+ *
+ * Every entry from C into Lua goes through docall() with msghandler, which
+ * turns any error into a skein error table carrying a traceback.  C heap
+ * memory never stays live across a call that can raise: it is either owned
+ * by a userdata with __gc (box, cbox, sched) or by a caller-side struct
+ * outside the protected call.
+ *
+ * Waiting.  skein.invoke normally starts the call with inv_start and pumps
+ * the loop until it finishes.  Inside a coroutine run by skein.parallel it
+ * yields instead (lua_yieldk); the scheduler pumps the loop for all its
+ * branches at once and resumes each branch when its call completes, so
+ * hundreds of model calls are in flight on one thread.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "internal.h"
+
+#define ERROR_MT "skein.error"
+#define BINDING_MT "skein.binding"
+#define BOX_MT "skein.box"
+#define CBOX_MT "skein.cbox"
+#define SCHED_MT "skein.parallel"
+#define ARGS_MT "skein.args"
+
+/* Registry keys (their addresses; the values are never written). */
+static const char BINDING_KEY = 'b';  /* -> binding userdata */
+static const char MODULE_KEY = 'm';   /* -> the module table */
+static const char BRANCHES_KEY = 'p'; /* -> {thread = lightuserdata branch} */
+
+#define MAX_BRANCHES 1000000 /* ceiling on one skein.parallel call */
+#define MAX_PARAMS 256       /* ceiling on parameters of one function */
+#define JSON_DEPTH 32        /* nesting limit converting JSON to Lua */
+
+typedef struct binding binding;
+
+/* The kernel side of a binding. */
+typedef struct klua {
+    sk_kernel *k;
+    lua_State *L;       /* main thread of the bound state; NULL once closed */
+    int owns_state;     /* made by klua_state: klua_close closes it */
+    binding *bind;      /* the Lua side, NULL once collected */
+    lua_State *current; /* the thread currently inside a skein call */
+    int next_depth;     /* nesting depth of invokes started from Lua now */
+} klua;
+
+/* The Lua side: a userdata in the registry. */
+struct binding {
+    klua *st;          /* NULL once the kernel side is gone */
+    sk_kernel *owned;  /* luaopen_skein: the kernel this state owns */
+};
+
+/* The outcome of one call started with inv_start, plus its streaming
+ * callback.  Lives inside a box (synchronous invoke) or a sched (parallel
+ * branch), both userdata whose __gc frees what is left here. */
+typedef struct sched sched;
+typedef struct waiter {
+    klua *st;
+    int done;
+    sk_status status;
+    char *text;          /* owned until pushed */
+    sk_err *err;         /* owned until raised */
+    int stream_ref;      /* the Lua stream function, or LUA_NOREF */
+    sk_err *stream_err;  /* the stream function's first failure */
+    sched *owner;        /* the scheduler to notify, or NULL */
+    size_t index;        /* branch index in owner */
+} waiter;
+
+/* Temporaries of one skein.invoke / skein.render call. */
+typedef struct box {
+    waiter w;
+    sk_vars *vars;
+    sk_template *tpl;
+} box;
+
+/* One C pointer with its destructor, freed by __gc if a raise strands it. */
+typedef struct cbox {
+    void *p;
+    void (*fn)(void *);
+} cbox;
+
+typedef struct branch {
+    waiter w;      /* first member: a branch is passed as its waiter */
+    int nargs;     /* arguments pushed for the first resume */
+    int waiting;   /* yielded inside skein.invoke, its call in flight */
+} branch;
+
+/* The scheduler of one skein.parallel call.  `ready` is a ring of branch
+ * indices whose call completed (or that yielded on their own); a branch is
+ * in it at most once, so n slots suffice. */
+struct sched {
+    klua *st;
+    int wake;
+    size_t n;
+    size_t head, count;
+    size_t *ready;
+    branch b[];
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static lua_State *main_thread(lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    lua_State *m = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    return m;
+}
+
+/* The thread C code may call into now: the one inside a skein call (it is
+ * running C, so it can take a nested call), else the main thread. */
+static lua_State *run_state(const klua *st)
+{
+    return st->current ? st->current : st->L;
+}
+
+static sk_status kind_to_code(const char *kind)
+{
+    for (int c = SK_OK; c <= SK_RECURSION; c++)
+        if (strcmp(sk_status_kind((sk_status)c), kind) == 0)
+            return (sk_status)c;
+    return (sk_status)-1;
+}
+
+static int is_err_table(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, ERROR_MT);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
+static void free_json(void *p) { cJSON_Delete(p); }
+
+static cbox *cbox_new(lua_State *L, void (*fn)(void *))
+{
+    cbox *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->p = NULL;
+    c->fn = fn;
+    luaL_setmetatable(L, CBOX_MT);
+    return c;
+}
+
+static void cbox_release(cbox *c)
+{
+    if (c->p) {
+        c->fn(c->p);
+        c->p = NULL;
+    }
+}
+
+static int cbox_gc(lua_State *L)
+{
+    cbox_release(lua_touserdata(L, 1));
+    return 0;
+}
+
+static void waiter_init(waiter *w, klua *st)
+{
+    memset(w, 0, sizeof *w);
+    w->st = st;
+    w->stream_ref = LUA_NOREF;
+}
+
+/* Frees what the waiter still owns.  Safe to call twice. */
+static void waiter_clear(lua_State *L, waiter *w)
+{
+    free(w->text);
+    w->text = NULL;
+    err_free(w->err);
+    w->err = NULL;
+    err_free(w->stream_err);
+    w->stream_err = NULL;
+    if (w->stream_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, w->stream_ref);
+        w->stream_ref = LUA_NOREF;
+    }
+}
+
+static box *box_new(lua_State *L, klua *st)
+{
+    box *bx = lua_newuserdatauv(L, sizeof *bx, 0);
+    memset(bx, 0, sizeof *bx);
+    waiter_init(&bx->w, st);
+    luaL_setmetatable(L, BOX_MT);
+    return bx;
+}
+
+static void box_clear(lua_State *L, box *bx)
+{
+    waiter_clear(L, &bx->w);
+    sk_vars_free(bx->vars);
+    bx->vars = NULL;
+    sk_template_free(bx->tpl);
+    bx->tpl = NULL;
+}
+
+static int box_gc(lua_State *L)
+{
+    box_clear(L, lua_touserdata(L, 1));
+    return 0;
+}
+
+/* ---- JSON and error tables --------------------------------------------- */
+
+/* Pushes a JSON value as Lua (objects and arrays as tables). */
+static void push_json(lua_State *L, const cJSON *j, int depth)
+{
+    if (depth > JSON_DEPTH || !j || cJSON_IsNull(j)) {
+        lua_pushnil(L);
+    } else if (cJSON_IsBool(j)) {
+        lua_pushboolean(L, cJSON_IsTrue(j));
+    } else if (cJSON_IsNumber(j)) {
+        double d = j->valuedouble;
+        if (d == (double)(lua_Integer)d)
+            lua_pushinteger(L, (lua_Integer)d);
+        else
+            lua_pushnumber(L, d);
+    } else if (cJSON_IsString(j)) {
+        lua_pushstring(L, j->valuestring);
+    } else if (cJSON_IsArray(j)) {
+        lua_createtable(L, cJSON_GetArraySize(j), 0);
+        lua_Integer i = 1;
+        for (const cJSON *c = j->child; c; c = c->next) {
+            push_json(L, c, depth + 1);
+            lua_rawseti(L, -2, i++);
+        }
+    } else if (cJSON_IsObject(j)) {
+        lua_createtable(L, 0, 4);
+        for (const cJSON *c = j->child; c; c = c->next) {
+            if (!c->string)
+                continue;
+            push_json(L, c, depth + 1);
+            lua_setfield(L, -2, c->string);
+        }
+    } else {
+        lua_pushnil(L);
+    }
+}
+
+/* Pushes the error table for e (borrowed; NULL means out of memory).  The
+ * caller keeps e reachable from a userdata so a raise here cannot leak it. */
+static void push_err(lua_State *L, const sk_err *e)
+{
+    sk_status code = e ? e->code : SK_NOMEM;
+    lua_createtable(L, 0, 8); /* [t] */
+    if (e && e->detail_json) {
+        cbox *tree = cbox_new(L, free_json); /* [t, tree] */
+        tree->p = cJSON_Parse(e->detail_json);
+        const cJSON *o = tree->p;
+        if (cJSON_IsObject(o)) {
+            for (const cJSON *c = o->child; c; c = c->next) {
+                if (!c->string)
+                    continue;
+                push_json(L, c, 1);
+                lua_setfield(L, -3, c->string);
+            }
+        }
+        cbox_release(tree);
+        lua_pop(L, 1); /* [t] */
+    }
+    lua_pushstring(L, sk_status_kind(code));
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, e && e->message ? e->message : sk_strerror(code));
+    lua_setfield(L, -2, "message");
+    if (e && e->function) {
+        lua_pushstring(L, e->function);
+        lua_setfield(L, -2, "function");
+    }
+    lua_createtable(L, e ? (int)e->n_chain : 0, 0);
+    for (size_t i = 0; e && i < e->n_chain; i++) {
+        lua_pushstring(L, e->chain[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "chain");
+    if (e && e->http_status) {
+        lua_pushinteger(L, e->http_status);
+        lua_setfield(L, -2, "http_status");
+    }
+    luaL_setmetatable(L, ERROR_MT);
+}
+
+/* Pushes the kernel's last error as an error table (via sk_error_json, so
+ * function, chain and details come along). */
+static void push_kernel_err(lua_State *L, sk_kernel *k)
+{
+    cbox *text = cbox_new(L, free);     /* [text] */
+    cbox *tree = cbox_new(L, free_json); /* [text, tree] */
+    char *json = NULL;
+    if (sk_error_json(k, &json) == SK_OK)
+        text->p = json;
+    if (text->p)
+        tree->p = cJSON_Parse(text->p);
+    if (cJSON_IsObject((cJSON *)tree->p)) {
+        push_json(L, tree->p, 0); /* [text, tree, t] */
+        if (lua_getfield(L, -1, "chain") != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_setfield(L, -2, "chain");
+        } else {
+            lua_pop(L, 1);
+        }
+        luaL_setmetatable(L, ERROR_MT);
+    } else {
+        sk_err e = {0};
+        e.code = sk_errcode(k);
+        e.message = (char *)sk_errmsg(k);
+        push_err(L, &e);
+    }
+    cbox_release(tree);
+    cbox_release(text);
+    lua_replace(L, -3);
+    lua_pop(L, 1); /* [t] */
+}
+
+/* Raises the error table on the top of the stack. */
+static int raise_top(lua_State *L) { return lua_error(L); }
+
+static int error_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "kind");
+    lua_getfield(L, 1, "message");
+    const char *kind = lua_tostring(L, -2);
+    const char *msg = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s: %s", kind ? kind : "error", msg ? msg : "?");
+    return 1;
+}
+
+/* ---- the one door from C into Lua -------------------------------------- */
+
+/* Turns any error into a skein error table with a traceback; skein error
+ * tables pass through unchanged so they keep kind, function and chain
+ * across nested levels. */
+static int msghandler(lua_State *L)
+{
+    if (is_err_table(L, 1))
+        return 1;
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 1));
+    }
+    lua_createtable(L, 0, 6); /* [.., t] */
+    lua_pushstring(L, sk_status_kind(SK_SCRIPT));
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, SK_SCRIPT);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    lua_newtable(L);
+    lua_setfield(L, -2, "chain");
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, -2, "traceback");
+    luaL_setmetatable(L, ERROR_MT);
+    return 1;
+}
+
+/* Calls the function below narg arguments in protected mode with the
+ * message handler.  Returns the lua_pcall status; on error the error value
+ * is on the top. */
+static int docall(lua_State *L, int narg, int nres)
+{
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    int status = lua_pcall(L, narg, nres, base);
+    lua_remove(L, base);
+    return status;
+}
+
+/* Converting a Lua error value into an sk_err happens in protected mode;
+ * the result lands in this caller-owned struct, so nothing leaks if the
+ * conversion itself fails half way. */
+typedef struct conv_ctx {
+    sk_err *err;
+    cJSON *detail;
+} conv_ctx;
+
+static const char *const ERR_FIELDS[] = {"kind", "code", "message",
+                                         "function", "chain", "http_status",
+                                         NULL};
+
+static int is_err_field(const char *key)
+{
+    for (int i = 0; ERR_FIELDS[i]; i++)
+        if (strcmp(key, ERR_FIELDS[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int err_conv_pf(lua_State *L)
+{
+    conv_ctx *c = lua_touserdata(L, 1);
+    if (!is_err_table(L, 2)) {
+        const char *msg = lua_tostring(L, 2);
+        if (!msg)
+            msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 2));
+        c->err = err_new(SK_SCRIPT, "%s", msg);
+        return 0;
+    }
+    sk_status code = (sk_status)-1;
+    if (lua_getfield(L, 2, "code") == LUA_TNUMBER) {
+        lua_Integer n = lua_tointeger(L, -1);
+        if (n > SK_OK && n <= SK_RECURSION)
+            code = (sk_status)n;
+    }
+    if ((int)code < 0 && lua_getfield(L, 2, "kind") == LUA_TSTRING)
+        code = kind_to_code(lua_tostring(L, -1));
+    if ((int)code <= 0)
+        code = SK_SCRIPT;
+    lua_getfield(L, 2, "message");
+    const char *msg = lua_tostring(L, -1);
+    c->err = err_new(code, "%s", msg ? msg : sk_strerror(code));
+    if (!c->err)
+        return 0;
+    if (lua_getfield(L, 2, "function") == LUA_TSTRING)
+        c->err->function = sk_strdup(lua_tostring(L, -1));
+    if (lua_getfield(L, 2, "chain") == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, -1, i) == LUA_TSTRING)
+                err_push(c->err, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    if (lua_getfield(L, 2, "http_status") == LUA_TNUMBER)
+        c->err->http_status = (int)lua_tointeger(L, -1);
+    /* Other scalar fields (traceback, details a script added) travel as
+     * the error's detail object. */
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) == LUA_TSTRING &&
+            !is_err_field(lua_tostring(L, -2))) {
+            const char *key = lua_tostring(L, -2);
+            if (!c->detail && !(c->detail = cJSON_CreateObject()))
+                return 0;
+            switch (lua_type(L, -1)) {
+            case LUA_TSTRING:
+                cJSON_AddStringToObject(c->detail, key, lua_tostring(L, -1));
+                break;
+            case LUA_TNUMBER:
+                cJSON_AddNumberToObject(c->detail, key, lua_tonumber(L, -1));
+                break;
+            case LUA_TBOOLEAN:
+                cJSON_AddBoolToObject(c->detail, key, lua_toboolean(L, -1));
+                break;
+            default:
+                break;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (c->detail)
+        c->err->detail_json = cJSON_PrintUnformatted(c->detail);
+    return 0;
+}
+
+/* The error value at idx as a new sk_err (caller frees; never NULL unless
+ * memory ran out, in which case *code says SK_NOMEM).  Leaves the stack as
+ * it found it. */
+static sk_err *err_from_value(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    conv_ctx c = {NULL, NULL};
+    int top = lua_gettop(L);
+    if (lua_checkstack(L, 8)) {
+        lua_pushcfunction(L, err_conv_pf);
+        lua_pushlightuserdata(L, &c);
+        lua_pushvalue(L, idx);
+        if (docall(L, 2, 0) != LUA_OK && !c.err) {
+            size_t n;
+            const char *m = lua_tolstring(L, -1, &n);
+            if (m)
+                c.err = err_new(SK_SCRIPT, "%s", m);
+        }
+    }
+    lua_settop(L, top);
+    cJSON_Delete(c.detail);
+    return c.err;
+}
+
+/* ---- arguments ----------------------------------------------------------- */
+
+/* args.X finds a variable whatever the case of its name, as the kernel's
+ * variable sets do. */
+static int args_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    const char *key = lua_tostring(L, 2);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        if (lua_type(L, -2) == LUA_TSTRING &&
+            strcasecmp(lua_tostring(L, -2), key) == 0)
+            return 1;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static void push_args(lua_State *L, const sk_vars *vars)
+{
+    size_t n = sk_vars_count(vars);
+    lua_createtable(L, 0, (int)n + 1);
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        sk_vars_at(vars, i, &name, &value);
+        lua_pushstring(L, value);
+        lua_setfield(L, -2, name);
+    }
+    if (!sk_vars_get(vars, "input")) {
+        lua_pushliteral(L, "");
+        lua_setfield(L, -2, "input");
+    }
+    luaL_setmetatable(L, ARGS_MT);
+}
+
+/* Reads a variables argument (nil, a string/number meaning input, or a
+ * table of name = value) into *slot, a field of a userdata, so a raise
+ * midway frees it with the userdata. */
+static void vars_from_lua(lua_State *L, int idx, sk_vars **slot)
+{
+    idx = lua_absindex(L, idx);
+    if (sk_vars_new(slot) != SK_OK)
+        luaL_error(L, "out of memory");
+    int t = lua_type(L, idx);
+    if (t == LUA_TNONE || t == LUA_TNIL)
+        return;
+    if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+        lua_pushvalue(L, idx);
+        const char *s = lua_tostring(L, -1);
+        if (sk_vars_set(*slot, "input", s) != SK_OK)
+            luaL_error(L, "out of memory");
+        lua_pop(L, 1);
+        return;
+    }
+    if (t != LUA_TTABLE)
+        luaL_typeerror(L, idx, "string or table");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_argerror(L, idx, "variable names must be strings");
+        const char *name = lua_tostring(L, -2);
+        const char *value;
+        switch (lua_type(L, -1)) {
+        case LUA_TSTRING:
+        case LUA_TNUMBER:
+            /* converting the value slot in place is safe; only keys
+             * must stay untouched for lua_next */
+            value = lua_tostring(L, -1);
+            break;
+        case LUA_TBOOLEAN:
+            value = lua_toboolean(L, -1) ? "true" : "false";
+            break;
+        default:
+            luaL_argerror(L, idx, lua_pushfstring(L,
+                "variable '%s' must be a string, number or boolean", name));
+            return;
+        }
+        if (value && sk_vars_set(*slot, name, value) != SK_OK)
+            luaL_error(L, "out of memory");
+        lua_pop(L, 1);
+    }
+}
+
+/* ---- registering native Lua functions ---------------------------------- */
+
+static int valid_name(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_')
+            return 0;
+    return 1;
+}
+
+/* A parameter field as a string, or NULL for nil; numbers and booleans
+ * are converted, pushed strings stay on the stack (the caller resets it). */
+static const char *param_field(lua_State *L, int tidx, const char *key,
+                               lua_Integer pos)
+{
+    int t = lua_getfield(L, tidx, key);
+    if (t == LUA_TNIL && pos > 0) {
+        lua_pop(L, 1);
+        t = lua_rawgeti(L, tidx, pos);
+    }
+    if (t == LUA_TNIL)
+        return NULL;
+    if (t == LUA_TBOOLEAN)
+        return lua_toboolean(L, -1) ? "true" : "false";
+    return lua_tostring(L, -1);
+}
+
+/* Registers the value at vidx (a function, or {description, parameters,
+ * run}) as Lua native function skill.name.  Raises on misuse.  path
+ * (borrowed, may be NULL) is the folder it came from. */
+static void register_one(lua_State *L, klua *st, const char *skill,
+                         const char *name, int vidx, const char *path)
+{
+    vidx = lua_absindex(L, vidx);
+    int top = lua_gettop(L);
+    if (!valid_name(skill) || !valid_name(name))
+        luaL_error(L, "invalid function name '%s.%s' (letters, digits and _)",
+                   skill, name);
+    const char *desc = NULL;
+    int fnidx = vidx;
+    cfg_param *params = NULL;
+    size_t n_params = 0;
+    if (lua_type(L, vidx) == LUA_TTABLE) {
+        if (lua_getfield(L, vidx, "run") != LUA_TFUNCTION)
+            luaL_error(L, "%s.%s: 'run' must be a function", skill, name);
+        fnidx = lua_gettop(L);
+        int dt = lua_getfield(L, vidx, "description");
+        if (dt != LUA_TNIL && dt != LUA_TSTRING)
+            luaL_error(L, "%s.%s: 'description' must be a string", skill, name);
+        desc = lua_tostring(L, -1);
+        int pt = lua_getfield(L, vidx, "parameters");
+        if (pt == LUA_TTABLE) {
+            int pidx = lua_gettop(L);
+            n_params = lua_rawlen(L, pidx);
+            if (n_params > MAX_PARAMS)
+                luaL_error(L, "%s.%s: more than %d parameters", skill, name,
+                           MAX_PARAMS);
+            /* Lua-owned, so a raise below leaks nothing. */
+            params = lua_newuserdatauv(L, (n_params ? n_params : 1) *
+                                              sizeof *params, 0);
+            memset(params, 0, (n_params ? n_params : 1) * sizeof *params);
+            for (size_t i = 0; i < n_params; i++) {
+                luaL_checkstack(L, 8, "too many parameters");
+                int et = lua_rawgeti(L, pidx, (lua_Integer)i + 1);
+                int eidx = lua_gettop(L);
+                if (et == LUA_TSTRING) {
+                    params[i].name = (char *)lua_tostring(L, eidx);
+                    continue; /* the string stays on the stack */
+                }
+                if (et != LUA_TTABLE)
+                    luaL_error(L, "%s.%s: parameter %d must be a table",
+                               skill, name, (int)i + 1);
+                params[i].name = (char *)param_field(L, eidx, "name", 1);
+                params[i].description =
+                    (char *)param_field(L, eidx, "description", 2);
+                params[i].default_value =
+                    (char *)param_field(L, eidx, "default", 3);
+                lua_getfield(L, eidx, "required");
+                params[i].required = lua_toboolean(L, -1);
+                if (!params[i].name || !*params[i].name)
+                    luaL_error(L, "%s.%s: parameter %d has no name", skill,
+                               name, (int)i + 1);
+            }
+        } else if (pt != LUA_TNIL) {
+            luaL_error(L, "%s.%s: 'parameters' must be an array", skill, name);
+        }
+    } else if (lua_type(L, vidx) != LUA_TFUNCTION) {
+        luaL_error(L, "%s.%s: expected a function or a table with 'run'",
+                   skill, name);
+    }
+
+    /* From here on nothing raises once C memory is live: the reference is
+     * taken first, and fn_release drops it if anything fails. */
+    lua_pushvalue(L, fnidx);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    sk_function *f = fn_new(FN_NATIVE_LUA, skill, name);
+    if (!f) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        luaL_error(L, "out of memory");
+    }
+    f->lua_ref = ref;
+    free(f->description);
+    f->description = sk_strdup(desc ? desc : "");
+    free(f->path);
+    f->path = path ? sk_strdup(path) : NULL;
+    int ok = f->description && (!path || f->path) &&
+             fn_set_params(f, params, n_params) == SK_OK;
+    if (!ok) {
+        fn_release(st->k, f);
+        luaL_error(L, "out of memory");
+    }
+    sk_status rc = reg_add(st->k, f);
+    if (rc != SK_OK)
+        luaL_error(L, "%s.%s: %s", skill, name, sk_strerror(rc));
+    lua_settop(L, top);
+}
+
+/* Registers every entry of the table at tidx as skill.<key>. */
+static void register_table(lua_State *L, klua *st, const char *skill,
+                           int tidx, const char *path)
+{
+    tidx = lua_absindex(L, tidx);
+    lua_pushnil(L);
+    while (lua_next(L, tidx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "skill %s: function names must be strings", skill);
+        register_one(L, st, skill, lua_tostring(L, -2), -1, path);
+        lua_pop(L, 1);
+    }
+}
+
+/* ---- binding ------------------------------------------------------------ */
+
+static klua *slot_state(sk_kernel *k) { return *kern_lua_slot(k); }
+
+/* The module functions' upvalue 1 is the binding; a closed kernel makes
+ * every call fail cleanly instead of touching freed memory. */
+static klua *check_st(lua_State *L)
+{
+    binding *b = lua_touserdata(L, lua_upvalueindex(1));
+    if (!b || !b->st)
+        luaL_error(L, "skein: the kernel is closed");
+    return b->st;
+}
+
+static int binding_gc(lua_State *L)
+{
+    binding *b = lua_touserdata(L, 1);
+    if (b->st) {
+        b->st->L = NULL;
+        b->st->bind = NULL;
+        b->st = NULL;
+    }
+    if (b->owned) {
+        sk_kernel *k = b->owned;
+        b->owned = NULL;
+        sk_kernel_free(k);
+    }
+    return 0;
+}
+
+/* ---- skein.invoke and the parallel scheduler ---------------------------- */
+
+static void wait_done(void *ud, sk_status status, char *text, sk_err *err)
+{
+    waiter *w = ud;
+    w->done = 1;
+    w->status = status;
+    w->text = text;
+    w->err = err;
+    if (w->owner) {
+        sched *s = w->owner;
+        s->ready[(s->head + s->count++) % s->n] = w->index;
+        s->wake = 1;
+    }
+}
+
+typedef struct stream_ctx {
+    waiter *w;
+    const char *text;
+    size_t len;
+} stream_ctx;
+
+static int stream_pf(lua_State *L)
+{
+    stream_ctx *c = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->w->stream_ref);
+    lua_pushlstring(L, c->text, c->len);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+/* Streamed text from the invoke path, possibly from inside a transfer
+ * callback: the Lua function runs protected, and its first failure is
+ * kept to be raised once the call ends. */
+static void stream_cb(void *ud, const char *text, size_t len)
+{
+    waiter *w = ud;
+    klua *st = w->st;
+    if (w->stream_err || w->stream_ref == LUA_NOREF || !st->L)
+        return;
+    lua_State *L = run_state(st);
+    if (!lua_checkstack(L, 6))
+        return;
+    stream_ctx c = {w, text, len};
+    lua_pushcfunction(L, stream_pf);
+    lua_pushlightuserdata(L, &c);
+    if (docall(L, 1, 0) != LUA_OK) {
+        w->stream_err = err_from_value(L, -1);
+        if (!w->stream_err)
+            w->stream_err = err_new(SK_NOMEM, "out of memory");
+        lua_pop(L, 1);
+    }
+}
+
+/* Pushes the finished call's text, or raises its error.  The waiter's
+ * memory belongs to a userdata, so raising leaks nothing. */
+static int finish_wait(lua_State *L, waiter *w)
+{
+    if (w->stream_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, w->stream_ref);
+        w->stream_ref = LUA_NOREF;
+    }
+    if (w->status == SK_OK && !w->stream_err) {
+        lua_pushstring(L, w->text ? w->text : "");
+        free(w->text);
+        w->text = NULL;
+        return 1;
+    }
+    push_err(L, w->status != SK_OK ? w->err : w->stream_err);
+    waiter_clear(L, w);
+    return raise_top(L);
+}
+
+static int invoke_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    branch *b = (branch *)ctx;
+    b->waiting = 0;
+    return finish_wait(L, &b->w);
+}
+
+/* The branch of a running skein.parallel that L is, if L can yield to it
+ * (not from inside a non-yieldable C call). */
+static branch *parallel_branch(lua_State *L)
+{
+    if (!lua_isyieldable(L))
+        return NULL;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BRANCHES_KEY);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    branch *b = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return b;
+}
+
+/* skein.invoke(name, input_or_vars [, {model=, stream=}]) -> text */
+static int l_invoke(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *name = luaL_checkstring(L, 1);
+    int vt = lua_type(L, 2);
+    if (vt != LUA_TNONE && vt != LUA_TNIL && vt != LUA_TSTRING &&
+        vt != LUA_TNUMBER && vt != LUA_TTABLE)
+        luaL_typeerror(L, 2, "string or table");
+    const char *model = NULL;
+    int has_stream = 0;
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        int mt = lua_getfield(L, 3, "model"); /* 4 */
+        if (mt != LUA_TNIL && mt != LUA_TSTRING)
+            luaL_argerror(L, 3, "'model' must be a string");
+        model = lua_tostring(L, 4);
+        int ft = lua_getfield(L, 3, "stream"); /* 5 */
+        if (ft != LUA_TNIL && ft != LUA_TFUNCTION)
+            luaL_argerror(L, 3, "'stream' must be a function");
+        has_stream = ft == LUA_TFUNCTION;
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    box *bx = box_new(L, st); /* 6 */
+    vars_from_lua(L, 2, &bx->vars);
+    sk_function *f = reg_find(st->k, name);
+    if (!f) {
+        bx->w.err = err_new(SK_NOT_FOUND, "unknown function '%s'", name);
+        push_err(L, bx->w.err);
+        box_clear(L, bx);
+        return raise_top(L);
+    }
+    branch *br = parallel_branch(L);
+    waiter *w = br ? &br->w : &bx->w;
+    if (br) {
+        waiter_clear(L, w);
+        w->done = 0;
+        w->status = SK_OK;
+    }
+    if (has_stream) {
+        lua_pushvalue(L, 5);
+        w->stream_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    inv_opts o = {model, has_stream ? stream_cb : NULL, w};
+    sk_err *e = NULL;
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = inv_start(st->k, f, bx->vars, st->next_depth, &o,
+                             wait_done, w, &e);
+    if (rc != SK_OK) {
+        st->current = prev;
+        bx->w.err = e;
+        bx->w.status = rc;
+        if (br)
+            waiter_clear(L, w);
+        push_err(L, bx->w.err);
+        box_clear(L, bx);
+        return raise_top(L);
+    }
+    if (br) {
+        st->current = prev;
+        box_clear(L, bx);
+        br->waiting = 1;
+        return lua_yieldk(L, 0, (lua_KContext)br, invoke_cont);
+    }
+    loop_run_until(st->k, &w->done);
+    st->current = prev;
+    if (!w->done) {
+        /* The loop went idle with the call unfinished: it still points at
+         * this box, so pin the box for the kernel's lifetime. */
+        lua_pushvalue(L, 6);
+        luaL_ref(L, LUA_REGISTRYINDEX);
+        sk_err *stuck = err_new(SK_CANCELLED, "%s: the call never completed",
+                                name);
+        push_err(L, stuck);
+        err_free(stuck);
+        return raise_top(L);
+    }
+    int n = finish_wait(L, w);
+    box_clear(L, bx);
+    return n;
+}
+
+static int sched_gc(lua_State *L)
+{
+    sched *s = lua_touserdata(L, 1);
+    for (size_t i = 0; i < s->n; i++)
+        waiter_clear(L, &s->b[i].w);
+    return 0;
+}
+
+/* Stack slots of l_parallel. */
+enum { P_LIST = 1, P_OPTS, P_SCHED, P_THREADS, P_RESULTS, P_ERR, P_MAP };
+
+/* Resumes branch i and files its outcome.  Returns 1 when it finished. */
+static int step(lua_State *L, sched *s, size_t i, int nargs, size_t *first_err)
+{
+    branch *b = &s->b[i];
+    lua_rawgeti(L, P_THREADS, (lua_Integer)i + 1);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    int nres = 0;
+    int rc = lua_resume(co, L, nargs, &nres);
+    s->st->current = L;
+    if (rc == LUA_YIELD) {
+        if (!b->waiting) {
+            /* a plain coroutine.yield: run it again next round */
+            lua_pop(co, nres);
+            s->ready[(s->head + s->count++) % s->n] = i;
+        }
+        return 0;
+    }
+    lua_rawgeti(L, P_THREADS, (lua_Integer)i + 1);
+    lua_pushnil(L);
+    lua_rawset(L, P_MAP);
+    if (rc == LUA_OK) {
+        if (nres > 0) {
+            lua_xmove(co, L, nres);
+            lua_pop(L, nres - 1);
+            lua_rawseti(L, P_RESULTS, (lua_Integer)i + 1);
+        }
+        return 1;
+    }
+    lua_xmove(co, L, 1); /* [err] */
+    int base = lua_gettop(L);
+    if (!is_err_table(L, base)) {
+        const char *msg = lua_tostring(L, base);
+        if (!msg)
+            msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, base));
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, sk_status_kind(SK_SCRIPT));
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, SK_SCRIPT);
+        lua_setfield(L, -2, "code");
+        lua_pushstring(L, msg);
+        lua_setfield(L, -2, "message");
+        lua_newtable(L);
+        lua_setfield(L, -2, "chain");
+        luaL_traceback(L, co, NULL, 0);
+        lua_setfield(L, -2, "traceback");
+        luaL_setmetatable(L, ERROR_MT);
+        lua_replace(L, base);
+        lua_settop(L, base);
+    }
+    if (*first_err == 0 || i + 1 < *first_err) {
+        *first_err = i + 1;
+        lua_replace(L, P_ERR);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_settop(L, P_MAP);
+    return 1;
+}
+
+/* skein.parallel({f1, {name, vars}, ...} [, {max = N}]) -> {r1, r2, ...}
+ * Each branch runs as a coroutine; their invokes are in flight together
+ * on the kernel's loop.  All branches run to the end; then the error of
+ * the lowest-numbered failed branch, if any, is raised. */
+static int l_parallel(lua_State *L)
+{
+    klua *st = check_st(L);
+    luaL_checktype(L, P_LIST, LUA_TTABLE);
+    lua_Integer max = 0;
+    if (!lua_isnoneornil(L, P_OPTS)) {
+        luaL_checktype(L, P_OPTS, LUA_TTABLE);
+        if (lua_getfield(L, P_OPTS, "max") != LUA_TNIL) {
+            int isnum = 0;
+            max = lua_tointegerx(L, -1, &isnum);
+            if (!isnum || max < 1)
+                luaL_argerror(L, P_OPTS, "'max' must be a positive integer");
+        }
+    }
+    lua_settop(L, P_OPTS);
+    size_t n = lua_rawlen(L, P_LIST);
+    if (n > MAX_BRANCHES)
+        luaL_argerror(L, P_LIST, "too many branches");
+    for (size_t i = 1; i <= n; i++) {
+        int t = lua_rawgeti(L, P_LIST, (lua_Integer)i);
+        int ok = t == LUA_TFUNCTION;
+        if (t == LUA_TTABLE) {
+            ok = lua_rawgeti(L, -1, 1) == LUA_TSTRING;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (!ok)
+            luaL_argerror(L, P_LIST, lua_pushfstring(L,
+                "branch %d must be a function or {name, vars}", (int)i));
+    }
+    lua_newtable(L);
+    if (n == 0)
+        return 1;
+
+    size_t size = sizeof(sched) + n * sizeof(branch) + n * sizeof(size_t);
+    sched *s = lua_newuserdatauv(L, size, 0); /* P_SCHED */
+    memset(s, 0, size);
+    s->st = st;
+    s->n = n;
+    s->ready = (size_t *)(void *)&s->b[n];
+    for (size_t i = 0; i < n; i++) {
+        waiter_init(&s->b[i].w, st);
+        s->b[i].w.owner = s;
+        s->b[i].w.index = i;
+    }
+    luaL_setmetatable(L, SCHED_MT);
+    lua_replace(L, P_SCHED);
+    lua_createtable(L, (int)n, 0); /* P_THREADS */
+    lua_createtable(L, (int)n, 0); /* P_RESULTS */
+    lua_pushnil(L);                /* P_ERR */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BRANCHES_KEY); /* P_MAP */
+    for (size_t i = 0; i < n; i++) {
+        lua_State *co = lua_newthread(L);
+        lua_rawgeti(L, P_LIST, (lua_Integer)i + 1);
+        if (lua_isfunction(L, -1)) {
+            lua_xmove(L, co, 1);
+            s->b[i].nargs = 0;
+        } else {
+            int e = lua_gettop(L);
+            lua_pushvalue(L, lua_upvalueindex(1));
+            lua_pushcclosure(L, l_invoke, 1);
+            lua_rawgeti(L, e, 1);
+            lua_rawgeti(L, e, 2);
+            lua_xmove(L, co, 3);
+            lua_pop(L, 1);
+            s->b[i].nargs = 2;
+        }
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, P_THREADS, (lua_Integer)i + 1);
+        lua_pushlightuserdata(L, &s->b[i]);
+        lua_rawset(L, P_MAP);
+    }
+    /* Pinned while calls may be in flight: their callbacks write into it
+     * even if an allocation failure below unwinds this frame. */
+    lua_pushvalue(L, P_SCHED);
+    int anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    lua_State *prev = st->current;
+    st->current = L;
+    size_t started = 0, finished = 0, running = 0, first_err = 0;
+    while (finished < n) {
+        int progressed = 0;
+        while (started < n && (max == 0 || running < (size_t)max)) {
+            size_t i = started++;
+            running++;
+            progressed = 1;
+            if (step(L, s, i, s->b[i].nargs, &first_err)) {
+                finished++;
+                running--;
+            }
+        }
+        size_t rounds = s->count; /* re-queued branches wait a round */
+        while (rounds-- && s->count) {
+            size_t i = s->ready[s->head];
+            s->head = (s->head + 1) % n;
+            s->count--;
+            progressed = 1;
+            if (step(L, s, i, 0, &first_err)) {
+                finished++;
+                running--;
+            }
+        }
+        if (finished == n)
+            break;
+        if (progressed) {
+            /* let calls in flight move even while branches keep busy */
+            loop_pump(st->k, 0);
+            continue;
+        }
+        s->wake = 0;
+        loop_run_until(st->k, &s->wake);
+        if (!s->wake && !s->count) {
+            /* Idle loop, branches still waiting: fail them rather than
+             * spin. */
+            for (size_t i = 0; i < n; i++) {
+                if (s->b[i].waiting && !s->b[i].w.done) {
+                    s->b[i].w.owner = NULL;
+                    wait_done(&s->b[i].w, SK_CANCELLED, NULL,
+                              err_new(SK_CANCELLED, "the call never completed"));
+                    s->ready[(s->head + s->count++) % n] = i;
+                }
+            }
+            if (!s->count)
+                break;
+        }
+    }
+    st->current = prev;
+    luaL_unref(L, LUA_REGISTRYINDEX, anchor);
+    if (first_err) {
+        lua_pushvalue(L, P_ERR);
+        return raise_top(L);
+    }
+    lua_pushvalue(L, P_RESULTS);
+    return 1;
+}
+
+/* ---- other module functions --------------------------------------------- */
+
+/* skein.render(text, vars [, {no_calls = bool, origin = name}]) -> text */
+static int l_render(lua_State *L)
+{
+    klua *st = check_st(L);
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int flags = 0;
+    const char *origin = "template";
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "no_calls");
+        if (lua_toboolean(L, -1))
+            flags |= SK_RENDER_NO_CALLS;
+        if (lua_getfield(L, 3, "origin") == LUA_TSTRING)
+            origin = lua_tostring(L, -1);
+    }
+    box *bx = box_new(L, st);
+    vars_from_lua(L, 2, &bx->vars);
+    if (sk_template_parse(st->k, text, len, origin, &bx->tpl) != SK_OK) {
+        box_clear(L, bx);
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_render(st->k, bx->tpl, bx->vars, flags, &bx->w.text);
+    st->current = prev;
+    if (rc != SK_OK) {
+        box_clear(L, bx);
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    lua_pushstring(L, bx->w.text);
+    box_clear(L, bx);
+    return 1;
+}
+
+static void push_info(lua_State *L, const sk_function_info *fi)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, fi->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, fi->skill);
+    lua_setfield(L, -2, "skill");
+    lua_pushstring(L, fi->full_name);
+    lua_setfield(L, -2, "full_name");
+    lua_pushstring(L, fi->description ? fi->description : "");
+    lua_setfield(L, -2, "description");
+    lua_pushstring(L, fi->kind);
+    lua_setfield(L, -2, "kind");
+    if (fi->path) {
+        lua_pushstring(L, fi->path);
+        lua_setfield(L, -2, "path");
+    }
+    lua_createtable(L, (int)fi->n_params, 0);
+    for (size_t i = 0; i < fi->n_params; i++) {
+        const sk_param_info *p = &fi->params[i];
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, p->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, p->description ? p->description : "");
+        lua_setfield(L, -2, "description");
+        if (p->default_value) {
+            lua_pushstring(L, p->default_value);
+            lua_setfield(L, -2, "default");
+        }
+        lua_pushboolean(L, p->required);
+        lua_setfield(L, -2, "required");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "parameters");
+}
+
+/* skein.skills() -> array of function descriptions, sorted by name */
+static int l_skills(lua_State *L)
+{
+    klua *st = check_st(L);
+    size_t n = sk_kernel_function_count(st->k);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        sk_function_info fi;
+        if (sk_kernel_function_at(st->k, i, &fi) != SK_OK)
+            break;
+        push_info(L, &fi);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* skein.define("Skill.Fn", fn_or_table) */
+static int l_define(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *full = luaL_checkstring(L, 1);
+    luaL_argexpected(L, lua_isfunction(L, 2) || lua_istable(L, 2), 2,
+                     "function or table");
+    const char *dot = strchr(full, '.');
+    if (!dot || dot == full || !dot[1])
+        luaL_argerror(L, 1, "expected \"Skill.Function\"");
+    lua_pushlstring(L, full, (size_t)(dot - full)); /* 3: skill */
+    register_one(L, st, lua_tostring(L, 3), dot + 1, 2, NULL);
+    return 0;
+}
+
+/* skein.skill("Skill", {Fn = fn_or_table, ...}) */
+static int l_skill(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *skill = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    register_table(L, st, skill, 2, NULL);
+    return 0;
+}
+
+static int l_load_skills(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *dir = luaL_checkstring(L, 1);
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_kernel_load_skills(st->k, dir);
+    st->current = prev;
+    if (rc != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return 0;
+}
+
+static int l_set_model(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *spec = luaL_checkstring(L, 1);
+    if (sk_kernel_set_model(st->k, spec) != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return 0;
+}
+
+static int l_model(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *m = sk_kernel_model(st->k);
+    if (m)
+        lua_pushstring(L, m);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_set_option(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checkany(L, 2);
+    lua_pushvalue(L, 2);
+    const char *value = lua_tostring(L, -1);
+    if (!value)
+        luaL_typeerror(L, 2, "string or number");
+    if (sk_kernel_set_option(st->k, name, value) != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return 0;
+}
+
+static int l_usage(lua_State *L)
+{
+    klua *st = check_st(L);
+    sk_usage u;
+    sk_kernel_usage(st->k, &u);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, u.calls);
+    lua_setfield(L, -2, "calls");
+    lua_pushinteger(L, u.prompt_tokens);
+    lua_setfield(L, -2, "prompt_tokens");
+    lua_pushinteger(L, u.completion_tokens);
+    lua_setfield(L, -2, "completion_tokens");
+    lua_pushinteger(L, u.retries);
+    lua_setfield(L, -2, "retries");
+    lua_pushinteger(L, u.failures);
+    lua_setfield(L, -2, "failures");
+    return 1;
+}
+
+/* skein.error(kind, message [, fields]) raises a skein error table. */
+static int l_error(lua_State *L)
+{
+    const char *kind = luaL_checkstring(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    sk_status code = kind_to_code(kind);
+    if ((int)code <= 0)
+        luaL_argerror(L, 1, lua_pushfstring(L, "unknown error kind '%s'", kind));
+    lua_settop(L, 3);
+    lua_createtable(L, 0, 6); /* 4 */
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, 4);
+        }
+    }
+    lua_pushstring(L, kind);
+    lua_setfield(L, 4, "kind");
+    lua_pushinteger(L, code);
+    lua_setfield(L, 4, "code");
+    lua_pushstring(L, msg);
+    lua_setfield(L, 4, "message");
+    if (lua_getfield(L, 4, "chain") != LUA_TTABLE) {
+        lua_newtable(L);
+        lua_setfield(L, 4, "chain");
+    }
+    lua_settop(L, 4);
+    luaL_setmetatable(L, ERROR_MT);
+    return lua_error(L);
+}
+
+static int l_is_error(lua_State *L)
+{
+    lua_pushboolean(L, is_err_table(L, 1));
+    return 1;
+}
+
+static const luaL_Reg module_funcs[] = {
+    {"invoke", l_invoke},
+    {"parallel", l_parallel},
+    {"render", l_render},
+    {"skills", l_skills},
+    {"define", l_define},
+    {"skill", l_skill},
+    {"load_skills", l_load_skills},
+    {"set_model", l_set_model},
+    {"model", l_model},
+    {"set_option", l_set_option},
+    {"usage", l_usage},
+    {NULL, NULL}};
+
+static int preload_module(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+static void new_mt(lua_State *L, const char *name, lua_CFunction gc)
+{
+    luaL_newmetatable(L, name);
+    if (gc) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+}
+
+/* Protected part of sk_lua_open: builds the metatables, the binding and
+ * the module.  Binds st only at the very end, once nothing can fail, so a
+ * failure never leaves the binding pointing at a struct about to be
+ * freed. */
+static int bind_pf(lua_State *L)
+{
+    klua *st = lua_touserdata(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BINDING_KEY);
+    binding *old = lua_touserdata(L, -1);
+    if (old && old->st) {
+        st->owns_state = -1; /* conflict marker for the caller */
+        return luaL_error(L, "this Lua state is bound to another kernel");
+    }
+    lua_pop(L, 1);
+
+    new_mt(L, BINDING_MT, binding_gc);
+    new_mt(L, BOX_MT, box_gc);
+    new_mt(L, CBOX_MT, cbox_gc);
+    new_mt(L, SCHED_MT, sched_gc);
+    luaL_newmetatable(L, ARGS_MT);
+    lua_pushcfunction(L, args_index);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, ERROR_MT);
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    lua_newtable(L); /* branches map, weak keys: finished threads go */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BRANCHES_KEY);
+
+    binding *b = lua_newuserdatauv(L, sizeof *b, 0); /* [b] */
+    b->st = NULL;
+    b->owned = NULL;
+    luaL_setmetatable(L, BINDING_MT);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BINDING_KEY);
+
+    lua_createtable(L, 0, 16); /* [b, M] */
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, module_funcs, 1);
+    lua_pushcfunction(L, l_error);
+    lua_setfield(L, -2, "error");
+    lua_pushcfunction(L, l_is_error);
+    lua_setfield(L, -2, "is_error");
+    lua_pushliteral(L, SKEIN_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) { /* [b, M, package] */
+        if (lua_getfield(L, -1, "loaded") == LUA_TTABLE) {
+            lua_pushvalue(L, -3);
+            lua_setfield(L, -2, "skein");
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, -1, "preload") == LUA_TTABLE) {
+            lua_pushvalue(L, -3);
+            lua_pushcclosure(L, preload_module, 1);
+            lua_setfield(L, -2, "skein");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2); /* [b] */
+    b->st = st;
+    st->bind = b;
+    return 0;
+}
+
+sk_status sk_lua_open(sk_kernel *k, lua_State *L)
+{
+    if (!k || !L)
+        return SK_USAGE;
+    if (!lua_checkstack(L, 4))
+        return SK_NOMEM;
+    lua_State *m = main_thread(L);
+    klua *st = slot_state(k);
+    if (st && st->L)
+        return st->L == m ? SK_OK
+                          : kern_failf(k, SK_USAGE,
+                                       "the kernel is bound to another Lua state");
+    if (st) { /* its old state is gone: start afresh */
+        *kern_lua_slot(k) = NULL;
+        free(st);
+    }
+    st = sk_calloc(1, sizeof *st);
+    if (!st)
+        return kern_failf(k, SK_NOMEM, "out of memory");
+    st->k = k;
+    st->L = m;
+    lua_pushcfunction(L, bind_pf);
+    lua_pushlightuserdata(L, st);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        int conflict = st->owns_state == -1;
+        free(st);
+        if (conflict)
+            return kern_failf(k, SK_USAGE,
+                              "the Lua state is bound to another kernel");
+        return kern_failf(k, SK_NOMEM, "out of memory");
+    }
+    *kern_lua_slot(k) = st;
+    kern_ok(k);
+    return SK_OK;
+}
+
+static int openlibs_pf(lua_State *L)
+{
+    luaL_openlibs(L);
+    return 0;
+}
+
+lua_State *klua_state(sk_kernel *k)
+{
+    klua *st = slot_state(k);
+    if (st)
+        return st->L;
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return NULL;
+    lua_pushcfunction(L, openlibs_pf);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK || sk_lua_open(k, L) != SK_OK) {
+        lua_close(L);
+        return NULL;
+    }
+    slot_state(k)->owns_state = 1;
+    return L;
+}
+
+void klua_unref(sk_kernel *k, int ref)
+{
+    klua *st = slot_state(k);
+    if (!st || !st->L || ref <= 0)
+        return;
+    luaL_unref(st->L, LUA_REGISTRYINDEX, ref);
+}
+
+void klua_close(sk_kernel *k)
+{
+    void **slot = kern_lua_slot(k);
+    klua *st = *slot;
+    if (!st)
+        return;
+    *slot = NULL;
+    if (st->bind) {
+        st->bind->st = NULL;
+        st->bind = NULL;
+    }
+    if (st->owns_state == 1 && st->L)
+        lua_close(st->L);
+    free(st);
+}
+
+/* ---- skill.lua and calls from the kernel -------------------------------- */
+
+typedef struct load_ctx {
+    klua *st;
+    const char *skill;
+    const char *file;
+    const char *dir;
+    int file_error;
+} load_ctx;
+
+static int load_skill_pf(lua_State *L)
+{
+    load_ctx *c = lua_touserdata(L, 1);
+    int rc = luaL_loadfile(L, c->file);
+    if (rc != LUA_OK) {
+        c->file_error = rc == LUA_ERRFILE;
+        return lua_error(L);
+    }
+    lua_call(L, 0, 1);
+    if (!lua_istable(L, -1))
+        return luaL_error(L, "%s: must return a table of functions", c->file);
+    register_table(L, c->st, c->skill, -1, c->dir);
+    return 0;
+}
+
+sk_status klua_load_skill(sk_kernel *k, const char *skill, const char *path)
+{
+    if (!klua_state(k))
+        return kern_failf(k, SK_NOMEM, "%s: cannot create a Lua state", path);
+    klua *st = slot_state(k);
+    lua_State *L = run_state(st);
+    if (!lua_checkstack(L, 8))
+        return kern_failf(k, SK_NOMEM, "out of memory");
+    /* path is the skill folder or the skill.lua file itself */
+    size_t len = strlen(path);
+    int is_file = len >= 4 && strcmp(path + len - 4, ".lua") == 0;
+    char *file = is_file ? sk_strdup(path) : sk_asprintf("%s/skill.lua", path);
+    char *dir = NULL;
+    if (file && is_file) {
+        const char *slash = strrchr(file, '/');
+        dir = slash ? sk_strndup(file, (size_t)(slash - file)) : sk_strdup(".");
+    } else if (file) {
+        dir = sk_strdup(path);
+    }
+    if (!file || !dir) {
+        free(file);
+        free(dir);
+        return kern_failf(k, SK_NOMEM, "out of memory");
+    }
+    load_ctx c = {st, skill, file, dir, 0};
+    int top = lua_gettop(L);
+    lua_State *prev = st->current;
+    st->current = L;
+    lua_pushcfunction(L, load_skill_pf);
+    lua_pushlightuserdata(L, &c);
+    int rc = docall(L, 1, 0);
+    st->current = prev;
+    sk_status status = SK_OK;
+    if (rc != LUA_OK) {
+        sk_err *e = err_from_value(L, -1);
+        if (e && c.file_error)
+            e->code = SK_IO;
+        if (e && strncmp(e->message, file, strlen(file)) != 0) {
+            char *m = sk_asprintf("%s: %s", file, e->message);
+            if (m) {
+                free(e->message);
+                e->message = m;
+            }
+        }
+        status = kern_fail(k, e);
+    } else {
+        kern_ok(k);
+    }
+    lua_settop(L, top);
+    free(file);
+    free(dir);
+    return status;
+}
+
+typedef struct call_ctx {
+    sk_function *f;
+    const sk_vars *vars;
+} call_ctx;
+
+/* The result of a native function as text: strings and numbers as they
+ * are, nil as "", booleans as true/false, anything else only through its
+ * __tostring. */
+static int call_native_pf(lua_State *L)
+{
+    call_ctx *c = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, c->f->lua_ref) != LUA_TFUNCTION)
+        return luaL_error(L, "%s: its Lua function is gone", c->f->full_name);
+    push_args(L, c->vars);
+    lua_call(L, 1, 1);
+    switch (lua_type(L, 1)) {
+    case LUA_TNIL:
+        lua_pushliteral(L, "");
+        break;
+    case LUA_TSTRING:
+        lua_pushvalue(L, 1);
+        break;
+    case LUA_TNUMBER:
+    case LUA_TBOOLEAN:
+        luaL_tolstring(L, 1, NULL);
+        break;
+    default:
+        if (!luaL_getmetafield(L, 1, "__tostring"))
+            return luaL_error(L, "%s returned a %s; return a string",
+                              c->f->full_name, luaL_typename(L, 1));
+        lua_pop(L, 1);
+        luaL_tolstring(L, 1, NULL);
+        break;
+    }
+    return 1;
+}
+
+sk_status klua_call(sk_kernel *k, sk_function *f, const sk_vars *vars,
+                    int depth, char **out, sk_err **err)
+{
+    *out = NULL;
+    *err = NULL;
+    klua *st = slot_state(k);
+    if (!st || !st->L) {
+        *err = err_new(SK_SCRIPT, "%s: no Lua state is bound to the kernel",
+                       f->full_name);
+        return *err ? SK_SCRIPT : SK_NOMEM;
+    }
+    lua_State *L = run_state(st);
+    if (!lua_checkstack(L, 8)) {
+        *err = err_new(SK_NOMEM, "out of memory");
+        return SK_NOMEM;
+    }
+    int top = lua_gettop(L);
+    int saved_depth = st->next_depth;
+    st->next_depth = depth + 1;
+    call_ctx c = {f, vars};
+    lua_pushcfunction(L, call_native_pf);
+    lua_pushlightuserdata(L, &c);
+    int rc = docall(L, 1, 1);
+    st->next_depth = saved_depth;
+    sk_status status = SK_OK;
+    if (rc == LUA_OK) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        *out = sk_strndup(s ? s : "", s ? n : 0);
+        if (!*out)
+            status = SK_NOMEM;
+    } else {
+        *err = err_from_value(L, -1);
+        status = *err ? (*err)->code : SK_NOMEM;
+    }
+    if (status == SK_NOMEM && !*err)
+        *err = err_new(SK_NOMEM, "out of memory");
+    lua_settop(L, top);
+    return status;
+}
+
+/* ---- require("skein") from a stock interpreter -------------------------- */
+
+int luaopen_skein(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BINDING_KEY) == LUA_TUSERDATA) {
+        binding *b = lua_touserdata(L, -1);
+        if (b->st) {
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+            return 1;
+        }
+    }
+    lua_pop(L, 1);
+    sk_kernel *k = NULL;
+    if (sk_kernel_new(&k) != SK_OK)
+        return luaL_error(L, "skein: cannot create a kernel");
+    if (sk_lua_open(k, L) != SK_OK) {
+        sk_kernel_free(k);
+        return luaL_error(L, "skein: cannot bind the kernel to this state");
+    }
+    klua *st = slot_state(k);
+    st->bind->owned = k; /* from here the state owns the kernel */
+    lua_State *prev = st->current;
+    st->current = L;
+    if (sk_kernel_load_default_skills(k) != SK_OK)
+        kern_notice(k, "skein: %s", sk_errmsg(k));
+    st->current = prev;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+    return 1;
+}

@@ -1,0 +1,296 @@
+/*
+ * skein.h -- the whole public API of libskein.
+ *
+ * skein runs programs whose steps are prompts.  A *function* takes named
+ * text variables and returns text; a *semantic* function renders a prompt
+ * template and calls a model, a *native* function is C or Lua.  Functions
+ * are grouped into *skills* and looked up as "Skill.Function".
+ *
+ * Conventions (see STYLE.md):
+ *  - every fallible call returns sk_status (SK_OK is 0); the detail is in
+ *    sk_errmsg(kernel), owned by the kernel until its next fallible call;
+ *  - sk_x_new / sk_x_free pair up, free(NULL) does nothing, a failed new
+ *    leaves *out NULL;
+ *  - strings returned through `char **out` are owned by the caller, who
+ *    frees them with sk_free();
+ *  - nothing is process-global: two kernels never see each other.
+ *
+ * One kernel is used from one thread.  Concurrency comes from the kernel's
+ * event loop: many invokes are in flight at once and complete as their
+ * model replies arrive (sk_invoke_async, sk_call_wait).
+ */
+#ifndef SKEIN_H
+#define SKEIN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SKEIN_VERSION "0.1.0"
+#define SKEIN_VERSION_NUM 0x000100
+
+#if defined(__GNUC__)
+#define SK_API __attribute__((visibility("default")))
+#else
+#define SK_API
+#endif
+
+/* Status codes.  Never renumbered; new codes are appended. */
+typedef enum sk_status {
+    SK_OK = 0,
+    SK_NOMEM = 1,        /* an allocation failed */
+    SK_USAGE = 2,        /* bad argument from the caller */
+    SK_IO = 3,           /* a file could not be read or written */
+    SK_TEMPLATE = 4,     /* template syntax error */
+    SK_CONFIG = 5,       /* malformed config.json or settings */
+    SK_NOT_FOUND = 6,    /* unknown function, skill or model */
+    SK_MODEL = 7,        /* the model server answered with an error */
+    SK_TIMEOUT = 8,      /* a network call ran past its timeout */
+    SK_SCRIPT = 9,       /* a Lua script or native function failed */
+    SK_TOO_LARGE = 10,   /* a ceiling was hit (body, line, depth, size) */
+    SK_PROTOCOL = 11,    /* a reply of the wrong shape (invalid JSON, ...) */
+    SK_NETWORK = 12,     /* connection refused, reset, DNS failure */
+    SK_UNCERTAIN = 13,   /* the model was unsure of the intent */
+    SK_REJECTED = 14,    /* a review pass rejected the output */
+    SK_FILTERED = 15,    /* a content filter blocked the text */
+    SK_CANCELLED = 16,   /* the call was cancelled */
+    SK_RECURSION = 17    /* functions nested past the depth limit */
+} sk_status;
+
+typedef struct sk_kernel sk_kernel;
+typedef struct sk_vars sk_vars;
+typedef struct sk_template sk_template;
+typedef struct sk_call sk_call;
+
+/* ---- library ----------------------------------------------------------- */
+
+/* "0.1.0".  Static string. */
+SK_API const char *sk_version(void);
+
+/* A fixed English description of a status code.  Static string. */
+SK_API const char *sk_strerror(sk_status code);
+
+/* A short machine name for a status ("model", "uncertain", ...), the
+ * `kind` field of errors in Lua and in the CLI's JSON.  Static string. */
+SK_API const char *sk_status_kind(sk_status code);
+
+/* Frees a string returned by any sk_ function through `char **out`. */
+SK_API void sk_free(void *p);
+
+/* ---- variables --------------------------------------------------------- */
+
+/* A set of named text variables.  Names compare case-insensitively, as in
+ * Semantic Kernel; `input` is the main one. */
+SK_API sk_status sk_vars_new(sk_vars **out);
+SK_API void sk_vars_free(sk_vars *v);
+/* Copies name and value.  A NULL value removes the variable. */
+SK_API sk_status sk_vars_set(sk_vars *v, const char *name, const char *value);
+/* Borrowed pointer valid until the variable is next set, or NULL. */
+SK_API const char *sk_vars_get(const sk_vars *v, const char *name);
+SK_API size_t sk_vars_count(const sk_vars *v);
+/* Name and value of the i-th variable (borrowed); SK_USAGE past the end. */
+SK_API sk_status sk_vars_at(const sk_vars *v, size_t i, const char **name,
+                            const char **value);
+
+/* ---- kernel ------------------------------------------------------------ */
+
+/* A kernel holds the functions, the models, the event loop and the trace.
+ * The default model comes from SKEIN_MODEL, then the config file, then
+ * OPENAI_API_KEY / OPENAI_BASE_URL; none configured is not an error until a
+ * semantic function is invoked. */
+SK_API sk_status sk_kernel_new(sk_kernel **out);
+SK_API void sk_kernel_free(sk_kernel *k);
+
+/* The message of the kernel's last failure.  Owned by the kernel, valid
+ * until its next fallible call.  Never contains an API key. */
+SK_API const char *sk_errmsg(const sk_kernel *k);
+/* The status of the kernel's last failure (SK_OK after a success). */
+SK_API sk_status sk_errcode(const sk_kernel *k);
+/* Describes the last failure as a JSON object (kind, message, function,
+ * chain, http_status when known).  Caller frees with sk_free. */
+SK_API sk_status sk_error_json(const sk_kernel *k, char **out);
+
+/* Sets the default model: "openai:MODEL", "openai:MODEL@http://host/v1",
+ * "scripted:FILE.json".  Borrows spec. */
+SK_API sk_status sk_kernel_set_model(sk_kernel *k, const char *spec);
+/* Names a model for a service id, so that a function whose config.json
+ * asks for that service (default_services, execution_settings keys) runs
+ * on it.  Borrows both strings. */
+SK_API sk_status sk_kernel_set_service(sk_kernel *k, const char *id,
+                                       const char *spec);
+/* The default model spec, or NULL when none is configured.  Borrowed. */
+SK_API const char *sk_kernel_model(const sk_kernel *k);
+
+/* Kernel options, by name, as text:
+ *   "timeout_ms"          total time per model request (default 120000)
+ *   "connect_timeout_ms"  (default 10000)
+ *   "retries"             retries on 429/5xx/transport errors (default 3)
+ *   "retry_base_ms"       first backoff (default 500)
+ *   "max_response_bytes"  ceiling on a reply body (default 8 MiB)
+ *   "max_depth"           nesting limit for function calls (default 32)
+ *   "max_inflight"        model calls in flight at once (default 256)
+ *   "quiet"               "1" silences notices on stderr
+ * Borrows both strings. */
+SK_API sk_status sk_kernel_set_option(sk_kernel *k, const char *name,
+                                      const char *value);
+
+/* Appends one JSON line per model call to `path` (NULL turns tracing off).
+ * SKEIN_TRACE sets this at sk_kernel_new. */
+SK_API sk_status sk_kernel_set_trace(sk_kernel *k, const char *path);
+
+/* ---- skills ------------------------------------------------------------ */
+
+/* Loads every skill found in `dir`: each subfolder is a skill, holding
+ * Semantic Kernel function folders (<Fn>/skprompt.txt + config.json) and/or
+ * a native Lua skill.lua.  Later loads override earlier ones by name. */
+SK_API sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir);
+/* Loads one skill folder; the skill is named after the folder. */
+SK_API sk_status sk_kernel_load_skill(sk_kernel *k, const char *skill_dir);
+/* Loads the search path: the built-in skills, ./skills, then each entry of
+ * SKEIN_SKILLS_PATH (colon-separated).  Missing folders are skipped. */
+SK_API sk_status sk_kernel_load_default_skills(sk_kernel *k);
+
+/* Adds a semantic function from template text.  config_json may be NULL.
+ * Borrows every argument. */
+SK_API sk_status sk_kernel_add_semantic(sk_kernel *k, const char *skill,
+                                        const char *name,
+                                        const char *template_text,
+                                        const char *config_json);
+
+/* A native C function: reads args (borrowed), sets *out to a string
+ * allocated with malloc (the kernel frees it), returns SK_OK; or returns a
+ * status after sk_set_error(). */
+typedef sk_status (*sk_native_fn)(sk_kernel *k, const sk_vars *args,
+                                  char **out, void *ud);
+
+/* Parameter description of a function, for manuals and planners. */
+typedef struct sk_param_info {
+    const char *name;
+    const char *description;   /* may be NULL */
+    const char *default_value; /* NULL when there is none */
+    int required;
+} sk_param_info;
+
+/* Adds a native C function.  params may be NULL (n_params 0).  Borrows the
+ * strings; ud is passed back to fn and never freed by the kernel. */
+SK_API sk_status sk_kernel_add_native(sk_kernel *k, const char *skill,
+                                      const char *name,
+                                      const char *description,
+                                      const sk_param_info *params,
+                                      size_t n_params, sk_native_fn fn,
+                                      void *ud);
+
+/* Sets the kernel's error from a native function. */
+SK_API void sk_set_error(sk_kernel *k, sk_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Information about a registered function.  All pointers borrowed from the
+ * kernel, valid until the function is replaced or the kernel freed. */
+typedef struct sk_function_info {
+    const char *skill;
+    const char *name;
+    const char *full_name;   /* "Skill.Name" */
+    const char *description; /* may be "" */
+    const char *kind;        /* "semantic", "native" */
+    const char *path;        /* folder it came from, or NULL */
+    const sk_param_info *params;
+    size_t n_params;
+} sk_function_info;
+
+SK_API size_t sk_kernel_function_count(const sk_kernel *k);
+/* Functions sorted by full name; SK_USAGE past the end. */
+SK_API sk_status sk_kernel_function_at(const sk_kernel *k, size_t i,
+                                       sk_function_info *info);
+SK_API sk_status sk_kernel_function_find(const sk_kernel *k,
+                                         const char *full_name,
+                                         sk_function_info *info);
+
+/* ---- templates --------------------------------------------------------- */
+
+/* Parses template text once.  `origin` names it in errors ("file.txt");
+ * syntax errors read "origin:line:col: message".  Caller frees with
+ * sk_template_free. */
+SK_API sk_status sk_template_parse(sk_kernel *k, const char *text, size_t len,
+                                   const char *origin, sk_template **out);
+SK_API void sk_template_free(sk_template *t);
+
+#define SK_RENDER_NO_CALLS 1 /* leave function blocks as written */
+
+/* Renders a parsed template with vars, running its function blocks through
+ * the kernel (a nested invoke each).  Caller frees *out with sk_free. */
+SK_API sk_status sk_render(sk_kernel *k, const sk_template *t,
+                           const sk_vars *vars, int flags, char **out);
+
+/* ---- invoking ---------------------------------------------------------- */
+
+/* Receives streamed text as the model produces it.  `text` is not
+ * NUL-terminated.  Borrowed for the call only. */
+typedef void (*sk_stream_fn)(void *ud, const char *text, size_t len);
+
+typedef struct sk_invoke_opts {
+    const char *model;     /* overrides the function's model, or NULL */
+    sk_stream_fn stream;   /* streams the top-level model reply, or NULL */
+    void *stream_ud;
+} sk_invoke_opts;
+
+/* Invokes "Skill.Fn" with vars (borrowed; may be NULL) and waits, running
+ * the event loop.  Caller frees *out with sk_free. */
+SK_API sk_status sk_invoke(sk_kernel *k, const char *name,
+                           const sk_vars *vars, const sk_invoke_opts *opts,
+                           char **out);
+
+/* Starts an invoke and returns at once; the call progresses whenever the
+ * kernel's loop runs (sk_call_wait, sk_kernel_run, sk_invoke).  Caller
+ * frees the call with sk_call_free (which cancels it if unfinished). */
+SK_API sk_status sk_invoke_async(sk_kernel *k, const char *name,
+                                 const sk_vars *vars,
+                                 const sk_invoke_opts *opts, sk_call **out);
+/* Runs the loop until the call finishes; returns its status. */
+SK_API sk_status sk_call_wait(sk_call *c);
+/* Runs the loop for at most timeout_ms (0: only what is ready; -1: until
+ * every call in flight has finished).  Returns the number of calls still
+ * in flight. */
+SK_API size_t sk_kernel_run(sk_kernel *k, int timeout_ms);
+SK_API int sk_call_done(const sk_call *c);
+SK_API sk_status sk_call_status(const sk_call *c);
+/* The result text (borrowed from the call), or NULL unless it succeeded. */
+SK_API const char *sk_call_result(const sk_call *c);
+/* The error message (borrowed from the call), or NULL. */
+SK_API const char *sk_call_errmsg(const sk_call *c);
+/* The error as a JSON object, as sk_error_json.  Caller frees. */
+SK_API sk_status sk_call_error_json(const sk_call *c, char **out);
+SK_API void sk_call_free(sk_call *c);
+
+/* Token usage summed over every model call the kernel has made. */
+typedef struct sk_usage {
+    long calls;
+    long prompt_tokens;
+    long completion_tokens;
+    long retries;
+    long failures;
+} sk_usage;
+SK_API void sk_kernel_usage(const sk_kernel *k, sk_usage *out);
+
+/* ---- Lua --------------------------------------------------------------- */
+
+struct lua_State;
+
+/* Makes the `skein` module available in L, bound to k: registers it in
+ * package.preload and package.loaded, and runs Lua skills in L.  The
+ * kernel must outlive L's use of it.  Returns SK_USAGE if k is already
+ * bound to another state. */
+SK_API sk_status sk_lua_open(sk_kernel *k, struct lua_State *L);
+
+/* The loadable-module entry point: require("skein") from a stock lua5.4
+ * creates a kernel owned by the Lua state. */
+SK_API int luaopen_skein(struct lua_State *L);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SKEIN_H */

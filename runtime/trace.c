@@ -1,0 +1,70 @@
+/*
+ * trace.c -- one JSON line per model call, appended to the kernel's trace
+ * file.  Traces carry prompts and replies but never credentials: request
+ * headers are not recorded, and error messages are scrubbed where they
+ * are made (openai.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "kernel_priv.h"
+
+static void add_str(sk_buf *b, sk_status *rc, const char *key, const char *val)
+{
+    if (*rc != SK_OK || !val)
+        return;
+    *rc = buf_printf(b, ",\"%s\":", key);
+    if (*rc == SK_OK)
+        *rc = buf_add_json_str(b, val, strlen(val));
+}
+
+void trace_model_call(sk_kernel *k, const trace_rec *r)
+{
+    if (!k->trace)
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char when[96];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    sk_buf b;
+    buf_init(&b, (size_t)64 << 20);
+    sk_status rc = buf_printf(&b, "{\"time\":\"%s\",\"type\":\"model_call\"", when);
+    add_str(&b, &rc, "function", r->function);
+    add_str(&b, &rc, "model", r->model);
+    add_str(&b, &rc, "prompt", r->prompt);
+    add_str(&b, &rc, "reply", r->reply);
+    if (rc == SK_OK && r->resp) {
+        add_str(&b, &rc, "finish_reason", r->resp->finish_reason);
+        if (rc == SK_OK)
+            rc = buf_printf(&b,
+                            ",\"usage\":{\"prompt_tokens\":%ld,"
+                            "\"completion_tokens\":%ld}",
+                            r->resp->prompt_tokens, r->resp->completion_tokens);
+    }
+    if (rc == SK_OK)
+        rc = buf_printf(&b, ",\"start_ms\":%lld,\"latency_ms\":%lld,\"attempts\":%d",
+                        r->start_ms, r->end_ms - r->start_ms, r->attempts);
+    if (rc == SK_OK && r->err) {
+        char *ej = err_json(r->err);
+        if (ej) {
+            rc = buf_adds(&b, ",\"error\":");
+            if (rc == SK_OK)
+                rc = buf_adds(&b, ej);
+            free(ej);
+        }
+    }
+    if (rc == SK_OK)
+        rc = buf_adds(&b, "}\n");
+    if (rc == SK_OK) {
+        fwrite(b.p, 1, b.len, k->trace);
+        fflush(k->trace);
+    }
+    buf_free(&b);
+}

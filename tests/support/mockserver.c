@@ -1,0 +1,1051 @@
+/*
+ * mockserver.c -- a loopback HTTP/1.1 server that plays canned model
+ * replies, for tests and benchmarks.
+ *
+ *     skein-mockserver SCENARIO.json
+ *
+ * Binds 127.0.0.1 on an ephemeral port and prints the port and a newline
+ * on stdout once it listens (tests/support/testutil.c reads that line).
+ * Single-threaded and poll()-based; delays are timers, so 1000 concurrent
+ * connections each waiting 50 ms cost nothing.  Keep-alive, TCP_NODELAY,
+ * Content-Length and chunked request bodies, up to 1024 connections.
+ * Exits on SIGTERM, or by itself after idle_exit_ms with no connection open
+ * so that a crashed test never leaves it running.
+ *
+ * Scenario (every key optional):
+ *
+ *   { "log": "/tmp/requests.jsonl",  one JSON line per request:
+ *                                    {"method","path","headers":{..},"body"}
+ *                                    (header names lower-cased)
+ *     "idle_exit_ms": 30000,
+ *     "echo": false,                 true: reply with a chat completion
+ *                                    whose content is the request's last
+ *                                    user message (when no response fits)
+ *     "responses": [                 served in order; the last one repeats
+ *       { "status": 200,
+ *         "headers": {"Retry-After": "1"},
+ *         one body form:
+ *         "body": "raw text",        Content-Type application/json unless
+ *                                    "headers" sets one
+ *         "json": {...},             serialised
+ *         "reply": "text",           a complete chat.completion with this
+ *                                    content; "logprobs": [["tok", -0.1],..]
+ *                                    adds logprobs, "usage": {"prompt_tokens":
+ *                                    N, "completion_tokens": M} overrides the
+ *                                    default usage (word counts of the
+ *                                    request's messages and of the text)
+ *         "sse": ["data1", {..}],    an event stream (chunked): each item
+ *                                    (a string, or JSON serialised) sent as
+ *                                    "data: ITEM\n\n", chunk_delay_ms apart
+ *         "stream": "text",          chat.completion.chunk events, one per
+ *                                    word, then finish_reason, usage and
+ *                                    [DONE]; "logprobs" attach one per word
+ *         "delay_ms": 0,             before the response starts
+ *         "chunk_delay_ms": 0,       between events (and trickled bytes)
+ *         "action": "close"          close without replying
+ *                 | "reset"          RST (SO_LINGER 0)
+ *                 | "stall"          accept the request, never reply
+ *                 | "cut"            headers and half the body/stream, close
+ *                 | "trickle"        one byte every chunk_delay_ms
+ *                 | "oversize"       an endless body
+ *                 | "wrong_type",    200 with Content-Type text/html
+ *         "match": "substring"       served only to requests whose body
+ *                                    contains it; matching responses are
+ *                                    tried first and are not in the order
+ *       } ] }
+ *
+ * A request that no response fits (every response has "match", none
+ * matched, and no echo) gets a 500 with an error body.
+ */
+#define _GNU_SOURCE /* accept4 */
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CONNS 1024
+#define MAX_HEADER_BYTES (64 * 1024)
+#define MAX_BODY_BYTES ((size_t)64 << 20)
+#define ENDLESS_CHUNK 65536
+
+enum end_action { END_KEEP, END_CLOSE, END_RESET, END_STALL, END_ENDLESS };
+
+typedef struct seg {
+    char *p;
+    size_t n;
+    long delay_ms; /* wait before sending this segment */
+} seg;
+
+typedef struct conn {
+    int fd;
+    char *in;
+    size_t in_len, in_cap;
+    int responding;       /* a response is in progress */
+    seg *segs;
+    size_t n_segs, cur, off;
+    long long next_at;    /* when segs[cur] may start; 0: now */
+    enum end_action end;
+    int close_after;      /* the request said Connection: close */
+    size_t endless_off;
+} conn;
+
+static cJSON *scenario;
+static cJSON *responses;   /* array, or NULL */
+static int echo_mode;
+static int log_fd = -1;
+static long idle_exit_ms = 30000;
+static long served_in_order;
+static conn *conns[MAX_CONNS];
+static size_t n_conns;
+static char endless_block[ENDLESS_CHUNK + 16];
+static size_t endless_len;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "skein-mockserver: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        die("out of memory");
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *d = xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* ---- small string builder ---------------------------------------------- */
+
+typedef struct sb {
+    char *p;
+    size_t len, cap;
+} sb;
+
+static void sb_add(sb *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            die("out of memory");
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_printf(sb *b, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        die("bad format");
+    if ((size_t)n < sizeof small) {
+        sb_add(b, small, (size_t)n);
+        return;
+    }
+    char *s = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_add(b, s, (size_t)n);
+    free(s);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+typedef struct request {
+    char *method, *path;
+    cJSON *headers; /* object, lower-cased names */
+    char *body;
+    size_t body_len;
+    int close;
+    int expect_continue;
+} request;
+
+static void request_free(request *r)
+{
+    free(r->method);
+    free(r->path);
+    cJSON_Delete(r->headers);
+    free(r->body);
+}
+
+static const char *find_crlfcrlf(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 3 < n; i++)
+        if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n')
+            return p + i;
+    return NULL;
+}
+
+/* Decodes a chunked body starting at p.  Returns the bytes consumed, 0 if
+ * incomplete, -1 if malformed. */
+static long decode_chunked(const char *p, size_t n, sb *out)
+{
+    size_t i = 0;
+    for (;;) {
+        const char *eol = memmem(p + i, n - i, "\r\n", 2);
+        if (!eol)
+            return 0;
+        char *end;
+        unsigned long sz = strtoul(p + i, &end, 16);
+        if (end == p + i)
+            return -1;
+        i = (size_t)(eol - p) + 2;
+        if (sz == 0) {
+            /* trailers until an empty line */
+            for (;;) {
+                const char *e = memmem(p + i, n - i, "\r\n", 2);
+                if (!e)
+                    return 0;
+                size_t linelen = (size_t)(e - (p + i));
+                i += linelen + 2;
+                if (linelen == 0)
+                    return (long)i;
+            }
+        }
+        if (sz > MAX_BODY_BYTES || out->len + sz > MAX_BODY_BYTES)
+            return -1;
+        if (n - i < sz + 2)
+            return 0;
+        sb_add(out, p + i, sz);
+        i += sz + 2;
+    }
+}
+
+/* Parses one request from the front of c->in.  Returns 1 and fills r
+ * (removing the bytes) when complete, 0 when more is needed, -1 when
+ * malformed or too large. */
+static int parse_request(conn *c, request *r)
+{
+    memset(r, 0, sizeof *r);
+    const char *hend = find_crlfcrlf(c->in, c->in_len);
+    if (!hend)
+        return c->in_len > MAX_HEADER_BYTES ? -1 : 0;
+    size_t head_len = (size_t)(hend - c->in) + 4;
+    const char *line_end = memmem(c->in, head_len, "\r\n", 2);
+    const char *sp1 = memchr(c->in, ' ', (size_t)(line_end - c->in));
+    if (!sp1)
+        return -1;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(line_end - sp1 - 1));
+    if (!sp2)
+        return -1;
+    cJSON *headers = cJSON_CreateObject();
+    long content_length = -1;
+    int chunked = 0, close = 0, expect = 0;
+    if (strncmp(sp2 + 1, "HTTP/1.0", 8) == 0)
+        close = 1;
+    const char *h = line_end + 2;
+    while (h < hend) {
+        const char *e = memmem(h, (size_t)(hend + 2 - h), "\r\n", 2);
+        const char *colon = memchr(h, ':', (size_t)(e - h));
+        if (colon) {
+            char *name = xstrndup(h, (size_t)(colon - h));
+            for (char *q = name; *q; q++)
+                *q = (char)tolower((unsigned char)*q);
+            const char *v = colon + 1;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            char *value = xstrndup(v, (size_t)(e - v));
+            if (strcmp(name, "content-length") == 0)
+                content_length = atol(value);
+            else if (strcmp(name, "transfer-encoding") == 0 && strcasestr(value, "chunked"))
+                chunked = 1;
+            else if (strcmp(name, "connection") == 0) {
+                if (strcasestr(value, "close"))
+                    close = 1;
+                else if (strcasestr(value, "keep-alive"))
+                    close = 0;
+            } else if (strcmp(name, "expect") == 0 && strcasestr(value, "100-continue"))
+                expect = 1;
+            cJSON_DeleteItemFromObjectCaseSensitive(headers, name);
+            cJSON_AddStringToObject(headers, name, value);
+            free(name);
+            free(value);
+        }
+        h = e + 2;
+    }
+    sb body = {0};
+    size_t consumed;
+    if (chunked) {
+        long used = decode_chunked(c->in + head_len, c->in_len - head_len, &body);
+        if (used <= 0) {
+            free(body.p);
+            cJSON_Delete(headers);
+            if (used == 0 && expect && !c->responding) {
+                r->expect_continue = 1; /* the caller answers 100 */
+            }
+            return used == 0 ? 0 : -1;
+        }
+        consumed = head_len + (size_t)used;
+    } else {
+        if (content_length < 0)
+            content_length = 0;
+        if ((size_t)content_length > MAX_BODY_BYTES) {
+            cJSON_Delete(headers);
+            return -1;
+        }
+        if (c->in_len - head_len < (size_t)content_length) {
+            cJSON_Delete(headers);
+            if (expect)
+                r->expect_continue = 1;
+            return 0;
+        }
+        sb_add(&body, c->in + head_len, (size_t)content_length);
+        consumed = head_len + (size_t)content_length;
+    }
+    r->method = xstrndup(c->in, (size_t)(sp1 - c->in));
+    r->path = xstrndup(sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    r->headers = headers;
+    r->body = body.p ? body.p : xstrndup("", 0);
+    r->body_len = body.len;
+    r->close = close;
+    memmove(c->in, c->in + consumed, c->in_len - consumed);
+    c->in_len -= consumed;
+    return 1;
+}
+
+static void log_request(const request *r)
+{
+    if (log_fd < 0)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", r->method);
+    cJSON_AddStringToObject(o, "path", r->path);
+    cJSON_AddItemReferenceToObject(o, "headers", r->headers);
+    cJSON_AddStringToObject(o, "body", r->body);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    size_t n = strlen(s);
+    s[n] = '\n'; /* overwrites the NUL: write n + 1 bytes in one call */
+    if (write(log_fd, s, n + 1) < 0)
+        perror("skein-mockserver: log");
+    free(s);
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+static long count_words(const char *s)
+{
+    long n = 0;
+    int in = 0;
+    for (; s && *s; s++) {
+        if (isspace((unsigned char)*s))
+            in = 0;
+        else if (!in) {
+            in = 1;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Word count of every message's content: the default prompt_tokens. */
+static long prompt_words(const cJSON *req)
+{
+    long n = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(req, "messages"))
+        n += count_words(cJSON_GetStringValue(cJSON_GetObjectItem(m, "content")));
+    return n;
+}
+
+static const char *last_user_message(const cJSON *req)
+{
+    const char *text = "";
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(req, "messages"))
+    {
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItem(m, "role"));
+        const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(m, "content"));
+        if (role && strcmp(role, "user") == 0 && content)
+            text = content;
+    }
+    return text;
+}
+
+static const char *model_of(const cJSON *req)
+{
+    const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(req, "model"));
+    return m ? m : "mock-model";
+}
+
+static void add_usage(cJSON *o, const cJSON *spec, const cJSON *req, const char *text)
+{
+    const cJSON *u = spec ? cJSON_GetObjectItem(spec, "usage") : NULL;
+    long pt = prompt_words(req), ct = count_words(text);
+    if (cJSON_IsObject(u)) {
+        const cJSON *p = cJSON_GetObjectItem(u, "prompt_tokens");
+        const cJSON *q = cJSON_GetObjectItem(u, "completion_tokens");
+        if (cJSON_IsNumber(p))
+            pt = (long)p->valuedouble;
+        if (cJSON_IsNumber(q))
+            ct = (long)q->valuedouble;
+    }
+    cJSON *usage = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(usage, "prompt_tokens", (double)pt);
+    cJSON_AddNumberToObject(usage, "completion_tokens", (double)ct);
+    cJSON_AddNumberToObject(usage, "total_tokens", (double)(pt + ct));
+}
+
+/* logprobs entries [tok, lp] from..to of the spec, as a content array. */
+static cJSON *logprob_content(const cJSON *lps, int from, int to)
+{
+    cJSON *content = cJSON_CreateArray();
+    for (int i = from; i < to; i++) {
+        const cJSON *pair = cJSON_GetArrayItem(lps, i);
+        const char *tok = cJSON_GetStringValue(cJSON_GetArrayItem(pair, 0));
+        const cJSON *lp = cJSON_GetArrayItem(pair, 1);
+        if (!tok || !cJSON_IsNumber(lp))
+            continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "token", tok);
+        cJSON_AddNumberToObject(e, "logprob", lp->valuedouble);
+        cJSON_AddItemToObject(e, "top_logprobs", cJSON_CreateArray());
+        cJSON_AddItemToArray(content, e);
+    }
+    return content;
+}
+
+static char *completion_json(const cJSON *spec, const cJSON *req, const char *text)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", "chatcmpl-mock");
+    cJSON_AddStringToObject(o, "object", "chat.completion");
+    cJSON_AddNumberToObject(o, "created", (double)time(NULL));
+    cJSON_AddStringToObject(o, "model", model_of(req));
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddItemToArray(choices, ch);
+    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON *msg = cJSON_AddObjectToObject(ch, "message");
+    cJSON_AddStringToObject(msg, "role", "assistant");
+    cJSON_AddStringToObject(msg, "content", text);
+    const cJSON *lps = spec ? cJSON_GetObjectItem(spec, "logprobs") : NULL;
+    if (cJSON_IsArray(lps)) {
+        cJSON *lp = cJSON_AddObjectToObject(ch, "logprobs");
+        cJSON_AddItemToObject(lp, "content",
+                              logprob_content(lps, 0, cJSON_GetArraySize(lps)));
+    } else {
+        cJSON_AddNullToObject(ch, "logprobs");
+    }
+    cJSON_AddStringToObject(ch, "finish_reason", "stop");
+    add_usage(o, spec, req, text);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static cJSON *chunk_base(const cJSON *req)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", "chatcmpl-mock");
+    cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+    cJSON_AddNumberToObject(o, "created", (double)time(NULL));
+    cJSON_AddStringToObject(o, "model", model_of(req));
+    return o;
+}
+
+/* One chunk: delta content (NULL: none), finish reason (NULL: null). */
+static char *chunk_json(const cJSON *req, const char *role, const char *content,
+                        size_t content_len, const char *finish, cJSON *logprobs)
+{
+    cJSON *o = chunk_base(req);
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+    if (role)
+        cJSON_AddStringToObject(d, "role", role);
+    if (content) {
+        char *c = xstrndup(content, content_len);
+        cJSON_AddStringToObject(d, "content", c);
+        free(c);
+    }
+    if (logprobs) {
+        cJSON *lp = cJSON_AddObjectToObject(ch, "logprobs");
+        cJSON_AddItemToObject(lp, "content", logprobs);
+    } else {
+        cJSON_AddNullToObject(ch, "logprobs");
+    }
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+typedef struct strlist {
+    char **v;
+    size_t n;
+} strlist;
+
+static void sl_push(strlist *l, char *s)
+{
+    char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+    if (!v)
+        die("out of memory");
+    l->v = v;
+    l->v[l->n++] = s;
+}
+
+/* The "stream" shorthand: role chunk, one chunk per word (with its leading
+ * whitespace), a finish chunk, a usage chunk, [DONE]. */
+static void stream_events(const cJSON *spec, const cJSON *req, const char *text,
+                          strlist *ev)
+{
+    sl_push(ev, chunk_json(req, "assistant", "", 0, NULL, NULL));
+    const cJSON *lps = cJSON_GetObjectItem(spec, "logprobs");
+    int word = 0;
+    const char *p = text;
+    while (*p) {
+        const char *s = p;
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
+        cJSON *lp = NULL;
+        if (cJSON_IsArray(lps) && word < cJSON_GetArraySize(lps))
+            lp = logprob_content(lps, word, word + 1);
+        sl_push(ev, chunk_json(req, NULL, s, (size_t)(p - s), NULL, lp));
+        word++;
+    }
+    sl_push(ev, chunk_json(req, NULL, NULL, 0, "stop", NULL));
+    cJSON *u = chunk_base(req);
+    cJSON_AddArrayToObject(u, "choices");
+    add_usage(u, spec, req, text);
+    sl_push(ev, cJSON_PrintUnformatted(u));
+    cJSON_Delete(u);
+    sl_push(ev, xstrndup("[DONE]", 6));
+}
+
+static void conn_add_seg(conn *c, char *p, size_t n, long delay)
+{
+    seg *s = realloc(c->segs, (c->n_segs + 1) * sizeof *s);
+    if (!s)
+        die("out of memory");
+    c->segs = s;
+    c->segs[c->n_segs].p = p;
+    c->segs[c->n_segs].n = n;
+    c->segs[c->n_segs].delay_ms = delay;
+    c->n_segs++;
+}
+
+static long num_field(const cJSON *spec, const char *name, long dflt)
+{
+    const cJSON *v = spec ? cJSON_GetObjectItem(spec, name) : NULL;
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : dflt;
+}
+
+static const cJSON *pick_response(const request *r)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, responses)
+    {
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(item, "match"));
+        if (m && strstr(r->body, m))
+            return item;
+    }
+    const cJSON *ordered[256];
+    int n = 0;
+    cJSON_ArrayForEach(item, responses)
+    {
+        if (!cJSON_GetObjectItem(item, "match") && n < 256)
+            ordered[n++] = item;
+    }
+    if (n == 0)
+        return NULL;
+    long i = served_in_order++;
+    return ordered[i < n ? i : n - 1];
+}
+
+/* Adds the header block (with the scenario's extra headers) to b. */
+static void add_head(sb *b, int status, const cJSON *spec, const char *ctype,
+                     long content_length, int chunked, int close)
+{
+    sb_printf(b, "HTTP/1.1 %d %s\r\n", status, reason(status));
+    int has_ctype = 0;
+    const cJSON *h, *extra = spec ? cJSON_GetObjectItem(spec, "headers") : NULL;
+    cJSON_ArrayForEach(h, extra)
+    {
+        if (strcasecmp(h->string, "content-type") == 0)
+            has_ctype = 1;
+        if (cJSON_IsString(h))
+            sb_printf(b, "%s: %s\r\n", h->string, h->valuestring);
+        else if (cJSON_IsNumber(h))
+            sb_printf(b, "%s: %g\r\n", h->string, h->valuedouble);
+    }
+    if (!has_ctype && ctype)
+        sb_printf(b, "Content-Type: %s\r\n", ctype);
+    if (chunked)
+        sb_printf(b, "Transfer-Encoding: chunked\r\n");
+    else if (content_length >= 0)
+        sb_printf(b, "Content-Length: %ld\r\n", content_length);
+    if (close)
+        sb_printf(b, "Connection: close\r\n");
+    sb_printf(b, "\r\n");
+}
+
+/* Plans the response to r on c as a list of timed segments. */
+static void plan_response(conn *c, const request *r)
+{
+    cJSON *req = cJSON_ParseWithLength(r->body, r->body_len);
+    const cJSON *spec = pick_response(r);
+    long delay = num_field(spec, "delay_ms", 0);
+    long chunk_delay = num_field(spec, "chunk_delay_ms", 0);
+    int status = (int)num_field(spec, "status", 200);
+    const char *action = spec ? cJSON_GetStringValue(cJSON_GetObjectItem(spec, "action")) : NULL;
+    action = action ? action : "";
+    c->end = r->close ? END_CLOSE : END_KEEP;
+    c->close_after = r->close;
+
+    if (!strcmp(action, "close") || !strcmp(action, "reset") || !strcmp(action, "stall")) {
+        conn_add_seg(c, NULL, 0, delay);
+        c->end = !strcmp(action, "close") ? END_CLOSE
+                 : !strcmp(action, "reset") ? END_RESET : END_STALL;
+        cJSON_Delete(req);
+        return;
+    }
+
+    sb head = {0};
+    const cJSON *sse = spec ? cJSON_GetObjectItem(spec, "sse") : NULL;
+    const cJSON *stream = spec ? cJSON_GetObjectItem(spec, "stream") : NULL;
+    if (!strcmp(action, "oversize")) {
+        add_head(&head, status, spec, "application/json", -1, 1, 0);
+        conn_add_seg(c, head.p, head.len, delay);
+        c->end = END_ENDLESS;
+        cJSON_Delete(req);
+        return;
+    }
+    if (cJSON_IsArray(sse) || cJSON_IsString(stream)) {
+        strlist ev = {0};
+        if (cJSON_IsString(stream)) {
+            stream_events(spec, req, stream->valuestring, &ev);
+        } else {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, sse)
+                sl_push(&ev, cJSON_IsString(it) ? xstrndup(it->valuestring, strlen(it->valuestring))
+                                                : cJSON_PrintUnformatted(it));
+        }
+        add_head(&head, status, spec, "text/event-stream", -1, 1, r->close);
+        sb all = {0}; /* for trickle */
+        int trickle = !strcmp(action, "trickle");
+        int cut = !strcmp(action, "cut");
+        size_t n_send = cut ? ev.n / 2 : ev.n;
+        if (trickle)
+            sb_add(&all, head.p, head.len);
+        else
+            conn_add_seg(c, head.p, head.len, delay);
+        for (size_t i = 0; i < ev.n; i++) {
+            if (i < n_send) {
+                sb e = {0};
+                size_t dlen = strlen(ev.v[i]);
+                sb_printf(&e, "%zx\r\ndata: ", dlen + 8);
+                sb_add(&e, ev.v[i], dlen);
+                sb_add(&e, "\n\n\r\n", 4);
+                if (trickle) {
+                    sb_add(&all, e.p, e.len);
+                    free(e.p);
+                } else {
+                    conn_add_seg(c, e.p, e.len, i ? chunk_delay : 0);
+                }
+            }
+            free(ev.v[i]);
+        }
+        free(ev.v);
+        if (cut) {
+            c->end = END_CLOSE;
+        } else if (trickle) {
+            sb_add(&all, "0\r\n\r\n", 5);
+            for (size_t i = 0; i < all.len; i++)
+                conn_add_seg(c, xstrndup(all.p + i, 1), 1, i ? chunk_delay : delay);
+            free(head.p);
+            free(all.p);
+        } else {
+            conn_add_seg(c, xstrndup("0\r\n\r\n", 5), 5, 0);
+        }
+        cJSON_Delete(req);
+        return;
+    }
+
+    /* a whole body */
+    char *body;
+    const char *ctype = "application/json";
+    const cJSON *b;
+    if (!strcmp(action, "wrong_type")) {
+        b = spec ? cJSON_GetObjectItem(spec, "body") : NULL;
+        body = cJSON_IsString(b) ? xstrndup(b->valuestring, strlen(b->valuestring))
+                                 : xstrndup("<html><body><h1>Welcome</h1></body></html>", 42);
+        ctype = "text/html; charset=utf-8";
+    } else if (spec && cJSON_IsString(b = cJSON_GetObjectItem(spec, "body"))) {
+        body = xstrndup(b->valuestring, strlen(b->valuestring));
+    } else if (spec && (b = cJSON_GetObjectItem(spec, "json"))) {
+        body = cJSON_PrintUnformatted(b);
+    } else if (spec && cJSON_IsString(b = cJSON_GetObjectItem(spec, "reply"))) {
+        body = completion_json(spec, req, b->valuestring);
+    } else if (echo_mode) {
+        body = completion_json(spec, req, last_user_message(req));
+    } else if (!spec) {
+        status = 500;
+        body = xstrndup("{\"error\":{\"message\":\"mock: no response matches this request\"}}", 63);
+    } else {
+        body = xstrndup("", 0);
+    }
+    size_t blen = strlen(body);
+    add_head(&head, status, spec, ctype, (long)blen, 0, r->close);
+    if (!strcmp(action, "cut")) {
+        blen /= 2;
+        c->end = END_CLOSE;
+    }
+    sb_add(&head, body, blen);
+    free(body);
+    if (!strcmp(action, "trickle")) {
+        for (size_t i = 0; i < head.len; i++)
+            conn_add_seg(c, xstrndup(head.p + i, 1), 1, i ? chunk_delay : delay);
+        free(head.p);
+    } else {
+        conn_add_seg(c, head.p, head.len, delay);
+    }
+    cJSON_Delete(req);
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void clear_segs(conn *c)
+{
+    for (size_t i = 0; i < c->n_segs; i++)
+        free(c->segs[i].p);
+    free(c->segs);
+    c->segs = NULL;
+    c->n_segs = c->cur = c->off = 0;
+    c->next_at = 0;
+    c->responding = 0;
+}
+
+static void conn_close(size_t i, int reset)
+{
+    conn *c = conns[i];
+    if (reset) {
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(c->fd);
+    clear_segs(c);
+    free(c->in);
+    free(c);
+    conns[i] = conns[--n_conns];
+}
+
+/* Starts the next response if a whole request is buffered.  Returns -1 if
+ * the connection must close. */
+static int next_request(conn *c)
+{
+    if (c->responding)
+        return 0;
+    request r;
+    int got = parse_request(c, &r);
+    if (got < 0) {
+        static const char resp[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                                   "Connection: close\r\n\r\n";
+        conn_add_seg(c, xstrndup(resp, sizeof resp - 1), sizeof resp - 1, 0);
+        c->end = END_CLOSE;
+        c->responding = 1;
+        return 0;
+    }
+    if (got == 0) {
+        if (r.expect_continue) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            if (send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    log_request(&r);
+    plan_response(c, &r);
+    request_free(&r);
+    c->responding = 1;
+    long long now = now_ms();
+    c->next_at = c->n_segs && c->segs[0].delay_ms > 0 ? now + c->segs[0].delay_ms : 0;
+    return 0;
+}
+
+/* Writes what is due.  Returns -1 to close, -2 to reset. */
+static int pump_out(conn *c, long long now)
+{
+    while (c->responding) {
+        if (c->cur < c->n_segs) {
+            if (c->next_at && now < c->next_at)
+                return 0;
+            seg *s = &c->segs[c->cur];
+            while (c->off < s->n) {
+                ssize_t w = send(c->fd, s->p + c->off, s->n - c->off, MSG_NOSIGNAL);
+                if (w < 0) {
+                    if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        return 0;
+                    return -1;
+                }
+                c->off += (size_t)w;
+            }
+            c->cur++;
+            c->off = 0;
+            if (c->cur < c->n_segs && c->segs[c->cur].delay_ms > 0) {
+                c->next_at = now + c->segs[c->cur].delay_ms;
+                return 0;
+            }
+            c->next_at = 0;
+            continue;
+        }
+        switch (c->end) {
+        case END_KEEP:
+            clear_segs(c);
+            if (next_request(c) < 0)
+                return -1;
+            continue;
+        case END_CLOSE:
+            return -1;
+        case END_RESET:
+            return -2;
+        case END_STALL:
+            return 0;
+        case END_ENDLESS:
+            for (;;) {
+                ssize_t w = send(c->fd, endless_block + c->endless_off,
+                                 endless_len - c->endless_off, MSG_NOSIGNAL);
+                if (w < 0)
+                    return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+                c->endless_off = (c->endless_off + (size_t)w) % endless_len;
+            }
+        }
+    }
+    return 0;
+}
+
+/* 1 if c wants POLLOUT now. */
+static int wants_out(const conn *c, long long now)
+{
+    if (!c->responding)
+        return 0;
+    if (c->cur < c->n_segs)
+        return !c->next_at || now >= c->next_at;
+    return c->end == END_ENDLESS;
+}
+
+static int read_in(conn *c)
+{
+    for (;;) {
+        if (c->in_cap - c->in_len < 16384) {
+            size_t cap = c->in_cap ? c->in_cap * 2 : 16384;
+            if (cap > MAX_BODY_BYTES + MAX_HEADER_BYTES + 65536)
+                return -1;
+            char *p = realloc(c->in, cap);
+            if (!p)
+                return -1;
+            c->in = p;
+            c->in_cap = cap;
+        }
+        ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        if (r == 0)
+            return -1;
+        if (r < 0)
+            return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+        c->in_len += (size_t)r;
+        if (c->responding && c->end == END_STALL)
+            c->in_len = 0; /* a stalled connection swallows input */
+    }
+}
+
+static void load_scenario(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        die("%s: %s", path, strerror(errno));
+    sb b = {0};
+    char tmp[8192];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+        sb_add(&b, tmp, n);
+    fclose(f);
+    scenario = cJSON_ParseWithLength(b.p ? b.p : "", b.len);
+    free(b.p);
+    if (!cJSON_IsObject(scenario))
+        die("%s: not a JSON object", path);
+    responses = cJSON_GetObjectItem(scenario, "responses");
+    if (responses && !cJSON_IsArray(responses))
+        die("%s: \"responses\" must be an array", path);
+    echo_mode = cJSON_IsTrue(cJSON_GetObjectItem(scenario, "echo"));
+    idle_exit_ms = num_field(scenario, "idle_exit_ms", 30000);
+    const char *log = cJSON_GetStringValue(cJSON_GetObjectItem(scenario, "log"));
+    if (log && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)
+        die("%s: %s", log, strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: skein-mockserver SCENARIO.json\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    load_scenario(argv[1]);
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < MAX_CONNS + 64) {
+        rl.rlim_cur = rl.rlim_max < MAX_CONNS + 64 ? rl.rlim_max : MAX_CONNS + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    /* the endless body: one chunk, repeated */
+    int hl = snprintf(endless_block, sizeof endless_block, "%x\r\n", ENDLESS_CHUNK);
+    memset(endless_block + hl, 'x', ENDLESS_CHUNK);
+    memcpy(endless_block + hl + ENDLESS_CHUNK, "\r\n", 2);
+    endless_len = (size_t)hl + ENDLESS_CHUNK + 2;
+
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        die("socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0)
+        die("bind: %s", strerror(errno));
+    if (listen(lfd, 4096) < 0)
+        die("listen: %s", strerror(errno));
+    socklen_t alen = sizeof addr;
+    getsockname(lfd, (struct sockaddr *)&addr, &alen);
+    printf("%d\n", ntohs(addr.sin_port));
+    fflush(stdout);
+
+    static struct pollfd pfds[MAX_CONNS + 1];
+    long long last_activity = now_ms();
+    for (;;) {
+        long long now = now_ms();
+        int timeout = -1;
+        if (n_conns == 0 && idle_exit_ms > 0) {
+            long long left = last_activity + idle_exit_ms - now;
+            if (left <= 0)
+                return 0;
+            timeout = left > 1000000 ? 1000000 : (int)left;
+        }
+        pfds[0].fd = lfd;
+        pfds[0].events = n_conns < MAX_CONNS ? POLLIN : 0;
+        for (size_t i = 0; i < n_conns; i++) {
+            conn *c = conns[i];
+            pfds[i + 1].fd = c->fd;
+            pfds[i + 1].events = POLLIN;
+            if (wants_out(c, now))
+                pfds[i + 1].events |= POLLOUT;
+            else if (c->responding && c->cur < c->n_segs && c->next_at > now) {
+                long long left = c->next_at - now;
+                if (timeout < 0 || left < timeout)
+                    timeout = (int)left;
+            }
+        }
+        size_t polled = n_conns;
+        int rc = poll(pfds, polled + 1, timeout);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            die("poll: %s", strerror(errno));
+        }
+        now = now_ms();
+        /* connections, back to front so closing (swap-remove) is safe */
+        for (size_t k = polled; k-- > 0;) {
+            conn *c = conns[k];
+            short re = pfds[k + 1].revents;
+            int res = 0;
+            if (re & (POLLIN | POLLHUP | POLLERR)) {
+                if (read_in(c) < 0)
+                    res = -1;
+                else if (!c->responding && next_request(c) < 0)
+                    res = -1;
+            }
+            if (res == 0)
+                res = pump_out(c, now);
+            if (res < 0) {
+                conn_close(k, res == -2);
+                last_activity = now;
+            }
+        }
+        if (pfds[0].revents & POLLIN) {
+            while (n_conns < MAX_CONNS) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0)
+                    break;
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                conn *c = calloc(1, sizeof *c);
+                if (!c) {
+                    close(fd);
+                    break;
+                }
+                c->fd = fd;
+                conns[n_conns++] = c;
+                last_activity = now;
+            }
+        }
+    }
+}

@@ -1,0 +1,446 @@
+/* test_openai_wire.c -- the OpenAI wire format: request bodies, replies,
+ * streamed chunks and error bodies.  No network. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static model_req base_req(void)
+{
+    static const sk_msg msgs[] = {{"system", "Be brief."},
+                                  {"user", "Say \"hi\"\n\tplease"}};
+    model_req r;
+    memset(&r, 0, sizeof r);
+    r.function = "T.Echo";
+    r.model = "gpt-test";
+    r.msgs = msgs;
+    r.n_msgs = 2;
+    r.max_tokens = -1;
+    r.temperature = r.top_p = r.presence_penalty = r.frequency_penalty = NAN;
+    return r;
+}
+
+TEST(test_request_minimal)
+{
+    model_req r = base_req();
+    char *s = oai_request_json(&r, "gpt-test");
+    CHECK(s != NULL);
+    cJSON *j = cJSON_Parse(s);
+    CHECK(j != NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "model")), "gpt-test");
+    cJSON *msgs = cJSON_GetObjectItem(j, "messages");
+    CHECK_INT(cJSON_GetArraySize(msgs), 2);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0), "role")), "system");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 1), "content")),
+              "Say \"hi\"\n\tplease");
+    /* unset settings are omitted, not sent as defaults */
+    const char *absent[] = {"max_tokens", "temperature", "top_p",
+                            "presence_penalty", "frequency_penalty", "stop",
+                            "stream", "stream_options", "logprobs",
+                            "top_logprobs"};
+    for (size_t i = 0; i < sizeof absent / sizeof *absent; i++)
+        CHECK(cJSON_GetObjectItem(j, absent[i]) == NULL);
+    cJSON_Delete(j);
+    free(s);
+    /* model NULL falls back to req->model */
+    s = oai_request_json(&r, NULL);
+    CHECK_CONTAINS(s, "\"model\":\"gpt-test\"");
+    free(s);
+}
+
+TEST(test_request_full)
+{
+    model_req r = base_req();
+    char *stop[] = {"\n\n", "END"};
+    r.max_tokens = 256;
+    r.temperature = 0.7;
+    r.top_p = 1;
+    r.presence_penalty = -0.5;
+    r.frequency_penalty = 0.25;
+    r.stop = stop;
+    r.n_stop = 2;
+    r.stream = 1;
+    r.logprobs = 1;
+    r.top_logprobs = 3;
+    char *s = oai_request_json(&r, "m");
+    cJSON *j = cJSON_Parse(s);
+    CHECK(j != NULL);
+    CHECK_INT(cJSON_GetObjectItem(j, "max_tokens")->valueint, 256);
+    CHECK(cJSON_GetObjectItem(j, "temperature")->valuedouble == 0.7);
+    CHECK_CONTAINS(s, "\"temperature\":0.7,"); /* short, exact form */
+    CHECK(cJSON_GetObjectItem(j, "top_p")->valuedouble == 1);
+    CHECK(cJSON_GetObjectItem(j, "presence_penalty")->valuedouble == -0.5);
+    CHECK(cJSON_GetObjectItem(j, "frequency_penalty")->valuedouble == 0.25);
+    cJSON *st = cJSON_GetObjectItem(j, "stop");
+    CHECK_INT(cJSON_GetArraySize(st), 2);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(st, 0)), "\n\n");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(st, 1)), "END");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "stream")));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "stream_options"),
+                                           "include_usage")));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "logprobs")));
+    CHECK_INT(cJSON_GetObjectItem(j, "top_logprobs")->valueint, 3);
+    cJSON_Delete(j);
+    free(s);
+    /* max_tokens 0 is a value, and infinities are never emitted */
+    r.max_tokens = 0;
+    r.temperature = INFINITY;
+    r.top_logprobs = 0;
+    s = oai_request_json(&r, "m");
+    j = cJSON_Parse(s);
+    CHECK(j != NULL);
+    CHECK_INT(cJSON_GetObjectItem(j, "max_tokens")->valueint, 0);
+    CHECK(cJSON_GetObjectItem(j, "temperature") == NULL);
+    CHECK(cJSON_GetObjectItem(j, "top_logprobs") == NULL);
+    cJSON_Delete(j);
+    free(s);
+}
+
+TEST(test_request_control_chars)
+{
+    static const sk_msg msgs[] = {{"user", "a\x01" "b\\c"}};
+    model_req r = base_req();
+    r.msgs = msgs;
+    r.n_msgs = 1;
+    char *s = oai_request_json(&r, "m");
+    cJSON *j = cJSON_Parse(s);
+    CHECK(j != NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(
+                  cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0), "content")),
+              "a\x01" "b\\c");
+    cJSON_Delete(j);
+    free(s);
+}
+
+static const char *full_reply =
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"gpt-x-2024\","
+    "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello there\"},"
+    "\"logprobs\":{\"content\":[{\"token\":\"Hello\",\"logprob\":-0.25,\"bytes\":[72],\"top_logprobs\":[]},"
+    "{\"token\":\" there\",\"logprob\":-1.5,\"top_logprobs\":[]}]},"
+    "\"finish_reason\":\"stop\"}],"
+    "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":2,\"total_tokens\":14}}";
+
+TEST(test_parse_reply)
+{
+    model_resp *r = NULL;
+    char *msg = NULL;
+    CHECK_INT(oai_parse_reply(full_reply, strlen(full_reply), &r, &msg), SK_OK);
+    CHECK(msg == NULL);
+    if (!r)
+        return;
+    CHECK_STR(r->text, "Hello there");
+    CHECK_STR(r->finish_reason, "stop");
+    CHECK_STR(r->model, "gpt-x-2024");
+    CHECK_INT(r->prompt_tokens, 12);
+    CHECK_INT(r->completion_tokens, 2);
+    CHECK_INT(r->n_logprobs, 2);
+    CHECK_STR(r->logprobs[0].token, "Hello");
+    CHECK(r->logprobs[0].logprob == -0.25);
+    CHECK_STR(r->logprobs[1].token, " there");
+    CHECK(r->logprobs[1].logprob == -1.5);
+    CHECK_INT(r->attempts, 1);
+    resp_free(r);
+}
+
+TEST(test_parse_reply_minimal)
+{
+    const char *s = "{\"choices\":[{\"message\":{\"content\":\"\"},\"finish_reason\":null,"
+                    "\"logprobs\":null}]}";
+    model_resp *r = NULL;
+    CHECK_INT(oai_parse_reply(s, strlen(s), &r, NULL), SK_OK);
+    if (!r)
+        return;
+    CHECK_STR(r->text, "");
+    CHECK(r->finish_reason == NULL);
+    CHECK(r->model == NULL);
+    CHECK_INT(r->prompt_tokens, -1);
+    CHECK_INT(r->completion_tokens, -1);
+    CHECK_INT(r->n_logprobs, 0);
+    resp_free(r);
+}
+
+/* Each bad body gives want and a message containing needle. */
+static void bad_reply(const char *body, sk_status want, const char *needle)
+{
+    model_resp *r = (model_resp *)1;
+    char *msg = NULL;
+    CHECK_INT(oai_parse_reply(body, strlen(body), &r, &msg), want);
+    CHECK(r == NULL);
+    CHECK_CONTAINS(msg, needle);
+    free(msg);
+}
+
+TEST(test_parse_reply_errors)
+{
+    bad_reply("", SK_PROTOCOL, "not valid JSON");
+    bad_reply("<html>oops</html>", SK_PROTOCOL, "not valid JSON");
+    bad_reply("{\"choices\":[{\"message\":{\"content\":\"x\"}}", SK_PROTOCOL, "not valid JSON");
+    bad_reply("[1,2]", SK_PROTOCOL, "not a JSON object");
+    bad_reply("{}", SK_PROTOCOL, "no \"choices\"");
+    bad_reply("{\"choices\":[]}", SK_PROTOCOL, "non-empty array");
+    bad_reply("{\"choices\":{}}", SK_PROTOCOL, "non-empty array");
+    bad_reply("{\"choices\":[{\"text\":\"legacy\"}]}", SK_PROTOCOL, "\"message\"");
+    bad_reply("{\"choices\":[{\"message\":{\"content\":42}}]}", SK_PROTOCOL,
+              "content is not a string");
+    bad_reply("{\"choices\":[{\"message\":{\"content\":null}}]}", SK_PROTOCOL,
+              "content is not a string");
+    bad_reply("{\"choices\":[{\"message\":{\"content\":null},\"finish_reason\":\"content_filter\"}]}",
+              SK_FILTERED, "content filter");
+    bad_reply("{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"usage\":7}", SK_PROTOCOL,
+              "usage");
+    bad_reply("{\"choices\":[{\"message\":{\"content\":\"x\"},\"logprobs\":{\"content\":5}}]}",
+              SK_PROTOCOL, "logprobs.content");
+    bad_reply("{\"choices\":[{\"message\":{\"content\":\"x\"},\"logprobs\":{\"content\":[{\"token\":1}]}}]}",
+              SK_PROTOCOL, "logprobs entry");
+    bad_reply("{\"error\":{\"message\":\"quota exceeded\"}}", SK_MODEL, "quota exceeded");
+}
+
+/* Applies a list of chunks; returns the joined deltas (caller frees). */
+static char *apply_all(const char *const *chunks, size_t n, model_resp *resp,
+                       sk_status *last)
+{
+    sk_buf text, deltas;
+    buf_init(&text, 0);
+    buf_init(&deltas, 0);
+    *last = SK_OK;
+    for (size_t i = 0; i < n && *last == SK_OK; i++) {
+        const char *d = NULL;
+        size_t dl = 99;
+        char *msg = NULL;
+        *last = oai_apply_chunk(chunks[i], strlen(chunks[i]), resp, &text, &d,
+                                &dl, &msg);
+        if (*last == SK_OK) {
+            CHECK(msg == NULL);
+            CHECK((d == NULL) == (dl == 0));
+            if (d) {
+                /* the delta is the tail of the accumulated text */
+                CHECK(d + dl == text.p + text.len);
+                buf_add(&deltas, d, dl);
+            }
+        } else {
+            CHECK(msg != NULL);
+        }
+        free(msg);
+    }
+    free(resp->text);
+    resp->text = buf_steal(&text);
+    return buf_steal(&deltas);
+}
+
+TEST(test_chunks)
+{
+    const char *chunks[] = {
+        "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-s\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+        "\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},"
+        "\"logprobs\":{\"content\":[{\"token\":\"Hel\",\"logprob\":-0.5,\"top_logprobs\":[]}]},"
+        "\"finish_reason\":null}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},"
+        "\"logprobs\":{\"content\":[{\"token\":\"lo\",\"logprob\":-0.125,\"top_logprobs\":[]}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}",
+        "{\"model\":\"other\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}",
+    };
+    model_resp resp;
+    memset(&resp, 0, sizeof resp);
+    resp.prompt_tokens = resp.completion_tokens = -1;
+    sk_status last;
+    char *deltas = apply_all(chunks, 5, &resp, &last);
+    CHECK_INT(last, SK_OK);
+    CHECK_STR(deltas, "Hello");
+    CHECK_STR(resp.text, "Hello");
+    CHECK_STR(resp.finish_reason, "length");
+    CHECK_STR(resp.model, "gpt-s"); /* the first one reported */
+    CHECK_INT(resp.prompt_tokens, 5);
+    CHECK_INT(resp.completion_tokens, 2);
+    CHECK_INT(resp.n_logprobs, 2);
+    if (resp.n_logprobs == 2) {
+        CHECK_STR(resp.logprobs[1].token, "lo");
+        CHECK(resp.logprobs[1].logprob == -0.125);
+    }
+    free(deltas);
+    model_resp *heap = sk_calloc(1, sizeof *heap);
+    *heap = resp;
+    resp_free(heap);
+}
+
+TEST(test_chunk_errors)
+{
+    struct {
+        const char *chunk;
+        sk_status want;
+        const char *needle;
+    } cases[] = {
+        {"[DONE]", SK_PROTOCOL, "not valid JSON"},
+        {"{\"choices\":[{\"delta\":{\"content\":\"x\"}}]", SK_PROTOCOL, "not valid JSON"},
+        {"\"str\"", SK_PROTOCOL, "not a JSON object"},
+        {"{\"choices\":7}", SK_PROTOCOL, "not an array"},
+        {"{\"choices\":[3]}", SK_PROTOCOL, "choice is not an object"},
+        {"{\"choices\":[{\"delta\":[]}]}", SK_PROTOCOL, "delta"},
+        {"{\"choices\":[{\"delta\":{\"content\":[1]}}]}", SK_PROTOCOL, "not a string"},
+        {"{\"error\":{\"message\":\"overloaded\"}}", SK_MODEL, "overloaded"},
+        {"{\"error\":\"bad\"}", SK_MODEL, "bad"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        model_resp resp;
+        memset(&resp, 0, sizeof resp);
+        sk_buf text;
+        buf_init(&text, 0);
+        const char *d = (const char *)1;
+        size_t dl = 1;
+        char *msg = NULL;
+        CHECK_INT(oai_apply_chunk(cases[i].chunk, strlen(cases[i].chunk), &resp,
+                                  &text, &d, &dl, &msg),
+                  cases[i].want);
+        CHECK(d == NULL && dl == 0);
+        CHECK_CONTAINS(msg, cases[i].needle);
+        free(msg);
+        buf_free(&text);
+        free(resp.model);
+        free(resp.finish_reason);
+    }
+    /* lenient: no choices at all, or null content, is not an error */
+    model_resp resp;
+    memset(&resp, 0, sizeof resp);
+    sk_buf text;
+    buf_init(&text, 0);
+    const char *d;
+    size_t dl;
+    CHECK_INT(oai_apply_chunk("{}", 2, &resp, &text, &d, &dl, NULL), SK_OK);
+    const char *nc = "{\"choices\":[{\"delta\":{\"content\":null}}]}";
+    CHECK_INT(oai_apply_chunk(nc, strlen(nc), &resp, &text, &d, &dl, NULL), SK_OK);
+    CHECK(d == NULL);
+    /* the text buffer's ceiling */
+    text.max = 4;
+    const char *big = "{\"choices\":[{\"delta\":{\"content\":\"abcdef\"}}]}";
+    char *msg = NULL;
+    CHECK_INT(oai_apply_chunk(big, strlen(big), &resp, &text, &d, &dl, &msg),
+              SK_TOO_LARGE);
+    free(msg);
+    buf_free(&text);
+}
+
+TEST(test_error_message)
+{
+    struct {
+        const char *body, *want;
+    } cases[] = {
+        {"{\"error\":{\"message\":\"Incorrect API key\",\"type\":\"invalid_request_error\"}}",
+         "Incorrect API key"},
+        {"{\"error\":\"model not found\"}", "model not found"},
+        {"{\"message\":\"rate limited\"}", "rate limited"},
+        {"{\"detail\":\"Not Found\"}", "Not Found"},
+        {"{\"detail\":[{\"loc\":[\"body\"],\"msg\":\"field required\"}]}", "field required"},
+        {"{\"error\":{\"code\":1},\"message\":\"fallback\"}", "fallback"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *m = oai_error_message(cases[i].body, strlen(cases[i].body));
+        CHECK_STR(m, cases[i].want);
+        free(m);
+    }
+    const char *none[] = {"", "not json", "[]", "{\"error\":{}}", "{\"detail\":5}",
+                          "{\"message\":null}"};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++)
+        CHECK(oai_error_message(none[i], strlen(none[i])) == NULL);
+}
+
+/* Fails the Nth allocation for N = 1.. until a run succeeds; every run
+ * must either succeed or report SK_NOMEM, and never leak. */
+TEST(test_alloc_failures)
+{
+    model_req r = base_req();
+    char *stop[] = {"x"};
+    r.stop = stop;
+    r.n_stop = 1;
+    r.temperature = 0.5;
+    r.stream = 1;
+    int ok = 0;
+    for (long n = 1; n < 200 && !ok; n++) {
+        sk_alloc_fail_at(n);
+        char *s = oai_request_json(&r, "m");
+        sk_alloc_fail_at(0);
+        ok = s != NULL;
+        free(s);
+    }
+    CHECK(ok);
+
+    ok = 0;
+    for (long n = 1; n < 200 && !ok; n++) {
+        model_resp *resp = NULL;
+        char *msg = NULL;
+        sk_alloc_fail_at(n);
+        sk_status rc = oai_parse_reply(full_reply, strlen(full_reply), &resp, &msg);
+        sk_alloc_fail_at(0);
+        CHECK(rc == SK_OK || rc == SK_NOMEM);
+        CHECK((rc == SK_OK) == (resp != NULL));
+        if (rc == SK_OK) {
+            ok = 1;
+            CHECK_STR(resp->text, "Hello there");
+            CHECK_INT(resp->n_logprobs, 2);
+        }
+        resp_free(resp);
+        free(msg);
+    }
+    CHECK(ok);
+
+    ok = 0;
+    const char *chunk = "{\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"hey\"},"
+                        "\"finish_reason\":\"stop\",\"logprobs\":{\"content\":"
+                        "[{\"token\":\"hey\",\"logprob\":-1}]}}]}";
+    for (long n = 1; n < 200 && !ok; n++) {
+        model_resp *resp = sk_calloc(1, sizeof *resp);
+        CHECK(resp != NULL);
+        if (!resp)
+            break;
+        sk_buf text;
+        buf_init(&text, 0);
+        const char *d;
+        size_t dl;
+        char *msg = NULL;
+        sk_alloc_fail_at(n);
+        sk_status rc = oai_apply_chunk(chunk, strlen(chunk), resp, &text, &d, &dl, &msg);
+        sk_alloc_fail_at(0);
+        CHECK(rc == SK_OK || rc == SK_NOMEM);
+        if (rc == SK_OK) {
+            ok = 1;
+            CHECK(dl == 3 && memcmp(d, "hey", 3) == 0);
+            CHECK_STR(resp->finish_reason, "stop");
+        }
+        free(msg);
+        buf_free(&text);
+        resp_free(resp);
+    }
+    CHECK(ok);
+
+    ok = 0;
+    const char *eb = "{\"error\":{\"message\":\"nope\"}}";
+    for (long n = 1; n < 50 && !ok; n++) {
+        sk_alloc_fail_at(n);
+        char *m = oai_error_message(eb, strlen(eb));
+        sk_alloc_fail_at(0);
+        if (m) {
+            ok = 1;
+            CHECK_STR(m, "nope");
+        }
+        free(m);
+    }
+    CHECK(ok);
+}
+
+int main(void)
+{
+    RUN(test_request_minimal);
+    RUN(test_request_full);
+    RUN(test_request_control_chars);
+    RUN(test_parse_reply);
+    RUN(test_parse_reply_minimal);
+    RUN(test_parse_reply_errors);
+    RUN(test_chunks);
+    RUN(test_chunk_errors);
+    RUN(test_error_message);
+    RUN(test_alloc_failures);
+    return tu_finish();
+}
