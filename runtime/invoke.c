@@ -152,7 +152,10 @@ static void run_native_lua(inv *v)
 {
     char *out = NULL;
     sk_err *err = NULL;
+    int saved = v->k->native_depth;
+    v->k->native_depth = v->depth + 1;
     sk_status st = klua_call(v->k, v->f, v->vars, v->depth, &out, &err);
+    v->k->native_depth = saved;
     if (st == SK_OK)
         finish(v, SK_OK, out, NULL);
     else
@@ -874,7 +877,7 @@ sk_status sk_render(sk_kernel *k, const sk_template *t, const sk_vars *vars,
     if (!c)
         return kern_fail(k, NULL);
     c->k = k;
-    inv *v = inv_alloc(k, vars, 0, NULL, call_done, c);
+    inv *v = inv_alloc(k, vars, k->native_depth, NULL, call_done, c);
     if (!v) {
         free(c);
         return kern_fail(k, NULL);

@@ -67,6 +67,7 @@ typedef struct klua {
     binding *bind;      /* the Lua side, NULL once collected */
     lua_State *current; /* the thread currently inside a skein call */
     int next_depth;     /* nesting depth of invokes started from Lua now */
+    int in_stream;      /* inside a stream function: no waiting allowed */
 } klua;
 
 /* The Lua side: a userdata in the registry. */
@@ -743,6 +744,17 @@ static klua *check_st(lua_State *L)
     return b->st;
 }
 
+/* check_st for functions that run the event loop.  A stream function may
+ * run inside a transfer callback, where pumping the loop again would
+ * re-enter libcurl, so those calls are refused there. */
+static klua *check_waiting_st(lua_State *L, const char *what)
+{
+    klua *st = check_st(L);
+    if (st->in_stream)
+        luaL_error(L, "skein.%s cannot run inside a stream function", what);
+    return st;
+}
+
 static int binding_gc(lua_State *L)
 {
     binding *b = lua_touserdata(L, 1);
@@ -805,7 +817,10 @@ static void stream_cb(void *ud, const char *text, size_t len)
     stream_ctx c = {w, text, len};
     lua_pushcfunction(L, stream_pf);
     lua_pushlightuserdata(L, &c);
-    if (docall(L, 1, 0) != LUA_OK) {
+    st->in_stream++;
+    int rc = docall(L, 1, 0);
+    st->in_stream--;
+    if (rc != LUA_OK) {
         w->stream_err = err_from_value(L, -1);
         if (!w->stream_err)
             w->stream_err = err_new(SK_NOMEM, "out of memory");
@@ -861,7 +876,7 @@ static branch *parallel_branch(lua_State *L)
 /* skein.invoke(name, input_or_vars [, {model=, stream=}]) -> text */
 static int l_invoke(lua_State *L)
 {
-    klua *st = check_st(L);
+    klua *st = check_waiting_st(L, "invoke");
     const char *name = luaL_checkstring(L, 1);
     int vt = lua_type(L, 2);
     if (vt != LUA_TNONE && vt != LUA_TNIL && vt != LUA_TSTRING &&
@@ -1022,7 +1037,7 @@ static int step(lua_State *L, sched *s, size_t i, int nargs, size_t *first_err)
  * the lowest-numbered failed branch, if any, is raised. */
 static int l_parallel(lua_State *L)
 {
-    klua *st = check_st(L);
+    klua *st = check_waiting_st(L, "parallel");
     luaL_checktype(L, P_LIST, LUA_TTABLE);
     lua_Integer max = 0;
     if (!lua_isnoneornil(L, P_OPTS)) {
@@ -1161,7 +1176,7 @@ static int l_parallel(lua_State *L)
 /* skein.render(text, vars [, {no_calls = bool, origin = name}]) -> text */
 static int l_render(lua_State *L)
 {
-    klua *st = check_st(L);
+    klua *st = check_waiting_st(L, "render");
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
     int flags = 0;
@@ -1275,7 +1290,7 @@ static int l_skill(lua_State *L)
 
 static int l_load_skills(lua_State *L)
 {
-    klua *st = check_st(L);
+    klua *st = check_waiting_st(L, "load_skills");
     const char *dir = luaL_checkstring(L, 1);
     lua_State *prev = st->current;
     st->current = L;

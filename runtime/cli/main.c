@@ -496,6 +496,8 @@ static void no_model_hint(sk_kernel *k, const char *name, sk_status st)
     sk_function_info fi;
     if (st != SK_NOT_FOUND && st != SK_CONFIG)
         return;
+    if (strstr(sk_errmsg(k), "--model"))
+        return; /* the kernel's message says it already */
     if (sk_kernel_model(k) || sk_kernel_function_find(k, name, &fi) != SK_OK)
         return;
     if (strcmp(fi.kind, "semantic") != 0)
@@ -518,7 +520,8 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
         sk_vars_free(vars);
         return rc;
     }
-    if (!o->input && !isatty(0)) {
+    /* stdin is the input unless the command line gave one */
+    if (!o->input && !sk_vars_get(vars, "input") && !isatty(0)) {
         size_t len = 0;
         char *in = read_all(stdin, &len);
         if (!in) {
