@@ -263,16 +263,18 @@ static int same_dir(const char *a, const char *b)
            sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* The built-in skills: $SKEIN_BUILTIN_SKILLS, else the installed copy,
- * else the source tree's (a build that has not been installed). */
+/* The built-in skills: $SKEIN_BUILTIN_SKILLS, else the source tree the
+ * library was built from while it exists, else the installed copy. */
 static const char *builtin_dir(void)
 {
     const char *env = getenv("SKEIN_BUILTIN_SKILLS");
     if (env && *env)
         return env;
-    if (is_dir(SKEIN_SKILLS_DIR))
-        return SKEIN_SKILLS_DIR;
-    return SKEIN_SOURCE_SKILLS;
+    /* The source tree's copy first: a build run from its tree must see the
+     * skills beside it, not an older installed copy. */
+    if (is_dir(SKEIN_SOURCE_SKILLS))
+        return SKEIN_SOURCE_SKILLS;
+    return SKEIN_SKILLS_DIR;
 }
 
 sk_status sk_kernel_load_default_skills(sk_kernel *k)
