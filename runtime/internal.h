@@ -39,6 +39,9 @@ SK_HIDDEN char *sk_vasprintf(const char *fmt, va_list ap);
 SK_HIDDEN sk_status sk_read_file(const char *path, size_t max, char **out,
                                  size_t *len);
 
+/* The 1-based line and column (in bytes) of offset off in text. */
+SK_HIDDEN void sk_line_col(const char *text, size_t off, int *line, int *col);
+
 /* Test builds: the Nth allocation from now fails (0 disables). */
 SK_HIDDEN void sk_alloc_fail_at(long n);
 

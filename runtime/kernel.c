@@ -150,15 +150,8 @@ static sk_status load_user_config(sk_kernel *k)
     cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!doc || !cJSON_IsObject(doc)) {
         size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        int line = 1, col = 1;
-        for (size_t i = 0; i < off && i < len; i++) {
-            if (text[i] == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
+        int line, col;
+        sk_line_col(text, off < len ? off : len, &line, &col);
         kern_failf(k, SK_CONFIG, "%s:%d:%d: %s", path, line, col,
                    doc ? "expected a JSON object" : "invalid JSON");
         cJSON_Delete(doc);
@@ -177,6 +170,11 @@ static sk_status load_user_config(sk_kernel *k)
         if (rc == SK_OK && cJSON_IsString(it))
             rc = sk_kernel_set_service(k, it->string, it->valuestring);
     }
+    if (rc == SK_USAGE) { /* a bad model spec: say which file */
+        char *why = sk_strdup(sk_errmsg(k));
+        rc = kern_failf(k, SK_CONFIG, "%s: %s", path, why ? why : "bad model");
+        free(why);
+    }
     cJSON *options = cJSON_GetObjectItemCaseSensitive(doc, "options");
     cJSON_ArrayForEach(it, options)
     {
@@ -192,9 +190,12 @@ static sk_status load_user_config(sk_kernel *k)
         }
         if (rc == SK_OK && val) {
             rc = sk_kernel_set_option(k, it->string, val);
-            if (rc != SK_OK)
-                kern_failf(k, SK_CONFIG, "%s: option %s: %s", path,
-                           it->string, sk_errmsg(k));
+            if (rc != SK_OK) {
+                char *why = sk_strdup(sk_errmsg(k));
+                rc = kern_failf(k, SK_CONFIG, "%s: %s", path,
+                                why ? why : "bad option");
+                free(why);
+            }
         }
     }
     cJSON_Delete(doc);

@@ -1758,8 +1758,13 @@ int luaopen_skein(lua_State *L)
     }
     lua_pop(L, 1);
     sk_kernel *k = NULL;
-    if (sk_kernel_new(&k) != SK_OK)
-        return luaL_error(L, "skein: cannot create a kernel");
+    if (sk_kernel_new(&k) != SK_OK) {
+        /* copy the message out before freeing its owner: luaL_error
+         * does not return */
+        lua_pushstring(L, k ? sk_errmsg(k) : "out of memory");
+        sk_kernel_free(k);
+        return luaL_error(L, "skein: %s", lua_tostring(L, -1));
+    }
     if (sk_lua_open(k, L) != SK_OK) {
         sk_kernel_free(k);
         return luaL_error(L, "skein: cannot bind the kernel to this state");

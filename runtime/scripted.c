@@ -224,16 +224,9 @@ sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err **err)
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!doc || !cJSON_IsObject(doc)) {
-        int line = 1, col = 1;
+        int line, col;
         size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        for (size_t i = 0; i < off && i < len; i++) {
-            if (text[i] == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
+        sk_line_col(text, off < len ? off : len, &line, &col);
         *err = err_new(SK_CONFIG, "%s:%d:%d: %s", rest, line, col,
                        doc ? "expected a JSON object with \"rules\""
                            : "invalid JSON");

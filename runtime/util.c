@@ -126,6 +126,21 @@ sk_status sk_read_file(const char *path, size_t max, char **out, size_t *len)
 
 void sk_free(void *p) { free(p); }
 
+void sk_line_col(const char *text, size_t off, int *line, int *col)
+{
+    int l = 1, c = 1;
+    for (size_t i = 0; i < off && text[i]; i++) {
+        if (text[i] == '\n') {
+            l++;
+            c = 1;
+        } else {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
 /* ---- buffers ----------------------------------------------------------- */
 
 #define BUF_DEFAULT_MAX ((size_t)64 << 20)

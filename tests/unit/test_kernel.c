@@ -464,6 +464,56 @@ TEST(test_alloc_failures)
     CHECK(successes > 0);
 }
 
+TEST(test_user_config)
+{
+    const char *good = tu_tmpfile(
+        "{\"model\": \"scripted:x.json\",\n"
+        " \"services\": {\"local\": \"openai:llama@http://127.0.0.1:9/v1\"},\n"
+        " \"options\": {\"retries\": 7, \"quiet\": true}}",
+        ".json");
+    setenv("SKEIN_CONFIG", good, 1);
+    sk_kernel *k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    CHECK_STR(sk_kernel_model(k), "scripted:x.json");
+    CHECK_STR(kern_service(k, "local"), "openai:llama@http://127.0.0.1:9/v1");
+    CHECK_INT(kern_net_settings(k)->retries, 7);
+    sk_kernel_free(k);
+    /* SKEIN_MODEL wins over the file */
+    setenv("SKEIN_MODEL", "openai:from-env", 1);
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    CHECK_STR(sk_kernel_model(k), "openai:from-env");
+    sk_kernel_free(k);
+    unsetenv("SKEIN_MODEL");
+    const char *bad = tu_tmpfile("{\"model\": \"a:b\",\n  \"options\": {,}}", ".json");
+    setenv("SKEIN_CONFIG", bad, 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_CONFIG);
+    CHECK(k != NULL);
+    CHECK_CONTAINS(sk_errmsg(k), bad);
+    CHECK_CONTAINS(sk_errmsg(k), ":2:");
+    sk_kernel_free(k);
+    const char *badopt = tu_tmpfile("{\"options\": {\"timeout_ms\": \"soon\"}}", ".json");
+    setenv("SKEIN_CONFIG", badopt, 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_CONFIG);
+    CHECK_CONTAINS(sk_errmsg(k), "option timeout_ms");
+    sk_kernel_free(k);
+    const char *badmodel = tu_tmpfile("{\"model\": \"gpt-4o\"}", ".json");
+    setenv("SKEIN_CONFIG", badmodel, 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_CONFIG);
+    CHECK_CONTAINS(sk_errmsg(k), "invalid model \"gpt-4o\"");
+    CHECK_CONTAINS(sk_errmsg(k), badmodel);
+    sk_kernel_free(k);
+    /* OPENAI_API_KEY alone picks the openai connector */
+    setenv("SKEIN_CONFIG", "/nonexistent", 1);
+    setenv("OPENAI_API_KEY", "sk-test", 1);
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    CHECK_STR(sk_kernel_model(k), "openai:gpt-4o-mini");
+    sk_kernel_free(k);
+    unsetenv("OPENAI_API_KEY");
+}
+
 int main(void)
 {
     setenv("SKEIN_CONFIG", "/nonexistent", 1);
@@ -483,5 +533,6 @@ int main(void)
     RUN(test_template_blocks_run_concurrently);
     RUN(test_recursion);
     RUN(test_alloc_failures);
+    RUN(test_user_config);
     return tu_finish();
 }
