@@ -429,6 +429,10 @@ typedef struct inv_opts {
  * this call (0 at the top).  done runs from the loop, never from inside
  * inv_start.  Returns SK_OK or an error status with *err set (done will
  * not run). */
+/* Sets the kernel error for an unknown function name, suggesting the
+ * closest registered one, and returns SK_NOT_FOUND. */
+SK_HIDDEN sk_status inv_not_found(sk_kernel *k, const char *name);
+
 SK_HIDDEN sk_status inv_start(sk_kernel *k, sk_function *f,
                               const sk_vars *vars, int depth,
                               const inv_opts *opts, inv_done_fn done, void *ud,

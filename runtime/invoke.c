@@ -693,7 +693,7 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-static sk_status not_found(sk_kernel *k, const char *name)
+sk_status inv_not_found(sk_kernel *k, const char *name)
 {
     const char *best = NULL;
     size_t best_d = 99;
@@ -725,7 +725,7 @@ sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
     *out = NULL;
     sk_function *f = reg_find_short(k, name, NULL);
     if (!f)
-        return not_found(k, name);
+        return inv_not_found(k, name);
     sk_call *c = sk_calloc(1, sizeof *c);
     if (!c)
         return kern_fail(k, NULL);

@@ -901,9 +901,10 @@ static int l_invoke(lua_State *L)
     }
     box *bx = box_new(L, st); /* 6 */
     vars_from_lua(L, 2, &bx->vars);
-    sk_function *f = reg_find(st->k, name);
+    sk_function *f = reg_find_short(st->k, name, NULL);
     if (!f) {
-        bx->w.err = err_new(SK_NOT_FOUND, "unknown function '%s'", name);
+        inv_not_found(st->k, name); /* the kernel's message, with a hint */
+        bx->w.err = err_new(SK_NOT_FOUND, "%s", sk_errmsg(st->k));
         push_err(L, bx->w.err);
         box_clear(L, bx);
         return raise_top(L);
@@ -1278,6 +1279,26 @@ static int l_define(lua_State *L)
     return 0;
 }
 
+/* skein.prompt("Skill.Fn", template [, config_json]): a semantic function
+ * from text, as if loaded from skprompt.txt and config.json. */
+static int l_prompt(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *full = luaL_checkstring(L, 1);
+    const char *tpl = luaL_checkstring(L, 2);
+    const char *cfg = luaL_optstring(L, 3, NULL);
+    const char *dot = strchr(full, '.');
+    if (!dot || dot == full || !dot[1])
+        luaL_argerror(L, 1, "expected \"Skill.Function\"");
+    lua_pushlstring(L, full, (size_t)(dot - full)); /* [.., skill] */
+    if (sk_kernel_add_semantic(st->k, lua_tostring(L, -1), dot + 1, tpl, cfg) !=
+        SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return 0;
+}
+
 /* skein.skill("Skill", {Fn = fn_or_table, ...}) */
 static int l_skill(lua_State *L)
 {
@@ -1405,6 +1426,7 @@ static const luaL_Reg module_funcs[] = {
     {"render", l_render},
     {"skills", l_skills},
     {"define", l_define},
+    {"prompt", l_prompt},
     {"skill", l_skill},
     {"load_skills", l_load_skills},
     {"set_model", l_set_model},

@@ -79,6 +79,24 @@ e = T.raises("unknown function", skein.invoke, "No.Such", "x")
 T.check(skein.is_error(e), "unknown function raises an error table")
 T.eq(e.kind, "not_found", "not_found kind")
 
+e = T.raises("misspelt function", skein.invoke, "Text.Uper", "x")
+T.check(e.message:find("did you mean Text.Upper?", 1, true), "suggests the closest name")
+
+-- semantic functions defined from a script
+skein.prompt("My.Ask", "Summarize: {{$input}} {{Text.Upper $input}}",
+  '{"description": "asks", "input_variables": [{"name": "input", "default": "d"}]}')
+T.eq(skein.invoke("My.Ask", "z"), "SUMMARY", "prompt() defines a semantic function")
+T.eq(skein.render("{{My.Ask 'q'}}"), "SUMMARY", "render calls defined functions")
+local ask
+for _, f in ipairs(skein.skills()) do if f.full_name == "My.Ask" then ask = f end end
+T.eq(ask and ask.description, "asks", "prompt() keeps the config's description")
+e = T.raises("bad template", skein.prompt, "My.Bad", "x {{ $a $b }}")
+T.eq(e.kind, "template", "a template error from prompt()")
+T.check(e.message:find("My.Bad:1:", 1, true), "with its position")
+e = T.raises("bad config", skein.prompt, "My.Bad", "x", "{ nope")
+T.eq(e.kind, "config", "a config error from prompt()")
+T.raises("bad name", skein.prompt, "NoDot", "x")
+
 e = T.raises("model error", skein.invoke, "Sem.Fail", "x")
 T.eq(e.kind, "model", "model error kind")
 T.eq(e.http_status, 500, "http_status")
