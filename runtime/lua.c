@@ -1265,17 +1265,25 @@ static int l_skills(lua_State *L)
 }
 
 /* skein.define("Skill.Fn", fn_or_table) */
+/* Splits argument 1, "Skill.Function": pushes the skill name and returns
+ * the function name (borrowed from full).  Raises on a malformed name. */
+static const char *push_skill_of(lua_State *L, const char *full)
+{
+    const char *dot = strchr(full, '.');
+    if (!dot || dot == full || !dot[1])
+        luaL_argerror(L, 1, "expected \"Skill.Function\"");
+    lua_pushlstring(L, full, (size_t)(dot - full));
+    return dot + 1;
+}
+
 static int l_define(lua_State *L)
 {
     klua *st = check_st(L);
     const char *full = luaL_checkstring(L, 1);
     luaL_argexpected(L, lua_isfunction(L, 2) || lua_istable(L, 2), 2,
                      "function or table");
-    const char *dot = strchr(full, '.');
-    if (!dot || dot == full || !dot[1])
-        luaL_argerror(L, 1, "expected \"Skill.Function\"");
-    lua_pushlstring(L, full, (size_t)(dot - full)); /* 3: skill */
-    register_one(L, st, lua_tostring(L, 3), dot + 1, 2, NULL);
+    const char *name = push_skill_of(L, full); /* 3: skill */
+    register_one(L, st, lua_tostring(L, 3), name, 2, NULL);
     return 0;
 }
 
@@ -1287,11 +1295,8 @@ static int l_prompt(lua_State *L)
     const char *full = luaL_checkstring(L, 1);
     const char *tpl = luaL_checkstring(L, 2);
     const char *cfg = luaL_optstring(L, 3, NULL);
-    const char *dot = strchr(full, '.');
-    if (!dot || dot == full || !dot[1])
-        luaL_argerror(L, 1, "expected \"Skill.Function\"");
-    lua_pushlstring(L, full, (size_t)(dot - full)); /* [.., skill] */
-    if (sk_kernel_add_semantic(st->k, lua_tostring(L, -1), dot + 1, tpl, cfg) !=
+    const char *name = push_skill_of(L, full); /* [.., skill] */
+    if (sk_kernel_add_semantic(st->k, lua_tostring(L, -1), name, tpl, cfg) !=
         SK_OK) {
         push_kernel_err(L, st->k);
         return raise_top(L);

@@ -90,6 +90,22 @@ static sk_kernel *kernel_for(const mock *m, const char *config)
     return k;
 }
 
+/* Opens the mock's connector directly, bypassing the invoke path, for
+ * tests that drive start/cancel themselves.  On failure it records the
+ * check, frees the kernel, stops the mock and returns NULL. */
+static sk_connector *open_direct(sk_kernel *k, mock *m)
+{
+    sk_err *err = NULL;
+    sk_connector *c = conn_open(k, m->model, &err);
+    CHECK(c != NULL);
+    if (!c) {
+        err_free(err);
+        sk_kernel_free(k);
+        mock_stop(m);
+    }
+    return c;
+}
+
 static sk_status invoke(sk_kernel *k, const char *input, const sk_invoke_opts *opts,
                         char **out)
 {
@@ -228,15 +244,10 @@ TEST(test_logprobs)
                        "{\"reply\":\"a b\",\"logprobs\":[[\"a\",-0.25],[\" b\",-0.75]]}]") != 0)
         return;
     sk_kernel *k = kernel_for(&m, NULL);
-    sk_err *err = NULL;
-    sk_connector *c = conn_open(k, m.model, &err);
-    CHECK(c != NULL);
-    if (!c) {
-        err_free(err);
-        sk_kernel_free(k);
-        mock_stop(&m);
+    sk_connector *c = open_direct(k, &m);
+    if (!c)
         return;
-    }
+    sk_err *err = NULL;
     CHECK_STR(c->model, "test");
     sk_msg msg = {"user", "plain"};
     model_req r = simple_req(&msg);
@@ -297,15 +308,10 @@ TEST(test_cancel)
                        "{\"status\":503,\"json\":{\"error\":\"busy\"}}]") != 0)
         return;
     sk_kernel *k = kernel_for(&m, NULL);
-    sk_err *err = NULL;
-    sk_connector *c = conn_open(k, m.model, &err);
-    CHECK(c != NULL);
-    if (!c) {
-        err_free(err);
-        sk_kernel_free(k);
-        mock_stop(&m);
+    sk_connector *c = open_direct(k, &m);
+    if (!c)
         return;
-    }
+    sk_err *err = NULL;
     /* in flight */
     sk_msg msg = {"user", "slow"};
     model_req r = simple_req(&msg);
