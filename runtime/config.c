@@ -236,8 +236,9 @@ static void pop(pctx *x) { x->depth--; }
 
 /* Blanks comments and trailing commas in t (in place, offsets kept) and
  * checks the nesting depth.  A comma counts as trailing only after a
- * value, so "[,]" still fails in the parser as it should. */
-static sk_status normalise(pctx *x, char *t, size_t len)
+ * value, so "[,]" still fails in the parser as it should.  Shared with
+ * policy.c, which reads the same files. */
+sk_status cfg_relax(char *t, size_t len, int max_depth, size_t *err_off)
 {
     int depth = 0;
     size_t pending = (size_t)-1; /* offset of a comma that may trail */
@@ -260,8 +261,10 @@ static sk_status normalise(pctx *x, char *t, size_t len)
             size_t j = i + 2;
             while (j + 1 < len && !(t[j] == '*' && t[j + 1] == '/'))
                 j++;
-            if (j + 1 >= len)
-                return failo(x, SK_CONFIG, i, "unterminated comment");
+            if (j + 1 >= len) {
+                *err_off = i;
+                return SK_CONFIG;
+            }
             for (size_t k = i; k <= j + 1; k++)
                 if (t[k] != '\n')
                     t[k] = ' ';
@@ -274,9 +277,10 @@ static sk_status normalise(pctx *x, char *t, size_t len)
             t[pending] = ' ';
         pending = (size_t)-1;
         if (ch == '{' || ch == '[') {
-            if (++depth > CFG_MAX_DEPTH)
-                return failo(x, SK_TOO_LARGE, i,
-                             "nested deeper than %d levels", CFG_MAX_DEPTH);
+            if (++depth > max_depth) {
+                *err_off = i;
+                return SK_TOO_LARGE;
+            }
         } else if (ch == '}' || ch == ']') {
             depth--;
         } else if (ch == ',' && last && !strchr("{[,:", last)) {
@@ -284,6 +288,18 @@ static sk_status normalise(pctx *x, char *t, size_t len)
         }
         last = ch;
     }
+    return SK_OK;
+}
+
+static sk_status normalise(pctx *x, char *t, size_t len)
+{
+    size_t off = 0;
+    sk_status rc = cfg_relax(t, len, CFG_MAX_DEPTH, &off);
+    if (rc == SK_CONFIG)
+        return failo(x, SK_CONFIG, off, "unterminated comment");
+    if (rc == SK_TOO_LARGE)
+        return failo(x, SK_TOO_LARGE, off, "nested deeper than %d levels",
+                     CFG_MAX_DEPTH);
     return SK_OK;
 }
 
@@ -311,8 +327,8 @@ static sk_status get_string(pctx *x, const cJSON *obj, const char *key,
 }
 
 /* SK accepts numbers written as strings ("0.5"); the whole string must
- * be the number. */
-static int number_of(const cJSON *v, double *out)
+ * be the number.  Shared with policy.c. */
+int cfg_number(const cJSON *v, double *out)
 {
     if (cJSON_IsNumber(v)) {
         *out = v->valuedouble;
@@ -337,7 +353,7 @@ static sk_status get_double(pctx *x, const cJSON *obj, const char *key,
     double d;
     if (is_unset(v))
         return SK_OK;
-    if (!number_of(v, &d))
+    if (!cfg_number(v, &d))
         return fail(x, key, "'%s' must be a number", key);
     if (d < lo || d > hi)
         return fail(x, key, "'%s' must be between %g and %g", key, lo, hi);
@@ -352,7 +368,7 @@ static sk_status get_count(pctx *x, const cJSON *obj, const char *key,
     double d;
     if (is_unset(v))
         return SK_OK;
-    if (!number_of(v, &d) || d != floor(d) || d < min || d > INT_MAX)
+    if (!cfg_number(v, &d) || d != floor(d) || d < min || d > INT_MAX)
         return fail(x, key, "'%s' must be an integer of at least %d", key,
                     min);
     *out = (int)d;
@@ -590,7 +606,7 @@ static sk_status read_schema(pctx *x, const cJSON *root, int *out)
     double d;
     if (is_unset(v))
         return SK_OK;
-    if (!number_of(v, &d) || d != floor(d) || d < 0 || d > INT_MAX)
+    if (!cfg_number(v, &d) || d != floor(d) || d < 0 || d > INT_MAX)
         return fail(x, "schema", "'schema' must be a non-negative integer");
     *out = (int)d;
     return SK_OK;

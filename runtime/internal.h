@@ -193,6 +193,14 @@ typedef struct cfg_function {
 SK_HIDDEN sk_status cfg_parse(const char *json, size_t len, const char *origin,
                               cfg_function **out, char **errmsg);
 SK_HIDDEN void cfg_free(cfg_function *c);
+/* Blanks comments and trailing commas outside strings in t, in place and
+ * keeping offsets, as Semantic Kernel's reader tolerates them.  SK_CONFIG
+ * for an unterminated comment, SK_TOO_LARGE past max_depth nesting, with
+ * the offset in *err_off. */
+SK_HIDDEN sk_status cfg_relax(char *t, size_t len, int max_depth, size_t *err_off);
+struct cJSON;
+/* A JSON number, or a string holding exactly one ("0.5").  1 on success. */
+SK_HIDDEN int cfg_number(const struct cJSON *v, double *out);
 /* The settings for service id, else "default", else the first; or NULL. */
 SK_HIDDEN const cfg_settings *cfg_settings_for(const cfg_function *c,
                                                const char *service_id);
@@ -216,6 +224,10 @@ typedef struct sk_function {
     /* FN_NATIVE_LUA: a reference in the kernel's Lua registry */
     int lua_ref;
     int refcount;            /* held by the registry and by running calls */
+    /* FN_SEMANTIC: its policy over the kernel's, parsed again when the
+     * kernel's policy changes (policy_gen) */
+    struct sk_policy *policy;
+    unsigned policy_gen;
 } sk_function;
 
 /* Creates an empty function "skill.name".  NULL on allocation failure. */
@@ -414,6 +426,128 @@ SK_HIDDEN sk_status oai_apply_chunk(const char *data, size_t len,
  * variants), or NULL.  Caller frees. */
 SK_HIDDEN char *oai_error_message(const char *body, size_t len);
 
+/* ---- policies: uncertainty, cascade, review, filters, redaction --------
+ * A function's policy comes from skein's own keys in its config.json
+ * ("uncertainty", "models", "review", "filters", "redact"), optionally
+ * overlaid per call by a JSON object of the same shape.  policy.c. */
+typedef struct pol_filter {
+    char *name;        /* the rule's name, reported in SK_FILTERED errors */
+    void *re;          /* pcre2_code*: a deterministic rule, or NULL */
+    char *function;    /* a model-based rule: a function (Filter.Content) */
+    char *policy;      /* passed to that function as {{$policy}} */
+} pol_filter;
+
+typedef struct sk_policy {
+    /* uncertainty signals */
+    int protocol;          /* append the UNSURE instruction, detect the
+                              marker line; default 0 */
+    int hedging;           /* match hedging phrases; default 1 */
+    void *hedge_re;        /* pcre2_code*: the phrases as one pattern */
+    int want_logprobs;     /* ask the server for logprobs; default 0 */
+    int check_logprobs;    /* judge logprobs when the reply has them;
+                              default 1 */
+    double min_mean_prob;  /* uncertain below this mean token probability;
+                              default 0.5 */
+    double min_token_prob; /* uncertain if any token is below; default 0
+                              (off) */
+    int samples;           /* self-consistency: answers to sample; 1 off */
+    double min_agreement;  /* share of samples that must agree; 0.5 */
+    char *judge;           /* a function comparing answers, or NULL for
+                              normalised exact match */
+    /* escalation cascade: model specs, cheapest first (n 0: none) */
+    char **models;
+    size_t n_models;
+    /* self-review */
+    char *review;          /* the review function, or NULL */
+    int review_rounds;     /* revisions before raising; default 2 */
+    /* content filters */
+    pol_filter *in_filters;
+    size_t n_in;
+    pol_filter *out_filters;
+    size_t n_out;
+    /* PII redaction: -1 auto (on for non-loopback endpoints), 0, 1 */
+    int redact;
+    struct rd_rules *redact_rules; /* extra rules, or NULL */
+} sk_policy;
+
+/* Parses the policy keys of a config.json document or a per-call
+ * override object.  base (may be NULL for the defaults) is copied first,
+ * then what json sets replaces it.  Unknown keys are ignored.  Errors are
+ * SK_CONFIG with *errmsg "origin: message" (caller frees). */
+SK_HIDDEN sk_status pol_parse(const char *json, size_t len, const char *origin,
+                              const sk_policy *base, sk_policy **out,
+                              char **errmsg);
+SK_HIDDEN void pol_free(sk_policy *p);
+
+/* A detector's finding. */
+typedef struct unc_verdict {
+    int uncertain;
+    char *reason;      /* e.g. "hedging: \"I'm not sure\"" (caller frees) */
+    char *question;    /* the clarifying question, or NULL */
+    double confidence; /* in [0,1], or -1 when unknown */
+} unc_verdict;
+SK_HIDDEN void unc_verdict_clear(unc_verdict *v);
+
+/* The instruction appended to a prompt when p->protocol is on.  Static. */
+SK_HIDDEN const char *unc_protocol_instruction(void);
+/* The explicit marker and hedging phrases in a reply. */
+SK_HIDDEN sk_status unc_check_text(const sk_policy *p, const char *reply,
+                                   unc_verdict *v);
+/* Confidence from per-token logprobs: mean and minimum probability. */
+SK_HIDDEN sk_status unc_check_logprobs(const sk_policy *p,
+                                       const sk_logprob *lp, size_t n,
+                                       unc_verdict *v);
+/* Agreement of n answers by normalised exact match (case, whitespace and
+ * trailing punctuation folded): the share of answers equal to the most
+ * common one, whose index goes to *majority. */
+SK_HIDDEN double unc_agreement(char *const *answers, size_t n,
+                               size_t *majority);
+
+/* The detail object of an uncertainty error (kernel.c).  Caller frees. */
+SK_HIDDEN char *unc_detail_json(const char *reason, const char *question,
+                                double confidence, char *const *candidates,
+                                size_t n, const char *output);
+
+/* A review function's reply: 1 for PASS; 0 for FAIL with *critique set
+ * (caller frees); a reply that is neither is a FAIL whose critique says
+ * so. */
+SK_HIDDEN int rev_parse(const char *reply, char **critique);
+/* A model-based filter's reply: 1 for ALLOW; 0 for BLOCK with *reason. */
+SK_HIDDEN int flt_parse(const char *reply, char **reason);
+/* A deterministic filter rule: 1 if it matches text (the match goes to
+ * *matched when non-NULL, caller frees), 0 if not, -1 on a match error. */
+SK_HIDDEN int pol_filter_match(const pol_filter *f, const char *text,
+                               char **matched);
+
+/* ---- PII redaction (redact.c) ------------------------------------------
+ * Replaces personal data and secrets with stable placeholders before text
+ * leaves the machine, and puts the originals back into the reply. */
+typedef struct rd_rules rd_rules;
+typedef struct rd_map rd_map;
+
+/* The built-in rules: EMAIL, PHONE, CARD (Luhn-checked), IBAN (mod-97
+ * checked), IP (v4 and v6), SECRET (API keys and tokens). */
+SK_HIDDEN sk_status rd_rules_default(rd_rules **out);
+/* An empty rule set (custom rules only).  NULL on allocation failure. */
+SK_HIDDEN rd_rules *rd_rules_new(void);
+/* Adds a rule; placeholders read "[NAME_n]".  SK_CONFIG with *errmsg on
+ * a bad pattern or name. */
+SK_HIDDEN sk_status rd_rules_add(rd_rules *r, const char *name,
+                                 const char *pattern, char **errmsg);
+SK_HIDDEN void rd_rules_free(rd_rules *r);
+SK_HIDDEN rd_map *rd_map_new(void);
+SK_HIDDEN void rd_map_free(rd_map *m);
+SK_HIDDEN size_t rd_map_count(const rd_map *m);
+/* Redacts text into *out (caller frees); the same value always gets the
+ * same placeholder within one map. */
+SK_HIDDEN sk_status rd_redact(const rd_rules *r, rd_map *m, const char *text,
+                              char **out);
+/* Puts the originals back for every placeholder of m found in text. */
+SK_HIDDEN sk_status rd_restore(const rd_map *m, const char *text, char **out);
+/* 1 when a model spec or URL points at this machine (127.0.0.0/8, ::1,
+ * localhost) or is in-process (scripted:). */
+SK_HIDDEN int rd_is_local(const char *spec);
+
 /* ---- invoke path ------------------------------------------------------- */
 /* The end of an invoke: on SK_OK text is the result (callee takes it),
  * otherwise err (callee takes it). */
@@ -423,6 +557,8 @@ typedef struct inv_opts {
     const char *model;       /* borrowed; copied by inv_start */
     sk_stream_fn stream;
     void *stream_ud;
+    const char *policy;      /* per-call policy JSON; borrowed, parsed by
+                                inv_start */
 } inv_opts;
 
 /* Starts invoking f with vars (copied).  depth is the nesting level of
@@ -470,6 +606,19 @@ typedef struct trace_rec {
     const sk_err *err;
 } trace_rec;
 SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
+/* Appends {"time":..., <members>} to the trace. */
+SK_HIDDEN void trace_event(sk_kernel *k, const char *members);
+/* The function's policy, parsed over the kernel's when stale.  Borrowed
+ * from f.  On a bad policy returns NULL with *err set. */
+SK_HIDDEN const struct sk_policy *kern_policy(sk_kernel *k, sk_function *f,
+                                             sk_err **err);
+/* The kernel-wide policy (defaults when none was set).  Borrowed. */
+SK_HIDDEN const struct sk_policy *kern_base_policy(sk_kernel *k);
+/* The built-in redaction rules, compiled once per kernel.  Borrowed;
+ * NULL on allocation failure. */
+SK_HIDDEN rd_rules *kern_redact_rules(sk_kernel *k);
+/* The kernel's usage counters, for the invoke path to update. */
+SK_HIDDEN sk_usage *kern_usage(sk_kernel *k);
 
 /* Writes a notice on stderr unless the kernel is quiet. */
 SK_HIDDEN void kern_notice(const sk_kernel *k, const char *fmt, ...) SK_PRINTF(2, 3);

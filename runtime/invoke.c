@@ -18,51 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "kernel_priv.h"
-
-typedef struct inv inv;
-
-typedef struct child_ctx {
-    inv *parent;
-    size_t index;
-} child_ctx;
-
-struct inv {
-    sk_kernel *k;
-    sk_function *f;            /* retained; NULL for a bare render */
-    const sk_template *tpl;    /* f->tpl, or the caller's for a render */
-    const char *name;          /* for errors and traces */
-    const char *skill;         /* for bare function names in blocks */
-    sk_vars *vars;             /* owned */
-    int depth;
-    int render_only;           /* stop after rendering: the prompt is the result */
-    char *model_override;
-    sk_stream_fn stream;
-    void *stream_ud;
-    inv_done_fn done;
-    void *ud;
-
-    /* function blocks */
-    char **outputs;
-    sk_err **errs;
-    child_ctx *children;
-    size_t n_calls, pending;
-
-    /* model call */
-    char *prompt;
-    char *spec;                /* the model spec used */
-    const cfg_settings *settings;
-    sk_connector *conn;
-    void *handle;
-    sk_msg *msgs;
-    size_t n_msgs;
-    long long t0;
-    inv *next_wait;
-};
-
-struct inv_queue {
-    inv *head, *tail;
-};
+#include "invoke_priv.h"
 
 static void inv_free(inv *v)
 {
@@ -81,24 +37,22 @@ static void inv_free(inv *v)
     free(v->outputs);
     free(v->errs);
     free(v->children);
-    free(v->prompt);
-    free(v->spec);
-    for (size_t i = 0; i < v->n_msgs; i++) {
-        free(v->msgs[i].role);
-        free(v->msgs[i].content);
-    }
-    free(v->msgs);
+    pipe_free(v);
     free(v);
 }
 
-/* Ends the invoke: hands text or err to the caller and frees v. */
-static void finish(inv *v, sk_status st, char *text, sk_err *err)
+void inv_finish(inv *v, sk_status st, char *text, sk_err *err)
 {
     if (st != SK_OK) {
         if (!err)
             err = err_new(st, "%s", sk_strerror(st));
         if (err) {
             err->code = st;
+            /* the pipeline traces what it detects; a native function's
+             * own uncertainty is traced here, where it starts */
+            if (st == SK_UNCERTAIN && err->n_chain == 0 && v->f && !v->pol)
+                pipe_trace(v, "uncertain", "reason", err->message, "source",
+                           "native", (char *)NULL);
             if (v->f)
                 err_push(err, v->f->full_name);
         }
@@ -113,7 +67,7 @@ static void finish(inv *v, sk_status st, char *text, sk_err *err)
 
 static void finish_err(inv *v, sk_err *err)
 {
-    finish(v, err ? err->code : SK_NOMEM, NULL, err);
+    inv_finish(v, err ? err->code : SK_NOMEM, NULL, err);
 }
 
 /* ---- native functions -------------------------------------------------- */
@@ -134,7 +88,7 @@ static void run_native_c(inv *v)
         if (!out)
             finish_err(v, NULL);
         else
-            finish(v, SK_OK, out, NULL);
+            inv_finish(v, SK_OK, out, NULL);
         return;
     }
     free(out);
@@ -145,7 +99,7 @@ static void run_native_c(inv *v)
         e = err_new(st, "%s failed: %s", v->f->full_name, sk_strerror(st));
     if (e)
         e->code = st;
-    finish(v, st, NULL, e);
+    inv_finish(v, st, NULL, e);
 }
 
 static void run_native_lua(inv *v)
@@ -157,255 +111,9 @@ static void run_native_lua(inv *v)
     sk_status st = klua_call(v->k, v->f, v->vars, v->depth, &out, &err);
     v->k->native_depth = saved;
     if (st == SK_OK)
-        finish(v, SK_OK, out, NULL);
+        inv_finish(v, SK_OK, out, NULL);
     else
-        finish(v, st, NULL, err);
-}
-
-/* ---- the model call ---------------------------------------------------- */
-
-/* Splits a rendered prompt into chat messages.  Semantic Kernel's chat
- * prompts mark messages with <message role="...">...</message>; a prompt
- * without them (or with other text between them) is one user message. */
-static sk_status split_messages(inv *v)
-{
-    const char *p = v->prompt;
-    sk_msg msgs[64];
-    size_t n = 0;
-    int ok = strstr(p, "<message role=") != NULL;
-    while (ok && *p) {
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!*p)
-            break;
-        if (strncmp(p, "<message role=\"", 15) != 0 || n == 64) {
-            ok = 0;
-            break;
-        }
-        const char *role = p + 15;
-        const char *rend = strchr(role, '"');
-        if (!rend || rend[1] != '>') {
-            ok = 0;
-            break;
-        }
-        const char *body = rend + 2;
-        const char *bend = strstr(body, "</message>");
-        if (!bend) {
-            ok = 0;
-            break;
-        }
-        msgs[n].role = sk_strndup(role, (size_t)(rend - role));
-        /* keep the content as written, minus surrounding blank lines */
-        const char *b0 = body, *b1 = bend;
-        while (b0 < b1 && (*b0 == '\n' || *b0 == '\r'))
-            b0++;
-        while (b1 > b0 && isspace((unsigned char)b1[-1]))
-            b1--;
-        msgs[n].content = sk_strndup(b0, (size_t)(b1 - b0));
-        n++;
-        if (!msgs[n - 1].role || !msgs[n - 1].content) {
-            ok = -1;
-            break;
-        }
-        p = bend + 10;
-    }
-    if (ok == 1 && n > 0) {
-        v->msgs = sk_calloc(n, sizeof *v->msgs);
-        if (v->msgs) {
-            memcpy(v->msgs, msgs, n * sizeof *msgs);
-            v->n_msgs = n;
-            return SK_OK;
-        }
-        ok = -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        free(msgs[i].role);
-        free(msgs[i].content);
-    }
-    if (ok == -1)
-        return SK_NOMEM;
-    v->msgs = sk_calloc(1, sizeof *v->msgs);
-    if (!v->msgs)
-        return SK_NOMEM;
-    v->msgs[0].role = sk_strdup("user");
-    v->msgs[0].content = sk_strdup(v->prompt);
-    v->n_msgs = 1;
-    if (!v->msgs[0].role || !v->msgs[0].content)
-        return SK_NOMEM;
-    return SK_OK;
-}
-
-static void on_delta(void *ud, const char *text, size_t len)
-{
-    inv *v = ud;
-    if (v->stream && len)
-        v->stream(v->stream_ud, text, len);
-}
-
-static void start_model(inv *v);
-
-static void start_next_waiting(sk_kernel *k)
-{
-    inv_queue *q = k->waiting;
-    while (q && q->head && k->model_inflight < k->max_inflight) {
-        inv *v = q->head;
-        q->head = v->next_wait;
-        if (!q->head)
-            q->tail = NULL;
-        v->next_wait = NULL;
-        start_model(v);
-    }
-}
-
-static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
-{
-    inv *v = ud;
-    sk_kernel *k = v->k;
-    k->model_inflight--;
-    k->usage.calls++;
-    if (resp) {
-        if (resp->prompt_tokens > 0)
-            k->usage.prompt_tokens += resp->prompt_tokens;
-        if (resp->completion_tokens > 0)
-            k->usage.completion_tokens += resp->completion_tokens;
-        if (resp->attempts > 1)
-            k->usage.retries += resp->attempts - 1;
-    }
-    if (st != SK_OK)
-        k->usage.failures++;
-    trace_rec rec = {
-        .function = v->name,
-        .model = v->spec,
-        .prompt = v->prompt,
-        .reply = resp ? resp->text : NULL,
-        .resp = resp,
-        .start_ms = v->t0,
-        .end_ms = loop_now_ms(),
-        .attempts = resp ? resp->attempts : 0,
-        .err = err,
-    };
-    trace_model_call(k, &rec);
-    start_next_waiting(k);
-    if (st != SK_OK || !resp) {
-        resp_free(resp);
-        finish(v, st == SK_OK ? SK_PROTOCOL : st, NULL, err);
-        return;
-    }
-    char *text = resp->text ? resp->text : sk_strdup("");
-    resp->text = NULL;
-    resp_free(resp);
-    err_free(err);
-    if (!text)
-        finish_err(v, NULL);
-    else
-        finish(v, SK_OK, text, NULL);
-}
-
-static void start_model(inv *v)
-{
-    sk_kernel *k = v->k;
-    const cfg_settings *s = v->settings;
-    model_req req = {
-        .function = v->name,
-        .model = s && s->model_id ? s->model_id : v->conn->model,
-        .msgs = v->msgs,
-        .n_msgs = v->n_msgs,
-        .prompt = v->prompt,
-        .max_tokens = s ? s->max_tokens : -1,
-        .temperature = s ? s->temperature : NAN,
-        .top_p = s ? s->top_p : NAN,
-        .presence_penalty = s ? s->presence_penalty : NAN,
-        .frequency_penalty = s ? s->frequency_penalty : NAN,
-        .stop = s ? s->stop : NULL,
-        .n_stop = s ? s->n_stop : 0,
-        .stream = v->stream != NULL,
-    };
-    sk_err *err = NULL;
-    v->t0 = loop_now_ms();
-    sk_status st = v->conn->vt->start(v->conn->self, k, &req, on_delta,
-                                      model_done, v, &v->handle, &err);
-    if (st != SK_OK) {
-        k->usage.failures++;
-        if (!err)
-            err = err_new(st, "%s: could not start the model call: %s",
-                          v->name, sk_strerror(st));
-        finish(v, st, NULL, err);
-        start_next_waiting(k);
-        return;
-    }
-    k->model_inflight++;
-}
-
-/* Picks the model: the call's override, the function's "model", a
- * configured service the function asks for, the kernel default. */
-static const char *choose_model(inv *v, const char **service)
-{
-    sk_kernel *k = v->k;
-    *service = NULL;
-    if (v->model_override)
-        return v->model_override;
-    const cfg_function *c = v->f ? v->f->cfg : NULL;
-    if (c && c->model)
-        return c->model;
-    for (size_t i = 0; c && i < c->n_default_services; i++) {
-        const char *spec = kern_service(k, c->default_services[i]);
-        if (spec) {
-            *service = c->default_services[i];
-            return spec;
-        }
-    }
-    for (size_t i = 0; c && i < c->n_settings; i++) {
-        const char *spec = kern_service(k, c->settings[i].service_id);
-        if (spec) {
-            *service = c->settings[i].service_id;
-            return spec;
-        }
-    }
-    return k->model_spec;
-}
-
-static void call_model(inv *v)
-{
-    sk_kernel *k = v->k;
-    const char *service = NULL;
-    const char *spec = choose_model(v, &service);
-    if (!spec) {
-        finish_err(v, err_new(SK_CONFIG,
-                              "no model configured for %s: set SKEIN_MODEL "
-                              "(e.g. openai:gpt-4o-mini or "
-                              "scripted:rules.json), OPENAI_API_KEY or "
-                              "OPENAI_BASE_URL, or pass --model",
-                              v->name));
-        return;
-    }
-    if (!(v->spec = sk_strdup(spec))) {
-        finish_err(v, NULL);
-        return;
-    }
-    sk_err *err = NULL;
-    v->conn = kern_connector(k, spec, &err);
-    if (!v->conn) {
-        finish_err(v, err);
-        return;
-    }
-    v->settings = v->f ? cfg_settings_for(v->f->cfg, service) : NULL;
-    if (split_messages(v) != SK_OK) {
-        finish_err(v, NULL);
-        return;
-    }
-    if (k->model_inflight >= k->max_inflight) {
-        if (!k->waiting && !(k->waiting = sk_calloc(1, sizeof *k->waiting))) {
-            finish_err(v, NULL);
-            return;
-        }
-        if (k->waiting->tail)
-            k->waiting->tail->next_wait = v;
-        else
-            k->waiting->head = v;
-        k->waiting->tail = v;
-        return;
-    }
-    start_model(v);
+        inv_finish(v, st, NULL, err);
 }
 
 /* ---- rendering --------------------------------------------------------- */
@@ -444,10 +152,10 @@ static void render_done(inv *v)
     if (v->render_only) {
         char *text = v->prompt;
         v->prompt = NULL;
-        finish(v, SK_OK, text, NULL);
+        inv_finish(v, SK_OK, text, NULL);
         return;
     }
-    call_model(v);
+    pipe_start(v);
 }
 
 static void child_done(void *ud, sk_status st, char *text, sk_err *err)
@@ -605,6 +313,26 @@ sk_status inv_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
     v->tpl = f->tpl;
     v->name = f->full_name;
     v->skill = f->skill;
+    if (f->kind == FN_SEMANTIC) {
+        const sk_policy *fp = kern_policy(k, f, err);
+        if (!fp) {
+            inv_free(v);
+            return (*err)->code;
+        }
+        v->pol = fp;
+        if (opts && opts->policy) {
+            char *msg = NULL;
+            sk_status rc = pol_parse(opts->policy, strlen(opts->policy),
+                                     "call policy", fp, &v->own_policy, &msg);
+            if (rc != SK_OK) {
+                *err = msg ? err_new(rc, "%s", msg) : err_new(rc, "%s", sk_strerror(rc));
+                free(msg);
+                inv_free(v);
+                return rc;
+            }
+            v->pol = v->own_policy;
+        }
+    }
     /* Parameters with defaults fill in what the caller left unset. */
     for (size_t i = 0; i < f->n_params; i++) {
         const sk_param_info *p = &f->params[i];
@@ -623,19 +351,60 @@ sk_status inv_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
 
 void inv_shutdown(sk_kernel *k)
 {
-    /* Queued model calls have not started: fail them so their callers'
-     * continuations run and free what they hold. */
-    while (k->waiting && k->waiting->head) {
-        inv *v = k->waiting->head;
-        k->waiting->head = v->next_wait;
-        finish_err(v, err_new(SK_CANCELLED, "the kernel is shutting down"));
-    }
+    /* Let everything in flight finish (requests held back by max_inflight
+     * start as others end); then free what is left of the queue. */
     while (k->tasks_head || k->timers || k->n_xfers || k->model_inflight > 0) {
         if (!loop_pump(k, 1000) && k->model_inflight <= 0)
             break;
     }
-    free(k->waiting);
-    k->waiting = NULL;
+    pipe_shutdown(k);
+}
+
+void inv_rerun(inv *v)
+{
+    for (size_t i = 0; i < v->n_calls; i++) {
+        free(v->outputs[i]);
+        v->outputs[i] = NULL;
+        err_free(v->errs[i]);
+        v->errs[i] = NULL;
+    }
+    free(v->outputs);
+    free(v->errs);
+    free(v->children);
+    v->outputs = NULL;
+    v->errs = NULL;
+    v->children = NULL;
+    v->n_calls = 0;
+    run_semantic(v);
+}
+
+static void sub_done(void *ud, sk_status st, char *text, sk_err *err)
+{
+    inv *v = ud;
+    sub_fn next = v->sub_next;
+    v->sub_next = NULL;
+    next(v, st, text, err);
+}
+
+void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
+{
+    sk_function *f = reg_find_short(v->k, name, v->skill);
+    if (!f) {
+        sk_vars_free(vars);
+        next(v, SK_NOT_FOUND, NULL,
+             err_new(SK_NOT_FOUND, "%s: unknown function %s (named in its "
+                                   "policy)",
+                     v->name, name));
+        return;
+    }
+    sk_err *err = NULL;
+    v->sub_next = next;
+    sk_status st = inv_start(v->k, f, vars, v->depth + 1, NULL, sub_done, v, &err);
+    sk_vars_free(vars);
+    if (st != SK_OK) {
+        v->sub_next = NULL;
+        next(v, st, NULL, err ? err : err_new(st, "%s", sk_strerror(st)));
+    }
 }
 
 /* ---- public calls ------------------------------------------------------ */
@@ -735,6 +504,7 @@ sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
         io.model = opts->model;
         io.stream = opts->stream;
         io.stream_ud = opts->stream_ud;
+        io.policy = opts->policy;
     }
     sk_err *err = NULL;
     sk_status st = inv_start(k, f, vars, k->native_depth, &io, call_done, c, &err);
@@ -892,4 +662,37 @@ sk_status sk_render(sk_kernel *k, const sk_template *t, const sk_vars *vars,
     }
     k->calls_inflight++;
     return finish_sync(k, c, out);
+}
+
+sk_status sk_review(sk_kernel *k, const char *text, const char *task,
+                    const char *input, const char *reviewer, int *passed,
+                    char **critique)
+{
+    if (!k || !text || !passed || !critique)
+        return SK_USAGE;
+    *passed = 0;
+    *critique = NULL;
+    sk_vars *v = NULL;
+    if (sk_vars_new(&v) != SK_OK || sk_vars_set(v, "output", text) != SK_OK ||
+        sk_vars_set(v, "task", task ? task : "(not stated)") != SK_OK ||
+        sk_vars_set(v, "input", input ? input : "") != SK_OK) {
+        sk_vars_free(v);
+        return kern_fail(k, NULL);
+    }
+    char *reply = NULL;
+    sk_status st = sk_invoke(k, reviewer ? reviewer : "Review.Check", v, NULL, &reply);
+    sk_vars_free(v);
+    if (st != SK_OK)
+        return st;
+    kern_usage(k)->reviews++;
+    char *why = NULL;
+    *passed = rev_parse(reply, &why);
+    free(reply);
+    if (*passed) {
+        free(why);
+    } else {
+        *critique = why;
+    }
+    kern_ok(k);
+    return SK_OK;
 }

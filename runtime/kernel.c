@@ -175,6 +175,17 @@ static sk_status load_user_config(sk_kernel *k)
         rc = kern_failf(k, SK_CONFIG, "%s: %s", path, why ? why : "bad model");
         free(why);
     }
+    cJSON *policy = cJSON_GetObjectItemCaseSensitive(doc, "policy");
+    if (rc == SK_OK && policy) {
+        char *pj = cJSON_PrintUnformatted(policy);
+        rc = pj ? sk_kernel_set_policy(k, pj) : kern_fail(k, NULL);
+        cJSON_free(pj);
+        if (rc != SK_OK && rc != SK_NOMEM) {
+            char *why = sk_strdup(sk_errmsg(k));
+            rc = kern_failf(k, SK_CONFIG, "%s: policy: %s", path, why ? why : "invalid");
+            free(why);
+        }
+    }
     cJSON *options = cJSON_GetObjectItemCaseSensitive(doc, "options");
     cJSON_ArrayForEach(it, options)
     {
@@ -269,6 +280,10 @@ void sk_kernel_free(sk_kernel *k)
     }
     free(k->service_ids);
     free(k->service_specs);
+    pol_free(k->base_policy);
+    free(k->base_policy_json);
+    rd_rules_free(k->redact_rules);
+    free(k->err_field);
     loop_free(k);
     if (k->trace)
         fclose(k->trace);
@@ -567,6 +582,7 @@ void fn_release(sk_kernel *k, sk_function *f)
     free_params(f->params, f->n_params);
     tpl_free(f->tpl);
     cfg_free(f->cfg);
+    pol_free(f->policy);
     free(f);
 }
 
@@ -735,6 +751,11 @@ sk_status reg_add_semantic(sk_kernel *k, const char *skill, const char *name,
         free(f->description);
         f->description = d;
     }
+    sk_err *perr = NULL;
+    if (!kern_policy(k, f, &perr)) {
+        fn_release(k, f);
+        return kern_fail(k, perr);
+    }
     rc = f->cfg->n_params ? fn_set_params(f, f->cfg->params, f->cfg->n_params)
                           : infer_params(f);
     if (rc == SK_OK && path && !(f->path = sk_strdup(path)))
@@ -890,4 +911,142 @@ void resp_free(model_resp *r)
         free(r->logprobs[i].token);
     free(r->logprobs);
     free(r);
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+sk_usage *kern_usage(sk_kernel *k) { return &k->usage; }
+
+rd_rules *kern_redact_rules(sk_kernel *k)
+{
+    if (!k->redact_rules && rd_rules_default(&k->redact_rules) != SK_OK)
+        k->redact_rules = NULL;
+    return k->redact_rules;
+}
+
+const sk_policy *kern_base_policy(sk_kernel *k)
+{
+    if (!k->base_policy) {
+        char *msg = NULL;
+        if (pol_parse(NULL, 0, "defaults", NULL, &k->base_policy, &msg) != SK_OK)
+            k->base_policy = NULL;
+        free(msg);
+    }
+    return k->base_policy;
+}
+
+const sk_policy *kern_policy(sk_kernel *k, sk_function *f, sk_err **err)
+{
+    *err = NULL;
+    if (f->policy && f->policy_gen == k->policy_gen)
+        return f->policy;
+    const sk_policy *base = kern_base_policy(k);
+    if (!base) {
+        *err = err_new(SK_NOMEM, "out of memory");
+        return NULL;
+    }
+    sk_policy *p = NULL;
+    char *msg = NULL;
+    const char *raw = f->cfg && f->cfg->raw ? f->cfg->raw : NULL;
+    char *origin = f->path ? sk_asprintf("%s/config.json", f->path)
+                           : sk_asprintf("%s config", f->full_name);
+    sk_status rc = pol_parse(raw, raw ? strlen(raw) : 0,
+                             origin ? origin : f->full_name, base, &p, &msg);
+    free(origin);
+    if (rc != SK_OK) {
+        *err = msg ? err_new(rc, "%s", msg) : err_new(rc, "%s", sk_strerror(rc));
+        free(msg);
+        return NULL;
+    }
+    pol_free(f->policy);
+    f->policy = p;
+    f->policy_gen = k->policy_gen;
+    return p;
+}
+
+sk_status sk_kernel_set_policy(sk_kernel *k, const char *json)
+{
+    if (!k)
+        return SK_USAGE;
+    sk_policy *p = NULL;
+    char *msg = NULL;
+    sk_status rc = pol_parse(json, json ? strlen(json) : 0, "kernel policy",
+                             NULL, &p, &msg);
+    if (rc != SK_OK) {
+        rc = msg ? kern_failf(k, rc, "%s", msg) : kern_failf(k, rc, "%s", sk_strerror(rc));
+        free(msg);
+        return rc;
+    }
+    /* Every function's policy must be valid over the new base before it
+     * is adopted, so a bad kernel policy cannot break functions later. */
+    pol_free(k->base_policy);
+    k->base_policy = p;
+    k->policy_gen++;
+    for (size_t i = 0; i < k->n_fns; i++) {
+        if (k->fns[i]->kind != FN_SEMANTIC)
+            continue;
+        sk_err *e = NULL;
+        if (!kern_policy(k, k->fns[i], &e))
+            return kern_fail(k, e);
+    }
+    kern_ok(k);
+    return SK_OK;
+}
+
+/* ---- error details ----------------------------------------------------- */
+
+const char *sk_error_get(sk_kernel *k, const char *field)
+{
+    if (!k || !field || !k->err || !k->err->detail_json)
+        return NULL;
+    cJSON *d = cJSON_Parse(k->err->detail_json);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, field);
+    free(k->err_field);
+    k->err_field = cJSON_IsString(v) ? sk_strdup(v->valuestring) : NULL;
+    cJSON_Delete(d);
+    return k->err_field;
+}
+
+/* Builds the detail of an uncertainty error.  Caller frees. */
+char *unc_detail_json(const char *reason, const char *question,
+                      double confidence, char *const *candidates, size_t n,
+                      const char *output)
+{
+    cJSON *d = cJSON_CreateObject();
+    if (!d)
+        return NULL;
+    if (reason)
+        cJSON_AddStringToObject(d, "reason", reason);
+    if (question)
+        cJSON_AddStringToObject(d, "question", question);
+    if (confidence >= 0)
+        cJSON_AddNumberToObject(d, "confidence", confidence);
+    if (n) {
+        cJSON *c = cJSON_AddArrayToObject(d, "candidates");
+        for (size_t i = 0; c && i < n; i++)
+            cJSON_AddItemToArray(c, cJSON_CreateString(candidates[i] ? candidates[i] : ""));
+    }
+    if (output)
+        cJSON_AddStringToObject(d, "output", output);
+    char *s = cJSON_PrintUnformatted(d);
+    cJSON_Delete(d);
+    /* cJSON allocates with malloc; hand back our own copy so callers free
+     * it like every other string here */
+    char *copy = s ? sk_strdup(s) : NULL;
+    cJSON_free(s);
+    return copy;
+}
+
+sk_status sk_raise_uncertain(sk_kernel *k, const char *reason,
+                             const char *question, double confidence)
+{
+    if (!k)
+        return SK_USAGE;
+    if (confidence > 1)
+        confidence = 1;
+    sk_err *e = err_new(SK_UNCERTAIN, "uncertain: %s",
+                        reason && *reason ? reason : "the intent is unclear");
+    if (e)
+        e->detail_json = unc_detail_json(reason, question, confidence, NULL, 0, NULL);
+    return kern_fail(k, e);
 }

@@ -69,6 +69,13 @@ struct sk_kernel {
     long model_inflight;       /* model requests started, not finished */
     inv_queue *waiting;        /* model requests held back by max_inflight */
     int native_depth;          /* depth of the native function running */
+
+    /* policies */
+    struct sk_policy *base_policy; /* kernel-wide, NULL until first use */
+    char *base_policy_json;
+    unsigned policy_gen;
+    char *err_field;               /* sk_error_get's last answer */
+    rd_rules *redact_rules;        /* built-in redaction rules, lazily */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

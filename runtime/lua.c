@@ -30,6 +30,7 @@
  * hundreds of model calls are in flight on one thread.
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -874,6 +875,64 @@ static branch *parallel_branch(lua_State *L)
 }
 
 /* skein.invoke(name, input_or_vars [, {model=, stream=}]) -> text */
+/* Encodes the Lua value at idx as JSON (tables with a sequence part are
+ * arrays, others objects with string keys).  Returns NULL for values JSON
+ * cannot hold (functions, userdata, deep nesting); never raises, so the
+ * caller can free what it holds before reporting. */
+static cJSON *lua_to_json(lua_State *L, int idx, int depth)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: return cJSON_CreateBool(lua_toboolean(L, idx));
+    case LUA_TNUMBER: return cJSON_CreateNumber(lua_tonumber(L, idx));
+    case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
+    case LUA_TTABLE: break;
+    default: return NULL;
+    }
+    if (depth > 32 || !lua_checkstack(L, 4))
+        return NULL;
+    size_t n = lua_rawlen(L, idx);
+    cJSON *out = n ? cJSON_CreateArray() : cJSON_CreateObject();
+    if (!out)
+        return NULL;
+    if (n) {
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, (lua_Integer)i);
+            cJSON *item = lua_to_json(L, -1, depth + 1);
+            lua_pop(L, 1);
+            if (!item) {
+                cJSON_Delete(out);
+                return NULL;
+            }
+            cJSON_AddItemToArray(out, item);
+        }
+        return out;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* [.., key, value] */
+        cJSON *item = lua_type(L, -2) == LUA_TSTRING ? lua_to_json(L, -1, depth + 1) : NULL;
+        if (!item) {
+            lua_pop(L, 2);
+            cJSON_Delete(out);
+            return NULL;
+        }
+        cJSON_AddItemToObject(out, lua_tostring(L, -2), item);
+        lua_pop(L, 1);
+    }
+    return out;
+}
+
+/* The JSON text of the value at idx (caller frees with free), or NULL. */
+static char *lua_to_json_text(lua_State *L, int idx)
+{
+    cJSON *j = lua_to_json(L, idx, 0);
+    if (!j)
+        return NULL;
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
 static int l_invoke(lua_State *L)
 {
     klua *st = check_waiting_st(L, "invoke");
@@ -920,12 +979,34 @@ static int l_invoke(lua_State *L)
         lua_pushvalue(L, 5);
         w->stream_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    inv_opts o = {model, has_stream ? stream_cb : NULL, w};
+    /* opts.policy: a JSON string, or a table encoded here */
+    char *policy_json = NULL;
+    const char *policy = NULL;
+    int pt = lua_istable(L, 3) ? lua_getfield(L, 3, "policy") : LUA_TNIL; /* 7 */
+    if (pt == LUA_TSTRING) {
+        policy = lua_tostring(L, -1);
+    } else if (pt == LUA_TTABLE) {
+        policy_json = lua_to_json_text(L, -1);
+        if (!policy_json) {
+            if (has_stream)
+                waiter_clear(L, w);
+            box_clear(L, bx);
+            return luaL_argerror(L, 3, "'policy' holds a value JSON cannot represent");
+        }
+        policy = policy_json;
+    } else if (pt != LUA_TNIL) {
+        if (has_stream)
+            waiter_clear(L, w);
+        box_clear(L, bx);
+        return luaL_argerror(L, 3, "'policy' must be a table or a JSON string");
+    }
+    inv_opts o = {model, has_stream ? stream_cb : NULL, w, policy};
     sk_err *e = NULL;
     lua_State *prev = st->current;
     st->current = L;
     sk_status rc = inv_start(st->k, f, bx->vars, st->next_depth, &o,
                              wait_done, w, &e);
+    cJSON_free(policy_json);
     if (rc != SK_OK) {
         st->current = prev;
         bx->w.err = e;
@@ -1372,7 +1453,23 @@ static int l_usage(lua_State *L)
     klua *st = check_st(L);
     sk_usage u;
     sk_kernel_usage(st->k, &u);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 13);
+    static const struct {
+        const char *name;
+        size_t off;
+    } more[] = {
+        {"uncertain", offsetof(sk_usage, uncertain)},
+        {"escalations", offsetof(sk_usage, escalations)},
+        {"reviews", offsetof(sk_usage, reviews)},
+        {"revisions", offsetof(sk_usage, revisions)},
+        {"rejected", offsetof(sk_usage, rejected)},
+        {"filtered", offsetof(sk_usage, filtered)},
+        {"redacted", offsetof(sk_usage, redacted)},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        lua_pushinteger(L, *(const long *)((const char *)&u + more[i].off));
+        lua_setfield(L, -2, more[i].name);
+    }
     lua_pushinteger(L, u.calls);
     lua_setfield(L, -2, "calls");
     lua_pushinteger(L, u.prompt_tokens);
@@ -1385,6 +1482,101 @@ static int l_usage(lua_State *L)
     lua_setfield(L, -2, "failures");
     return 1;
 }
+
+/* skein.review(text [, {task=, input=, reviewer=}]) -> passed, critique:
+ * the text checked in a fresh context by a review function. */
+static int l_review(lua_State *L)
+{
+    klua *st = check_waiting_st(L, "review");
+    const char *text = luaL_checkstring(L, 1);
+    const char *task = NULL, *input = NULL, *reviewer = NULL;
+    lua_settop(L, 2);
+    if (!lua_isnil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "task");     /* 3 */
+        lua_getfield(L, 2, "input");    /* 4 */
+        lua_getfield(L, 2, "reviewer"); /* 5 */
+        task = lua_tostring(L, 3);
+        input = lua_tostring(L, 4);
+        reviewer = lua_tostring(L, 5);
+    }
+    int passed = 0;
+    char *critique = NULL;
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_review(st->k, text, task, input, reviewer, &passed, &critique);
+    st->current = prev;
+    if (rc != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    lua_pushboolean(L, passed);
+    if (critique) {
+        lua_pushstring(L, critique);
+        free(critique);
+    } else {
+        lua_pushnil(L);
+    }
+    return 2;
+}
+
+/* skein.set_trace(path) appends the trace to path; nil turns it off. */
+static int l_set_trace(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *path = luaL_optstring(L, 1, NULL);
+    if (sk_kernel_set_trace(st->k, path) != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return 0;
+}
+
+/* skein.trace{type = ..., ...}: an event in the trace, if there is one. */
+static int l_trace(lua_State *L)
+{
+    klua *st = check_st(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    char *j = lua_to_json_text(L, 1);
+    if (!j)
+        return luaL_argerror(L, 1, "a table of strings, numbers and booleans");
+    size_t n = strlen(j);
+    if (n > 2) { /* strip the braces: the kernel adds the time first */
+        j[n - 1] = '\0';
+        sk_trace_event(st->k, j + 1);
+    }
+    cJSON_free(j);
+    return 0;
+}
+
+/* Helpers written in Lua: they only compose the functions above. */
+static const char PRELUDE[] =
+    "local skein = ...\n"
+    "function skein.uncertain(t)\n"
+    "  if type(t) == 'string' then t = { reason = t } end\n"
+    "  t = t or {}\n"
+    "  local reason = t.reason or 'the intent is unclear'\n"
+    "  skein.error('uncertain', 'uncertain: ' .. reason, { reason = reason,\n"
+    "    question = t.question, confidence = t.confidence, candidates = t.candidates })\n"
+    "end\n"
+    "function skein.clarify(name, vars, ask, opts)\n"
+    "  if type(ask) ~= 'function' then error('skein.clarify: argument 3 must be a function', 2) end\n"
+    "  local v = {}\n"
+    "  if type(vars) == 'table' then for k, x in pairs(vars) do v[k] = x end\n"
+    "  elseif vars ~= nil then v.input = vars end\n"
+    "  local rounds = opts and opts.rounds or 3\n"
+    "  for round = 0, rounds do\n"
+    "    local ok, res = pcall(skein.invoke, name, v, opts)\n"
+    "    if ok then return res end\n"
+    "    if round == rounds or not (skein.is_error(res) and res.kind == 'uncertain') then error(res, 0) end\n"
+    "    local answer = ask(res)\n"
+    "    if answer == nil then error(res, 0) end\n"
+    "    answer = tostring(answer)\n"
+    "    skein.trace({ type = 'clarified', ['function'] = name, handled_by = 'skein.clarify',\n"
+    "      raised_in = res['function'], question = res.question, answer = answer })\n"
+    "    v.clarification = v.clarification and (v.clarification .. '\\n' .. answer) or answer\n"
+    "  end\n"
+    "end\n";
 
 /* skein.error(kind, message [, fields]) raises a skein error table. */
 static int l_error(lua_State *L)
@@ -1438,6 +1630,9 @@ static const luaL_Reg module_funcs[] = {
     {"model", l_model},
     {"set_option", l_set_option},
     {"usage", l_usage},
+    {"review", l_review},
+    {"trace", l_trace},
+    {"set_trace", l_set_trace},
     {NULL, NULL}};
 
 static int preload_module(lua_State *L)
@@ -1507,6 +1702,10 @@ static int bind_pf(lua_State *L)
     lua_setfield(L, -2, "is_error");
     lua_pushliteral(L, SKEIN_VERSION);
     lua_setfield(L, -2, "version");
+    if (luaL_loadbuffer(L, PRELUDE, sizeof PRELUDE - 1, "=skein") != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
 

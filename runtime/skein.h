@@ -236,6 +236,9 @@ typedef struct sk_invoke_opts {
     const char *model;     /* overrides the function's model, or NULL */
     sk_stream_fn stream;   /* streams the top-level model reply, or NULL */
     void *stream_ud;
+    const char *policy;    /* JSON overlaying the function's policy for
+                              this call ("uncertainty", "models", "review",
+                              "filters", "redact"), or NULL */
 } sk_invoke_opts;
 
 /* Invokes "Skill.Fn" with vars (borrowed; may be NULL) and waits, running
@@ -268,13 +271,51 @@ SK_API void sk_call_free(sk_call *c);
 
 /* Token usage summed over every model call the kernel has made. */
 typedef struct sk_usage {
-    long calls;
+    long calls;             /* model requests */
     long prompt_tokens;
     long completion_tokens;
     long retries;
     long failures;
+    long uncertain;         /* replies judged uncertain */
+    long escalations;       /* times a cascade moved to the next model */
+    long reviews;           /* review passes run */
+    long revisions;         /* outputs revised after a failed review */
+    long rejected;          /* functions that still failed review */
+    long filtered;          /* texts blocked by a content filter */
+    long redacted;          /* values replaced before leaving the machine */
 } sk_usage;
 SK_API void sk_kernel_usage(const sk_kernel *k, sk_usage *out);
+
+/* ---- uncertainty, review, filters -------------------------------------- */
+
+/* A string field of the last error's detail: for SK_UNCERTAIN "reason",
+ * "question", "output"; for SK_REJECTED "critique"; for SK_FILTERED
+ * "rule".  Borrowed from the kernel until its next fallible call; NULL
+ * when absent. */
+SK_API const char *sk_error_get(sk_kernel *k, const char *field);
+
+/* Raises uncertainty from a native function: sets the kernel error to
+ * SK_UNCERTAIN with a reason, a clarifying question (may be NULL) and a
+ * confidence in [0,1] (negative: unknown), and returns SK_UNCERTAIN. */
+SK_API sk_status sk_raise_uncertain(sk_kernel *k, const char *reason,
+                                    const char *question, double confidence);
+
+/* Reviews text in a fresh context with `reviewer` (NULL: Review.Check),
+ * told the task (may be NULL) and the input it answered (may be NULL).
+ * *passed is 1 or 0; on a fail *critique holds the reasons (caller frees
+ * with sk_free; NULL on a pass). */
+SK_API sk_status sk_review(sk_kernel *k, const char *text, const char *task,
+                           const char *input, const char *reviewer,
+                           int *passed, char **critique);
+
+/* Sets the kernel-wide policy, the base every function's own policy
+ * overlays (same JSON shape as in config.json; NULL resets it). */
+SK_API sk_status sk_kernel_set_policy(sk_kernel *k, const char *json);
+
+/* Appends an event to the trace: a JSON object's members, e.g.
+ * "\"type\":\"clarified\",\"function\":\"W.F\"".  Does nothing
+ * without a trace. */
+SK_API void sk_trace_event(sk_kernel *k, const char *json_members);
 
 /* ---- Lua --------------------------------------------------------------- */
 

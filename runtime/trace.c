@@ -21,18 +21,14 @@ static void add_str(sk_buf *b, sk_status *rc, const char *key, const char *val)
         *rc = buf_add_json_str(b, val, strlen(val));
 }
 
+static void now_iso(char *when, size_t n);
+
 void trace_model_call(sk_kernel *k, const trace_rec *r)
 {
     if (!k->trace)
         return;
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
     char when[96];
-    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    now_iso(when, sizeof when);
     sk_buf b;
     buf_init(&b, (size_t)64 << 20);
     sk_status rc = buf_printf(&b, "{\"time\":\"%s\",\"type\":\"model_call\"", when);
@@ -67,4 +63,31 @@ void trace_model_call(sk_kernel *k, const trace_rec *r)
         fflush(k->trace);
     }
     buf_free(&b);
+}
+
+static void now_iso(char *when, size_t n)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    snprintf(when, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+void trace_event(sk_kernel *k, const char *members)
+{
+    if (!k->trace || !members)
+        return;
+    char when[96];
+    now_iso(when, sizeof when);
+    fprintf(k->trace, "{\"time\":\"%s\",%s}\n", when, members);
+    fflush(k->trace);
+}
+
+void sk_trace_event(sk_kernel *k, const char *json_members)
+{
+    if (k)
+        trace_event(k, json_members);
 }

@@ -54,6 +54,9 @@ typedef struct cli {
     const char **vars; /* "name=value" */
     size_t n_vars;
     const char *input;
+    const char *policy; /* --policy JSON for this call */
+    const char *task;   /* review --task */
+    const char *reviewer;
     int stream; /* -1: when stdout is a terminal */
     int no_calls;
     int json;
@@ -63,7 +66,7 @@ typedef struct cli {
 } cli;
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
-                                       "help", NULL};
+                                       "review", "help", NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -73,6 +76,7 @@ static const char USAGE[] =
     "  render FILE|-     render a prompt template, running its function calls\n"
     "  skills            list the functions that are loaded\n"
     "  run FILE.lua      run a Lua script with the skein module\n"
+    "  review            check a text (stdin or --input) in a fresh context\n"
     "  help [COMMAND]    show help for a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -102,11 +106,26 @@ static const char USAGE[] =
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
-    "                    [--stream | --no-stream]\n"
+    "                    [--policy JSON] [--stream | --no-stream]\n"
     "\n"
     "Runs a function and prints its result.  The input comes from --input,\n"
     "else from stdin when it is not a terminal (one trailing newline is\n"
-    "removed).  The reply streams as it arrives when stdout is a terminal.\n";
+    "removed).  The reply streams as it arrives when stdout is a terminal.\n"
+    "--policy overlays the function's policy for this call, e.g.\n"
+    "'{\"uncertainty\": {\"protocol\": true}, \"review\": \"Review.Check\"}'.\n"
+    "\n"
+    "When the model is uncertain and stdin and stderr are terminals, skein\n"
+    "prints its question, reads your answer and runs the function again\n"
+    "with the answer in {{$clarification}}.  Otherwise it exits with code 7\n"
+    "and the error, with the question, as JSON on stderr.\n";
+
+static const char USAGE_REVIEW[] =
+    "usage: skein review [--input TEXT] [--task TEXT] [--var input=TEXT]\n"
+    "                    [--reviewer Skill.Fn]\n"
+    "\n"
+    "Checks a text (--input, else stdin) in a fresh context with a review\n"
+    "function (default Review.Check), told the --task it was written for.\n"
+    "Prints PASS, or FAIL: and the reasons; exits 0 on PASS, 8 on FAIL.\n";
 
 static const char USAGE_RENDER[] =
     "usage: skein render FILE|- [--var NAME=VALUE]... [--input TEXT] [--no-calls]\n"
@@ -130,6 +149,8 @@ static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
 
 static const char *command_usage(const char *cmd)
 {
+    if (strcmp(cmd, "review") == 0)
+        return USAGE_REVIEW;
     if (!cmd)
         return USAGE;
     if (strcmp(cmd, "invoke") == 0)
@@ -333,7 +354,7 @@ static const char *opt_value(const char *a, const char *opt, int argc,
 static const char *const OPTIONS[] = {
     "--model", "--skills", "--trace", "--quiet", "--json-errors", "--help",
     "--version", "--var", "--input", "--stream", "--no-stream", "--no-calls",
-    "--json", NULL};
+    "--json", "--policy", "--task", "--reviewer", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -384,6 +405,12 @@ static int parse(cli *o, int argc, char **argv)
             o->vars[o->n_vars++] = v;
         } else if ((v = opt_value(a, "--input", argc, argv, &i, &missing))) {
             o->input = v;
+        } else if ((v = opt_value(a, "--policy", argc, argv, &i, &missing))) {
+            o->policy = v;
+        } else if ((v = opt_value(a, "--task", argc, argv, &i, &missing))) {
+            o->task = v;
+        } else if ((v = opt_value(a, "--reviewer", argc, argv, &i, &missing))) {
+            o->reviewer = v;
         } else if (missing) {
             return usage_error("option '%s' needs a value", a, NULL);
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
@@ -506,6 +533,108 @@ static void no_model_hint(sk_kernel *k, const char *name, sk_status st)
                     "OPENAI_API_KEY, or pass --model\n");
 }
 
+static void json_str(FILE *f, const char *s);
+
+/* s as a JSON string literal.  Caller frees. */
+static char *json_quote(const char *s)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f)
+        return NULL;
+    json_str(f, s);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Records in the trace that the user answered a clarifying question. */
+static void trace_clarified(sk_kernel *k, const char *name,
+                            const char *question, const char *answer)
+{
+    char *q = json_quote(question ? question : "");
+    char *a = json_quote(answer);
+    char *n = json_quote(name);
+    if (q && a && n) {
+        size_t need = strlen(q) + strlen(a) + strlen(n) + 128;
+        char *m = malloc(need);
+        if (m) {
+            snprintf(m, need,
+                     "\"type\":\"clarified\",\"function\":%s,"
+                     "\"handled_by\":\"cli\",\"question\":%s,\"answer\":%s",
+                     n, q, a);
+            sk_trace_event(k, m);
+            free(m);
+        }
+    }
+    free(q);
+    free(a);
+    free(n);
+}
+
+/* Reads the main input: --input, else stdin when it is not a terminal,
+ * minus one trailing newline.  Returns NULL with errno set on failure;
+ * *none is set when there is no input at all. */
+static char *main_input(const cli *o, int *none)
+{
+    *none = 0;
+    if (o->input)
+        return strdup(o->input);
+    if (isatty(0)) {
+        *none = 1;
+        return NULL;
+    }
+    size_t len = 0;
+    char *in = read_all(stdin, &len);
+    if (in && len && in[len - 1] == '\n') {
+        in[--len] = '\0';
+        if (len && in[len - 1] == '\r')
+            in[--len] = '\0';
+    }
+    return in;
+}
+
+static int cmd_review(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos)
+        return usage_error("review: unexpected argument '%s'", o->pos[0], NULL);
+    int none = 0;
+    char *text = main_input(o, &none);
+    if (!text) {
+        if (none)
+            return usage_error("%s", "review: give the text with --input or on stdin",
+                               NULL);
+        fprintf(stderr, "skein: reading stdin: %s\n",
+                errno == EFBIG ? "input larger than 64 MiB" : strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    if (!*text) {
+        free(text);
+        return usage_error("%s", "review: the text to review is empty", NULL);
+    }
+    const char *source = NULL;
+    for (size_t i = 0; i < o->n_vars; i++)
+        if (strncmp(o->vars[i], "input=", 6) == 0)
+            source = o->vars[i] + 6;
+    int passed = 0;
+    char *critique = NULL;
+    sk_status st = sk_review(k, text, o->task, source, o->reviewer, &passed, &critique);
+    free(text);
+    if (st != SK_OK)
+        return report(o, k, st);
+    if (passed) {
+        puts("PASS");
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    }
+    printf("FAIL: %s\n", critique ? critique : "");
+    sk_free(critique);
+    fflush(stdout);
+    return EXIT_REJECTED;
+}
+
 static int cmd_invoke(const cli *o, sk_kernel *k)
 {
     if (o->n_pos < 1)
@@ -546,9 +675,50 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     }
     int stream = o->stream >= 0 ? o->stream : isatty(1);
     stream_state ss = {0, 0};
-    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss};
+    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss, o->policy};
     char *out = NULL;
     sk_status st = sk_invoke(k, name, vars, &io, &out);
+    /* Uncertainty at the top: a person at a terminal can clarify. */
+    for (int round = 0; st == SK_UNCERTAIN && round < 3 && isatty(0) && isatty(2);
+         round++) {
+        if (ss.bytes && ss.last != '\n')
+            putchar('\n');
+        fflush(stdout);
+        const char *q = sk_error_get(k, "question");
+        char *question = q ? strdup(q) : NULL;
+        const char *r = sk_error_get(k, "reason");
+        fprintf(stderr, "skein: %s is unsure (%s).\n", name,
+                r ? r : sk_errmsg(k));
+        fprintf(stderr, "%s\nyour answer (empty to give up)> ",
+                question ? question : "What exactly do you want?");
+        fflush(stderr);
+        char line[4096];
+        if (!fgets(line, sizeof line, stdin)) {
+            free(question);
+            break;
+        }
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0]) {
+            free(question);
+            break;
+        }
+        /* answers accumulate, so a second question sees the first answer */
+        const char *prev = sk_vars_get(vars, "clarification");
+        size_t need = strlen(line) + (prev ? strlen(prev) + 1 : 0) + 1;
+        char *clar = malloc(need);
+        if (!clar) {
+            free(question);
+            break;
+        }
+        snprintf(clar, need, "%s%s%s", prev ? prev : "", prev ? "\n" : "", line);
+        sk_vars_set(vars, "clarification", clar);
+        free(clar);
+        trace_clarified(k, name, question, line);
+        free(question);
+        ss.bytes = 0;
+        ss.last = 0;
+        st = sk_invoke(k, name, vars, &io, &out);
+    }
     sk_vars_free(vars);
     if (st != SK_OK) {
         if (ss.bytes && ss.last != '\n')
@@ -892,6 +1062,8 @@ static int run_command(cli *o)
             rc = cmd_invoke(o, k);
         else if (strcmp(cmd, "render") == 0)
             rc = cmd_render(o, k);
+        else if (strcmp(cmd, "review") == 0)
+            rc = cmd_review(o, k);
         else
             rc = cmd_skills(o, k);
     }

@@ -177,7 +177,7 @@ TEST(test_streamed_reply)
         return;
     sk_kernel *k = kernel_for(&m, NULL);
     deltas d = {{0}, 0};
-    sk_invoke_opts o = {NULL, on_stream, &d};
+    sk_invoke_opts o = {.stream = on_stream, .stream_ud = &d};
     char *out;
     CHECK_INT(invoke(k, "fox", &o, &out), SK_OK);
     CHECK_STR(out, "The quick brown fox jumps");
@@ -494,7 +494,7 @@ static void expect_failure(const char *scenario, const char *opt, const char *va
     if (opt)
         CHECK_INT(sk_kernel_set_option(k, opt, val), SK_OK);
     deltas d = {{0}, 0};
-    sk_invoke_opts o = {NULL, on_stream, &d};
+    sk_invoke_opts o = {.stream = on_stream, .stream_ud = &d};
     long long t0 = loop_now_ms();
     char *out;
     CHECK_INT(invoke(k, "x", stream ? &o : NULL, &out), want);
@@ -558,7 +558,7 @@ TEST(test_trickle)
         return;
     sk_kernel *k = kernel_for(&m, NULL);
     deltas d = {{0}, 0};
-    sk_invoke_opts o = {NULL, on_stream, &d};
+    sk_invoke_opts o = {.stream = on_stream, .stream_ud = &d};
     char *out;
     CHECK_INT(invoke(k, "x", &o, &out), SK_OK);
     CHECK_STR(out, "slow but sure");

@@ -505,6 +505,20 @@ TEST(test_user_config)
     CHECK_CONTAINS(sk_errmsg(k), "invalid model \"gpt-4o\"");
     CHECK_CONTAINS(sk_errmsg(k), badmodel);
     sk_kernel_free(k);
+    const char *withpol = tu_tmpfile("{\"policy\": {\"review\": \"X.Y\"}}", ".json");
+    setenv("SKEIN_CONFIG", withpol, 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    CHECK(kern_base_policy(k) && kern_base_policy(k)->review &&
+          strcmp(kern_base_policy(k)->review, "X.Y") == 0);
+    sk_kernel_free(k);
+    const char *badpol = tu_tmpfile("{\"policy\": {\"models\": 5}}", ".json");
+    setenv("SKEIN_CONFIG", badpol, 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_CONFIG);
+    CHECK_CONTAINS(sk_errmsg(k), "policy");
+    CHECK_CONTAINS(sk_errmsg(k), badpol);
+    sk_kernel_free(k);
     /* OPENAI_API_KEY alone picks the openai connector */
     setenv("SKEIN_CONFIG", "/nonexistent", 1);
     setenv("OPENAI_API_KEY", "sk-test", 1);

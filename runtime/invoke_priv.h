@@ -1,0 +1,87 @@
+/*
+ * invoke_priv.h -- the state of one invoke, shared by invoke.c (its life,
+ * native functions, rendering, public calls) and pipeline.c (what happens
+ * to a rendered prompt: filters, the model cascade, uncertainty checks,
+ * review).
+ */
+#ifndef SKEIN_INVOKE_PRIV_H
+#define SKEIN_INVOKE_PRIV_H
+
+#include "kernel_priv.h"
+
+typedef struct inv inv;
+typedef struct mreq mreq;
+
+typedef struct child_ctx {
+    inv *parent;
+    size_t index;
+} child_ctx;
+
+/* Continues an invoke after a nested call made by the pipeline (a filter,
+ * a reviewer, a judge) ends; takes text and err. */
+typedef void (*sub_fn)(inv *v, sk_status st, char *text, sk_err *err);
+
+struct inv {
+    sk_kernel *k;
+    sk_function *f;            /* retained; NULL for a bare render */
+    const sk_template *tpl;    /* f->tpl, or the caller's for a render */
+    const char *name;          /* for errors and traces */
+    const char *skill;         /* for bare function names in blocks */
+    sk_vars *vars;             /* owned */
+    int depth;
+    int render_only;           /* stop after rendering: the prompt is the result */
+    char *model_override;
+    sk_stream_fn stream;
+    void *stream_ud;
+    inv_done_fn done;
+    void *ud;
+
+    /* function blocks */
+    char **outputs;
+    sk_err **errs;
+    child_ctx *children;
+    size_t n_calls, pending;
+
+    /* the pipeline */
+    sk_policy *own_policy;     /* a per-call overlay, owned */
+    const sk_policy *pol;      /* the policy in force; NULL for natives */
+    char *prompt;              /* the rendered prompt */
+    sk_msg *msgs;              /* the prompt as chat messages */
+    size_t n_msgs;
+    size_t model_idx;          /* position in the cascade */
+    char *spec;                /* the model spec of this attempt */
+    const cfg_settings *settings;
+    sk_connector *conn;
+    sk_msg *send;              /* messages as sent (instruction, redaction) */
+    size_t n_send;
+    rd_map *rmap;              /* redaction map of this attempt, or NULL */
+    mreq *reqs;                /* one per sample */
+    size_t n_samples, pending_samples;
+    sk_err *sample_err;
+    char **texts;              /* the samples' replies, restored */
+    size_t pick;               /* the sample whose text is the reply */
+    int streaming;             /* deltas go to stream */
+    sk_buf held;               /* streamed text held back by redaction */
+    char *reply;               /* the output being checked */
+    size_t filter_idx;
+    sub_fn sub_next;
+    int round;                 /* review round */
+    char **critiques;
+    size_t n_critiques;
+};
+
+/* Ends the invoke: hands text or err to its caller and frees v. */
+SK_HIDDEN void inv_finish(inv *v, sk_status st, char *text, sk_err *err);
+/* Renders the template again (for a revision after review). */
+SK_HIDDEN void inv_rerun(inv *v);
+/* Starts a nested invoke of `name` whose end continues with next. */
+SK_HIDDEN void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next);
+
+/* pipeline.c */
+SK_HIDDEN void pipe_start(inv *v);   /* v->prompt is rendered */
+SK_HIDDEN void pipe_free(inv *v);    /* frees the pipeline's fields */
+SK_HIDDEN void pipe_shutdown(sk_kernel *k);
+SK_HIDDEN void pipe_trace(inv *v, const char *type, ...); /* name, value
+                                                             pairs, NULL */
+
+#endif

@@ -1,0 +1,913 @@
+/*
+ * pipeline.c -- what happens to a rendered prompt, as stages on the one
+ * invoke path:
+ *
+ *   input filters -> model (cascade x samples, redaction) -> uncertainty
+ *   checks (marker, hedging, logprobs, self-consistency) -> escalate or
+ *   raise -> output filters -> review (revise, or reject) -> result
+ *
+ * Each stage either finishes synchronously and calls the next, or starts
+ * asynchronous work (model requests, nested invokes of filter, judge and
+ * review functions) whose completion calls the next.  The policy in force
+ * (v->pol) decides which stages do anything.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "invoke_priv.h"
+
+struct mreq {
+    inv *v;
+    size_t i;
+    void *handle;
+    model_resp *resp;
+    mreq *next_wait;
+    long long t0;
+};
+
+struct inv_queue {
+    mreq *head, *tail;
+};
+
+static void start_attempt(inv *v);
+static void run_review(inv *v);
+
+/* ---- tracing ----------------------------------------------------------- */
+
+void pipe_trace(inv *v, const char *type, ...)
+{
+    sk_buf b;
+    buf_init(&b, (size_t)1 << 20);
+    sk_status rc = buf_adds(&b, "\"type\":");
+    if (rc == SK_OK) rc = buf_add_json_str(&b, type, strlen(type));
+    if (rc == SK_OK) rc = buf_adds(&b, ",\"function\":");
+    if (rc == SK_OK) rc = buf_add_json_str(&b, v->name, strlen(v->name));
+    va_list ap;
+    va_start(ap, type);
+    const char *key;
+    while (rc == SK_OK && (key = va_arg(ap, const char *))) {
+        const char *val = va_arg(ap, const char *);
+        if (!val)
+            continue;
+        rc = buf_printf(&b, ",\"%s\":", key);
+        if (rc == SK_OK) rc = buf_add_json_str(&b, val, strlen(val));
+    }
+    va_end(ap);
+    if (rc == SK_OK)
+        trace_event(v->k, b.p);
+    buf_free(&b);
+}
+
+/* ---- cleanup ----------------------------------------------------------- */
+
+static void free_msgs(sk_msg *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(m[i].role);
+        free(m[i].content);
+    }
+    free(m);
+}
+
+/* Frees what one model attempt holds. */
+static void attempt_free(inv *v)
+{
+    for (size_t i = 0; v->reqs && i < v->n_samples; i++)
+        resp_free(v->reqs[i].resp);
+    free(v->reqs);
+    v->reqs = NULL;
+    for (size_t i = 0; v->texts && i < v->n_samples; i++)
+        free(v->texts[i]);
+    free(v->texts);
+    v->texts = NULL;
+    v->n_samples = v->pending_samples = 0;
+    err_free(v->sample_err);
+    v->sample_err = NULL;
+    free_msgs(v->send, v->n_send);
+    v->send = NULL;
+    v->n_send = 0;
+    rd_map_free(v->rmap);
+    v->rmap = NULL;
+    buf_free(&v->held);
+    free(v->spec);
+    v->spec = NULL;
+}
+
+void pipe_free(inv *v)
+{
+    attempt_free(v);
+    pol_free(v->own_policy);
+    v->own_policy = NULL;
+    free(v->prompt);
+    v->prompt = NULL;
+    free_msgs(v->msgs, v->n_msgs);
+    v->msgs = NULL;
+    v->n_msgs = 0;
+    free(v->reply);
+    v->reply = NULL;
+    for (size_t i = 0; i < v->n_critiques; i++)
+        free(v->critiques[i]);
+    free(v->critiques);
+    v->critiques = NULL;
+    v->n_critiques = 0;
+}
+
+static void fail(inv *v, sk_err *err)
+{
+    inv_finish(v, err ? err->code : SK_NOMEM, NULL, err);
+}
+
+/* ---- chat messages ----------------------------------------------------- */
+
+/* Splits a rendered prompt into chat messages.  Semantic Kernel's chat
+ * prompts mark messages with <message role="...">...</message>; a prompt
+ * without them (or with other text between them) is one user message. */
+static sk_status split_messages(inv *v)
+{
+    const char *p = v->prompt;
+    sk_msg msgs[64];
+    size_t n = 0;
+    int ok = strstr(p, "<message role=") != NULL;
+    while (ok && *p) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        if (strncmp(p, "<message role=\"", 15) != 0 || n == 64) {
+            ok = 0;
+            break;
+        }
+        const char *role = p + 15;
+        const char *rend = strchr(role, '"');
+        if (!rend || rend[1] != '>') {
+            ok = 0;
+            break;
+        }
+        const char *body = rend + 2;
+        const char *bend = strstr(body, "</message>");
+        if (!bend) {
+            ok = 0;
+            break;
+        }
+        const char *b0 = body, *b1 = bend;
+        while (b0 < b1 && (*b0 == '\n' || *b0 == '\r'))
+            b0++;
+        while (b1 > b0 && isspace((unsigned char)b1[-1]))
+            b1--;
+        msgs[n].role = sk_strndup(role, (size_t)(rend - role));
+        msgs[n].content = sk_strndup(b0, (size_t)(b1 - b0));
+        n++;
+        if (!msgs[n - 1].role || !msgs[n - 1].content) {
+            ok = -1;
+            break;
+        }
+        p = bend + 10;
+    }
+    if (ok == 1 && n > 0) {
+        v->msgs = sk_calloc(n, sizeof *v->msgs);
+        if (v->msgs) {
+            memcpy(v->msgs, msgs, n * sizeof *msgs);
+            v->n_msgs = n;
+            return SK_OK;
+        }
+        ok = -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(msgs[i].role);
+        free(msgs[i].content);
+    }
+    if (ok == -1)
+        return SK_NOMEM;
+    v->msgs = sk_calloc(1, sizeof *v->msgs);
+    if (!v->msgs)
+        return SK_NOMEM;
+    v->n_msgs = 1;
+    v->msgs[0].role = sk_strdup("user");
+    v->msgs[0].content = sk_strdup(v->prompt);
+    if (!v->msgs[0].role || !v->msgs[0].content)
+        return SK_NOMEM;
+    return SK_OK;
+}
+
+/* ---- filters ----------------------------------------------------------- */
+
+static sk_err *filtered(inv *v, const pol_filter *f, const char *dir,
+                        const char *why)
+{
+    kern_usage(v->k)->filtered++;
+    pipe_trace(v, "filtered", "rule", f->name, "direction", dir, "reason", why,
+               (char *)NULL);
+    sk_err *e = err_new(SK_FILTERED, "%s filter \"%s\" blocked the %s: %s",
+                        dir, f->name, strcmp(dir, "input") == 0 ? "prompt" : "reply",
+                        why);
+    if (e) {
+        sk_buf b;
+        buf_init(&b, 0);
+        if (buf_adds(&b, "{\"rule\":") == SK_OK &&
+            buf_add_json_str(&b, f->name, strlen(f->name)) == SK_OK &&
+            buf_printf(&b, ",\"direction\":\"%s\"}", dir) == SK_OK)
+            e->detail_json = buf_steal(&b);
+        buf_free(&b);
+    }
+    return e;
+}
+
+static void run_filters(inv *v);
+
+/* A model-based filter replied. */
+static void filter_replied(inv *v, sk_status st, char *text, sk_err *err)
+{
+    int output = v->reply != NULL;
+    const pol_filter *list = output ? v->pol->out_filters : v->pol->in_filters;
+    const pol_filter *f = &list[v->filter_idx];
+    if (st != SK_OK) {
+        free(text);
+        fail(v, err);
+        return;
+    }
+    char *reason = NULL;
+    int allow = flt_parse(text, &reason);
+    free(text);
+    if (!allow) {
+        sk_err *e = filtered(v, f, output ? "output" : "input",
+                             reason ? reason : "blocked");
+        free(reason);
+        fail(v, e);
+        return;
+    }
+    free(reason);
+    v->filter_idx++;
+    run_filters(v);
+}
+
+/* Runs the input filters over the prompt (v->reply NULL) or the output
+ * filters over the reply, one after another; then the next stage. */
+static void run_filters(inv *v)
+{
+    int output = v->reply != NULL;
+    const pol_filter *list = output ? v->pol->out_filters : v->pol->in_filters;
+    size_t n = output ? v->pol->n_out : v->pol->n_in;
+    const char *text = output ? v->reply : v->prompt;
+    const char *dir = output ? "output" : "input";
+    while (v->filter_idx < n) {
+        const pol_filter *f = &list[v->filter_idx];
+        if (f->re) {
+            char *m = NULL;
+            int hit = pol_filter_match(f, text, &m);
+            if (hit != 0) {
+                char *why = hit > 0 ? sk_asprintf("matched \"%.80s\"", m ? m : "")
+                                    : sk_strdup("the pattern could not be matched");
+                free(m);
+                sk_err *e = filtered(v, f, dir, why ? why : "matched");
+                free(why);
+                fail(v, e);
+                return;
+            }
+            v->filter_idx++;
+            continue;
+        }
+        sk_vars *fv = NULL;
+        if (sk_vars_new(&fv) != SK_OK || sk_vars_set(fv, "input", text) != SK_OK ||
+            sk_vars_set(fv, "policy", f->policy ? f->policy : "") != SK_OK) {
+            sk_vars_free(fv);
+            fail(v, NULL);
+            return;
+        }
+        inv_sub(v, f->function, fv, filter_replied);
+        return;
+    }
+    v->filter_idx = 0;
+    if (output)
+        run_review(v);
+    else
+        start_attempt(v);
+}
+
+/* ---- the model stage --------------------------------------------------- */
+
+static const char *choose_model(inv *v, const char **service)
+{
+    sk_kernel *k = v->k;
+    *service = NULL;
+    if (v->model_override)
+        return v->model_override;
+    if (v->pol->n_models)
+        return v->pol->models[v->model_idx];
+    const cfg_function *c = v->f ? v->f->cfg : NULL;
+    if (c && c->model)
+        return c->model;
+    for (size_t i = 0; c && i < c->n_default_services; i++) {
+        const char *spec = kern_service(k, c->default_services[i]);
+        if (spec) {
+            *service = c->default_services[i];
+            return spec;
+        }
+    }
+    for (size_t i = 0; c && i < c->n_settings; i++) {
+        const char *spec = kern_service(k, c->settings[i].service_id);
+        if (spec) {
+            *service = c->settings[i].service_id;
+            return spec;
+        }
+    }
+    return k->model_spec;
+}
+
+static size_t cascade_len(const inv *v)
+{
+    return v->model_override || v->pol->n_models == 0 ? 1 : v->pol->n_models;
+}
+
+/* Streamed text, restored from placeholders.  With redaction, text from
+ * an unclosed '[' on is held back until it can be restored whole. */
+static void on_delta(void *ud, const char *text, size_t len)
+{
+    mreq *q = ud;
+    inv *v = q->v;
+    if (!v->streaming || q->i != 0 || !len)
+        return;
+    if (!v->rmap) {
+        v->stream(v->stream_ud, text, len);
+        return;
+    }
+    if (buf_add(&v->held, text, len) != SK_OK)
+        return;
+    size_t cut = v->held.len;
+    char *open = strrchr(v->held.p, '[');
+    if (open && !strchr(open, ']') && v->held.p + v->held.len - open < 64)
+        cut = (size_t)(open - v->held.p);
+    if (!cut)
+        return;
+    char save = v->held.p[cut];
+    v->held.p[cut] = '\0';
+    char *out = NULL;
+    if (rd_restore(v->rmap, v->held.p, &out) == SK_OK) {
+        v->stream(v->stream_ud, out, strlen(out));
+        free(out);
+    }
+    v->held.p[cut] = save;
+    memmove(v->held.p, v->held.p + cut, v->held.len - cut + 1);
+    v->held.len -= cut;
+}
+
+static void start_request(mreq *q);
+static void after_samples(inv *v);
+static void judged(inv *v, sk_status st, char *text, sk_err *err);
+
+static void start_next_waiting(sk_kernel *k)
+{
+    inv_queue *q = k->waiting;
+    while (q && q->head && k->model_inflight < k->max_inflight) {
+        mreq *r = q->head;
+        q->head = r->next_wait;
+        if (!q->head)
+            q->tail = NULL;
+        r->next_wait = NULL;
+        start_request(r);
+    }
+}
+
+static void sample_done(mreq *q, sk_status st, model_resp *resp, sk_err *err)
+{
+    inv *v = q->v;
+    if (st == SK_OK && resp) {
+        q->resp = resp;
+        err_free(err);
+    } else {
+        resp_free(resp);
+        if (!v->sample_err)
+            v->sample_err = err ? err : err_new(st, "%s", sk_strerror(st));
+        else
+            err_free(err);
+    }
+    if (--v->pending_samples == 0)
+        after_samples(v);
+}
+
+static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
+{
+    mreq *q = ud;
+    inv *v = q->v;
+    sk_kernel *k = v->k;
+    sk_usage *u = kern_usage(k);
+    k->model_inflight--;
+    u->calls++;
+    if (resp) {
+        if (resp->prompt_tokens > 0)
+            u->prompt_tokens += resp->prompt_tokens;
+        if (resp->completion_tokens > 0)
+            u->completion_tokens += resp->completion_tokens;
+        if (resp->attempts > 1)
+            u->retries += resp->attempts - 1;
+    }
+    if (st != SK_OK)
+        u->failures++;
+    /* the trace shows the prompt as sent: redacted, with any instruction */
+    trace_rec rec = {
+        .function = v->name,
+        .model = v->spec,
+        .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
+        .reply = resp ? resp->text : NULL,
+        .resp = resp,
+        .start_ms = q->t0,
+        .end_ms = loop_now_ms(),
+        .attempts = resp ? resp->attempts : 0,
+        .err = err,
+    };
+    trace_model_call(k, &rec);
+    start_next_waiting(k);
+    if (st == SK_OK && !resp)
+        st = SK_PROTOCOL;
+    sample_done(q, st, resp, err);
+}
+
+static void start_request(mreq *q)
+{
+    inv *v = q->v;
+    sk_kernel *k = v->k;
+    const cfg_settings *s = v->settings;
+    model_req req = {
+        .function = v->name,
+        /* a cascade names its models in full; model_id would override */
+        .model = s && s->model_id && cascade_len(v) == 1 && !v->model_override
+                     ? s->model_id
+                     : v->conn->model,
+        .msgs = v->send,
+        .n_msgs = v->n_send,
+        .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
+        .max_tokens = s ? s->max_tokens : -1,
+        .temperature = s ? s->temperature : NAN,
+        .top_p = s ? s->top_p : NAN,
+        .presence_penalty = s ? s->presence_penalty : NAN,
+        .frequency_penalty = s ? s->frequency_penalty : NAN,
+        .stop = s ? s->stop : NULL,
+        .n_stop = s ? s->n_stop : 0,
+        .logprobs = v->pol->want_logprobs,
+        .stream = v->streaming && q->i == 0,
+    };
+    sk_err *err = NULL;
+    q->t0 = loop_now_ms();
+    sk_status st = v->conn->vt->start(v->conn->self, k, &req, on_delta,
+                                      model_done, q, &q->handle, &err);
+    if (st != SK_OK) {
+        kern_usage(k)->failures++;
+        if (!err)
+            err = err_new(st, "%s: could not start the model call: %s",
+                          v->name, sk_strerror(st));
+        sample_done(q, st, NULL, err);
+        return;
+    }
+    k->model_inflight++;
+}
+
+static void enqueue_request(mreq *q)
+{
+    sk_kernel *k = q->v->k;
+    if (k->model_inflight < k->max_inflight) {
+        start_request(q);
+        return;
+    }
+    inv_queue *w = k->waiting;
+    if (w->tail)
+        w->tail->next_wait = q;
+    else
+        w->head = q;
+    w->tail = q;
+}
+
+/* Redacts one message text: custom rules first, then the built-in ones. */
+static sk_status redact_text(inv *v, const char *in, char **out)
+{
+    rd_rules *defaults = kern_redact_rules(v->k);
+    if (!defaults)
+        return SK_NOMEM;
+    char *tmp = NULL;
+    const char *src = in;
+    if (v->pol->redact_rules) {
+        sk_status rc = rd_redact(v->pol->redact_rules, v->rmap, in, &tmp);
+        if (rc != SK_OK)
+            return rc;
+        src = tmp;
+    }
+    sk_status rc = rd_redact(defaults, v->rmap, src, out);
+    free(tmp);
+    return rc;
+}
+
+/* Builds the messages to send for this attempt: the protocol instruction
+ * on the last message, then redaction when it applies to this model. */
+static sk_status build_send(inv *v)
+{
+    v->send = sk_calloc(v->n_msgs, sizeof *v->send);
+    if (!v->send)
+        return SK_NOMEM;
+    v->n_send = v->n_msgs;
+    int redact = v->pol->redact == 1 || (v->pol->redact == -1 && !rd_is_local(v->spec));
+    if (redact && !(v->rmap = rd_map_new()))
+        return SK_NOMEM;
+    for (size_t i = 0; i < v->n_msgs; i++) {
+        if (!(v->send[i].role = sk_strdup(v->msgs[i].role)))
+            return SK_NOMEM;
+        const char *content = v->msgs[i].content;
+        char *with = NULL;
+        if (v->pol->protocol && i == v->n_msgs - 1) {
+            if (!(with = sk_asprintf("%s%s", content, unc_protocol_instruction())))
+                return SK_NOMEM;
+            content = with;
+        }
+        if (v->rmap) {
+            sk_status rc = redact_text(v, content, &v->send[i].content);
+            free(with);
+            if (rc != SK_OK)
+                return rc;
+        } else {
+            v->send[i].content = with ? with : sk_strdup(content);
+            if (!v->send[i].content)
+                return SK_NOMEM;
+        }
+    }
+    if (v->rmap && rd_map_count(v->rmap)) {
+        kern_usage(v->k)->redacted += (long)rd_map_count(v->rmap);
+        char n[32];
+        snprintf(n, sizeof n, "%zu", rd_map_count(v->rmap));
+        pipe_trace(v, "redacted", "model", v->spec, "values", n, (char *)NULL);
+    }
+    return SK_OK;
+}
+
+/* One attempt on the current model of the cascade: every sample at once. */
+static void start_attempt(inv *v)
+{
+    sk_kernel *k = v->k;
+    const char *service = NULL;
+    const char *spec = choose_model(v, &service);
+    if (!spec) {
+        fail(v, err_new(SK_CONFIG,
+                        "no model configured for %s: set SKEIN_MODEL (e.g. "
+                        "openai:gpt-4o-mini or scripted:rules.json), "
+                        "OPENAI_API_KEY or OPENAI_BASE_URL, or pass --model",
+                        v->name));
+        return;
+    }
+    if (!(v->spec = sk_strdup(spec))) {
+        fail(v, NULL);
+        return;
+    }
+    sk_err *err = NULL;
+    v->conn = kern_connector(k, spec, &err);
+    if (!v->conn) {
+        fail(v, err);
+        return;
+    }
+    v->settings = v->f ? cfg_settings_for(v->f->cfg, service) : NULL;
+    if (!k->waiting && !(k->waiting = sk_calloc(1, sizeof *k->waiting))) {
+        fail(v, NULL);
+        return;
+    }
+    if (build_send(v) != SK_OK) {
+        fail(v, NULL);
+        return;
+    }
+    size_t n = (size_t)(v->pol->samples > 0 ? v->pol->samples : 1);
+    /* streamed text cannot be taken back, so stream only when nothing
+     * after the model can replace the reply */
+    v->streaming = v->stream && n == 1 && cascade_len(v) == 1 &&
+                   !v->pol->review && v->pol->n_out == 0;
+    v->reqs = sk_calloc(n, sizeof *v->reqs);
+    if (!v->reqs) {
+        fail(v, NULL);
+        return;
+    }
+    v->n_samples = n;
+    for (size_t i = 0; i < n; i++) {
+        v->reqs[i].v = v;
+        v->reqs[i].i = i;
+    }
+    /* a request that fails to start completes at once; hold one count so
+     * the stage cannot end before every request is out */
+    v->pending_samples = n + 1;
+    for (size_t i = 0; i < n; i++)
+        enqueue_request(&v->reqs[i]);
+    if (--v->pending_samples == 0)
+        after_samples(v);
+}
+
+/* The text of sample i, with redacted values put back.  Caller frees. */
+static char *restored(inv *v, size_t i)
+{
+    const char *t = v->reqs[i].resp->text ? v->reqs[i].resp->text : "";
+    if (!v->rmap)
+        return sk_strdup(t);
+    char *out = NULL;
+    return rd_restore(v->rmap, t, &out) == SK_OK ? out : NULL;
+}
+
+/* The reply is uncertain: escalate to the next model, or raise. */
+static void uncertain(inv *v, unc_verdict *vd)
+{
+    sk_usage *u = kern_usage(v->k);
+    u->uncertain++;
+    char conf[32] = "";
+    if (vd->confidence >= 0)
+        snprintf(conf, sizeof conf, "%.3f", vd->confidence);
+    pipe_trace(v, "uncertain", "model", v->spec, "reason", vd->reason,
+               "question", vd->question, "confidence", conf[0] ? conf : NULL,
+               (char *)NULL);
+    if (v->model_idx + 1 < cascade_len(v)) {
+        u->escalations++;
+        pipe_trace(v, "escalate", "from", v->spec, "to",
+                   v->pol->models[v->model_idx + 1], "reason", vd->reason,
+                   (char *)NULL);
+        unc_verdict_clear(vd);
+        attempt_free(v);
+        v->model_idx++;
+        start_attempt(v);
+        return;
+    }
+    size_t n = v->n_samples;
+    sk_err *e = err_new(SK_UNCERTAIN, "%s is uncertain: %s%s%s", v->name,
+                        vd->reason ? vd->reason : "unclear intent",
+                        vd->question ? "; it asks: " : "",
+                        vd->question ? vd->question : "");
+    if (e) /* with several samples, their answers are the candidates */
+        e->detail_json = unc_detail_json(vd->reason, vd->question, vd->confidence,
+                                         n > 1 ? v->texts : NULL, n > 1 ? n : 0,
+                                         v->texts[v->pick]);
+    unc_verdict_clear(vd);
+    fail(v, e);
+}
+
+/* The checks passed: the picked sample is the reply. */
+static void accept_reply(inv *v)
+{
+    free(v->reply);
+    v->reply = v->texts[v->pick];
+    v->texts[v->pick] = NULL;
+    v->filter_idx = 0;
+    run_filters(v);
+}
+
+static void after_samples(inv *v)
+{
+    if (v->sample_err) {
+        sk_err *e = v->sample_err;
+        v->sample_err = NULL;
+        fail(v, e);
+        return;
+    }
+    if (v->streaming && v->rmap && v->held.len) {
+        char *out = NULL;
+        if (rd_restore(v->rmap, v->held.p, &out) == SK_OK) {
+            v->stream(v->stream_ud, out, strlen(out));
+            free(out);
+        }
+        buf_reset(&v->held);
+    }
+    size_t n = v->n_samples;
+    if (!(v->texts = sk_calloc(n, sizeof *v->texts))) {
+        fail(v, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(v->texts[i] = restored(v, i))) {
+            fail(v, NULL);
+            return;
+        }
+    }
+    unc_verdict vd = {0, NULL, NULL, -1};
+    v->pick = 0;
+    if (n > 1) {
+        double agree = unc_agreement(v->texts, n, &v->pick);
+        if (v->pol->judge) {
+            /* a judge decides whether the samples agree in substance */
+            sk_buf b;
+            buf_init(&b, 0);
+            sk_status rc = SK_OK;
+            for (size_t i = 0; rc == SK_OK && i < n; i++)
+                rc = buf_printf(&b, "Answer %zu:\n%s\n\n", i + 1, v->texts[i]);
+            sk_vars *jv = NULL;
+            if (rc != SK_OK || sk_vars_new(&jv) != SK_OK ||
+                sk_vars_set(jv, "input", b.p ? b.p : "") != SK_OK ||
+                sk_vars_set(jv, "task", v->prompt) != SK_OK) {
+                buf_free(&b);
+                sk_vars_free(jv);
+                fail(v, NULL);
+                return;
+            }
+            buf_free(&b);
+            inv_sub(v, v->pol->judge, jv, judged);
+            return;
+        }
+        if (agree < v->pol->min_agreement) {
+            vd.uncertain = 1;
+            vd.confidence = agree;
+            vd.reason = sk_asprintf("self-consistency: %.0f%% of %zu samples agree "
+                                    "(below %.0f%%)",
+                                    agree * 100, n, v->pol->min_agreement * 100);
+            uncertain(v, &vd);
+            return;
+        }
+    }
+    sk_status rc = unc_check_text(v->pol, v->texts[v->pick], &vd);
+    if (rc == SK_OK && !vd.uncertain) {
+        const model_resp *r = v->reqs[v->pick].resp;
+        unc_verdict_clear(&vd);
+        rc = unc_check_logprobs(v->pol, r->logprobs, r->n_logprobs, &vd);
+    }
+    if (rc != SK_OK) {
+        unc_verdict_clear(&vd);
+        fail(v, NULL);
+        return;
+    }
+    if (vd.uncertain) {
+        uncertain(v, &vd);
+        return;
+    }
+    unc_verdict_clear(&vd);
+    accept_reply(v);
+}
+
+static void judged(inv *v, sk_status st, char *text, sk_err *err)
+{
+    if (st != SK_OK) {
+        free(text);
+        fail(v, err);
+        return;
+    }
+    char *why = NULL;
+    int agree = rev_parse(text, &why);
+    free(text);
+    if (!agree) {
+        unc_verdict vd = {1, NULL, NULL, -1};
+        vd.reason = sk_asprintf("self-consistency: the judge %s found the %zu "
+                                "samples disagree%s%s",
+                                v->pol->judge, v->n_samples, why ? ": " : "",
+                                why ? why : "");
+        free(why);
+        uncertain(v, &vd);
+        return;
+    }
+    free(why);
+    accept_reply(v);
+}
+
+/* ---- review ------------------------------------------------------------ */
+
+static void reviewed(inv *v, sk_status st, char *text, sk_err *err)
+{
+    sk_usage *u = kern_usage(v->k);
+    if (st != SK_OK) {
+        free(text);
+        fail(v, err);
+        return;
+    }
+    u->reviews++;
+    char *critique = NULL;
+    int pass = rev_parse(text, &critique);
+    free(text);
+    char round[16];
+    snprintf(round, sizeof round, "%d", v->round);
+    pipe_trace(v, "review", "reviewer", v->pol->review, "verdict",
+               pass ? "pass" : "fail", "round", round, "critique", critique,
+               (char *)NULL);
+    if (pass) {
+        free(critique);
+        char *out = v->reply;
+        v->reply = NULL;
+        inv_finish(v, SK_OK, out, NULL);
+        return;
+    }
+    char **c = sk_realloc(v->critiques, (v->n_critiques + 1) * sizeof *c);
+    if (!c) {
+        free(critique);
+        fail(v, NULL);
+        return;
+    }
+    v->critiques = c;
+    v->critiques[v->n_critiques++] = critique;
+    if (v->round < v->pol->review_rounds) {
+        u->revisions++;
+        v->round++;
+        /* the function runs again with the critique in its variables; the
+         * prompt gains a revision note in pipe_start */
+        if (sk_vars_set(v->vars, "critique", critique) != SK_OK ||
+            sk_vars_set(v->vars, "previous_output", v->reply) != SK_OK) {
+            fail(v, NULL);
+            return;
+        }
+        attempt_free(v);
+        free(v->prompt);
+        v->prompt = NULL;
+        free_msgs(v->msgs, v->n_msgs);
+        v->msgs = NULL;
+        v->n_msgs = 0;
+        v->model_idx = 0;
+        inv_rerun(v);
+        return;
+    }
+    u->rejected++;
+    sk_err *e = err_new(SK_REJECTED, "%s was rejected by %s after %d "
+                                     "revision%s: %s",
+                        v->name, v->pol->review, v->round,
+                        v->round == 1 ? "" : "s", critique);
+    if (e) {
+        sk_buf b;
+        buf_init(&b, 0);
+        sk_status rc = buf_adds(&b, "{\"critique\":");
+        if (rc == SK_OK) rc = buf_add_json_str(&b, critique, strlen(critique));
+        if (rc == SK_OK) rc = buf_adds(&b, ",\"critiques\":[");
+        for (size_t i = 0; rc == SK_OK && i < v->n_critiques; i++) {
+            if (i) rc = buf_addc(&b, ',');
+            if (rc == SK_OK)
+                rc = buf_add_json_str(&b, v->critiques[i], strlen(v->critiques[i]));
+        }
+        if (rc == SK_OK) rc = buf_adds(&b, "],\"output\":");
+        if (rc == SK_OK) rc = buf_add_json_str(&b, v->reply, strlen(v->reply));
+        if (rc == SK_OK) rc = buf_addc(&b, '}');
+        if (rc == SK_OK)
+            e->detail_json = buf_steal(&b);
+        buf_free(&b);
+    }
+    fail(v, e);
+}
+
+static void run_review(inv *v)
+{
+    if (!v->pol->review) {
+        char *out = v->reply;
+        v->reply = NULL;
+        inv_finish(v, SK_OK, out, NULL);
+        return;
+    }
+    sk_vars *rv = NULL;
+    const char *input = sk_vars_get(v->vars, "input");
+    if (sk_vars_new(&rv) != SK_OK || sk_vars_set(rv, "task", v->prompt) != SK_OK ||
+        sk_vars_set(rv, "input", input ? input : "") != SK_OK ||
+        sk_vars_set(rv, "output", v->reply) != SK_OK) {
+        sk_vars_free(rv);
+        fail(v, NULL);
+        return;
+    }
+    inv_sub(v, v->pol->review, rv, reviewed);
+}
+
+/* ---- entry ------------------------------------------------------------- */
+
+/* A revision's prompt carries the rejected answer and the critique, unless
+ * the template already uses {{$critique}}. */
+static sk_status add_revision_note(inv *v)
+{
+    for (size_t i = 0; i < v->tpl->n; i++) {
+        const tpl_block *b = &v->tpl->blocks[i];
+        if (b->kind == TB_VAR && strcasecmp(b->text, "critique") == 0)
+            return SK_OK;
+    }
+    const char *prev = sk_vars_get(v->vars, "previous_output");
+    const char *crit = sk_vars_get(v->vars, "critique");
+    char *p = sk_asprintf("%s\n\nAn earlier answer to this was:\n\"\"\"\n%s\n\"\"\"\n"
+                          "A reviewer rejected it for these reasons:\n%s\n\n"
+                          "Write a corrected answer that fixes them. Reply with "
+                          "the answer only.",
+                          v->prompt, prev ? prev : "", crit ? crit : "");
+    if (!p)
+        return SK_NOMEM;
+    free(v->prompt);
+    v->prompt = p;
+    return SK_OK;
+}
+
+void pipe_start(inv *v)
+{
+    if (v->round > 0 && add_revision_note(v) != SK_OK) {
+        fail(v, NULL);
+        return;
+    }
+    if (split_messages(v) != SK_OK) {
+        fail(v, NULL);
+        return;
+    }
+    v->filter_idx = 0;
+    free(v->reply);
+    v->reply = NULL;
+    run_filters(v);
+}
+
+void pipe_shutdown(sk_kernel *k)
+{
+    /* Requests held back by max_inflight have not started: fail them so
+     * their invokes' continuations run and free what they hold. */
+    while (k->waiting && k->waiting->head) {
+        mreq *q = k->waiting->head;
+        k->waiting->head = q->next_wait;
+        if (!k->waiting->head)
+            k->waiting->tail = NULL;
+        sample_done(q, SK_CANCELLED,
+                    NULL, err_new(SK_CANCELLED, "the kernel is shutting down"));
+    }
+    free(k->waiting);
+    k->waiting = NULL;
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The example scripts in scripts/ run offline, as the README says, and show
+# what they claim to show.
+set -u
+BIN=${SKEIN_BIN:?SKEIN_BIN must name the skein binary}
+SRC=${SKEIN_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+cd "$SRC" || exit 1
+export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_SKILLS_PATH= OPENAI_API_KEY= OPENAI_BASE_URL= SKEIN_TRACE=
+
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+expect_eq() { if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2], want [$3]"; fi; }
+expect_in() { case "$2" in *"$3"*) ok ;; *) bad "$1: [$2] lacks [$3]" ;; esac; }
+
+out=$("$BIN" run scripts/demo.lua 2>/dev/null </dev/null); rc=$?
+expect_eq "demo rc" "$rc" 0
+expect_in "demo says which model" "$out" "the bundled scripted model"
+expect_in "demo nested step" "$out" "Town library opens its doors until midnight"
+expect_in "demo parallel step" "$out" "German: Stadtbibliothek"
+
+out=$("$BIN" run scripts/clarify.lua 2>/dev/null </dev/null); rc=$?
+expect_eq "clarify rc" "$rc" 0
+expect_in "clarify raises" "$out" "raised: kind=uncertain in Assistant.Message"
+expect_in "clarify asks" "$out" "question: Do you mean the team channel or your manager?"
+expect_in "clarify retries" "$out" "to the team channel."
+expect_in "clarify escalates" "$out" "model calls: 2, escalations: 1"
+
+out=$("$BIN" run scripts/review.lua 2>/dev/null </dev/null); rc=$?
+expect_eq "review rc" "$rc" 0
+expect_in "review revises" "$out" "reviews: 2, revisions: 1"
+expect_in "review final reply" "$out" "arrives on 14 March"
+expect_in "review filter" "$out" "filtered: output filter \"tone\""
+expect_in "review redacts" "$out" "sent to the model: ECHO Contact [EMAIL_1] or [PHONE_1], card [CARD_1]."
+expect_in "review restores" "$out" "caller sees:       ECHO Contact jane.doe@example.com"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

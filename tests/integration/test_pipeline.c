@@ -1,0 +1,406 @@
+/* test_pipeline.c -- uncertainty, the cascade, review, filters and
+ * redaction on the invoke path, with the scripted model and, for
+ * redaction, the loopback mock server's request log. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static char rules[300], small[300], big[300], trace_path[300];
+
+static void setup_files(void)
+{
+    const char *r = tu_tmpfile(
+        "{\"rules\":["
+        "{\"match\":\"UNSURE: <the question\",\"reply\":\"UNSURE: Which city do you mean?\"},"
+        "{\"match\":\"^hedge\",\"reply\":\"I'm not sure what you want. Do you mean the capital?\"},"
+        "{\"match\":\"^plain\",\"reply\":\"Paris\"},"
+        "{\"match\":\"^lowlp\",\"reply\":\"maybe\",\"logprobs\":[[\"may\",-2.5],[\"be\",-1.9]]},"
+        "{\"match\":\"^highlp\",\"reply\":\"Paris\",\"logprobs\":[[\"Par\",-0.01],[\"is\",-0.02]]},"
+        "{\"match\":\"^vary\",\"replies\":[\"Lyon\",\"Nice\",\"Lille\"]},"
+        "{\"match\":\"^same\",\"replies\":[\"Paris\",\"paris.\",\" Paris \"]},"
+        "{\"match\":\"judge these\",\"reply\":\"PASS\"},"
+        "{\"match\":\"^revise(?s:.*)reviewer rejected\",\"reply\":\"a long and complete answer\"},"
+        "{\"match\":\"^revise\",\"reply\":\"short\"},"
+        "{\"match\":\"^stubborn\",\"reply\":\"short\"},"
+        "{\"match\":\"REVIEW(?s:.*)a long and complete\",\"reply\":\"PASS\"},"
+        "{\"match\":\"REVIEW\",\"reply\":\"FAIL: too short\"},"
+        "{\"match\":\"POLICY(?s:.*)dosage\",\"reply\":\"BLOCK: medical advice\"},"
+        "{\"match\":\"POLICY\",\"reply\":\"ALLOW\"},"
+        "{\"match\":\"^advice\",\"reply\":\"take a double dosage\"},"
+        "{\"match\":\"^secret\",\"reply\":\"the code is 1234\"}"
+        "]}",
+        ".json");
+    snprintf(rules, sizeof rules, "scripted:%s", r);
+    const char *s = tu_tmpfile(
+        "{\"rules\":[{\"match\":\"^cascade\",\"reply\":\"It depends on what you mean.\"},"
+        "{\"match\":\"^both\",\"reply\":\"I'm not sure.\"}]}", ".json");
+    snprintf(small, sizeof small, "scripted:%s", s);
+    const char *b = tu_tmpfile(
+        "{\"rules\":[{\"match\":\"^cascade\",\"reply\":\"42\"},"
+        "{\"match\":\"^both\",\"reply\":\"Could you clarify which one?\"}]}", ".json");
+    snprintf(big, sizeof big, "scripted:%s", b);
+    const char *t = tu_tmpfile("", ".jsonl");
+    snprintf(trace_path, sizeof trace_path, "%s", t);
+}
+
+static sk_kernel *kernel(void)
+{
+    sk_kernel *k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    sk_kernel_set_option(k, "quiet", "1");
+    CHECK(sk_kernel_set_model(k, rules) == SK_OK);
+    return k;
+}
+
+static char *run(sk_kernel *k, const char *fn, const char *input,
+                 const char *policy, sk_status *st)
+{
+    sk_vars *v;
+    sk_vars_new(&v);
+    if (input)
+        sk_vars_set(v, "input", input);
+    sk_invoke_opts o = {.policy = policy};
+    char *out = NULL;
+    *st = sk_invoke(k, fn, v, &o, &out);
+    sk_vars_free(v);
+    return out;
+}
+
+static char *slurp(const char *path)
+{
+    char *s = NULL;
+    size_t n;
+    return sk_read_file(path, 1 << 24, &s, &n) == SK_OK ? s : NULL;
+}
+
+TEST(test_hedging_and_chain)
+{
+    sk_kernel *k = kernel();
+    CHECK(sk_kernel_add_semantic(k, "U", "Inner", "hedge {{$input}}", NULL) == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "U", "Mid", "plain {{U.Inner}}", NULL) == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "U", "Outer", "plain {{U.Mid}}", NULL) == SK_OK);
+    sk_status st;
+    char *out = run(k, "U.Outer", "x", NULL, &st);
+    CHECK(st == SK_UNCERTAIN && !out);
+    CHECK_CONTAINS(sk_errmsg(k), "U.Inner is uncertain: hedging");
+    CHECK_STR(sk_error_get(k, "question"), "Do you mean the capital?");
+    CHECK_CONTAINS(sk_error_get(k, "reason"), "not sure");
+    CHECK_STR(sk_error_get(k, "output"), "I'm not sure what you want. Do you mean the capital?");
+    char *js = NULL;
+    sk_error_json(k, &js);
+    CHECK_CONTAINS(js, "\"kind\":\"uncertain\"");
+    CHECK_CONTAINS(js, "\"function\":\"U.Inner\"");
+    CHECK_CONTAINS(js, "\"chain\":[\"U.Inner\",\"U.Mid\",\"U.Outer\"]");
+    sk_free(js);
+    /* the signal can be turned off per call and per function */
+    out = run(k, "U.Inner", "x", "{\"uncertainty\": {\"hedging\": false}}", &st);
+    CHECK(st == SK_OK);
+    sk_free(out);
+    CHECK(sk_kernel_add_semantic(k, "U", "Calm", "hedge {{$input}}",
+                                 "{\"uncertainty\": false}") == SK_OK);
+    out = run(k, "U.Calm", "x", NULL, &st);
+    CHECK(st == SK_OK);
+    sk_free(out);
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.uncertain, 1);
+    sk_kernel_free(k);
+}
+
+TEST(test_protocol_marker)
+{
+    sk_kernel *k = kernel();
+    /* the rule only matches when the instruction was appended */
+    CHECK(sk_kernel_add_semantic(k, "U", "Ask", "weather in {{$input}}",
+                                 "{\"uncertainty\": {\"protocol\": true}}") == SK_OK);
+    sk_status st;
+    char *out = run(k, "U.Ask", "Springfield", NULL, &st);
+    CHECK(st == SK_UNCERTAIN && !out);
+    CHECK_STR(sk_error_get(k, "question"), "Which city do you mean?");
+    /* without the protocol the same prompt gets no instruction */
+    out = run(k, "U.Ask", "Springfield", "{\"uncertainty\": {\"protocol\": false}}", &st);
+    CHECK(st == SK_MODEL); /* no rule matches the bare prompt */
+    sk_kernel_free(k);
+}
+
+TEST(test_logprobs)
+{
+    sk_kernel *k = kernel();
+    CHECK(sk_kernel_add_semantic(k, "U", "Low", "lowlp", NULL) == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "U", "High", "highlp", NULL) == SK_OK);
+    sk_status st;
+    char *out = run(k, "U.Low", NULL, NULL, &st);
+    CHECK(st == SK_UNCERTAIN);
+    CHECK_CONTAINS(sk_errmsg(k), "logprobs");
+    char *js = NULL;
+    sk_error_json(k, &js);
+    CHECK_CONTAINS(js, "\"confidence\":");
+    sk_free(js);
+    out = run(k, "U.High", NULL, NULL, &st);
+    CHECK(st == SK_OK);
+    CHECK_STR(out, "Paris");
+    sk_free(out);
+    /* thresholds are settings */
+    out = run(k, "U.Low", NULL, "{\"uncertainty\": {\"logprobs\": {\"min_mean\": 0.05}}}", &st);
+    CHECK(st == SK_OK);
+    sk_free(out);
+    sk_kernel_free(k);
+}
+
+TEST(test_self_consistency)
+{
+    sk_kernel *k = kernel();
+    CHECK(sk_kernel_add_semantic(k, "U", "Vary", "vary",
+                                 "{\"uncertainty\": {\"samples\": 3}}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "U", "Same", "same",
+                                 "{\"uncertainty\": {\"samples\": 3}}") == SK_OK);
+    sk_status st;
+    char *out = run(k, "U.Vary", NULL, NULL, &st);
+    CHECK(st == SK_UNCERTAIN);
+    CHECK_CONTAINS(sk_errmsg(k), "self-consistency");
+    char *js = NULL;
+    sk_error_json(k, &js);
+    CHECK_CONTAINS(js, "\"candidates\":[\"Lyon\",\"Nice\",\"Lille\"]");
+    sk_free(js);
+    out = run(k, "U.Same", NULL, NULL, &st);
+    CHECK(st == SK_OK);
+    CHECK_STR(out, "Paris");
+    sk_free(out);
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.calls, 6); /* three samples each, in parallel */
+    /* a judge decides instead of exact match */
+    CHECK(sk_kernel_add_semantic(k, "U", "Judge", "judge these: {{$input}}",
+                                 "{\"uncertainty\": false}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "U", "Vary2", "vary",
+                                 "{\"uncertainty\": {\"samples\": 3, \"judge\": \"U.Judge\"}}") == SK_OK);
+    out = run(k, "U.Vary2", NULL, NULL, &st);
+    CHECK(st == SK_OK);
+    sk_free(out);
+    sk_kernel_free(k);
+}
+
+static sk_status native_unsure(sk_kernel *k, const sk_vars *a, char **out, void *ud)
+{
+    (void)a;
+    (void)out;
+    (void)ud;
+    return sk_raise_uncertain(k, "two files match", "Which file, a.txt or b.txt?", 0.4);
+}
+
+TEST(test_native_raise)
+{
+    sk_kernel *k = kernel();
+    sk_kernel_set_trace(k, trace_path);
+    CHECK(sk_kernel_add_native(k, "N", "Pick", NULL, NULL, 0, native_unsure, NULL) == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "U", "Wrap", "plain {{N.Pick}}", NULL) == SK_OK);
+    sk_status st;
+    char *out = run(k, "U.Wrap", "x", NULL, &st);
+    CHECK(st == SK_UNCERTAIN && !out);
+    CHECK_STR(sk_error_get(k, "question"), "Which file, a.txt or b.txt?");
+    char *js = NULL;
+    sk_error_json(k, &js);
+    CHECK_CONTAINS(js, "\"chain\":[\"N.Pick\",\"U.Wrap\"]");
+    CHECK_CONTAINS(js, "\"confidence\":0.4");
+    sk_free(js);
+    sk_kernel_free(k);
+    char *t = slurp(trace_path);
+    CHECK_CONTAINS(t, "\"type\":\"uncertain\",\"function\":\"N.Pick\"");
+    CHECK_CONTAINS(t, "\"source\":\"native\"");
+    free(t);
+}
+
+TEST(test_cascade)
+{
+    sk_kernel *k = kernel();
+    sk_kernel_set_trace(k, trace_path);
+    char cfg[800];
+    snprintf(cfg, sizeof cfg, "{\"models\": [\"%s\", \"%s\"]}", small, big);
+    CHECK(sk_kernel_add_semantic(k, "C", "Ask", "cascade {{$input}}", cfg) == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "C", "Both", "both {{$input}}", cfg) == SK_OK);
+    sk_status st;
+    char *out = run(k, "C.Ask", "q", NULL, &st);
+    CHECK(st == SK_OK);
+    CHECK_STR(out, "42");
+    sk_free(out);
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.escalations, 1);
+    CHECK_INT(u.calls, 2);
+    /* unsure everywhere: raised after the last model */
+    out = run(k, "C.Both", "q", NULL, &st);
+    CHECK(st == SK_UNCERTAIN);
+    CHECK_CONTAINS(sk_errmsg(k), "clarify");
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.escalations, 2);
+    CHECK_INT(u.calls, 4);
+    sk_kernel_free(k);
+    char *t = slurp(trace_path);
+    CHECK_CONTAINS(t, "\"type\":\"escalate\",\"function\":\"C.Ask\"");
+    CHECK_CONTAINS(t, small + 9);
+    free(t);
+}
+
+TEST(test_review)
+{
+    sk_kernel *k = kernel();
+    CHECK(sk_kernel_add_semantic(k, "R", "Check", "REVIEW task={{$task}} out={{$output}}",
+                                 "{\"uncertainty\": false}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "R", "Write", "revise {{$input}}",
+                                 "{\"review\": \"R.Check\"}") == SK_OK);
+    sk_status st;
+    char *out = run(k, "R.Write", "x", NULL, &st);
+    CHECK(st == SK_OK);
+    CHECK_STR(out, "a long and complete answer");
+    sk_free(out);
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.reviews, 2);
+    CHECK_INT(u.revisions, 1);
+    /* never good enough: rejected after the rounds, with every critique */
+    CHECK(sk_kernel_add_semantic(k, "R", "Stub", "stubborn {{$input}}",
+                                 "{\"review\": {\"function\": \"R.Check\", \"rounds\": 2}}") == SK_OK);
+    out = run(k, "R.Stub", "x", NULL, &st);
+    CHECK(st == SK_REJECTED && !out);
+    CHECK_CONTAINS(sk_errmsg(k), "rejected by R.Check after 2 revisions: too short");
+    char *js = NULL;
+    sk_error_json(k, &js);
+    CHECK_CONTAINS(js, "\"critiques\":[\"too short\",\"too short\",\"too short\"]");
+    CHECK_CONTAINS(js, "\"kind\":\"rejected\"");
+    sk_free(js);
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.rejected, 1);
+    /* ad hoc review of any text */
+    int passed = -1;
+    char *crit = NULL;
+    CHECK(sk_review(k, "short", "say something long", NULL, "R.Check", &passed, &crit) == SK_OK);
+    CHECK_INT(passed, 0);
+    CHECK_STR(crit, "too short");
+    sk_free(crit);
+    CHECK(sk_review(k, "a long and complete text", NULL, NULL, "R.Check", &passed, &crit) == SK_OK);
+    CHECK_INT(passed, 1);
+    CHECK(crit == NULL);
+    sk_kernel_free(k);
+}
+
+TEST(test_filters)
+{
+    sk_kernel *k = kernel();
+    CHECK(sk_kernel_add_semantic(k, "F", "Pol", "POLICY {{$policy}} TEXT {{$input}}",
+                                 "{\"uncertainty\": false}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(
+              k, "F", "Ask", "plain {{$input}}",
+              "{\"filters\": {\"input\": [{\"name\": \"no-ssn\", "
+              "\"pattern\": \"\\\\b\\\\d{3}-\\\\d{2}-\\\\d{4}\\\\b\"}]}}") == SK_OK);
+    sk_status st;
+    char *out = run(k, "F.Ask", "my number is 123-45-6789", NULL, &st);
+    CHECK(st == SK_FILTERED && !out);
+    CHECK_CONTAINS(sk_errmsg(k), "input filter \"no-ssn\"");
+    CHECK_STR(sk_error_get(k, "rule"), "no-ssn");
+    out = run(k, "F.Ask", "nothing sensitive", NULL, &st);
+    CHECK(st == SK_OK);
+    sk_free(out);
+    /* a model-based output filter */
+    CHECK(sk_kernel_add_semantic(
+              k, "F", "Advice", "advice {{$input}}",
+              "{\"filters\": {\"output\": [{\"name\": \"medical\", \"function\": "
+              "\"F.Pol\", \"policy\": \"No medical advice.\"}]}}") == SK_OK);
+    out = run(k, "F.Advice", "x", NULL, &st);
+    CHECK(st == SK_FILTERED);
+    CHECK_CONTAINS(sk_errmsg(k), "output filter \"medical\"");
+    CHECK_CONTAINS(sk_errmsg(k), "medical advice");
+    /* a kernel-wide policy applies to every function */
+    CHECK(sk_kernel_set_policy(k, "{\"filters\": {\"output\": [{\"name\": \"no-codes\", "
+                                  "\"pattern\": \"code is \\\\d+\"}]}}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "F", "Secret", "secret", NULL) == SK_OK);
+    out = run(k, "F.Secret", NULL, NULL, &st);
+    CHECK(st == SK_FILTERED);
+    CHECK_STR(sk_error_get(k, "rule"), "no-codes");
+    CHECK(sk_kernel_set_policy(k, "{\"filters\": 7}") == SK_CONFIG);
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.filtered, 3);
+    sk_kernel_free(k);
+}
+
+TEST(test_bad_policy)
+{
+    sk_kernel *k = kernel();
+    CHECK(sk_kernel_add_semantic(k, "B", "Bad", "x",
+                                 "{\"uncertainty\": {\"samples\": \"many\"}}") == SK_CONFIG);
+    CHECK_CONTAINS(sk_errmsg(k), "samples");
+    CHECK(sk_kernel_add_semantic(k, "B", "Ok", "plain", NULL) == SK_OK);
+    sk_status st;
+    char *out = run(k, "B.Ok", NULL, "{\"review\": 5}", &st);
+    CHECK(st == SK_CONFIG && !out);
+    sk_kernel_free(k);
+}
+
+TEST(test_redaction_round_trip)
+{
+    char scen[512];
+    const char *log = tu_tmpfile("", ".jsonl");
+    snprintf(scen, sizeof scen, "{\"log\": \"%s\", \"echo\": true}", log);
+    char url[64];
+    int pid = 0;
+    if (tu_mock_start(tu_tmpfile(scen, ".json"), url, &pid) != 0) {
+        CHECK(0);
+        return;
+    }
+    sk_kernel *k = kernel();
+    char spec[128];
+    snprintf(spec, sizeof spec, "openai:test@%s/v1", url);
+    sk_kernel_set_model(k, spec);
+    CHECK(sk_kernel_add_semantic(k, "P", "Echo", "{{$input}}",
+                                 "{\"redact\": true, \"uncertainty\": false}") == SK_OK);
+    const char *text = "Mail alice@example.com or call +44 20 7946 0958; "
+                       "card 4111 1111 1111 1111, alice@example.com again";
+    sk_status st;
+    char *out = run(k, "P.Echo", text, NULL, &st);
+    CHECK(st == SK_OK);
+    CHECK_STR(out, text); /* the caller sees the originals */
+    sk_free(out);
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    CHECK(u.redacted >= 3);
+    /* on loopback redaction is off by default */
+    CHECK(sk_kernel_add_semantic(k, "P", "Plain", "{{$input}}",
+                                 "{\"uncertainty\": false}") == SK_OK);
+    out = run(k, "P.Plain", "bob@example.org", NULL, &st);
+    CHECK_STR(out, "bob@example.org");
+    sk_free(out);
+    sk_kernel_free(k);
+    tu_mock_stop(pid);
+    char *l = slurp(log);
+    CHECK(l != NULL);
+    if (l) {
+        CHECK(strstr(l, "alice@example.com") == NULL); /* never left the machine */
+        CHECK(strstr(l, "4111 1111 1111 1111") == NULL);
+        CHECK(strstr(l, "7946") == NULL);
+        CHECK_CONTAINS(l, "[EMAIL_1]");
+        CHECK_CONTAINS(l, "bob@example.org");
+    }
+    free(l);
+}
+
+int main(void)
+{
+    setenv("SKEIN_CONFIG", "/nonexistent", 1);
+    unsetenv("SKEIN_MODEL");
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("OPENAI_BASE_URL");
+    setup_files();
+    RUN(test_hedging_and_chain);
+    RUN(test_protocol_marker);
+    RUN(test_logprobs);
+    RUN(test_self_consistency);
+    RUN(test_native_raise);
+    RUN(test_cascade);
+    RUN(test_review);
+    RUN(test_filters);
+    RUN(test_bad_policy);
+    RUN(test_redaction_round_trip);
+    return tu_finish();
+}
