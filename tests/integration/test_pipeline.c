@@ -385,6 +385,38 @@ TEST(test_redaction_round_trip)
     free(l);
 }
 
+static void collect(void *ud, const char *text, size_t len)
+{
+    buf_add(ud, text, len);
+}
+
+TEST(test_redaction_while_streaming)
+{
+    /* the scripted model echoes the prompt it got, placeholders and all,
+     * word by word; the stream must show the originals */
+    sk_kernel *k = kernel();
+    const char *echo = tu_tmpfile("{\"default\": \"{{echo}}\"}", ".json");
+    char spec[320];
+    snprintf(spec, sizeof spec, "scripted:%s", echo);
+    sk_kernel_set_model(k, spec);
+    CHECK(sk_kernel_add_semantic(k, "P", "Echo", "{{$input}}",
+                                 "{\"redact\": true, \"uncertainty\": false}") == SK_OK);
+    const char *text = "write to ann@example.org and [EMAIL_1] stays as typed";
+    sk_buf got = {0};
+    sk_vars *v;
+    sk_vars_new(&v);
+    sk_vars_set(v, "input", text);
+    sk_invoke_opts o = {.stream = collect, .stream_ud = &got};
+    char *out = NULL;
+    CHECK(sk_invoke(k, "P.Echo", v, &o, &out) == SK_OK);
+    CHECK_STR(out, text);
+    CHECK_STR(got.p, text);
+    sk_free(out);
+    buf_free(&got);
+    sk_vars_free(v);
+    sk_kernel_free(k);
+}
+
 int main(void)
 {
     setenv("SKEIN_CONFIG", "/nonexistent", 1);
@@ -402,5 +434,6 @@ int main(void)
     RUN(test_filters);
     RUN(test_bad_policy);
     RUN(test_redaction_round_trip);
+    RUN(test_redaction_while_streaming);
     return tu_finish();
 }
