@@ -434,41 +434,13 @@ static void call_done(void *ud, sk_status st, char *text, sk_err *err)
     c->err = err;
 }
 
-/* Levenshtein distance, capped: for "did you mean" suggestions. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
-        return 99;
-    size_t row[65];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t cost = tolower((unsigned char)a[i - 1]) !=
-                          tolower((unsigned char)b[j - 1]);
-            size_t best = prev + cost;
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
 sk_status inv_not_found(sk_kernel *k, const char *name)
 {
     const char *best = NULL;
     size_t best_d = 99;
     for (size_t i = 0; i < k->n_fns; i++) {
-        size_t d = edit_distance(name, k->fns[i]->full_name);
-        size_t d2 = edit_distance(name, k->fns[i]->name);
+        size_t d = sk_edit_distance(name, k->fns[i]->full_name);
+        size_t d2 = sk_edit_distance(name, k->fns[i]->name);
         if (d2 < d)
             d = d2;
         if (d < best_d) {

@@ -48,6 +48,7 @@
 #define CBOX_MT "skein.cbox"
 #define SCHED_MT "skein.parallel"
 #define ARGS_MT "skein.args"
+#define PLAN_MT "skein.Plan"
 
 /* Registry keys (their addresses; the values are never written). */
 static const char BINDING_KEY = 'b';  /* -> binding userdata */
@@ -143,7 +144,7 @@ static lua_State *run_state(const klua *st)
 
 static sk_status kind_to_code(const char *kind)
 {
-    for (int c = SK_OK; c <= SK_RECURSION; c++)
+    for (int c = SK_OK; c <= SK_STATUS_MAX; c++)
         if (strcmp(sk_status_kind((sk_status)c), kind) == 0)
             return (sk_status)c;
     return (sk_status)-1;
@@ -1578,6 +1579,284 @@ static const char PRELUDE[] =
     "  end\n"
     "end\n";
 
+/* ---- plans and agents -------------------------------------------------- */
+
+typedef struct lplan {
+    sk_plan *p; /* NULL once closed */
+} lplan;
+
+static lplan *check_plan(lua_State *L)
+{
+    lplan *lp = luaL_checkudata(L, 1, PLAN_MT);
+    if (!lp->p)
+        luaL_error(L, "attempt to use a closed plan");
+    return lp;
+}
+
+static int plan_close(lua_State *L)
+{
+    lplan *lp = luaL_checkudata(L, 1, PLAN_MT);
+    sk_plan_free(lp->p);
+    lp->p = NULL;
+    return 0;
+}
+
+static void push_plan(lua_State *L, sk_plan *p)
+{
+    lplan *lp = lua_newuserdatauv(L, sizeof *lp, 0);
+    lp->p = p;
+    luaL_setmetatable(L, PLAN_MT);
+}
+
+/* Pushes a string returned by the library, freeing it first so nothing
+ * is held if pushing raises. */
+static int push_owned(lua_State *L, char *s)
+{
+    if (!s)
+        return luaL_error(L, "out of memory");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, s);
+    free(s);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int plan_text_l(lua_State *L) { return push_owned(L, sk_plan_text(check_plan(L)->p)); }
+static int plan_dot_l(lua_State *L) { return push_owned(L, sk_plan_dot(check_plan(L)->p)); }
+
+static int plan_steps_l(lua_State *L)
+{
+    lplan *lp = check_plan(L);
+    size_t n = sk_plan_step_count(lp->p);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        sk_plan_step_info si;
+        sk_plan_step(lp->p, i, &si);
+        lua_createtable(L, 0, 9);
+        lua_pushinteger(L, si.number);
+        lua_setfield(L, -2, "number");
+        lua_pushinteger(L, si.line);
+        lua_setfield(L, -2, "line");
+        lua_pushstring(L, si.function);
+        lua_setfield(L, -2, "function");
+        lua_pushstring(L, si.text);
+        lua_setfield(L, -2, "text");
+        lua_pushstring(L, si.state);
+        lua_setfield(L, -2, "state");
+        if (si.output) {
+            lua_pushstring(L, si.output);
+            lua_setfield(L, -2, "output");
+        }
+        lua_createtable(L, (int)si.n_deps, 0);
+        for (size_t d = 0; d < si.n_deps; d++) {
+            lua_pushinteger(L, si.deps[d]);
+            lua_rawseti(L, -2, (lua_Integer)d + 1);
+        }
+        lua_setfield(L, -2, "deps");
+        lua_pushinteger(L, (lua_Integer)si.start_ms);
+        lua_setfield(L, -2, "start_ms");
+        lua_pushinteger(L, (lua_Integer)si.end_ms);
+        lua_setfield(L, -2, "end_ms");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* plan:run([vars [, {max_parallel = n}]]) -> the last step's output */
+static int plan_run_l(lua_State *L)
+{
+    lplan *lp = check_plan(L);
+    lua_settop(L, 3);
+    klua *st = check_waiting_st(L, "plan:run");
+    int max_parallel = 0;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "max_parallel");
+        max_parallel = (int)luaL_optinteger(L, -1, 0);
+        lua_pop(L, 1);
+    }
+    box *bx = box_new(L, st); /* 4: owns the vars across a raise */
+    if (!lua_isnil(L, 2))
+        vars_from_lua(L, 2, &bx->vars);
+    char *out = NULL;
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_plan_run(st->k, lp->p, bx->vars, max_parallel, &out);
+    st->current = prev;
+    box_clear(L, bx);
+    if (rc != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return push_owned(L, out);
+}
+
+static int plan_tostring(lua_State *L)
+{
+    lplan *lp = luaL_checkudata(L, 1, PLAN_MT);
+    if (!lp->p) {
+        lua_pushliteral(L, "skein.Plan (closed)");
+        return 1;
+    }
+    return push_owned(L, sk_plan_text(lp->p));
+}
+
+static const luaL_Reg plan_methods[] = {
+    {"text", plan_text_l}, {"dot", plan_dot_l}, {"steps", plan_steps_l},
+    {"run", plan_run_l},   {"close", plan_close}, {NULL, NULL}};
+
+/* skein.plan(goal [, {functions = {...}, max_functions = n, repairs = n}]) */
+static int l_plan(lua_State *L)
+{
+    klua *st = check_waiting_st(L, "plan");
+    const char *goal = luaL_checkstring(L, 1);
+    lua_settop(L, 2);
+    sk_plan_opts o = {0, -1, NULL, 0};
+    const char *only[256];
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "max_functions"); /* 3 */
+        o.max_functions = (size_t)luaL_optinteger(L, 3, 0);
+        lua_getfield(L, 2, "repairs"); /* 4 */
+        o.repairs = (int)luaL_optinteger(L, 4, -1);
+        if (lua_getfield(L, 2, "functions") == LUA_TTABLE) { /* 5 */
+            size_t n = lua_rawlen(L, 5);
+            if (n > 256)
+                return luaL_argerror(L, 2, "at most 256 functions");
+            for (size_t i = 0; i < n; i++) {
+                lua_rawgeti(L, 5, (lua_Integer)i + 1);
+                only[i] = lua_tostring(L, -1); /* kept alive by the table */
+                lua_pop(L, 1);
+                if (!only[i])
+                    return luaL_argerror(L, 2, "functions must be names");
+            }
+            o.only = only;
+            o.n_only = n;
+        }
+    }
+    sk_plan *p = NULL;
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_plan_create(st->k, goal, &o, &p);
+    st->current = prev;
+    if (rc != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    push_plan(L, p);
+    return 1;
+}
+
+/* skein.load_plan(text [, origin]): a plan written or edited by hand */
+static int l_load_plan(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *text = luaL_checkstring(L, 1);
+    const char *origin = luaL_optstring(L, 2, "plan");
+    sk_plan *p = NULL;
+    if (sk_plan_parse(st->k, text, origin, &p) != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    push_plan(L, p);
+    return 1;
+}
+
+typedef struct agent_ctx {
+    lua_State *L;
+    int fn;        /* stack index of on_step */
+    sk_err *err;   /* on_step's first failure */
+    const char *text;
+    size_t len;
+} agent_ctx;
+
+/* [fn, ctx]: calls on_step(text).  The function comes in as an argument:
+ * docall runs this on a fresh frame where the caller's indices mean
+ * nothing. */
+static int agent_step_pf(lua_State *L)
+{
+    agent_ctx *c = lua_touserdata(L, 2);
+    lua_pushvalue(L, 1);
+    lua_pushlstring(L, c->text, c->len);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void agent_step_cb(void *ud, const char *text, size_t len)
+{
+    agent_ctx *c = ud;
+    if (c->err || !lua_checkstack(c->L, 4))
+        return;
+    c->text = text;
+    c->len = len;
+    lua_pushcfunction(c->L, agent_step_pf);
+    lua_pushvalue(c->L, c->fn);
+    lua_pushlightuserdata(c->L, c);
+    if (docall(c->L, 2, 0) != LUA_OK) {
+        c->err = err_from_value(c->L, -1);
+        lua_pop(c->L, 1);
+    }
+}
+
+/* skein.agent{goal=, functions={...}, max_steps=, max_tokens=, max_ms=,
+ * on_step=function(text) end} -> the final answer */
+static int l_agent(lua_State *L)
+{
+    klua *st = check_waiting_st(L, "agent");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    sk_agent_opts o;
+    memset(&o, 0, sizeof o);
+    lua_getfield(L, 1, "goal"); /* 2 */
+    o.goal = lua_tostring(L, 2);
+    if (!o.goal)
+        return luaL_argerror(L, 1, "'goal' must be a string");
+    lua_getfield(L, 1, "max_steps"); /* 3 */
+    o.max_steps = (int)luaL_optinteger(L, 3, 0);
+    lua_getfield(L, 1, "max_tokens"); /* 4 */
+    o.max_tokens = (long)luaL_optinteger(L, 4, 0);
+    lua_getfield(L, 1, "max_ms"); /* 5 */
+    o.max_ms = (long)luaL_optinteger(L, 5, 0);
+    const char *only[256];
+    if (lua_getfield(L, 1, "functions") == LUA_TTABLE) { /* 6 */
+        size_t n = lua_rawlen(L, 6);
+        if (n > 256)
+            return luaL_argerror(L, 1, "at most 256 functions");
+        for (size_t i = 0; i < n; i++) {
+            lua_rawgeti(L, 6, (lua_Integer)i + 1);
+            only[i] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+            if (!only[i])
+                return luaL_argerror(L, 1, "functions must be names");
+        }
+        o.functions = only;
+        o.n_functions = n;
+    }
+    agent_ctx c = {L, 7, NULL, NULL, 0};
+    int ft = lua_getfield(L, 1, "on_step"); /* 7 */
+    if (ft != LUA_TNIL && ft != LUA_TFUNCTION)
+        return luaL_argerror(L, 1, "'on_step' must be a function");
+    if (ft == LUA_TFUNCTION) {
+        o.on_step = agent_step_cb;
+        o.on_step_ud = &c;
+    }
+    char *answer = NULL;
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_agent_run(st->k, &o, &answer);
+    st->current = prev;
+    if (c.err) {
+        free(answer);
+        push_err(L, c.err);
+        err_free(c.err);
+        return raise_top(L);
+    }
+    if (rc != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return push_owned(L, answer);
+}
+
 /* skein.error(kind, message [, fields]) raises a skein error table. */
 static int l_error(lua_State *L)
 {
@@ -1633,6 +1912,9 @@ static const luaL_Reg module_funcs[] = {
     {"review", l_review},
     {"trace", l_trace},
     {"set_trace", l_set_trace},
+    {"plan", l_plan},
+    {"load_plan", l_load_plan},
+    {"agent", l_agent},
     {NULL, NULL}};
 
 static int preload_module(lua_State *L)
@@ -1692,6 +1974,21 @@ static int bind_pf(lua_State *L)
     luaL_setmetatable(L, BINDING_MT);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &BINDING_KEY);
+
+    /* plan methods reach the kernel through the binding, as the module
+     * functions do */
+    luaL_newmetatable(L, PLAN_MT); /* [b, mt] */
+    luaL_newlibtable(L, plan_methods);
+    lua_pushvalue(L, -3);
+    luaL_setfuncs(L, plan_methods, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, plan_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, plan_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, plan_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1); /* [b] */
 
     lua_createtable(L, 0, 16); /* [b, M] */
     lua_pushvalue(L, -2);

@@ -23,6 +23,7 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,15 +111,28 @@ static sk_status kind_status(const char *kind)
     return SK_OK;
 }
 
-/* Parses one rule; on error returns a message (caller frees). */
-static char *parse_rule(scripted *s, rule *r, const cJSON *j, size_t idx)
+/* Sets *msg to a formatted message; SK_CONFIG, or SK_NOMEM when even the
+ * message cannot be made. */
+static sk_status bad(char **msg, const char *fmt, ...) SK_PRINTF(2, 3);
+static sk_status bad(char **msg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    *msg = sk_vasprintf(fmt, ap);
+    va_end(ap);
+    return *msg ? SK_CONFIG : SK_NOMEM;
+}
+
+/* Parses one rule: SK_OK; SK_CONFIG with *msg (caller frees); SK_NOMEM. */
+static sk_status parse_rule(scripted *s, rule *r, const cJSON *j, size_t idx,
+                            char **why)
 {
     if (!cJSON_IsObject(j))
-        return sk_asprintf("rule %zu: expected an object", idx + 1);
+        return bad(why, "rule %zu: expected an object", idx + 1);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "match");
     const char *pat = cJSON_IsString(m) ? m->valuestring : "";
     if (m && !cJSON_IsString(m))
-        return sk_asprintf("rule %zu: \"match\" must be a string", idx + 1);
+        return bad(why, "rule %zu: \"match\" must be a string", idx + 1);
     int ec;
     PCRE2_SIZE eo;
     r->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
@@ -126,7 +140,7 @@ static char *parse_rule(scripted *s, rule *r, const cJSON *j, size_t idx)
     if (!r->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        return sk_asprintf("rule %zu: bad pattern at offset %zu: %s", idx + 1,
+        return bad(why, "rule %zu: bad pattern at offset %zu: %s", idx + 1,
                            (size_t)eo, (char *)msg);
     }
     const cJSON *reply = cJSON_GetObjectItemCaseSensitive(j, "reply");
@@ -135,25 +149,25 @@ static char *parse_rule(scripted *s, rule *r, const cJSON *j, size_t idx)
     size_t n = cJSON_IsArray(replies) ? (size_t)cJSON_GetArraySize(replies)
                                       : (cJSON_IsString(reply) ? 1 : 0);
     if (n == 0 && !cJSON_IsObject(err))
-        return sk_asprintf("rule %zu: needs \"reply\", \"replies\" or \"error\"",
+        return bad(why, "rule %zu: needs \"reply\", \"replies\" or \"error\"",
                            idx + 1);
     if (n) {
         r->replies = sk_calloc(n, sizeof *r->replies);
         if (!r->replies)
-            return NULL;
+            return SK_NOMEM;
         if (cJSON_IsArray(replies)) {
             const cJSON *it;
             cJSON_ArrayForEach(it, replies)
             {
                 if (!cJSON_IsString(it))
-                    return sk_asprintf("rule %zu: \"replies\" must hold strings",
+                    return bad(why, "rule %zu: \"replies\" must hold strings",
                                        idx + 1);
                 if (!(r->replies[r->n_replies++] = sk_strdup(it->valuestring)))
-                    return NULL;
+                    return SK_NOMEM;
             }
         } else {
             if (!(r->replies[0] = sk_strdup(reply->valuestring)))
-                return NULL;
+                return SK_NOMEM;
             r->n_replies = 1;
         }
     }
@@ -161,24 +175,24 @@ static char *parse_rule(scripted *s, rule *r, const cJSON *j, size_t idx)
     r->delay_ms = cJSON_IsNumber(d) ? (long)d->valuedouble : s->default_delay;
     const cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "finish_reason");
     if (cJSON_IsString(fr) && !(r->finish_reason = sk_strdup(fr->valuestring)))
-        return NULL;
+        return SK_NOMEM;
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(j, "logprobs");
     if (cJSON_IsArray(lp)) {
         size_t nl = (size_t)cJSON_GetArraySize(lp);
         r->lp = sk_calloc(nl, sizeof *r->lp);
         if (!r->lp)
-            return NULL;
+            return SK_NOMEM;
         const cJSON *it;
         cJSON_ArrayForEach(it, lp)
         {
             const cJSON *tok = cJSON_GetArrayItem(it, 0);
             const cJSON *val = cJSON_GetArrayItem(it, 1);
             if (!cJSON_IsString(tok) || !cJSON_IsNumber(val))
-                return sk_asprintf("rule %zu: logprobs are [\"token\", number] "
+                return bad(why, "rule %zu: logprobs are [\"token\", number] "
                                    "pairs",
                                    idx + 1);
             if (!(r->lp[r->n_lp].token = sk_strdup(tok->valuestring)))
-                return NULL;
+                return SK_NOMEM;
             r->lp[r->n_lp++].logprob = val->valuedouble;
         }
     }
@@ -188,15 +202,15 @@ static char *parse_rule(scripted *s, rule *r, const cJSON *j, size_t idx)
         const cJSON *http = cJSON_GetObjectItemCaseSensitive(err, "http_status");
         r->err_code = kind_status(cJSON_IsString(kind) ? kind->valuestring : "model");
         if (r->err_code == SK_OK)
-            return sk_asprintf("rule %zu: unknown error kind \"%s\"", idx + 1,
+            return bad(why, "rule %zu: unknown error kind \"%s\"", idx + 1,
                                kind->valuestring);
         r->err_message = sk_strdup(cJSON_IsString(msg) ? msg->valuestring
                                                        : "scripted error");
         if (!r->err_message)
-            return NULL;
+            return SK_NOMEM;
         r->err_http = cJSON_IsNumber(http) ? (int)http->valuedouble : 0;
     }
-    return NULL;
+    return SK_OK;
 }
 
 
@@ -264,8 +278,11 @@ sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err **err)
     }
     for (size_t i = 0; i < n; i++) {
         s->n_rules = i + 1;
-        msg = parse_rule(s, &s->rules[i], cJSON_GetArrayItem(rules, (int)i), i);
-        if (msg)
+        sk_status prc = parse_rule(s, &s->rules[i], cJSON_GetArrayItem(rules, (int)i),
+                                   i, &msg);
+        if (prc == SK_NOMEM)
+            goto nomem;
+        if (prc != SK_OK)
             goto bad;
     }
     if (!s->n_rules && !s->default_reply) {

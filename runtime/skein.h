@@ -56,13 +56,19 @@ typedef enum sk_status {
     SK_REJECTED = 14,    /* a review pass rejected the output */
     SK_FILTERED = 15,    /* a content filter blocked the text */
     SK_CANCELLED = 16,   /* the call was cancelled */
-    SK_RECURSION = 17    /* functions nested past the depth limit */
+    SK_RECURSION = 17,   /* functions nested past the depth limit */
+    SK_PLAN = 18,        /* no valid plan: malformed, invalid after repair,
+                            or the model found none possible */
+    SK_LIMIT = 19        /* an agent ran out of steps, tokens or time */
 } sk_status;
+
+#define SK_STATUS_MAX SK_LIMIT /* the highest code, for loops over them */
 
 typedef struct sk_kernel sk_kernel;
 typedef struct sk_vars sk_vars;
 typedef struct sk_template sk_template;
 typedef struct sk_call sk_call;
+typedef struct sk_plan sk_plan;
 
 /* ---- library ----------------------------------------------------------- */
 
@@ -316,6 +322,86 @@ SK_API sk_status sk_kernel_set_policy(sk_kernel *k, const char *json);
  * "\"type\":\"clarified\",\"function\":\"W.F\"".  Does nothing
  * without a trace. */
 SK_API void sk_trace_event(sk_kernel *k, const char *json_members);
+
+/* ---- plans ------------------------------------------------------------- */
+
+/* A plan is text a person can read and edit: numbered calls whose
+ * arguments refer to earlier steps ($N) or variables ($name):
+ *
+ *   # goal: summarize the report in French
+ *   1. Writer.Summarize(input=$input)
+ *   2. Writer.Translate(input=$1, language="French")
+ *
+ * The README documents the grammar.  A plan's result is the output of its
+ * last step. */
+
+typedef struct sk_plan_opts {
+    size_t max_functions; /* functions in the planner's manual (0: 24) */
+    int repairs;          /* corrected plans to ask for (-1: default 2) */
+    const char *const *only; /* restrict the manual to these, or NULL */
+    size_t n_only;
+} sk_plan_opts;
+
+/* Asks the model (through Planner.Create) for a plan for goal, validates
+ * it, and asks for corrections up to opts->repairs times.  SK_PLAN when
+ * no valid plan came back (sk_errmsg lists the problems with their
+ * lines) or the model said none is possible.  Caller frees with
+ * sk_plan_free. */
+SK_API sk_status sk_plan_create(sk_kernel *k, const char *goal,
+                                const sk_plan_opts *opts, sk_plan **out);
+/* Parses and validates plan text (a file a person wrote or edited).
+ * origin names it in errors ("plan.txt:3:5: unknown function X"). */
+SK_API sk_status sk_plan_parse(sk_kernel *k, const char *text,
+                               const char *origin, sk_plan **out);
+SK_API void sk_plan_free(sk_plan *p);
+/* The plan as text, or as a Graphviz digraph.  Caller frees. */
+SK_API char *sk_plan_text(const sk_plan *p);
+SK_API char *sk_plan_dot(const sk_plan *p);
+
+typedef struct sk_plan_step_info {
+    int number;           /* the step's number */
+    int line;             /* its line in the plan text */
+    const char *function; /* "Skill.Fn" */
+    const char *text;     /* the call as written */
+    const int *deps;      /* step numbers it uses */
+    size_t n_deps;
+    const char *state;    /* "pending", "running", "done", "failed",
+                             "skipped" */
+    const char *output;   /* when done, else NULL */
+    long long start_ms, end_ms; /* loop clock, 0 when not run */
+} sk_plan_step_info;
+SK_API size_t sk_plan_step_count(const sk_plan *p);
+SK_API sk_status sk_plan_step(const sk_plan *p, size_t i,
+                              sk_plan_step_info *info);
+
+/* Runs the plan with vars (borrowed; may be NULL): steps whose inputs are
+ * ready run concurrently, at most max_parallel at once (0: 8).  Steps
+ * already done are not run again, so after a failure or an uncertain step
+ * a second run resumes where the first stopped (give it the clarification
+ * in vars).  The error of a failed step names its number and line; the
+ * steps that depend on it are skipped.  *out is the last step's output;
+ * caller frees with sk_free. */
+SK_API sk_status sk_plan_run(sk_kernel *k, sk_plan *p, const sk_vars *vars,
+                             int max_parallel, char **out);
+
+/* ---- agents ------------------------------------------------------------ */
+
+typedef struct sk_agent_opts {
+    const char *goal;
+    const char *const *functions; /* the tools it may use, or NULL: all */
+    size_t n_functions;
+    int max_steps;        /* 0: 10 */
+    long max_tokens;      /* model tokens across the run, 0: no limit */
+    long max_ms;          /* wall time, 0: no limit */
+    sk_stream_fn on_step; /* each step's transcript text, or NULL */
+    void *on_step_ud;
+} sk_agent_opts;
+
+/* A step-by-step agent: the model thinks, calls one function, sees its
+ * output, and so on until it gives a final answer.  SK_LIMIT when it runs
+ * out of steps, tokens or time.  *answer: caller frees with sk_free. */
+SK_API sk_status sk_agent_run(sk_kernel *k, const sk_agent_opts *opts,
+                              char **answer);
 
 /* ---- Lua --------------------------------------------------------------- */
 

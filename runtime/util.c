@@ -141,6 +141,34 @@ void sk_line_col(const char *text, size_t off, int *line, int *col)
     *col = c;
 }
 
+/* Levenshtein distance, capped: for "did you mean" suggestions. */
+size_t sk_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return 99;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) !=
+                          tolower((unsigned char)b[j - 1]);
+            size_t best = prev + cost;
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
 /* ---- buffers ----------------------------------------------------------- */
 
 #define BUF_DEFAULT_MAX ((size_t)64 << 20)
@@ -523,6 +551,8 @@ const char *sk_strerror(sk_status code)
     case SK_FILTERED: return "blocked by a content filter";
     case SK_CANCELLED: return "cancelled";
     case SK_RECURSION: return "function calls nested too deeply";
+    case SK_PLAN: return "no valid plan";
+    case SK_LIMIT: return "a limit was reached";
     }
     return "unknown error";
 }
@@ -548,6 +578,8 @@ const char *sk_status_kind(sk_status code)
     case SK_FILTERED: return "filtered";
     case SK_CANCELLED: return "cancelled";
     case SK_RECURSION: return "recursion";
+    case SK_PLAN: return "plan";
+    case SK_LIMIT: return "limit";
     }
     return "unknown";
 }

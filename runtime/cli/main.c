@@ -37,7 +37,9 @@ enum {
     EXIT_SCRIPT = 5,
     EXIT_NOT_FOUND = 6,
     EXIT_UNCERTAIN = 7,
-    EXIT_REJECTED = 8
+    EXIT_REJECTED = 8,
+    EXIT_PLAN = 9,
+    EXIT_LIMIT = 10
 };
 
 typedef struct cli {
@@ -57,6 +59,11 @@ typedef struct cli {
     const char *policy; /* --policy JSON for this call */
     const char *task;   /* review --task */
     const char *reviewer;
+    const char *save;      /* plan --save FILE */
+    const char *functions; /* plan/agent --functions a,b */
+    int run_plan;          /* plan --run */
+    int dot;               /* plan --dot */
+    long max_steps, max_tokens, max_ms, max_parallel;
     int stream; /* -1: when stdout is a terminal */
     int no_calls;
     int json;
@@ -66,7 +73,8 @@ typedef struct cli {
 } cli;
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
-                                       "review", "help", NULL};
+                                       "review", "plan", "run-plan", "agent",
+                                       "help", NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -77,6 +85,9 @@ static const char USAGE[] =
     "  skills            list the functions that are loaded\n"
     "  run FILE.lua      run a Lua script with the skein module\n"
     "  review            check a text (stdin or --input) in a fresh context\n"
+    "  plan GOAL         ask the model for a plan; --run, --save, --dot\n"
+    "  run-plan FILE     run a plan (steps run in parallel when they can)\n"
+    "  agent GOAL        a step-by-step agent over the functions\n"
     "  help [COMMAND]    show help for a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -102,7 +113,9 @@ static const char USAGE[] =
     "  5  script error (a Lua script or native function failed)\n"
     "  6  not found (unknown function)\n"
     "  7  the model was uncertain\n"
-    "  8  rejected by a review or blocked by a content filter\n";
+    "  8  rejected by a review or blocked by a content filter\n"
+    "  9  no valid plan (malformed, invalid after repair, or none possible)\n"
+    " 10  an agent ran out of steps, tokens or time\n";
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
@@ -147,8 +160,42 @@ static const char USAGE_RUN[] =
 
 static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
 
+static const char USAGE_PLAN[] =
+    "usage: skein plan GOAL [--save FILE] [--run] [--dot] [--var NAME=VALUE]...\n"
+    "                  [--functions A,B,...] [--max-parallel N]\n"
+    "\n"
+    "Asks the model for a plan over the loaded functions, checks it (unknown\n"
+    "functions or parameters, bad references, cycles) and asks again with\n"
+    "the problems when it is wrong.  Prints the plan, or with --dot a\n"
+    "Graphviz graph of it; --save writes it to FILE to read, edit and run\n"
+    "with run-plan; --run runs it and prints the result.  --functions\n"
+    "limits the functions it may use.\n";
+
+static const char USAGE_RUN_PLAN[] =
+    "usage: skein run-plan FILE|- [--var NAME=VALUE]... [--dot]\n"
+    "                      [--max-parallel N]\n"
+    "\n"
+    "Checks and runs a plan file; independent steps run at the same time.\n"
+    "Prints the last step's output.  --dot prints the plan as a Graphviz\n"
+    "graph instead of running it.  When a step is uncertain at a terminal,\n"
+    "skein asks you and resumes without re-running the finished steps.\n";
+
+static const char USAGE_AGENT[] =
+    "usage: skein agent GOAL [--functions A,B,...] [--max-steps N]\n"
+    "                   [--max-tokens N] [--max-ms N]\n"
+    "\n"
+    "Runs a step-by-step agent: the model thinks, calls one function, reads\n"
+    "its output, and so on until it answers.  Steps go to stderr, the answer\n"
+    "to stdout.  Exit code 10 when it runs out of steps, tokens or time.\n";
+
 static const char *command_usage(const char *cmd)
 {
+    if (strcmp(cmd, "plan") == 0)
+        return USAGE_PLAN;
+    if (strcmp(cmd, "run-plan") == 0)
+        return USAGE_RUN_PLAN;
+    if (strcmp(cmd, "agent") == 0)
+        return USAGE_AGENT;
     if (strcmp(cmd, "review") == 0)
         return USAGE_REVIEW;
     if (!cmd)
@@ -194,6 +241,10 @@ static int exit_code(sk_status st)
     case SK_REJECTED:
     case SK_FILTERED:
         return EXIT_REJECTED;
+    case SK_PLAN:
+        return EXIT_PLAN;
+    case SK_LIMIT:
+        return EXIT_LIMIT;
     case SK_NOMEM:
     case SK_CANCELLED:
     case SK_RECURSION:
@@ -204,7 +255,7 @@ static int exit_code(sk_status st)
 
 static sk_status kind_status(const char *kind)
 {
-    for (int c = SK_OK; c <= SK_RECURSION; c++)
+    for (int c = SK_OK; c <= SK_STATUS_MAX; c++)
         if (strcmp(sk_status_kind((sk_status)c), kind) == 0)
             return (sk_status)c;
     return SK_SCRIPT;
@@ -354,7 +405,9 @@ static const char *opt_value(const char *a, const char *opt, int argc,
 static const char *const OPTIONS[] = {
     "--model", "--skills", "--trace", "--quiet", "--json-errors", "--help",
     "--version", "--var", "--input", "--stream", "--no-stream", "--no-calls",
-    "--json", "--policy", "--task", "--reviewer", NULL};
+    "--json", "--policy", "--task", "--reviewer", "--save", "--run", "--dot",
+    "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
+    NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -411,6 +464,26 @@ static int parse(cli *o, int argc, char **argv)
             o->task = v;
         } else if ((v = opt_value(a, "--reviewer", argc, argv, &i, &missing))) {
             o->reviewer = v;
+        } else if ((v = opt_value(a, "--save", argc, argv, &i, &missing))) {
+            o->save = v;
+        } else if ((v = opt_value(a, "--functions", argc, argv, &i, &missing))) {
+            o->functions = v;
+        } else if ((v = opt_value(a, "--max-steps", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "--max-tokens", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "--max-ms", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "--max-parallel", argc, argv, &i, &missing))) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1)
+                return usage_error("%s expects a positive whole number", a, NULL);
+            if (strncmp(a, "--max-steps", 11) == 0)
+                o->max_steps = n;
+            else if (strncmp(a, "--max-tokens", 12) == 0)
+                o->max_tokens = n;
+            else if (strncmp(a, "--max-ms", 8) == 0)
+                o->max_ms = n;
+            else
+                o->max_parallel = n;
         } else if (missing) {
             return usage_error("option '%s' needs a value", a, NULL);
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
@@ -430,6 +503,10 @@ static int parse(cli *o, int argc, char **argv)
             o->no_calls = 1;
         } else if (strcmp(a, "--json") == 0) {
             o->json = 1;
+        } else if (strcmp(a, "--run") == 0) {
+            o->run_plan = 1;
+        } else if (strcmp(a, "--dot") == 0) {
+            o->dot = 1;
         } else {
             return usage_error("unknown option '%s'", a, closest_option(a));
         }
@@ -575,6 +652,44 @@ static void trace_clarified(sk_kernel *k, const char *name,
     free(n);
 }
 
+/* After an uncertainty error: when stdin and stderr are terminals, asks
+ * the model's question, and adds the answer to the `clarification`
+ * variable (answers accumulate, so a second question sees the first).
+ * Returns 1 when there is an answer to run again with. */
+static int clarify(sk_kernel *k, const char *name, sk_vars *vars)
+{
+    if (!isatty(0) || !isatty(2))
+        return 0;
+    fflush(stdout);
+    const char *q = sk_error_get(k, "question");
+    char *question = q ? strdup(q) : NULL;
+    const char *r = sk_error_get(k, "reason");
+    fprintf(stderr, "skein: %s is unsure (%s).\n", name, r ? r : sk_errmsg(k));
+    fprintf(stderr, "%s\nyour answer (empty to give up)> ",
+            question ? question : "What exactly do you want?");
+    fflush(stderr);
+    char line[4096];
+    if (!fgets(line, sizeof line, stdin)) {
+        free(question);
+        return 0;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    const char *prev = sk_vars_get(vars, "clarification");
+    size_t need = strlen(line) + (prev ? strlen(prev) + 1 : 0) + 1;
+    char *clar = line[0] ? malloc(need) : NULL;
+    if (!clar) {
+        free(question);
+        return 0;
+    }
+    snprintf(clar, need, "%s%s%s", prev ? prev : "", prev ? "\n" : "", line);
+    sk_status st = sk_vars_set(vars, "clarification", clar);
+    free(clar);
+    if (st == SK_OK)
+        trace_clarified(k, name, question, line);
+    free(question);
+    return st == SK_OK;
+}
+
 /* Reads the main input: --input, else stdin when it is not a terminal,
  * minus one trailing newline.  Returns NULL with errno set on failure;
  * *none is set when there is no input at all. */
@@ -635,6 +750,191 @@ static int cmd_review(const cli *o, sk_kernel *k)
     return EXIT_REJECTED;
 }
 
+/* Reads a template or plan file, or stdin for "-" (64 MiB at most).
+ * Returns -1 with *text set (caller frees), or an exit code after saying
+ * what went wrong. */
+static int read_input_file(const char *path, char **text, size_t *len)
+{
+    int from_stdin = strcmp(path, "-") == 0;
+    FILE *f = from_stdin ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
+        return EXIT_TEMPLATE;
+    }
+    *text = read_all(f, len);
+    int saved = errno;
+    if (!from_stdin)
+        fclose(f);
+    if (!*text) {
+        fprintf(stderr, "skein: %s: %s\n", path,
+                saved == EFBIG ? "larger than 64 MiB" : strerror(saved));
+        return EXIT_TEMPLATE;
+    }
+    return -1;
+}
+
+/* ---- plans and agents ------------------------------------------------- */
+
+/* Splits --functions "A,B" into a NULL-terminated array (pointers into
+ * buf).  Returns the count. */
+static size_t split_functions(const char *list, char *buf, size_t bufsize,
+                              const char **names, size_t max)
+{
+    size_t n = 0;
+    if (!list)
+        return 0;
+    snprintf(buf, bufsize, "%s", list);
+    for (char *tok = strtok(buf, ", "); tok && n < max; tok = strtok(NULL, ", "))
+        names[n++] = tok;
+    return n;
+}
+
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) == EOF || fclose(f) != 0) {
+        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
+        return EXIT_TEMPLATE;
+    }
+    return EXIT_OK;
+}
+
+/* Runs a plan, clarifying uncertain steps at a terminal: the plan keeps
+ * its finished steps, so each retry resumes where it stopped. */
+static int run_plan(const cli *o, sk_kernel *k, sk_plan *p)
+{
+    sk_vars *vars = NULL;
+    int rc = make_vars(o, k, &vars);
+    if (rc >= 0) {
+        sk_vars_free(vars);
+        return rc;
+    }
+    if (o->input)
+        sk_vars_set(vars, "input", o->input);
+    char *out = NULL;
+    sk_status st = sk_plan_run(k, p, vars, (int)o->max_parallel, &out);
+    for (int round = 0; st == SK_UNCERTAIN && round < 3; round++) {
+        if (!clarify(k, "the plan", vars))
+            break;
+        st = sk_plan_run(k, p, vars, (int)o->max_parallel, &out);
+    }
+    sk_vars_free(vars);
+    if (st != SK_OK)
+        return report(o, k, st);
+    size_t n = strlen(out);
+    fwrite(out, 1, n, stdout);
+    if (!n || out[n - 1] != '\n')
+        putchar('\n');
+    sk_free(out);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
+static int cmd_plan(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos != 1)
+        return usage_error("%s", o->n_pos ? "plan: give the goal as one argument (quote it)"
+                                          : "plan: missing the goal",
+                           NULL);
+    char buf[4096];
+    const char *names[256];
+    sk_plan_opts po = {0, -1, NULL, 0};
+    po.n_only = split_functions(o->functions, buf, sizeof buf, names, 256);
+    if (po.n_only)
+        po.only = names;
+    sk_plan *p = NULL;
+    sk_status st = sk_plan_create(k, o->pos[0], &po, &p);
+    if (st != SK_OK) {
+        int rc = report(o, k, st);
+        no_model_hint(k, "Planner.Create", st);
+        return rc;
+    }
+    char *text = sk_plan_text(p);
+    int rc = EXIT_OK;
+    if (o->save && text)
+        rc = write_file(o->save, text);
+    if (rc == EXIT_OK) {
+        char *show = o->dot ? sk_plan_dot(p) : NULL;
+        if (o->dot)
+            fputs(show ? show : "", stdout);
+        else if (!o->run_plan || isatty(2))
+            fputs(text ? text : "", o->run_plan ? stderr : stdout);
+        sk_free(show);
+        if (o->run_plan)
+            rc = run_plan(o, k, p);
+    }
+    sk_free(text);
+    sk_plan_free(p);
+    return rc;
+}
+
+static int cmd_run_plan(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos != 1)
+        return usage_error("%s", o->n_pos ? "run-plan: one plan file at a time"
+                                          : "run-plan: missing the plan file",
+                           NULL);
+    const char *path = o->pos[0];
+    int from_stdin = strcmp(path, "-") == 0;
+    size_t len = 0;
+    char *text = NULL;
+    int rc = read_input_file(path, &text, &len);
+    if (rc >= 0)
+        return rc;
+    sk_plan *p = NULL;
+    sk_status st = sk_plan_parse(k, text, from_stdin ? "<stdin>" : path, &p);
+    free(text);
+    if (st != SK_OK)
+        return report(o, k, st);
+    if (o->dot) {
+        char *dot = sk_plan_dot(p);
+        fputs(dot ? dot : "", stdout);
+        sk_free(dot);
+        rc = EXIT_OK;
+    } else {
+        rc = run_plan(o, k, p);
+    }
+    sk_plan_free(p);
+    return rc;
+}
+
+static void agent_step_out(void *ud, const char *text, size_t len)
+{
+    (void)ud;
+    fwrite(text, 1, len, stderr);
+    fflush(stderr);
+}
+
+static int cmd_agent(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos != 1)
+        return usage_error("%s", o->n_pos ? "agent: give the goal as one argument (quote it)"
+                                          : "agent: missing the goal",
+                           NULL);
+    char buf[4096];
+    const char *names[256];
+    sk_agent_opts ao;
+    memset(&ao, 0, sizeof ao);
+    ao.goal = o->pos[0];
+    ao.n_functions = split_functions(o->functions, buf, sizeof buf, names, 256);
+    if (ao.n_functions)
+        ao.functions = names;
+    ao.max_steps = (int)o->max_steps;
+    ao.max_tokens = o->max_tokens;
+    ao.max_ms = o->max_ms;
+    if (!o->quiet)
+        ao.on_step = agent_step_out;
+    char *answer = NULL;
+    sk_status st = sk_agent_run(k, &ao, &answer);
+    if (st != SK_OK) {
+        int rc = report(o, k, st);
+        no_model_hint(k, "Agent.Step", st);
+        return rc;
+    }
+    puts(answer);
+    sk_free(answer);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
 static int cmd_invoke(const cli *o, sk_kernel *k)
 {
     if (o->n_pos < 1)
@@ -679,42 +979,11 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     char *out = NULL;
     sk_status st = sk_invoke(k, name, vars, &io, &out);
     /* Uncertainty at the top: a person at a terminal can clarify. */
-    for (int round = 0; st == SK_UNCERTAIN && round < 3 && isatty(0) && isatty(2);
-         round++) {
+    for (int round = 0; st == SK_UNCERTAIN && round < 3; round++) {
         if (ss.bytes && ss.last != '\n')
             putchar('\n');
-        fflush(stdout);
-        const char *q = sk_error_get(k, "question");
-        char *question = q ? strdup(q) : NULL;
-        const char *r = sk_error_get(k, "reason");
-        fprintf(stderr, "skein: %s is unsure (%s).\n", name,
-                r ? r : sk_errmsg(k));
-        fprintf(stderr, "%s\nyour answer (empty to give up)> ",
-                question ? question : "What exactly do you want?");
-        fflush(stderr);
-        char line[4096];
-        if (!fgets(line, sizeof line, stdin)) {
-            free(question);
+        if (!clarify(k, name, vars))
             break;
-        }
-        line[strcspn(line, "\r\n")] = '\0';
-        if (!line[0]) {
-            free(question);
-            break;
-        }
-        /* answers accumulate, so a second question sees the first answer */
-        const char *prev = sk_vars_get(vars, "clarification");
-        size_t need = strlen(line) + (prev ? strlen(prev) + 1 : 0) + 1;
-        char *clar = malloc(need);
-        if (!clar) {
-            free(question);
-            break;
-        }
-        snprintf(clar, need, "%s%s%s", prev ? prev : "", prev ? "\n" : "", line);
-        sk_vars_set(vars, "clarification", clar);
-        free(clar);
-        trace_clarified(k, name, question, line);
-        free(question);
         ss.bytes = 0;
         ss.last = 0;
         st = sk_invoke(k, name, vars, &io, &out);
@@ -750,21 +1019,11 @@ static int cmd_render(const cli *o, sk_kernel *k)
                            NULL);
     const char *path = o->pos[0];
     int from_stdin = strcmp(path, "-") == 0;
-    FILE *f = from_stdin ? stdin : fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
-        return EXIT_TEMPLATE;
-    }
     size_t len = 0;
-    char *text = read_all(f, &len);
-    int saved = errno;
-    if (!from_stdin)
-        fclose(f);
-    if (!text) {
-        fprintf(stderr, "skein: %s: %s\n", path,
-                saved == EFBIG ? "larger than 64 MiB" : strerror(saved));
-        return EXIT_TEMPLATE;
-    }
+    char *text = NULL;
+    int rrc = read_input_file(path, &text, &len);
+    if (rrc >= 0)
+        return rrc;
     sk_template *t = NULL;
     sk_status st = sk_template_parse(k, text, len, from_stdin ? "<stdin>" : path,
                                      &t);
@@ -1064,6 +1323,12 @@ static int run_command(cli *o)
             rc = cmd_render(o, k);
         else if (strcmp(cmd, "review") == 0)
             rc = cmd_review(o, k);
+        else if (strcmp(cmd, "plan") == 0)
+            rc = cmd_plan(o, k);
+        else if (strcmp(cmd, "run-plan") == 0)
+            rc = cmd_run_plan(o, k);
+        else if (strcmp(cmd, "agent") == 0)
+            rc = cmd_agent(o, k);
         else
             rc = cmd_skills(o, k);
     }

@@ -115,7 +115,7 @@ TEST(test_vars)
 
 TEST(test_strerror)
 {
-    for (int c = SK_OK; c <= SK_RECURSION; c++) {
+    for (int c = SK_OK; c <= SK_STATUS_MAX; c++) {
         CHECK(strcmp(sk_strerror((sk_status)c), "unknown error") != 0);
         CHECK(strcmp(sk_status_kind((sk_status)c), "unknown") != 0);
     }
