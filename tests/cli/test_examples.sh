@@ -34,5 +34,11 @@ expect_in "review filter" "$out" "filtered: output filter \"tone\""
 expect_in "review redacts" "$out" "sent to the model: ECHO Contact [EMAIL_1] or [PHONE_1], card [CARD_1]."
 expect_in "review restores" "$out" "caller sees:       ECHO Contact jane.doe@example.com"
 
+out=$("$BIN" run scripts/agent.lua 2>/dev/null </dev/null); rc=$?
+expect_eq "agent rc" "$rc" 0
+expect_in "agent acts" "$out" "Action: Shop.Stock(item=\"widget\")"
+expect_in "agent observes" "$out" "Observation: 90.00"
+expect_in "agent answers" "$out" "answer: Buying all 12 widgets in stock would cost 90.00."
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
