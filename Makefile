@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test test-sanitize demo install uninstall clean
+.PHONY: all deps configure build test test-sanitize demo bench install uninstall clean
 
 all: build
 
@@ -33,6 +33,10 @@ test-sanitize: deps
 
 demo: build
 	$(BUILD)/skein run scripts/demo.lua
+
+# Benchmarks; results are appended to bench/RESULTS.md.
+bench: build
+	bash bench/df_bench.sh $(BUILD) | tee -a bench/RESULTS.md
 
 install: build
 	cmake --install $(BUILD)

@@ -652,6 +652,162 @@ SK_HIDDEN char *plan_manual(sk_kernel *k, const char *goal,
                             const char *const *only, size_t n_only,
                             size_t max);
 
+/* ---- DataFrames (runtime/df.c, runtime/csv.c) ---------------------------
+ * A DataFrame is a table or a view in the kernel's session database, an
+ * SQLite database in memory by default (a file with the "db" option).
+ * All SQL goes through the engine seam below, so another engine can
+ * replace SQLite without touching the transform logic. */
+typedef struct df_col {
+    char *name;
+    char *type;          /* declared type: "INTEGER", "REAL", "TEXT", "" */
+} df_col;
+
+/* One result row: n values as text (NULL for SQL NULL), borrowed for the
+ * call.  Return non-zero to stop. */
+typedef int (*df_row_fn)(void *ud, size_t n, const char *const *names,
+                         const char *const *values);
+
+typedef struct df_engine df_engine;
+typedef struct df_engine_vt {
+    const char *dialect;  /* named in prompts: "SQLite" */
+    /* Runs statements from the runtime itself (trusted). */
+    sk_status (*exec)(df_engine *e, const char *sql, char **errmsg);
+    /* Prepares sql without running it; readonly applies the read-only
+     * policy (model-written SQL).  Errors in *errmsg. */
+    sk_status (*check)(df_engine *e, const char *sql, int readonly, char **errmsg);
+    /* Runs a query, calling row for each row (at most max_rows; 0: no
+     * limit; past it SK_TOO_LARGE), within the engine's time limit. */
+    sk_status (*query)(df_engine *e, const char *sql, int readonly,
+                       long max_rows, df_row_fn row, void *ud, char **errmsg);
+    /* The columns of a table or view.  Caller frees with df_cols_free. */
+    sk_status (*columns)(df_engine *e, const char *relation, df_col **cols,
+                         size_t *n, char **errmsg);
+    void (*close)(df_engine *e);
+} df_engine_vt;
+struct df_engine {
+    const df_engine_vt *vt;
+};
+SK_HIDDEN void df_cols_free(df_col *cols, size_t n);
+
+/* The kernel's session engine, opened on first use (SQLite; the "db"
+ * kernel option names a file, default in memory).  SQLite handle for
+ * code that must register functions: df_sqlite(e) (NULL for other
+ * engines). */
+SK_HIDDEN df_engine *kern_engine(sk_kernel *k, sk_err **err);
+struct sqlite3;
+SK_HIDDEN struct sqlite3 *df_sqlite(df_engine *e);
+/* A fresh relation name ("df_1", "df_2", ...), unique in the engine. */
+SK_HIDDEN char *df_new_name(sk_kernel *k);
+/* Quotes an identifier for SQL ("a""b").  Caller frees. */
+SK_HIDDEN char *df_quote_ident(const char *name);
+
+/* A DataFrame: a relation in the session engine. */
+typedef struct sk_df {
+    sk_kernel *k;
+    char *name;          /* the table or view */
+    char *sql;           /* the query that defines a view, or NULL */
+    char *instruction;   /* the English it came from, or NULL */
+} sk_df;
+SK_HIDDEN sk_df *df_wrap(sk_kernel *k, const char *name, const char *sql,
+                         const char *instruction);
+SK_HIDDEN void df_free(sk_df *df);
+/* Creates a view over sql (a trusted query) and wraps it. */
+SK_HIDDEN sk_status df_from_query(sk_kernel *k, const char *sql,
+                                  const char *instruction, sk_df **out,
+                                  sk_err **err);
+/* Replaces each {df} in sql with df's quoted name.  Caller frees. */
+SK_HIDDEN char *df_subst(const sk_df *df, const char *sql);
+SK_HIDDEN sk_status df_count(const sk_df *df, long long *n, sk_err **err);
+/* The first n rows as a compact text table for prompts ("col | col").
+ * Caller frees. */
+SK_HIDDEN char *df_sample_text(const sk_df *df, size_t n);
+/* The schema as "name TYPE, ..." for prompts.  Caller frees. */
+SK_HIDDEN char *df_schema_text(const sk_df *df);
+
+/* CSV (runtime/csv.c).  delimiter 0: guess from the header line (, ; tab
+ * |); header -1: guess, 1 yes, 0 no (columns c1, c2, ...).  Types are
+ * inferred from the data (INTEGER, REAL, TEXT); the import streams in one
+ * transaction.  Errors: SK_DATA "path:line: message" (ragged row,
+ * unterminated quote, invalid UTF-8, field over 16 MiB). */
+typedef struct df_csv_opts {
+    char delimiter;
+    int header;
+    const char *table;   /* the table to create, or NULL for a new name */
+} df_csv_opts;
+SK_HIDDEN sk_status df_read_csv(sk_kernel *k, const char *path,
+                                const df_csv_opts *o, sk_df **out, sk_err **err);
+SK_HIDDEN sk_status df_write_csv(const sk_df *df, const char *path, sk_err **err);
+
+/* English to SQL (runtime/nl2sql.c). */
+typedef struct df_ai_opts {
+    int samples;         /* sample rows in the prompt (-1: 5; 0: none) */
+    int repairs;         /* corrections to ask for (-1: 3) */
+    int no_cache;
+} df_ai_opts;
+SK_HIDDEN sk_status df_ai_transform(sk_df *df, const char *instruction,
+                                    const df_ai_opts *o, sk_df **out, sk_err **err);
+/* What df's SQL does, in plain words (the model reads the SQL).  Caller
+ * frees *out. */
+SK_HIDDEN sk_status df_ai_explain(sk_df *df, char **out, sk_err **err);
+/* The model writes a SQL check of expectation over df (read-only, with
+ * repair); the engine runs it.  ok is 1 or 0; evidence is the check's
+ * result rows as text, sql the check (both caller frees). */
+typedef struct df_verdict {
+    int ok;
+    char *evidence;
+    char *sql;
+} df_verdict;
+SK_HIDDEN sk_status df_ai_verify(sk_df *df, const char *expectation,
+                                 const df_ai_opts *o, df_verdict *v, sk_err **err);
+
+/* Semantic operators over rows (runtime/rowops.c). */
+typedef enum df_op { DF_MAP, DF_FILTER, DF_CLASSIFY, DF_EXTRACT } df_op;
+typedef struct df_rowop_opts {
+    const char *as;          /* DF_MAP: the new column's name ("result") */
+    const char *column;      /* DF_CLASSIFY / DF_EXTRACT: the input column */
+    const char *const *labels;  /* DF_CLASSIFY */
+    size_t n_labels;
+    const char *const *fields;  /* DF_EXTRACT: new columns */
+    size_t n_fields;
+    int concurrency;         /* model calls in flight (0: 16) */
+    int batch;               /* rows per prompt (0 or 1: one row each) */
+    int no_cache;
+    int raise_uncertain;     /* raise on a row's uncertainty instead of
+                                recording it */
+    int progress;            /* -1: when stderr is a terminal */
+    const char *model;       /* per-call model override, or NULL */
+} df_rowop_opts;
+typedef struct df_rowop_summary {
+    long rows, done, failed, uncertain, cached, model_calls;
+    long batch_fallbacks;    /* batches asked again one row at a time */
+} df_rowop_summary;
+/* Applies instruction (with {column} references) to every row.  The
+ * result is a new DataFrame with the input's columns plus the new ones
+ * and an "_error" column (NULL when the row succeeded); DF_FILTER keeps
+ * the rows the model says yes to (and the failed ones, with _error). */
+SK_HIDDEN sk_status df_rowop(sk_df *df, df_op op, const char *instruction,
+                             const df_rowop_opts *o, sk_df **out,
+                             df_rowop_summary *sum, sk_err **err);
+/* Registers ai(instruction, text) and skein(function, text) on the
+ * session database. */
+SK_HIDDEN sk_status df_register_sql_functions(sk_kernel *k, sk_err **err);
+
+/* The response cache (runtime/rowops.c): SQLite at $SKEIN_CACHE, else
+ * $XDG_CACHE_HOME/skein/cache.db, else ~/.cache/skein/cache.db; WAL. */
+SK_HIDDEN sk_status kern_cache_get(sk_kernel *k, const char *key, char **value);
+SK_HIDDEN sk_status kern_cache_put(sk_kernel *k, const char *key, const char *value);
+
+/* Kernel slots: df.c keeps its engine behind kern_engine_slot and closes
+ * it in df_shutdown; rowops.c keeps the cache database behind
+ * kern_cache_slot and closes it in cache_shutdown.  sk_kernel_free calls
+ * both.  kern_db_path is the "db" option (NULL: in memory). */
+SK_HIDDEN void **kern_engine_slot(sk_kernel *k);
+SK_HIDDEN void **kern_cache_slot(sk_kernel *k);
+SK_HIDDEN const char *kern_db_path(const sk_kernel *k);
+SK_HIDDEN long kern_next_id(sk_kernel *k); /* 1, 2, 3, ... per kernel */
+SK_HIDDEN void df_shutdown(sk_kernel *k);
+SK_HIDDEN void cache_shutdown(sk_kernel *k);
+
 /* ---- invoke path ------------------------------------------------------- */
 /* The end of an invoke: on SK_OK text is the result (callee takes it),
  * otherwise err (callee takes it). */
@@ -691,6 +847,16 @@ SK_HIDDEN sk_status klua_call(sk_kernel *k, sk_function *f,
                               const sk_vars *vars, int depth, char **out,
                               sk_err **err);
 SK_HIDDEN void klua_unref(sk_kernel *k, int ref);
+/* For runtime/lua_df.c, from a function whose upvalue 1 is the binding:
+ * the kernel (raising if it is closed or if called from a stream
+ * function), with L marked as the running thread until klua_leave. */
+SK_HIDDEN sk_kernel *klua_enter(struct lua_State *L, struct lua_State **prev);
+SK_HIDDEN void klua_leave(struct lua_State *L, struct lua_State *prev);
+/* Pushes e as a skein error table (e borrowed). */
+SK_HIDDEN void klua_push_err(struct lua_State *L, const sk_err *e);
+/* lua_df.c: with [binding, module] on top of L, adds module.df and the
+ * skein.DataFrame metatable, their functions closing over the binding. */
+SK_HIDDEN void klua_open_df(struct lua_State *L);
 /* Closes the kernel's own Lua state, if it made one, and frees the Lua
  * side's private state. */
 SK_HIDDEN void klua_close(sk_kernel *k);

@@ -100,6 +100,10 @@ int kern_quiet(const sk_kernel *k) { return k->quiet; }
 long kern_model_inflight(const sk_kernel *k) { return k->model_inflight; }
 const kern_net *kern_net_settings(const sk_kernel *k) { return &k->net; }
 void **kern_lua_slot(sk_kernel *k) { return &k->lua; }
+void **kern_engine_slot(sk_kernel *k) { return &k->engine; }
+void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
+const char *kern_db_path(const sk_kernel *k) { return k->db_path; }
+long kern_next_id(sk_kernel *k) { return ++k->next_id; }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
@@ -268,6 +272,9 @@ void sk_kernel_free(sk_kernel *k)
      * this ends; dropping them would leak their continuations. */
     inv_shutdown(k);
     klua_close(k);
+    df_shutdown(k);
+    cache_shutdown(k);
+    free(k->db_path);
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);
     free(k->fns);
@@ -441,6 +448,18 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
 {
     if (!k || !name || !value)
         return SK_USAGE;
+    if (strcmp(name, "db") == 0) {
+        if (k->engine)
+            return kern_failf(k, SK_USAGE, "option db: the session database "
+                                            "is already open");
+        char *copy = *value ? sk_strdup(value) : NULL;
+        if (*value && !copy)
+            return kern_fail(k, NULL);
+        free(k->db_path);
+        k->db_path = copy;
+        kern_ok(k);
+        return SK_OK;
+    }
     long v;
     struct {
         const char *name;

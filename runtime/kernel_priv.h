@@ -76,6 +76,12 @@ struct sk_kernel {
     unsigned policy_gen;
     char *err_field;               /* sk_error_get's last answer */
     rd_rules *redact_rules;        /* built-in redaction rules, lazily */
+
+    /* data */
+    void *engine;                  /* df.c's session engine */
+    void *cache;                   /* rowops.c's response cache */
+    char *db_path;                 /* the "db" option */
+    long next_id;
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

@@ -1857,6 +1857,23 @@ static int l_agent(lua_State *L)
     return push_owned(L, answer);
 }
 
+sk_kernel *klua_enter(lua_State *L, lua_State **prev)
+{
+    klua *st = check_waiting_st(L, "DataFrame");
+    *prev = st->current;
+    st->current = L;
+    return st->k;
+}
+
+void klua_leave(lua_State *L, lua_State *prev)
+{
+    binding *b = lua_touserdata(L, lua_upvalueindex(1));
+    if (b && b->st)
+        b->st->current = prev;
+}
+
+void klua_push_err(lua_State *L, const sk_err *e) { push_err(L, e); }
+
 /* skein.error(kind, message [, fields]) raises a skein error table. */
 static int l_error(lua_State *L)
 {
@@ -1999,6 +2016,7 @@ static int bind_pf(lua_State *L)
     lua_setfield(L, -2, "is_error");
     lua_pushliteral(L, SKEIN_VERSION);
     lua_setfield(L, -2, "version");
+    klua_open_df(L); /* [b, M]: adds M.df */
     if (luaL_loadbuffer(L, PRELUDE, sizeof PRELUDE - 1, "=skein") != LUA_OK)
         return lua_error(L);
     lua_pushvalue(L, -2);

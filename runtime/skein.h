@@ -59,10 +59,12 @@ typedef enum sk_status {
     SK_RECURSION = 17,   /* functions nested past the depth limit */
     SK_PLAN = 18,        /* no valid plan: malformed, invalid after repair,
                             or the model found none possible */
-    SK_LIMIT = 19        /* an agent ran out of steps, tokens or time */
+    SK_LIMIT = 19,       /* an agent ran out of steps, tokens or time */
+    SK_QUERY = 20,       /* a query failed, or was refused as unsafe */
+    SK_DATA = 21         /* malformed input data (CSV, JSON lines) */
 } sk_status;
 
-#define SK_STATUS_MAX SK_LIMIT /* the highest code, for loops over them */
+#define SK_STATUS_MAX SK_DATA /* the highest code, for loops over them */
 
 typedef struct sk_kernel sk_kernel;
 typedef struct sk_vars sk_vars;
@@ -138,6 +140,8 @@ SK_API const char *sk_kernel_model(const sk_kernel *k);
  *   "max_depth"           nesting limit for function calls (default 32)
  *   "max_inflight"        model calls in flight at once (default 256)
  *   "quiet"               "1" silences notices on stderr
+ *   "db"                  the session database file for DataFrames
+ *                         (default: in memory); set before first use
  * Borrows both strings. */
 SK_API sk_status sk_kernel_set_option(sk_kernel *k, const char *name,
                                       const char *value);

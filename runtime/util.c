@@ -553,6 +553,8 @@ const char *sk_strerror(sk_status code)
     case SK_RECURSION: return "function calls nested too deeply";
     case SK_PLAN: return "no valid plan";
     case SK_LIMIT: return "a limit was reached";
+    case SK_QUERY: return "query failed";
+    case SK_DATA: return "malformed data";
     }
     return "unknown error";
 }
@@ -580,6 +582,8 @@ const char *sk_status_kind(sk_status code)
     case SK_RECURSION: return "recursion";
     case SK_PLAN: return "plan";
     case SK_LIMIT: return "limit";
+    case SK_QUERY: return "query";
+    case SK_DATA: return "data";
     }
     return "unknown";
 }

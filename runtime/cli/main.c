@@ -23,6 +23,8 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include <cjson/cJSON.h>
+
 #include "skein.h"
 
 #define INPUT_CEILING ((size_t)64 << 20) /* ceiling on stdin and template files */
@@ -39,7 +41,8 @@ enum {
     EXIT_UNCERTAIN = 7,
     EXIT_REJECTED = 8,
     EXIT_PLAN = 9,
-    EXIT_LIMIT = 10
+    EXIT_LIMIT = 10,
+    EXIT_DATA = 11
 };
 
 typedef struct cli {
@@ -62,6 +65,11 @@ typedef struct cli {
     const char *save;      /* plan --save FILE */
     const char *functions; /* plan/agent --functions a,b */
     int run_plan;          /* plan --run */
+    const char *db;        /* --db FILE */
+    const char *out;       /* df --out FILE */
+    int show_sql;          /* df --sql */
+    int jsonl;             /* invoke --jsonl */
+    long concurrency;      /* invoke --jsonl --concurrency N */
     int dot;               /* plan --dot */
     long max_steps, max_tokens, max_ms, max_parallel;
     int stream; /* -1: when stdout is a terminal */
@@ -74,7 +82,7 @@ typedef struct cli {
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
-                                       "help", NULL};
+                                       "df", "help", NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -88,6 +96,7 @@ static const char USAGE[] =
     "  plan GOAL         ask the model for a plan; --run, --save, --dot\n"
     "  run-plan FILE     run a plan (steps run in parallel when they can)\n"
     "  agent GOAL        a step-by-step agent over the functions\n"
+    "  df FILE.csv TEXT  transform a CSV in English (SQL on SQLite)\n"
     "  help [COMMAND]    show help for a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -95,6 +104,7 @@ static const char USAGE[] =
     "  --skills DIR      load skills from DIR too (repeatable; overrides the\n"
     "                    built-in skills, ./skills and SKEIN_SKILLS_PATH)\n"
     "  --trace FILE      append one JSON line per model call to FILE\n"
+    "  --db FILE         keep DataFrames in this SQLite file (default: memory)\n"
     "  --quiet           no notices on stderr\n"
     "  --json-errors     also print errors as JSON (the default when stderr\n"
     "                    is not a terminal)\n"
@@ -115,11 +125,13 @@ static const char USAGE[] =
     "  7  the model was uncertain\n"
     "  8  rejected by a review or blocked by a content filter\n"
     "  9  no valid plan (malformed, invalid after repair, or none possible)\n"
-    " 10  an agent ran out of steps, tokens or time\n";
+    " 10  an agent ran out of steps, tokens or time\n"
+    " 11  bad data or a failed or refused query (CSV, SQL, JSON lines)\n";
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
     "                    [--policy JSON] [--stream | --no-stream]\n"
+    "       skein invoke Skill.Fn --jsonl [--concurrency N] < in.jsonl > out.jsonl\n"
     "\n"
     "Runs a function and prints its result.  The input comes from --input,\n"
     "else from stdin when it is not a terminal (one trailing newline is\n"
@@ -130,7 +142,13 @@ static const char USAGE_INVOKE[] =
     "When the model is uncertain and stdin and stderr are terminals, skein\n"
     "prints its question, reads your answer and runs the function again\n"
     "with the answer in {{$clarification}}.  Otherwise it exits with code 7\n"
-    "and the error, with the question, as JSON on stderr.\n";
+    "and the error, with the question, as JSON on stderr.\n"
+    "\n"
+    "--jsonl: batch mode.  Each input line is a JSON object of variables;\n"
+    "each output line, in input order, is {\"result\": TEXT} or\n"
+    "{\"error\": {...}}.  Up to --concurrency calls (default 16) are in\n"
+    "flight at once; progress goes to stderr when it is a terminal.  The\n"
+    "exit code is 0 when every line succeeded, else that of the first error.\n";
 
 static const char USAGE_REVIEW[] =
     "usage: skein review [--input TEXT] [--task TEXT] [--var input=TEXT]\n"
@@ -188,8 +206,18 @@ static const char USAGE_AGENT[] =
     "its output, and so on until it answers.  Steps go to stderr, the answer\n"
     "to stdout.  Exit code 10 when it runs out of steps, tokens or time.\n";
 
+static const char USAGE_DF[] =
+    "usage: skein df FILE.csv INSTRUCTION [--sql] [--out RESULT.csv] [--db FILE]\n"
+    "\n"
+    "Loads the CSV into SQLite, has the model write one read-only SELECT for\n"
+    "the instruction (checked, repaired when it fails, cached), runs it and\n"
+    "prints the result as CSV (or writes it to --out).  --sql shows the SQL\n"
+    "on stderr.  Generated SQL can only read: anything else is refused.\n";
+
 static const char *command_usage(const char *cmd)
 {
+    if (strcmp(cmd, "df") == 0)
+        return USAGE_DF;
     if (strcmp(cmd, "plan") == 0)
         return USAGE_PLAN;
     if (strcmp(cmd, "run-plan") == 0)
@@ -243,6 +271,9 @@ static int exit_code(sk_status st)
         return EXIT_REJECTED;
     case SK_PLAN:
         return EXIT_PLAN;
+    case SK_QUERY:
+    case SK_DATA:
+        return EXIT_DATA;
     case SK_LIMIT:
         return EXIT_LIMIT;
     case SK_NOMEM:
@@ -407,7 +438,7 @@ static const char *const OPTIONS[] = {
     "--version", "--var", "--input", "--stream", "--no-stream", "--no-calls",
     "--json", "--policy", "--task", "--reviewer", "--save", "--run", "--dot",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
-    NULL};
+    "--db", "--out", "--sql", "--jsonl", "--concurrency", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -466,6 +497,15 @@ static int parse(cli *o, int argc, char **argv)
             o->reviewer = v;
         } else if ((v = opt_value(a, "--save", argc, argv, &i, &missing))) {
             o->save = v;
+        } else if ((v = opt_value(a, "--db", argc, argv, &i, &missing))) {
+            o->db = v;
+        } else if ((v = opt_value(a, "--out", argc, argv, &i, &missing))) {
+            o->out = v;
+        } else if ((v = opt_value(a, "--concurrency", argc, argv, &i, &missing))) {
+            char *end;
+            o->concurrency = strtol(v, &end, 10);
+            if (*end || o->concurrency < 1 || o->concurrency > 10000)
+                return usage_error("--concurrency expects a number from 1 to %s", "10000", NULL);
         } else if ((v = opt_value(a, "--functions", argc, argv, &i, &missing))) {
             o->functions = v;
         } else if ((v = opt_value(a, "--max-steps", argc, argv, &i, &missing)) ||
@@ -505,6 +545,10 @@ static int parse(cli *o, int argc, char **argv)
             o->json = 1;
         } else if (strcmp(a, "--run") == 0) {
             o->run_plan = 1;
+        } else if (strcmp(a, "--sql") == 0) {
+            o->show_sql = 1;
+        } else if (strcmp(a, "--jsonl") == 0) {
+            o->jsonl = 1;
         } else if (strcmp(a, "--dot") == 0) {
             o->dot = 1;
         } else {
@@ -529,6 +573,8 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
     if (st != SK_OK)
         return report(o, k, st);
     if (o->quiet && (st = sk_kernel_set_option(k, "quiet", "1")) != SK_OK)
+        return report(o, k, st);
+    if (o->db && (st = sk_kernel_set_option(k, "db", o->db)) != SK_OK)
         return report(o, k, st);
     if (L && (st = sk_lua_open(k, L)) != SK_OK)
         return report(o, k, st);
@@ -935,6 +981,167 @@ static int cmd_agent(const cli *o, sk_kernel *k)
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }
 
+/* ---- batch mode: JSON lines ------------------------------------------- */
+
+typedef struct jl_item {
+    sk_call *call;    /* NULL when the line could not be started */
+    long line;
+    char *error_json; /* the line's own error (bad JSON, unknown function) */
+    sk_status error;  /* and its status */
+} jl_item;
+
+#define JSONL_LINE_MAX ((size_t)16 << 20)
+
+/* Sets vars from one JSON object line: strings as they are, other values
+ * as their JSON text, nulls skipped.  NULL on success, else a message
+ * (static). */
+static const char *jl_vars(const char *line, sk_vars **out)
+{
+    cJSON *j = cJSON_Parse(line);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return "not a JSON object";
+    }
+    sk_vars *v = NULL;
+    if (sk_vars_new(&v) != SK_OK) {
+        cJSON_Delete(j);
+        return "out of memory";
+    }
+    const char *bad = NULL;
+    cJSON *it;
+    cJSON_ArrayForEach(it, j)
+    {
+        if (cJSON_IsNull(it))
+            continue;
+        char *text = cJSON_IsString(it) ? NULL : cJSON_PrintUnformatted(it);
+        if (sk_vars_set(v, it->string, cJSON_IsString(it) ? it->valuestring
+                                                          : (text ? text : "")) != SK_OK)
+            bad = "out of memory";
+        cJSON_free(text);
+    }
+    cJSON_Delete(j);
+    if (bad) {
+        sk_vars_free(v);
+        return bad;
+    }
+    *out = v;
+    return NULL;
+}
+
+/* Writes the head item's outcome as one line; returns its status. */
+static sk_status jl_emit(jl_item *it)
+{
+    sk_status st = SK_OK;
+    cJSON *o = cJSON_CreateObject();
+    if (it->error_json) {
+        st = it->error;
+        cJSON_AddItemToObject(o, "error", cJSON_Parse(it->error_json));
+    } else {
+        st = sk_call_status(it->call);
+        if (st == SK_OK) {
+            cJSON_AddStringToObject(o, "result", sk_call_result(it->call));
+        } else {
+            char *ej = NULL;
+            sk_call_error_json(it->call, &ej);
+            cJSON_AddItemToObject(o, "error", ej ? cJSON_Parse(ej) : cJSON_CreateNull());
+            sk_free(ej);
+        }
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    if (line) {
+        fputs(line, stdout);
+        putchar('\n');
+    }
+    cJSON_free(line);
+    cJSON_Delete(o);
+    sk_call_free(it->call);
+    free(it->error_json);
+    it->call = NULL;
+    it->error_json = NULL;
+    return st;
+}
+
+static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
+{
+    size_t window = o->concurrency > 0 ? (size_t)o->concurrency : 16;
+    jl_item *ring = calloc(window, sizeof *ring);
+    if (!ring) {
+        fprintf(stderr, "skein: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    size_t head = 0, count = 0;
+    long lines = 0, done = 0;
+    sk_status first = SK_OK;
+    int progress = isatty(2);
+    char *buf = NULL;
+    size_t cap = 0;
+    int eof = 0;
+    while (!eof || count) {
+        /* fill the window */
+        while (!eof && count < window) {
+            ssize_t n = getline(&buf, &cap, stdin);
+            if (n < 0) {
+                eof = 1;
+                break;
+            }
+            while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+                buf[--n] = '\0';
+            if (n == 0)
+                continue; /* blank lines are skipped */
+            jl_item *it = &ring[(head + count) % window];
+            it->line = ++lines;
+            sk_vars *vars = NULL;
+            const char *bad = (size_t)n > JSONL_LINE_MAX ? "line longer than 16 MiB"
+                                                         : jl_vars(buf, &vars);
+            if (!bad) {
+                sk_status st = sk_invoke_async(k, name, vars, NULL, &it->call);
+                if (st != SK_OK) {
+                    char *ej = NULL;
+                    it->error = st;
+                    sk_error_json(k, &ej);
+                    it->error_json = ej ? strdup(ej) : NULL;
+                    sk_free(ej);
+                    if (!it->error_json)
+                        bad = "could not start the call";
+                }
+            }
+            sk_vars_free(vars);
+            if (bad) {
+                it->error = SK_DATA;
+                char *q = json_quote(bad);
+                size_t need = (q ? strlen(q) : 0) + 96;
+                it->error_json = malloc(need);
+                if (it->error_json)
+                    snprintf(it->error_json, need,
+                             "{\"kind\":\"data\",\"message\":%s,\"line\":%ld}",
+                             q ? q : "\"\"", it->line);
+                free(q);
+            }
+            count++;
+        }
+        /* emit finished items at the head, in input order */
+        while (count && (ring[head].error_json || sk_call_done(ring[head].call))) {
+            sk_status st = jl_emit(&ring[head]);
+            if (st != SK_OK && first == SK_OK)
+                first = st;
+            head = (head + 1) % window;
+            count--;
+            done++;
+        }
+        if (progress)
+            fprintf(stderr, "\r  %ld lines done, %zu in flight ", done, count);
+        if (count)
+            sk_kernel_run(k, 50);
+    }
+    free(buf);
+    free(ring);
+    if (progress)
+        fputc('\n', stderr);
+    if (fflush(stdout) != 0)
+        return EXIT_RUNTIME;
+    return exit_code(first);
+}
+
 static int cmd_invoke(const cli *o, sk_kernel *k)
 {
     if (o->n_pos < 1)
@@ -943,6 +1150,8 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     if (o->n_pos > 1)
         return usage_error("invoke: unexpected argument '%s'", o->pos[1], NULL);
     const char *name = o->pos[0];
+    if (o->jsonl)
+        return cmd_invoke_jsonl(o, k, name);
     sk_vars *vars = NULL;
     int rc = make_vars(o, k, &vars);
     if (rc >= 0) {
@@ -1178,7 +1387,11 @@ static const char *str_field(lua_State *L, int idx, const char *key)
 /* Prints an uncaught script error (the wrapper from run_msghandler at the
  * top) and returns the exit code: a skein error table exits by its kind,
  * anything else is a script error. */
-static int report_script_error(const cli *o, lua_State *L)
+/* Reports an uncaught Lua error: "skein: kind: message", the traceback
+ * (unless tracebacks is 0, for commands written in Lua whose frames mean
+ * nothing to the user), and, when wanted, the error table as JSON with
+ * every field it carries (question, sql, plan_step, ...). */
+static int report_lua_error(const cli *o, lua_State *L, int tracebacks)
 {
     int w = lua_gettop(L);
     const char *tb = NULL;
@@ -1199,44 +1412,59 @@ static int report_script_error(const cli *o, lua_State *L)
         st = kind_status(kind);
         fprintf(stderr, "skein: %s: %s\n", kind, msg);
         const char *inner = str_field(L, v, "traceback");
-        if (inner)
+        if (inner && tracebacks)
             fprintf(stderr, "%s\n", inner);
     } else {
         msg = luaL_tolstring(L, v, NULL);
         fprintf(stderr, "skein: %s\n", msg);
         kind = "script";
     }
-    if (tb)
+    if (tb && tracebacks)
         fprintf(stderr, "%s\n", tb);
     if (want_json(o)) {
-        fprintf(stderr, "{\"kind\":");
-        json_str(stderr, kind);
-        fprintf(stderr, ",\"code\":%d,\"message\":", (int)st);
-        json_str(stderr, msg);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "kind", kind);
+        cJSON_AddNumberToObject(j, "code", (int)st);
+        cJSON_AddStringToObject(j, "message", msg);
         if (lua_istable(L, v)) {
-            const char *fn = str_field(L, v, "function");
-            if (fn) {
-                fprintf(stderr, ",\"function\":");
-                json_str(stderr, fn);
-            }
-            if (lua_getfield(L, v, "chain") == LUA_TTABLE) {
-                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-                fprintf(stderr, ",\"chain\":[");
-                for (lua_Integer i = 1; i <= n; i++) {
-                    lua_rawgeti(L, -1, i);
-                    if (i > 1)
-                        fputc(',', stderr);
-                    json_str(stderr, lua_tostring(L, -1));
-                    lua_pop(L, 1);
+            lua_pushnil(L);
+            while (lua_next(L, v)) { /* [.., key, value] */
+                const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+                if (key && strcmp(key, "kind") && strcmp(key, "code") &&
+                    strcmp(key, "message") && strcmp(key, "traceback")) {
+                    if (lua_type(L, -1) == LUA_TSTRING)
+                        cJSON_AddStringToObject(j, key, lua_tostring(L, -1));
+                    else if (lua_type(L, -1) == LUA_TNUMBER)
+                        cJSON_AddNumberToObject(j, key, lua_tonumber(L, -1));
+                    else if (lua_type(L, -1) == LUA_TBOOLEAN)
+                        cJSON_AddBoolToObject(j, key, lua_toboolean(L, -1));
+                    else if (lua_type(L, -1) == LUA_TTABLE) {
+                        cJSON *arr = cJSON_AddArrayToObject(j, key);
+                        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+                        for (lua_Integer i = 1; arr && i <= n; i++) {
+                            lua_rawgeti(L, -1, i);
+                            if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+                                cJSON_AddItemToArray(arr, cJSON_CreateString(lua_tostring(L, -1)));
+                            lua_pop(L, 1);
+                        }
+                    }
                 }
-                fputc(']', stderr);
+                lua_pop(L, 1);
             }
-            lua_pop(L, 1);
         }
-        fprintf(stderr, "}\n");
+        char *text = cJSON_PrintUnformatted(j);
+        if (text)
+            fprintf(stderr, "%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(j);
     }
     lua_settop(L, w - 1);
     return exit_code(st);
+}
+
+static int report_script_error(const cli *o, lua_State *L)
+{
+    return report_lua_error(o, L, 1);
 }
 
 static int cmd_run(const cli *o, lua_State *L)
@@ -1273,6 +1501,54 @@ static int cmd_run(const cli *o, lua_State *L)
     return EXIT_OK;
 }
 
+/* `skein df`: written in Lua over the skein module, so the command line
+ * still goes through the public API only. */
+static const char DF_CHUNK[] =
+    "local skein = require('skein')\n"
+    "local path, instruction, show_sql, out = ...\n"
+    "local src = skein.df.read_csv(path)\n"
+    "local df = src:ai_transform(instruction)\n"
+    "if show_sql then io.stderr:write(df.query, '\\n') end\n"
+    "if out then df:to_csv(out) return end\n"
+    "local cols = {}\n"
+    "for i, c in ipairs(df:columns()) do cols[i] = c.name end\n"
+    "local function field(v)\n"
+    "  if v == nil then return '' end\n"
+    "  v = tostring(v)\n"
+    "  if v:find('[,\"\\r\\n]') then v = '\"' .. v:gsub('\"', '\"\"') .. '\"' end\n"
+    "  return v\n"
+    "end\n"
+    "local line = {}\n"
+    "for i, c in ipairs(cols) do line[i] = field(c) end\n"
+    "io.write(table.concat(line, ','), '\\n')\n"
+    "for row in df:rows() do\n"
+    "  for i, c in ipairs(cols) do line[i] = field(row[c]) end\n"
+    "  io.write(table.concat(line, ','), '\\n')\n"
+    "end\n";
+
+static int cmd_df(const cli *o, lua_State *L)
+{
+    if (luaL_loadbuffer(L, DF_CHUNK, sizeof DF_CHUNK - 1, "=skein df") != LUA_OK) {
+        fprintf(stderr, "skein: %s\n", lua_tostring(L, -1));
+        return EXIT_RUNTIME;
+    }
+    lua_pushstring(L, o->pos[0]);
+    lua_pushstring(L, o->pos[1]);
+    lua_pushboolean(L, o->show_sql);
+    if (o->out)
+        lua_pushstring(L, o->out);
+    else
+        lua_pushnil(L);
+    int base = lua_gettop(L) - 4;
+    lua_pushcfunction(L, run_msghandler);
+    lua_insert(L, base);
+    int st = lua_pcall(L, 4, 0, base);
+    lua_remove(L, base);
+    if (st != LUA_OK)
+        return report_lua_error(o, L, 0);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static int help(const char *cmd)
@@ -1296,8 +1572,11 @@ static int run_command(cli *o)
         return usage_error("unknown command '%s'", cmd, closest_command(cmd));
 
     lua_State *L = NULL;
-    if (strcmp(cmd, "run") == 0) {
-        if (o->n_pos < 1)
+    int is_df = strcmp(cmd, "df") == 0;
+    if (is_df && o->n_pos != 2)
+        return usage_error("%s", "df: give the CSV file and the instruction (quoted)", NULL);
+    if (strcmp(cmd, "run") == 0 || is_df) {
+        if (!is_df && o->n_pos < 1)
             return usage_error("%s", "run: missing the script (FILE.lua)",
                                NULL);
         L = luaL_newstate();
@@ -1315,7 +1594,9 @@ static int run_command(cli *o)
     sk_kernel *k = NULL;
     int rc = setup(o, L, &k);
     if (rc < 0) {
-        if (L)
+        if (L && is_df)
+            rc = cmd_df(o, L);
+        else if (L)
             rc = cmd_run(o, L);
         else if (strcmp(cmd, "invoke") == 0)
             rc = cmd_invoke(o, k);

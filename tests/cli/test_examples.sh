@@ -40,5 +40,14 @@ expect_in "agent acts" "$out" "Action: Shop.Stock(item=\"widget\")"
 expect_in "agent observes" "$out" "Observation: 90.00"
 expect_in "agent answers" "$out" "answer: Buying all 12 widgets in stock would cost 90.00."
 
+export SKEIN_CACHE=off
+out=$("$BIN" run scripts/sales.lua "$(mktemp -u)" 2>/dev/null </dev/null); rc=$?
+expect_eq "sales rc" "$rc" 0
+expect_in "sales loads" "$out" "24 rows: dept TEXT, week INTEGER, sales INTEGER, note TEXT"
+expect_in "sales transforms" "$out" "PARTITION BY dept"
+expect_in "sales maps" "$out" "24 rows, 24 model calls"
+expect_in "sales verifies" "$out" "holds: true"
+expect_in "sales refuses" "$out" "rows before: 24, after: 24"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
