@@ -3,9 +3,10 @@
  *
  * Module prefixes: buf_ (growing buffers), vars_ (variable sets), err_
  * (structured errors), tpl_ (templates), cfg_ (config.json), reg_ (function
- * registry), loop_ (event loop), conn_ (model connectors), sse_ (SSE
- * parser), oai_ (OpenAI wire format), inv_ (the invoke path), klua_ (the
- * Lua side), trace_ (traces).  Everything here has hidden visibility.
+ * registry), loop_ (event loop), conn_ (model connectors), http_ (what
+ * HTTP connectors share), sse_ (SSE parser), oai_ (OpenAI wire format),
+ * inv_ (the invoke path), klua_ (the Lua side), trace_ (traces).
+ * Everything here has hidden visibility.
  */
 #ifndef SKEIN_INTERNAL_H
 #define SKEIN_INTERNAL_H
@@ -13,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "skein.h"
 
@@ -313,6 +315,13 @@ typedef struct model_req {
     int logprobs;           /* ask for per-token logprobs */
     int top_logprobs;       /* 0 unset */
     int stream;             /* deliver deltas through on_delta */
+    /* constrained output, when the function asks for a shape (shape.c);
+     * a connector uses what its server supports and ignores the rest */
+    const char *json_schema; /* a JSON schema (text), or NULL */
+    char *const *choices;    /* the allowed answers, or NULL */
+    size_t n_choices;
+    const char *regex;       /* a PCRE2 pattern the answer must match */
+    const char *grammar;     /* a GBNF grammar (llama.cpp), or NULL */
 } model_req;
 
 typedef struct sk_logprob {
@@ -376,6 +385,17 @@ SK_HIDDEN sk_connector *conn_openai_open(sk_kernel *k, const char *rest,
                                          sk_err **err);
 SK_HIDDEN sk_connector *conn_scripted_open(sk_kernel *k, const char *rest,
                                            sk_err **err);
+/* "ollama:MODEL[@URL]": Ollama's native /api/chat (OLLAMA_HOST). */
+SK_HIDDEN sk_connector *conn_ollama_open(sk_kernel *k, const char *rest,
+                                         sk_err **err);
+/* "anthropic:MODEL[@URL]": the Messages API (ANTHROPIC_API_KEY). */
+SK_HIDDEN sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest,
+                                            sk_err **err);
+/* "openai+FLAVOR:..." selects server extras: "llamacpp" (grammar,
+ * n_probs) or "vllm" (guided_json, guided_regex, guided_choice);
+ * conn_openai_open gets the flavor through this (NULL: plain). */
+SK_HIDDEN sk_connector *conn_openai_open_flavor(sk_kernel *k, const char *rest,
+                                                const char *flavor, sk_err **err);
 
 /* Kernel settings read by connectors. */
 typedef struct kern_net {
@@ -412,6 +432,69 @@ SK_HIDDEN sk_status sse_feed(sse_parser *p, const char *bytes, size_t n,
  * line), which means the stream was cut. */
 SK_HIDDEN int sse_pending(const sse_parser *p);
 SK_HIDDEN void sse_free(sse_parser *p);
+
+/* ---- HTTP connectors (runtime/http.c) ------------------------------------
+ * The machinery HTTP model connectors share.  A connector supplies its
+ * wire format as an http_proto; http.c runs the requests on the loop
+ * (curl handles, reply ceiling, SSE or NDJSON framing, retries with
+ * Retry-After and jittered backoff, error mapping, key scrubbing). */
+typedef struct http_proto {
+    int ndjson;  /* streams are NDJSON lines (else SSE events) */
+    /* The request body for req.  Caller frees; NULL when memory ran out. */
+    char *(*request_json)(const model_req *req, const char *model);
+    /* A non-streamed reply.  SK_PROTOCOL (unreadable), SK_MODEL (an error
+     * object in a 2xx body), SK_NOMEM; *errmsg (caller frees) says why. */
+    sk_status (*parse_reply)(const char *body, size_t len, model_resp **out,
+                             char **errmsg);
+    /* One stream event: its SSE type and data, or ("", one line) for
+     * NDJSON.  Appends new text to text and points *delta into it; sets
+     * *end on the stream's end marker.  Errors as parse_reply. */
+    sk_status (*apply_event)(const char *event, const char *data, size_t len,
+                             model_resp *resp, sk_buf *text,
+                             const char **delta, size_t *delta_len, int *end,
+                             char **errmsg);
+    /* The server's message in an error body, or NULL.  Caller frees. */
+    char *(*error_message)(const char *body, size_t len);
+    int (*retryable)(long http_status); /* retry this status? */
+} http_proto;
+
+/* A connector's state (its conn_vt self) for proto, POSTing to url.  key
+ * is scrubbed from every error; headers are extra "Name: value" lines
+ * (Content-Type: application/json is always sent).  All borrowed and
+ * copied.  NULL when memory ran out. */
+SK_HIDDEN void *http_conn_new(const http_proto *proto, const char *url,
+                              const char *model, const char *key,
+                              const char *const *headers, size_t n_headers);
+/* conn_vt entries for a connector made with http_conn_new. */
+SK_HIDDEN sk_status http_start(void *self, sk_kernel *k, const model_req *req,
+                               model_delta_fn on_delta, model_done_fn done,
+                               void *ud, void **handle, sk_err **err);
+SK_HIDDEN void http_cancel(void *self, sk_kernel *k, void *handle);
+SK_HIDDEN void http_destroy(void *self);
+/* Helpers for connectors that run their own transfers. */
+/* Replaces key in s (owned; may be reallocated) with "[redacted]" and
+ * returns the result (on allocation failure, s with the key starred). */
+SK_HIDDEN char *http_scrub_key(char *s, const char *key);
+/* A short printable excerpt of a non-JSON body.  Caller frees. */
+SK_HIDDEN char *http_body_excerpt(const char *p, size_t n);
+SK_HIDDEN int http_transport_error(int curl_code); /* worth a retry? */
+SK_HIDDEN int http_retryable_status(long status);  /* 429, 500, 502-504 */
+SK_HIDDEN uint64_t http_rand(uint64_t *state);     /* xorshift64* */
+/* The wait before the next attempt: Retry-After from easy's reply when
+ * there is one (capped at 60 s), else uniform in [0, base_ms * 2^(n-1)]
+ * (capped at 30 s) with attempts = n so far. */
+SK_HIDDEN long http_retry_delay_ms(void *easy, long status, int attempts,
+                                   long base_ms, uint64_t *rng);
+/* A model_resp with every field unknown.  Caller frees with resp_free. */
+SK_HIDDEN model_resp *http_resp_new(void);
+/* In "MODEL@URL", the '@' before "http://" or "https://", or NULL (so a
+ * base URL with user info still works).  Borrowed from rest. */
+SK_HIDDEN const char *http_find_base(const char *rest);
+/* JSON body pieces: a number that reads back as exactly d; "key": (after
+ * a comma when comma is non-zero); an array of strings (NULL as ""). */
+SK_HIDDEN sk_status http_json_number(sk_buf *b, double d);
+SK_HIDDEN sk_status http_json_key(sk_buf *b, int comma, const char *key);
+SK_HIDDEN sk_status http_json_strs(sk_buf *b, char *const *v, size_t n);
 
 /* ---- OpenAI wire format (pure functions, fuzzable) --------------------- */
 /* Builds the chat completions request body.  Caller frees. */
@@ -472,6 +555,11 @@ typedef struct sk_policy {
     /* PII redaction: -1 auto (on for non-loopback endpoints), 0, 1 */
     int redact;
     struct rd_rules *redact_rules; /* extra rules, or NULL */
+    /* the response cache: -1 auto (deterministic calls: temperature 0),
+     * 0 off, 1 on */
+    int cache;
+    /* the required shape of the answer ("output"), or NULL */
+    struct sk_shape *shape;
 } sk_policy;
 
 /* Parses the policy keys of a config.json document or a per-call
@@ -808,6 +896,42 @@ SK_HIDDEN long kern_next_id(sk_kernel *k); /* 1, 2, 3, ... per kernel */
 SK_HIDDEN void df_shutdown(sk_kernel *k);
 SK_HIDDEN void cache_shutdown(sk_kernel *k);
 
+/* ---- output shapes (runtime/shape.c) ------------------------------------
+ * A function can require the shape of its answer, with skein's "output"
+ * key in config.json:
+ *   "output": {"json_schema": {...}}            a JSON value matching it
+ *   "output": {"choice": ["yes", "no"]}          exactly one of these
+ *   "output": {"regex": "^\\d{4}-\\d{2}-\\d{2}$"} a match for the pattern
+ * with optional "retries" (default 2).  Where the server can constrain
+ * decoding, the connector asks it to; the answer is validated either way,
+ * and a failing answer is retried with the problem fed back. */
+typedef struct sk_shape sk_shape;
+/* Parses the value of "output" (JSON text).  SK_CONFIG with *errmsg
+ * "origin: output.json_schema: ..." (caller frees). */
+SK_HIDDEN sk_status shape_parse(const char *json, size_t len, const char *origin,
+                                sk_shape **out, char **errmsg);
+SK_HIDDEN sk_shape *shape_clone(const sk_shape *s);
+SK_HIDDEN void shape_free(sk_shape *s);
+/* 1 when reply fits.  Otherwise 0 and *problem (caller frees) says what
+ * is wrong, in words fit to send back to the model ("$.age: expected an
+ * integer, got \"ten\"").  -1 on allocation failure.  For JSON schemas the
+ * JSON may be wrapped in a code fence or prose: *clean (caller frees)
+ * gets the bare JSON text (or the trimmed choice) when non-NULL. */
+SK_HIDDEN int shape_check(const sk_shape *s, const char *reply, char **problem,
+                          char **clean);
+SK_HIDDEN int shape_retries(const sk_shape *s);
+/* The model_req fields for this shape: json_schema text (borrowed from
+ * s, or NULL), choices (borrowed), regex (borrowed). */
+SK_HIDDEN void shape_request(const sk_shape *s, const char **json_schema,
+                             char *const **choices, size_t *n_choices,
+                             const char **regex);
+/* A JSON schema validator on its own (type, enum, const, required,
+ * properties, additionalProperties, items, minItems/maxItems,
+ * minLength/maxLength, pattern, minimum/maximum, exclusive forms,
+ * anyOf/oneOf/allOf basics).  Same contract as shape_check. */
+SK_HIDDEN int shape_validate_json(const char *schema_json, const char *json,
+                                  char **problem);
+
 /* ---- invoke path ------------------------------------------------------- */
 /* The end of an invoke: on SK_OK text is the result (callee takes it),
  * otherwise err (callee takes it). */
@@ -819,6 +943,8 @@ typedef struct inv_opts {
     void *stream_ud;
     const char *policy;      /* per-call policy JSON; borrowed, parsed by
                                 inv_start */
+    int no_cache;            /* skip the response cache: the caller keeps
+                                a cache of its own (rowops, nl2sql) */
 } inv_opts;
 
 /* Starts invoking f with vars (copied).  depth is the nesting level of
@@ -874,6 +1000,7 @@ typedef struct trace_rec {
     long long start_ms, end_ms;
     int attempts;
     const sk_err *err;
+    const char *cache;       /* "hit", "miss", or NULL when not cacheable */
 } trace_rec;
 SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
 /* Appends {"time":..., <members>} to the trace. */
@@ -887,6 +1014,18 @@ SK_HIDDEN const struct sk_policy *kern_base_policy(sk_kernel *k);
 /* The built-in redaction rules, compiled once per kernel.  Borrowed;
  * NULL on allocation failure. */
 SK_HIDDEN rd_rules *kern_redact_rules(sk_kernel *k);
+/* Rate limits (limits.c): 0 when a request of `tokens` may start now
+ * (it is then counted), else the milliseconds to wait first. */
+SK_HIDDEN long lim_admit(sk_kernel *k, const char *spec, long tokens);
+/* A request admitted by lim_admit ended; actual tokens (-1 unknown)
+ * replace the estimate. */
+SK_HIDDEN void lim_done(sk_kernel *k, const char *spec, long estimated, long actual);
+SK_HIDDEN void lim_free(sk_kernel *k);
+/* The usage record of a model spec, made on first use; NULL on
+ * allocation failure. */
+SK_HIDDEN sk_model_usage *kern_model_usage(sk_kernel *k, const char *spec);
+/* The file every model exchange is recorded to (SKEIN_RECORD), or NULL. */
+SK_HIDDEN FILE *kern_record_file(sk_kernel *k);
 /* The kernel's usage counters, for the invoke path to update. */
 SK_HIDDEN sk_usage *kern_usage(sk_kernel *k);
 

@@ -283,6 +283,7 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
     if (opts) {
         v->stream = opts->stream;
         v->stream_ud = opts->stream_ud;
+        v->no_cache = opts->no_cache;
         if (opts->model && !(v->model_override = sk_strdup(opts->model))) {
             inv_free(v);
             return NULL;

@@ -33,6 +33,7 @@ struct inv {
     char *model_override;
     sk_stream_fn stream;
     void *stream_ud;
+    int no_cache;              /* the caller caches: skip the response cache */
     inv_done_fn done;
     void *ud;
 
@@ -66,6 +67,8 @@ struct inv {
     size_t filter_idx;
     sub_fn sub_next;
     int round;                 /* review round */
+    int shape_round;           /* answers of the wrong shape so far */
+    char *shape_feedback;      /* appended to the prompt when asking again */
     char **critiques;
     size_t n_critiques;
 };

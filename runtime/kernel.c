@@ -190,6 +190,28 @@ static sk_status load_user_config(sk_kernel *k)
             free(why);
         }
     }
+    cJSON *lims = cJSON_GetObjectItemCaseSensitive(doc, "limits");
+    cJSON_ArrayForEach(it, lims)
+    {
+        if (rc != SK_OK)
+            break;
+        const cJSON *rpm = cJSON_GetObjectItemCaseSensitive(it, "rpm");
+        const cJSON *tpm = cJSON_GetObjectItemCaseSensitive(it, "tpm");
+        const cJSON *inf = cJSON_GetObjectItemCaseSensitive(it, "inflight");
+        if (!cJSON_IsObject(it) || (rpm && !cJSON_IsNumber(rpm)) ||
+            (tpm && !cJSON_IsNumber(tpm)) || (inf && !cJSON_IsNumber(inf))) {
+            rc = kern_failf(k, SK_CONFIG, "%s: limits.%s: expected {\"rpm\": N, "
+                                          "\"tpm\": N, \"inflight\": N}",
+                            path, it->string);
+            break;
+        }
+        rc = sk_kernel_set_limits(k, it->string, rpm ? (long)rpm->valuedouble : 0,
+                                  tpm ? (long)tpm->valuedouble : 0,
+                                  inf ? (int)inf->valuedouble : 0);
+        if (rc != SK_OK)
+            rc = kern_failf(k, SK_CONFIG, "%s: limits.%s: values must be 0 or more",
+                            path, it->string);
+    }
     cJSON *options = cJSON_GetObjectItemCaseSensitive(doc, "options");
     cJSON_ArrayForEach(it, options)
     {
@@ -254,6 +276,10 @@ sk_status sk_kernel_new(sk_kernel **out)
     const char *trace = getenv("SKEIN_TRACE");
     if (rc == SK_OK && trace && *trace)
         rc = sk_kernel_set_trace(k, trace);
+    const char *record = getenv("SKEIN_RECORD");
+    if (rc == SK_OK && record && *record && !(k->record = fopen(record, "a")))
+        rc = kern_failf(k, SK_IO, "SKEIN_RECORD=%s: %s", record, strerror(errno));
+    k->born_ms = loop_now_ms();
     if (rc != SK_OK) {
         /* Keep the kernel so the caller can read sk_errmsg, as sqlite3_open
          * does; the caller still frees it. */
@@ -290,6 +316,9 @@ void sk_kernel_free(sk_kernel *k)
     pol_free(k->base_policy);
     free(k->base_policy_json);
     rd_rules_free(k->redact_rules);
+    lim_free(k);
+    if (k->record)
+        fclose(k->record);
     free(k->err_field);
     loop_free(k);
     if (k->trace)
@@ -384,12 +413,28 @@ sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
     sk_connector *c = NULL;
     if (kind_len == 6 && strncmp(spec, "openai", 6) == 0)
         c = conn_openai_open(k, rest, err);
+    else if (kind_len > 7 && strncmp(spec, "openai+", 7) == 0) {
+        char flavor[32];
+        size_t fl = kind_len - 7;
+        if (fl >= sizeof flavor || !((fl == 8 && strncmp(spec + 7, "llamacpp", 8) == 0) ||
+                                     (fl == 4 && strncmp(spec + 7, "vllm", 4) == 0))) {
+            *err = err_new(SK_NOT_FOUND, "unknown server flavor in \"%s\" (known: "
+                                         "openai+llamacpp, openai+vllm)", spec);
+            return NULL;
+        }
+        memcpy(flavor, spec + 7, fl);
+        flavor[fl] = '\0';
+        c = conn_openai_open_flavor(k, rest, flavor, err);
+    } else if (kind_len == 6 && strncmp(spec, "ollama", 6) == 0)
+        c = conn_ollama_open(k, rest, err);
+    else if (kind_len == 9 && strncmp(spec, "anthropic", 9) == 0)
+        c = conn_anthropic_open(k, rest, err);
     else if (kind_len == 8 && strncmp(spec, "scripted", 8) == 0)
         c = conn_scripted_open(k, rest, err);
     else {
         *err = err_new(SK_NOT_FOUND,
                        "unknown model kind \"%.*s\" in \"%s\" (known: openai, "
-                       "scripted)",
+                       "openai+llamacpp, openai+vllm, ollama, anthropic, scripted)",
                        (int)kind_len, spec, spec);
         return NULL;
     }
@@ -520,7 +565,10 @@ void sk_kernel_usage(const sk_kernel *k, sk_usage *out)
         return;
     }
     *out = k->usage;
+    out->wall_ms = loop_now_ms() - k->born_ms;
 }
+
+FILE *kern_record_file(sk_kernel *k) { return k->record; }
 
 /* ---- registry ---------------------------------------------------------- */
 

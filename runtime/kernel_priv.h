@@ -82,6 +82,9 @@ struct sk_kernel {
     void *cache;                   /* rowops.c's response cache */
     char *db_path;                 /* the "db" option */
     long next_id;
+    struct kern_limits *limits;    /* limits.c */
+    FILE *record;                  /* SKEIN_RECORD cassette, or NULL */
+    long long born_ms;
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

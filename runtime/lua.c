@@ -92,6 +92,8 @@ typedef struct waiter {
     sk_err *stream_err;  /* the stream function's first failure */
     sched *owner;        /* the scheduler to notify, or NULL */
     size_t index;        /* branch index in owner */
+    int json;            /* the answer is JSON (an output shape): push it
+                            as a table */
 } waiter;
 
 /* Temporaries of one skein.invoke / skein.render call. */
@@ -839,7 +841,17 @@ static int finish_wait(lua_State *L, waiter *w)
         w->stream_ref = LUA_NOREF;
     }
     if (w->status == SK_OK && !w->stream_err) {
-        lua_pushstring(L, w->text ? w->text : "");
+        cJSON *j = w->json && w->text ? cJSON_Parse(w->text) : NULL;
+        if (j) {
+            /* the cJSON tree is freed first if pushing raises: boxed */
+            cbox *c = cbox_new(L, free_json);
+            c->p = j;
+            push_json(L, j, 0);
+            lua_remove(L, -2);
+            cbox_release(c);
+        } else {
+            lua_pushstring(L, w->text ? w->text : "");
+        }
         free(w->text);
         w->text = NULL;
         return 1;
@@ -934,6 +946,37 @@ static char *lua_to_json_text(lua_State *L, int idx)
     return s;
 }
 
+/* Whether f's answers are JSON: its policy, or this call's (argument 3,
+ * a table), requires a JSON-schema output shape. */
+static int answers_json(lua_State *L, sk_kernel *k, sk_function *f)
+{
+    int json = 0;
+    if (f->kind == FN_SEMANTIC) {
+        sk_err *pe = NULL;
+        const sk_policy *fp = kern_policy(k, f, &pe);
+        err_free(pe);
+        if (fp && fp->shape) {
+            const char *js = NULL, *re = NULL;
+            char *const *ch = NULL;
+            size_t nc = 0;
+            shape_request(fp->shape, &js, &ch, &nc, &re);
+            json = js != NULL;
+        }
+    }
+    if (!lua_istable(L, 3))
+        return json;
+    int top = lua_gettop(L);
+    if (lua_getfield(L, 3, "policy") == LUA_TTABLE) {
+        int t = lua_getfield(L, -1, "output");
+        if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+            json = 0;
+        else if (t == LUA_TTABLE)
+            json = lua_getfield(L, -1, "json_schema") != LUA_TNIL;
+    }
+    lua_settop(L, top); /* exactly what this pushed */
+    return json;
+}
+
 static int l_invoke(lua_State *L)
 {
     klua *st = check_waiting_st(L, "invoke");
@@ -980,6 +1023,7 @@ static int l_invoke(lua_State *L)
         lua_pushvalue(L, 5);
         w->stream_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    w->json = answers_json(L, st->k, f);
     /* opts.policy: a JSON string, or a table encoded here */
     char *policy_json = NULL;
     const char *policy = NULL;
@@ -1001,7 +1045,8 @@ static int l_invoke(lua_State *L)
         box_clear(L, bx);
         return luaL_argerror(L, 3, "'policy' must be a table or a JSON string");
     }
-    inv_opts o = {model, has_stream ? stream_cb : NULL, w, policy};
+    inv_opts o = {.model = model, .stream = has_stream ? stream_cb : NULL,
+                  .stream_ud = w, .policy = policy};
     sk_err *e = NULL;
     lua_State *prev = st->current;
     st->current = L;
@@ -1466,11 +1511,38 @@ static int l_usage(lua_State *L)
         {"rejected", offsetof(sk_usage, rejected)},
         {"filtered", offsetof(sk_usage, filtered)},
         {"redacted", offsetof(sk_usage, redacted)},
+        {"cache_hits", offsetof(sk_usage, cache_hits)},
+        {"cache_misses", offsetof(sk_usage, cache_misses)},
     };
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
         lua_pushinteger(L, *(const long *)((const char *)&u + more[i].off));
         lua_setfield(L, -2, more[i].name);
     }
+    lua_pushinteger(L, (lua_Integer)u.wall_ms);
+    lua_setfield(L, -2, "wall_ms");
+    size_t nm = sk_kernel_model_usage_count(st->k);
+    lua_createtable(L, (int)nm, 0);
+    for (size_t i = 0; i < nm; i++) {
+        sk_model_usage mu;
+        sk_kernel_model_usage_at(st->k, i, &mu);
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, mu.model);
+        lua_setfield(L, -2, "model");
+        lua_pushinteger(L, mu.calls);
+        lua_setfield(L, -2, "calls");
+        lua_pushinteger(L, mu.cache_hits);
+        lua_setfield(L, -2, "cache_hits");
+        lua_pushinteger(L, mu.prompt_tokens);
+        lua_setfield(L, -2, "prompt_tokens");
+        lua_pushinteger(L, mu.completion_tokens);
+        lua_setfield(L, -2, "completion_tokens");
+        lua_pushinteger(L, mu.failures);
+        lua_setfield(L, -2, "failures");
+        lua_pushinteger(L, (lua_Integer)mu.busy_ms);
+        lua_setfield(L, -2, "busy_ms");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "models");
     lua_pushinteger(L, u.calls);
     lua_setfield(L, -2, "calls");
     lua_pushinteger(L, u.prompt_tokens);
@@ -1519,6 +1591,45 @@ static int l_review(lua_State *L)
         lua_pushnil(L);
     }
     return 2;
+}
+
+/* skein.set_policy(table or JSON): the kernel-wide policy every
+ * function's own overlays; nil resets it. */
+static int l_set_policy(lua_State *L)
+{
+    klua *st = check_st(L);
+    char *json = NULL;
+    const char *text = NULL;
+    if (lua_istable(L, 1)) {
+        if (!(json = lua_to_json_text(L, 1)))
+            return luaL_argerror(L, 1, "a table JSON can represent");
+        text = json;
+    } else if (!lua_isnoneornil(L, 1)) {
+        text = luaL_checkstring(L, 1);
+    }
+    sk_status rc = sk_kernel_set_policy(st->k, text);
+    cJSON_free(json);
+    if (rc != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    return 0;
+}
+
+/* skein.set_limits(endpoint, {rpm =, tpm =, inflight =}) */
+static int l_set_limits(lua_State *L)
+{
+    klua *st = check_st(L);
+    const char *endpoint = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "rpm");
+    lua_getfield(L, 2, "tpm");
+    lua_getfield(L, 2, "inflight");
+    long rpm = (long)luaL_optinteger(L, 3, 0), tpm = (long)luaL_optinteger(L, 4, 0);
+    int inflight = (int)luaL_optinteger(L, 5, 0);
+    if (sk_kernel_set_limits(st->k, endpoint, rpm, tpm, inflight) != SK_OK)
+        return luaL_argerror(L, 2, "limits must be whole numbers, 0 or more");
+    return 0;
 }
 
 /* skein.set_trace(path) appends the trace to path; nil turns it off. */
@@ -1929,6 +2040,8 @@ static const luaL_Reg module_funcs[] = {
     {"review", l_review},
     {"trace", l_trace},
     {"set_trace", l_set_trace},
+    {"set_policy", l_set_policy},
+    {"set_limits", l_set_limits},
     {"plan", l_plan},
     {"load_plan", l_load_plan},
     {"agent", l_agent},

@@ -24,6 +24,10 @@
 
 #include "internal.h"
 
+/* Generated SQL is cached here, per schema and instruction: its prompts
+ * skip the response cache, so a no_cache request really asks again. */
+static const sk_invoke_opts own_cache = {.policy = "{\"cache\": false}"};
+
 #define DEFAULT_SAMPLES 5
 #define DEFAULT_REPAIRS 3
 #define MAX_SAMPLES 100          /* rows of data put in one prompt */
@@ -426,7 +430,7 @@ static sk_status run_job(job *j, sk_err **err)
     sk_status rc;
     for (j->attempts = 1;; j->attempts++) {
         const char *fn = j->attempts == 1 ? j->first_fn : FN_FIX_SQL;
-        rc = sk_invoke(j->k, fn, j->attempts == 1 ? j->vars : fix, NULL, &reply);
+        rc = sk_invoke(j->k, fn, j->attempts == 1 ? j->vars : fix, &own_cache, &reply);
         if (rc != SK_OK) {
             *err = kernel_err(j->k); /* the model's own failure: no repair */
             goto done;
@@ -666,7 +670,7 @@ sk_status df_ai_explain(sk_df *df, char **out, sk_err **err)
         sk_vars_set(v, "input", sql) == SK_OK &&
         sk_vars_set(v, "dialect", e->vt->dialect) == SK_OK &&
         sk_vars_set(v, "schema", schema) == SK_OK) {
-        rc = sk_invoke(df->k, FN_EXPLAIN, v, NULL, &reply);
+        rc = sk_invoke(df->k, FN_EXPLAIN, v, &own_cache, &reply);
         if (rc != SK_OK)
             *err = kernel_err(df->k);
         else if (!(*out = trim_dup(reply)))

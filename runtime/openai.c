@@ -26,10 +26,7 @@
 #include "internal.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
-#define MAX_RETRY_AFTER_MS 60000L
-#define MAX_BACKOFF_MS 30000L
 #define FREE_EASY_MAX 16
-#define SERVER_MSG_MAX 300 /* bytes of a non-JSON error body we quote */
 
 /* ======================================================================
  * Wire format
@@ -70,10 +67,145 @@ static sk_status add_str(sk_buf *b, const char *s)
     return buf_add_json_str(b, s, strlen(s));
 }
 
+/* Servers that speak this protocol differ in how they constrain output:
+ * OpenAI takes a response_format, llama.cpp's server a GBNF grammar or a
+ * json_schema, vLLM its guided_* fields.  The connector's flavor picks. */
+typedef enum oai_flavor { OAI_PLAIN, OAI_LLAMACPP, OAI_VLLM } oai_flavor;
+
+/* "llamacpp" / "vllm" / NULL or "" (plain); -1 for anything else. */
+static int flavor_of(const char *name)
+{
+    if (!name || !*name)
+        return OAI_PLAIN;
+    if (strcmp(name, "llamacpp") == 0)
+        return OAI_LLAMACPP;
+    if (strcmp(name, "vllm") == 0)
+        return OAI_VLLM;
+    return -1;
+}
+
+/* Appends s as a GBNF string literal, quotes included.  llama.cpp's
+ * grammar parser reads UTF-8 as is and knows \\ \" \n \r \t \xHH. */
+static sk_status add_gbnf_literal(sk_buf *b, const char *s)
+{
+    sk_status rc = buf_addc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; rc == SK_OK && *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            rc = buf_addc(b, '\\');
+            if (rc == SK_OK)
+                rc = buf_addc(b, (char)*p);
+        } else if (*p == '\n') {
+            rc = buf_adds(b, "\\n");
+        } else if (*p == '\r') {
+            rc = buf_adds(b, "\\r");
+        } else if (*p == '\t') {
+            rc = buf_adds(b, "\\t");
+        } else if (*p < 0x20 || *p == 0x7f) {
+            rc = buf_printf(b, "\\x%02X", *p);
+        } else {
+            rc = buf_addc(b, (char)*p);
+        }
+    }
+    return rc == SK_OK ? buf_addc(b, '"') : rc;
+}
+
+/* A GBNF grammar admitting exactly one of the choices:
+ * root ::= "yes" | "no".  Caller frees; NULL when memory ran out. */
+static char *choice_grammar(char *const *choices, size_t n)
+{
+    sk_buf g;
+    buf_init(&g, 0);
+    sk_status rc = buf_adds(&g, "root ::= ");
+    for (size_t i = 0; rc == SK_OK && i < n; i++) {
+        if (i)
+            rc = buf_adds(&g, " | ");
+        if (rc == SK_OK)
+            rc = add_gbnf_literal(&g, choices[i] ? choices[i] : "");
+    }
+    if (rc != SK_OK) {
+        buf_free(&g);
+        return NULL;
+    }
+    return buf_steal(&g);
+}
+
+/* Appends ,"key": and a JSON text as is (a schema from shape.c, already
+ * checked to be JSON). */
+static sk_status add_raw(sk_buf *b, const char *key, const char *json)
+{
+    sk_status rc = add_key(b, key);
+    return rc == SK_OK ? buf_adds(b, json) : rc;
+}
+
+/* The constrained-output fields for the flavor.  A server is asked for
+ * one constraint only (llama.cpp rejects a json_schema with a grammar,
+ * vLLM more than one guided_* field): a schema first, then choices, a
+ * grammar or a pattern.  What a server cannot do is left out; the reply
+ * is validated either way. */
+static sk_status add_constraints(sk_buf *b, const model_req *req, oai_flavor fl)
+{
+    sk_status rc = SK_OK;
+    const char *schema = req->json_schema && *req->json_schema ? req->json_schema
+                                                               : NULL;
+    int choices = req->choices && req->n_choices > 0;
+    if (fl == OAI_VLLM) {
+        if (schema)
+            return add_raw(b, "guided_json", schema);
+        if (choices) {
+            rc = add_key(b, "guided_choice");
+            if (rc == SK_OK)
+                rc = buf_addc(b, '[');
+            for (size_t i = 0; rc == SK_OK && i < req->n_choices; i++) {
+                if (i)
+                    rc = buf_addc(b, ',');
+                if (rc == SK_OK)
+                    rc = add_str(b, req->choices[i]);
+            }
+            return rc == SK_OK ? buf_addc(b, ']') : rc;
+        }
+        if (req->regex && *req->regex) {
+            rc = add_key(b, "guided_regex");
+            return rc == SK_OK ? add_str(b, req->regex) : rc;
+        }
+        return SK_OK;
+    }
+    if (schema) {
+        /* llama.cpp reads its own top-level json_schema, and also the
+         * OpenAI form, which it prefers when both are present. */
+        if (fl == OAI_LLAMACPP)
+            rc = add_raw(b, "json_schema", schema);
+        if (rc == SK_OK)
+            rc = buf_adds(b, ",\"response_format\":{\"type\":\"json_schema\","
+                             "\"json_schema\":{\"name\":\"output\",\"schema\":");
+        if (rc == SK_OK)
+            rc = buf_adds(b, schema);
+        if (rc == SK_OK)
+            rc = buf_adds(b, ",\"strict\":true}}");
+        return rc;
+    }
+    if (fl != OAI_LLAMACPP)
+        return SK_OK;
+    if (req->grammar && *req->grammar) {
+        rc = add_key(b, "grammar");
+        return rc == SK_OK ? add_str(b, req->grammar) : rc;
+    }
+    if (choices) {
+        char *g = choice_grammar(req->choices, req->n_choices);
+        if (!g)
+            return SK_NOMEM;
+        rc = add_key(b, "grammar");
+        if (rc == SK_OK)
+            rc = add_str(b, g);
+        free(g);
+    }
+    return rc;
+}
+
 /* Built by hand on an sk_buf rather than with cJSON so that every
  * allocation goes through sk_malloc (and allocation failures can be
  * tested) and no intermediate tree is built for a large prompt. */
-char *oai_request_json(const model_req *req, const char *model)
+static char *request_body(const model_req *req, const char *model,
+                          oai_flavor fl)
 {
     sk_buf b;
     buf_init(&b, 0);
@@ -128,7 +260,13 @@ char *oai_request_json(const model_req *req, const char *model)
         rc = buf_adds(&b, ",\"logprobs\":true");
         if (rc == SK_OK && req->top_logprobs > 0)
             rc = buf_printf(&b, ",\"top_logprobs\":%d", req->top_logprobs);
+        /* llama.cpp's own name for it, which older servers need */
+        if (rc == SK_OK && fl == OAI_LLAMACPP)
+            rc = buf_printf(&b, ",\"n_probs\":%d",
+                            req->top_logprobs > 0 ? req->top_logprobs : 1);
     }
+    if (rc == SK_OK)
+        rc = add_constraints(&b, req, fl);
     if (rc == SK_OK && req->stream)
         rc = buf_adds(&b, ",\"stream\":true,"
                           "\"stream_options\":{\"include_usage\":true}");
@@ -139,6 +277,34 @@ char *oai_request_json(const model_req *req, const char *model)
         return NULL;
     }
     return buf_steal(&b);
+}
+
+char *oai_request_json(const model_req *req, const char *model)
+{
+    return request_body(req, model, OAI_PLAIN);
+}
+
+/* The body for a server flavor ("llamacpp", "vllm"; NULL for plain).
+ * Caller frees; NULL when memory ran out or the flavor is unknown. */
+SK_HIDDEN char *oai_request_json_flavor(const model_req *req, const char *model,
+                                        const char *flavor);
+char *oai_request_json_flavor(const model_req *req, const char *model,
+                              const char *flavor)
+{
+    int fl = flavor_of(flavor);
+    return fl < 0 ? NULL : request_body(req, model, (oai_flavor)fl);
+}
+
+/* One per flavor, so that a connector can hold its body builder as a
+ * plain function pointer. */
+static char *request_json_llamacpp(const model_req *req, const char *model)
+{
+    return request_body(req, model, OAI_LLAMACPP);
+}
+
+static char *request_json_vllm(const model_req *req, const char *model)
+{
+    return request_body(req, model, OAI_VLLM);
 }
 
 /* A model_resp with every field unknown.  Caller frees with resp_free. */
@@ -460,6 +626,8 @@ typedef struct oai_conn {
     char *url;      /* {base}/chat/completions */
     char *key;      /* API key, or NULL */
     char *model;    /* from the spec; a request may name another */
+    /* the body builder for the server's flavor */
+    char *(*request_json)(const model_req *req, const char *model);
     struct curl_slist *headers;
     void *free_easy[FREE_EASY_MAX];
     size_t n_free;
@@ -514,39 +682,7 @@ static void conn_unref(oai_conn *c)
     free(c);
 }
 
-/* Replaces every occurrence of key in s (owned; may be reallocated) with
- * "[redacted]".  Returns the new string; on allocation failure returns a
- * string with the key overwritten in place instead. */
-static char *scrub_key(char *s, const char *key)
-{
-    if (!s || !key || !*key)
-        return s;
-    size_t klen = strlen(key);
-    if (!strstr(s, key))
-        return s;
-    sk_buf b;
-    buf_init(&b, 0);
-    const char *p = s, *hit;
-    sk_status rc = SK_OK;
-    while (rc == SK_OK && (hit = strstr(p, key))) {
-        rc = buf_add(&b, p, (size_t)(hit - p));
-        if (rc == SK_OK)
-            rc = buf_adds(&b, "[redacted]");
-        p = hit + klen;
-    }
-    if (rc == SK_OK)
-        rc = buf_adds(&b, p);
-    if (rc != SK_OK) {
-        buf_free(&b);
-        for (char *h; (h = strstr(s, key));)
-            memset(h, '*', klen);
-        return s;
-    }
-    free(s);
-    return buf_steal(&b);
-}
-
-/* An error whose message went through scrub_key.  NULL only when memory
+/* An error whose message went through http_scrub_key.  NULL only when memory
  * ran out. */
 static sk_err *conn_err(const oai_conn *c, sk_status code, const char *fmt, ...)
     SK_PRINTF(3, 4);
@@ -557,41 +693,8 @@ static sk_err *conn_err(const oai_conn *c, sk_status code, const char *fmt, ...)
     sk_err *e = err_newv(code, fmt, ap);
     va_end(ap);
     if (e)
-        e->message = scrub_key(e->message, c->key);
+        e->message = http_scrub_key(e->message, c->key);
     return e;
-}
-
-/* A short printable excerpt of a non-JSON error body.  Caller frees. */
-static char *body_excerpt(const char *p, size_t n)
-{
-    if (n > SERVER_MSG_MAX)
-        n = SERVER_MSG_MAX;
-    char *s = sk_malloc(n + 1);
-    if (!s)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        char o = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
-        if (o == ' ' && (j == 0 || s[j - 1] == ' '))
-            continue;
-        s[j++] = o;
-    }
-    while (j && s[j - 1] == ' ')
-        j--;
-    s[j] = '\0';
-    return s;
-}
-
-static uint64_t next_rand(oai_conn *c)
-{
-    /* xorshift64* */
-    uint64_t x = c->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    c->rng = x;
-    return x * 2685821657736338717ULL;
 }
 
 static void reset_attempt(oai_call *call)
@@ -763,31 +866,6 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 
 static void attempt(void *ud);
 
-static int retryable_status(long s)
-{
-    return s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
-}
-
-static int transport_error(int code)
-{
-    switch (code) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-    case CURLE_SSL_CONNECT_ERROR:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /* Schedules the next attempt if the retry budget allows.  Returns 1 when a
  * retry is scheduled (the call lives on), 0 when the caller must fail. */
 static int maybe_retry(oai_call *call)
@@ -795,22 +873,8 @@ static int maybe_retry(oai_call *call)
     const kern_net *net = kern_net_settings(call->k);
     if (call->delivered || call->attempts > net->retries)
         return 0;
-    long ms = 0;
-    curl_off_t ra = 0;
-    if (call->status &&
-        curl_easy_getinfo(call->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK &&
-        ra > 0) {
-        ms = ra >= MAX_RETRY_AFTER_MS / 1000 ? MAX_RETRY_AFTER_MS
-                                              : (long)ra * 1000;
-    } else {
-        /* exponential backoff with full jitter: uniform in [0, base*2^n] */
-        long cap = net->retry_base_ms > 0 ? net->retry_base_ms : 0;
-        for (int i = 1; i < call->attempts && cap < MAX_BACKOFF_MS; i++)
-            cap *= 2;
-        if (cap > MAX_BACKOFF_MS)
-            cap = MAX_BACKOFF_MS;
-        ms = cap > 0 ? (long)(next_rand(call->conn) % (uint64_t)(cap + 1)) : 0;
-    }
+    long ms = http_retry_delay_ms(call->easy, call->status, call->attempts,
+                                  net->retry_base_ms, &call->conn->rng);
     if (loop_after(call->k, ms, attempt, call, &call->timer) != SK_OK)
         return 0;
     return 1;
@@ -853,7 +917,7 @@ static sk_err *http_error(oai_call *call)
     oai_conn *c = call->conn;
     char *m = call->rx.p ? oai_error_message(call->rx.p, call->rx.len) : NULL;
     if (!m && call->rx.len)
-        m = body_excerpt(call->rx.p, call->rx.len);
+        m = http_body_excerpt(call->rx.p, call->rx.len);
     sk_err *e = conn_err(c, SK_MODEL, "HTTP %ld from %s: %s", call->status,
                          c->url, m && *m ? m : "(no message)");
     free(m);
@@ -941,12 +1005,12 @@ static void on_done(void *ud, int code)
         return;
     }
     if (code == CURLE_OK) {
-        if (retryable_status(call->status) && maybe_retry(call))
+        if (http_retryable_status(call->status) && maybe_retry(call))
             return;
         finish(call, SK_MODEL, NULL, http_error(call));
         return;
     }
-    if (!call->too_large && !call->stream_err && transport_error(code) &&
+    if (!call->too_large && !call->stream_err && http_transport_error(code) &&
         maybe_retry(call))
         return;
     sk_err *e = transfer_error(call, code);
@@ -1026,8 +1090,8 @@ static sk_status oai_start(void *self, sk_kernel *k, const model_req *req,
      * only backs it up. */
     call->rx.max = kern_net_settings(k)->max_response_bytes;
     call->text.max = call->rx.max;
-    call->body = oai_request_json(req, req->model && *req->model ? req->model
-                                                                 : c->model);
+    call->body = c->request_json(req, req->model && *req->model ? req->model
+                                                                : c->model);
     if (!call->body) {
         call_free(call);
         return SK_NOMEM;
@@ -1089,17 +1153,6 @@ static const conn_vt openai_vt = {
     .destroy = oai_destroy,
 };
 
-/* Splits "MODEL@BASEURL".  The '@' that separates them is the one before
- * "http://" or "https://", so a base URL with user info still works. */
-static const char *find_base(const char *rest)
-{
-    for (const char *at = strchr(rest, '@'); at; at = strchr(at + 1, '@'))
-        if (strncmp(at + 1, "http://", 7) == 0 ||
-            strncmp(at + 1, "https://", 8) == 0)
-            return at;
-    return NULL;
-}
-
 sk_connector *conn_openai_open(sk_kernel *k, const char *rest, sk_err **err)
 {
     (void)k;
@@ -1109,7 +1162,7 @@ sk_connector *conn_openai_open(sk_kernel *k, const char *rest, sk_err **err)
                                  "(openai:MODEL or openai:MODEL@URL)");
         return NULL;
     }
-    const char *at = find_base(rest);
+    const char *at = http_find_base(rest);
     if (!at && strchr(rest, '@')) {
         *err = err_new(SK_USAGE, "openai model spec \"%s\": the base URL must "
                                  "start with http:// or https://", rest);
@@ -1128,6 +1181,7 @@ sk_connector *conn_openai_open(sk_kernel *k, const char *rest, sk_err **err)
     if (!conn || !c)
         goto nomem;
     c->refs = 1;
+    c->request_json = oai_request_json;
     c->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
              (uint64_t)(uintptr_t)c;
     if (!c->rng)
@@ -1175,4 +1229,34 @@ nomem:
     conn_unref(c);
     *err = err_new(SK_NOMEM, "out of memory");
     return NULL;
+}
+
+/* The connector is the plain one with the flavor's body builder; its
+ * spec keeps the flavor so that traces and the kernel's connector cache
+ * tell them apart. */
+sk_connector *conn_openai_open_flavor(sk_kernel *k, const char *rest,
+                                      const char *flavor, sk_err **err)
+{
+    *err = NULL;
+    int fl = flavor_of(flavor);
+    if (fl < 0) {
+        *err = err_new(SK_NOT_FOUND, "unknown server flavor \"%s\" (known: "
+                                     "llamacpp, vllm)", flavor);
+        return NULL;
+    }
+    sk_connector *conn = conn_openai_open(k, rest, err);
+    if (!conn || fl == OAI_PLAIN)
+        return conn;
+    char *spec = sk_asprintf("openai+%s:%s", flavor, rest);
+    if (!spec) {
+        conn_close(conn);
+        *err = err_new(SK_NOMEM, "out of memory");
+        return NULL;
+    }
+    free(conn->spec);
+    conn->spec = spec;
+    oai_conn *c = conn->self;
+    c->request_json = fl == OAI_LLAMACPP ? request_json_llamacpp
+                                         : request_json_vllm;
+    return conn;
 }

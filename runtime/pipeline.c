@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <cjson/cJSON.h>
+
 #include "invoke_priv.h"
 
 struct mreq {
@@ -27,6 +29,9 @@ struct mreq {
     model_resp *resp;
     mreq *next_wait;
     long long t0;
+    char *cache_key;  /* the response cache's key, when cacheable */
+    long est_tokens;  /* counted against the endpoint's limits */
+    int admitted;     /* lim_admit let it start */
 };
 
 struct inv_queue {
@@ -76,8 +81,10 @@ static void free_msgs(sk_msg *m, size_t n)
 /* Frees what one model attempt holds. */
 static void attempt_free(inv *v)
 {
-    for (size_t i = 0; v->reqs && i < v->n_samples; i++)
+    for (size_t i = 0; v->reqs && i < v->n_samples; i++) {
         resp_free(v->reqs[i].resp);
+        free(v->reqs[i].cache_key);
+    }
     free(v->reqs);
     v->reqs = NULL;
     for (size_t i = 0; v->texts && i < v->n_samples; i++)
@@ -109,6 +116,8 @@ void pipe_free(inv *v)
     v->n_msgs = 0;
     free(v->reply);
     v->reply = NULL;
+    free(v->shape_feedback);
+    v->shape_feedback = NULL;
     for (size_t i = 0; i < v->n_critiques; i++)
         free(v->critiques[i]);
     free(v->critiques);
@@ -358,6 +367,166 @@ static void start_request(mreq *q);
 static void after_samples(inv *v);
 static void judged(inv *v, sk_status st, char *text, sk_err *err);
 
+/* ---- the response cache, limits and recording --------------------------- */
+
+/* Deterministic calls are cached: the policy says so, or (auto) the
+ * function runs at temperature 0.  Samples want variety: never cached. */
+static int cacheable(const inv *v)
+{
+    if (v->n_samples > 1 || v->pol->cache == 0 || v->no_cache)
+        return 0;
+    if (v->pol->cache == 1)
+        return 1;
+    return v->settings && !isnan(v->settings->temperature) &&
+           v->settings->temperature == 0.0;
+}
+
+/* Two 64-bit FNV-1a hashes with different seeds, over everything that
+ * decides a reply: 128 bits, so distinct requests do not collide. */
+typedef struct hash2 {
+    uint64_t a, b;
+} hash2;
+
+static void h_add(hash2 *h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h->a = (h->a ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+        h->b = (h->b ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+    }
+    /* a separator, so ("ab","c") and ("a","bc") differ */
+    h->a = (h->a ^ 0x1f) * 0x100000001b3ULL;
+    h->b = (h->b ^ 0x1e) * 0x100000001b3ULL;
+}
+
+static void h_str(hash2 *h, const char *s) { h_add(h, s ? s : "\x01", s ? strlen(s) : 1); }
+
+static char *cache_key(const inv *v, const model_req *r)
+{
+    hash2 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+    char num[128];
+    h_str(&h, v->spec);
+    h_str(&h, r->model);
+    snprintf(num, sizeof num, "%d|%.17g|%.17g|%.17g|%.17g|%d|%d", r->max_tokens,
+             r->temperature, r->top_p, r->presence_penalty, r->frequency_penalty,
+             r->logprobs, r->top_logprobs);
+    h_str(&h, num);
+    for (size_t i = 0; i < r->n_stop; i++)
+        h_str(&h, r->stop[i]);
+    h_str(&h, r->json_schema);
+    h_str(&h, r->regex);
+    for (size_t i = 0; i < r->n_choices; i++)
+        h_str(&h, r->choices[i]);
+    for (size_t i = 0; i < r->n_msgs; i++) {
+        h_str(&h, r->msgs[i].role);
+        h_str(&h, r->msgs[i].content);
+    }
+    return sk_asprintf("resp:%016llx%016llx", (unsigned long long)h.a,
+                       (unsigned long long)h.b);
+}
+
+static void sample_done(mreq *q, sk_status st, model_resp *resp, sk_err *err);
+
+/* A cached reply: no request, no tokens, counted as a hit. */
+static void answer_from_cache(mreq *q, char *text)
+{
+    inv *v = q->v;
+    sk_kernel *k = v->k;
+    model_resp *r = sk_calloc(1, sizeof *r);
+    if (!r) {
+        free(text);
+        sample_done(q, SK_NOMEM, NULL, NULL);
+        return;
+    }
+    r->text = text;
+    r->finish_reason = sk_strdup("stop");
+    r->prompt_tokens = r->completion_tokens = 0;
+    kern_usage(k)->cache_hits++;
+    sk_model_usage *mu = kern_model_usage(k, v->spec);
+    if (mu)
+        mu->cache_hits++;
+    long long now = loop_now_ms();
+    trace_rec rec = {
+        .function = v->name,
+        .model = v->spec,
+        .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
+        .reply = text,
+        .resp = r,
+        .start_ms = now,
+        .end_ms = now,
+        .cache = "hit",
+    };
+    trace_model_call(k, &rec);
+    if (v->streaming && q->i == 0)
+        on_delta(q, text, strlen(text));
+    sample_done(q, SK_OK, r, NULL);
+}
+
+static void start_request(mreq *q);
+
+static void retry_request(void *ud) { start_request(ud); }
+
+/* A request's tokens for rate limiting: the prompt at about four bytes a
+ * token, plus what the reply may use. */
+static long estimate_tokens(const model_req *r)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < r->n_msgs; i++)
+        bytes += strlen(r->msgs[i].content);
+    return (long)(bytes / 4) + (r->max_tokens > 0 ? r->max_tokens : 256);
+}
+
+/* Appends the exchange to the SKEIN_RECORD cassette: one JSON line that
+ * the scripted model can replay ("scripted:cassette.jsonl"). */
+static void record_exchange(inv *v, const model_resp *resp, const sk_err *err)
+{
+    FILE *f = kern_record_file(v->k);
+    if (!f)
+        return;
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return;
+    cJSON_AddStringToObject(j, "function", v->name);
+    cJSON_AddStringToObject(j, "model", v->spec ? v->spec : "");
+    cJSON_AddStringToObject(j, "prompt", v->n_send ? v->send[v->n_send - 1].content : "");
+    cJSON *msgs = cJSON_AddArrayToObject(j, "messages");
+    for (size_t i = 0; msgs && i < v->n_send; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", v->send[i].role);
+        cJSON_AddStringToObject(m, "content", v->send[i].content);
+        cJSON_AddItemToArray(msgs, m);
+    }
+    if (resp) {
+        cJSON_AddStringToObject(j, "reply", resp->text ? resp->text : "");
+        if (resp->finish_reason)
+            cJSON_AddStringToObject(j, "finish_reason", resp->finish_reason);
+        if (resp->n_logprobs) {
+            cJSON *lp = cJSON_AddArrayToObject(j, "logprobs");
+            for (size_t i = 0; lp && i < resp->n_logprobs; i++) {
+                cJSON *pair = cJSON_CreateArray();
+                cJSON_AddItemToArray(pair, cJSON_CreateString(resp->logprobs[i].token));
+                cJSON_AddItemToArray(pair, cJSON_CreateNumber(resp->logprobs[i].logprob));
+                cJSON_AddItemToArray(lp, pair);
+            }
+        }
+        cJSON *u = cJSON_AddObjectToObject(j, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", (double)resp->prompt_tokens);
+        cJSON_AddNumberToObject(u, "completion_tokens", (double)resp->completion_tokens);
+    } else if (err) {
+        cJSON *e = cJSON_AddObjectToObject(j, "error");
+        cJSON_AddStringToObject(e, "kind", sk_status_kind(err->code));
+        cJSON_AddStringToObject(e, "message", err->message ? err->message : "");
+        if (err->http_status)
+            cJSON_AddNumberToObject(e, "http_status", err->http_status);
+    }
+    char *line = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (line) {
+        fprintf(f, "%s\n", line);
+        fflush(f);
+        cJSON_free(line);
+    }
+}
+
 static void start_next_waiting(sk_kernel *k)
 {
     inv_queue *q = k->waiting;
@@ -406,6 +575,31 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
     }
     if (st != SK_OK)
         u->failures++;
+    long long now = loop_now_ms();
+    sk_model_usage *mu = kern_model_usage(k, v->spec);
+    if (mu) {
+        mu->calls++;
+        mu->busy_ms += now - q->t0;
+        if (resp && resp->prompt_tokens > 0)
+            mu->prompt_tokens += resp->prompt_tokens;
+        if (resp && resp->completion_tokens > 0)
+            mu->completion_tokens += resp->completion_tokens;
+        if (st != SK_OK)
+            mu->failures++;
+    }
+    if (q->admitted) {
+        long actual = resp && resp->prompt_tokens >= 0 && resp->completion_tokens >= 0
+                          ? resp->prompt_tokens + resp->completion_tokens
+                          : -1;
+        lim_done(k, v->spec, q->est_tokens, actual);
+        q->admitted = 0;
+    }
+    if (q->cache_key) {
+        u->cache_misses++;
+        if (st == SK_OK && resp && resp->text)
+            kern_cache_put(k, q->cache_key, resp->text);
+    }
+    record_exchange(v, resp, err);
     /* the trace shows the prompt as sent: redacted, with any instruction */
     trace_rec rec = {
         .function = v->name,
@@ -417,6 +611,7 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
         .end_ms = loop_now_ms(),
         .attempts = resp ? resp->attempts : 0,
         .err = err,
+        .cache = q->cache_key ? "miss" : NULL,
     };
     trace_model_call(k, &rec);
     start_next_waiting(k);
@@ -449,12 +644,41 @@ static void start_request(mreq *q)
         .logprobs = v->pol->want_logprobs,
         .stream = v->streaming && q->i == 0,
     };
+    if (v->pol->shape)
+        shape_request(v->pol->shape, &req.json_schema, &req.choices, &req.n_choices,
+                      &req.regex);
+    /* the response cache, for deterministic calls */
+    if (!q->cache_key && cacheable(v))
+        q->cache_key = cache_key(v, &req);
+    if (q->cache_key) {
+        char *hit = NULL;
+        kern_cache_get(k, q->cache_key, &hit);
+        if (hit) {
+            answer_from_cache(q, hit);
+            return;
+        }
+    }
+    /* the endpoint's rate limits: wait on a timer, never drop */
+    if (!q->admitted) {
+        q->est_tokens = estimate_tokens(&req);
+        long wait = lim_admit(k, v->spec, q->est_tokens);
+        if (wait > 0) {
+            if (loop_after(k, wait, retry_request, q, NULL) != SK_OK)
+                sample_done(q, SK_NOMEM, NULL, NULL);
+            return;
+        }
+        q->admitted = 1;
+    }
     sk_err *err = NULL;
     q->t0 = loop_now_ms();
     sk_status st = v->conn->vt->start(v->conn->self, k, &req, on_delta,
                                       model_done, q, &q->handle, &err);
     if (st != SK_OK) {
         kern_usage(k)->failures++;
+        if (q->admitted) {
+            lim_done(k, v->spec, q->est_tokens, -1);
+            q->admitted = 0;
+        }
         if (!err)
             err = err_new(st, "%s: could not start the model call: %s",
                           v->name, sk_strerror(st));
@@ -516,6 +740,13 @@ static sk_status build_send(inv *v)
         char *with = NULL;
         if (v->pol->protocol && i == v->n_msgs - 1) {
             if (!(with = sk_asprintf("%s%s", content, unc_protocol_instruction())))
+                return SK_NOMEM;
+            content = with;
+        }
+        if (v->shape_feedback && i == v->n_msgs - 1) {
+            char *fb = sk_asprintf("%s%s", content, v->shape_feedback);
+            free(with);
+            if (!(with = fb))
                 return SK_NOMEM;
             content = with;
         }
@@ -641,12 +872,69 @@ static void uncertain(inv *v, unc_verdict *vd)
     fail(v, e);
 }
 
-/* The checks passed: the picked sample is the reply. */
+/* The checks passed: the picked sample is the reply, once it has the
+ * required shape.  An answer of the wrong shape is asked for again with
+ * the problem, up to the shape's retries. */
 static void accept_reply(inv *v)
 {
     free(v->reply);
     v->reply = v->texts[v->pick];
     v->texts[v->pick] = NULL;
+    if (v->pol->shape) {
+        char *problem = NULL, *clean = NULL;
+        int fit = shape_check(v->pol->shape, v->reply, &problem, &clean);
+        if (fit < 0) {
+            free(problem);
+            free(clean);
+            fail(v, NULL);
+            return;
+        }
+        if (!fit) {
+            char round[16];
+            snprintf(round, sizeof round, "%d", v->shape_round + 1);
+            pipe_trace(v, "output_retry", "problem", problem, "round", round, (char *)NULL);
+            if (v->shape_round < shape_retries(v->pol->shape)) {
+                v->shape_round++;
+                free(v->shape_feedback);
+                v->shape_feedback = sk_asprintf(
+                    "\n\nYour previous answer was:\n%s\nIt does not have the required "
+                    "form: %s\nAnswer again, in exactly the required form.",
+                    v->reply, problem ? problem : "wrong form");
+                free(problem);
+                free(clean);
+                if (!v->shape_feedback) {
+                    fail(v, NULL);
+                    return;
+                }
+                attempt_free(v);
+                start_attempt(v);
+                return;
+            }
+            sk_err *e = err_new(SK_DATA, "%s: the answer does not have the required "
+                                         "form after %d %s: %s",
+                                v->name, v->shape_round + 1,
+                                v->shape_round ? "tries" : "try",
+                                problem ? problem : "wrong form");
+            if (e) {
+                sk_buf b;
+                buf_init(&b, 0);
+                if (buf_adds(&b, "{\"output\":") == SK_OK &&
+                    buf_add_json_str(&b, v->reply, strlen(v->reply)) == SK_OK &&
+                    buf_addc(&b, '}') == SK_OK)
+                    e->detail_json = buf_steal(&b);
+                buf_free(&b);
+            }
+            free(problem);
+            free(clean);
+            fail(v, e);
+            return;
+        }
+        free(problem);
+        if (clean) {
+            free(v->reply);
+            v->reply = clean;
+        }
+    }
     v->filter_idx = 0;
     run_filters(v);
 }

@@ -237,6 +237,7 @@ void pol_free(sk_policy *p)
     filters_free(p->in_filters, p->n_in);
     filters_free(p->out_filters, p->n_out);
     rd_rules_free(p->redact_rules);
+    shape_free(p->shape);
     rd_src_free(pp->rd, pp->n_rd);
     free(pp);
 }
@@ -265,6 +266,7 @@ static pol_priv *policy_defaults(void)
     uncertainty_defaults(p);
     p->review_rounds = 2;
     p->redact = -1;
+    p->cache = -1;
     if (default_hedge_re((pcre2_code **)&p->hedge_re) != SK_OK) {
         pol_free(p);
         return NULL;
@@ -340,8 +342,11 @@ static pol_priv *policy_copy(const pol_priv *base, char **errmsg)
     p->in_filters = p->out_filters = NULL;
     p->n_in = p->n_out = 0;
     p->redact_rules = NULL;
+    p->shape = NULL;
 
     if (b->hedge_re && !(p->hedge_re = pcre2_code_copy(b->hedge_re)))
+        goto fail;
+    if (b->shape && !(p->shape = shape_clone(b->shape)))
         goto fail;
     if (b->judge && !(p->judge = sk_strdup(b->judge)))
         goto fail;
@@ -814,6 +819,52 @@ static sk_status parse_filters(px *x, sk_policy *p, const cJSON *v)
     return rc;
 }
 
+/* ---- the response cache and the output shape -------------------------- */
+
+static sk_status parse_cache(px *x, sk_policy *p, const cJSON *v)
+{
+    if (is_unset(v))
+        return SK_OK;
+    if (cJSON_IsBool(v)) {
+        p->cache = cJSON_IsTrue(v);
+        return SK_OK;
+    }
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "auto") == 0) {
+        p->cache = -1;
+        return SK_OK;
+    }
+    return fail(x, "cache must be true, false or \"auto\"");
+}
+
+/* "output": a shape (shape.c checks it), or false to drop the base's */
+static sk_status parse_output(px *x, sk_policy *p, const cJSON *v)
+{
+    if (is_unset(v))
+        return SK_OK;
+    if (cJSON_IsFalse(v)) {
+        shape_free(p->shape);
+        p->shape = NULL;
+        return SK_OK;
+    }
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text)
+        return SK_NOMEM;
+    sk_shape *sh = NULL;
+    char *msg = NULL;
+    sk_status rc = shape_parse(text, strlen(text), x->origin, &sh, &msg);
+    cJSON_free(text);
+    if (rc != SK_OK) {
+        if (msg) {
+            free(*x->errmsg);
+            *x->errmsg = msg;
+        }
+        return rc;
+    }
+    shape_free(p->shape);
+    p->shape = sh;
+    return SK_OK;
+}
+
 /* ---- redaction --------------------------------------------------------- */
 
 static sk_status redact_mode(px *x, const cJSON *v, const char *path,
@@ -1000,6 +1051,10 @@ sk_status pol_parse(const char *json, size_t len, const char *origin,
             (rc = parse_filters(&x, p, cJSON_GetObjectItem(root, "filters")))
                 == SK_OK)
             rc = parse_redact(&x, pp, cJSON_GetObjectItem(root, "redact"));
+        if (rc == SK_OK)
+            rc = parse_cache(&x, p, cJSON_GetObjectItem(root, "cache"));
+        if (rc == SK_OK)
+            rc = parse_output(&x, p, cJSON_GetObjectItem(root, "output"));
         cJSON_Delete(root);
     }
     if (rc != SK_OK) {

@@ -30,6 +30,9 @@
 
 #include "internal.h"
 
+/* Calls whose answers this file caches itself skip the response cache. */
+static const sk_invoke_opts own_cache = {.policy = "{\"cache\": false}"};
+
 #define MAX_ROWS 1000000L              /* rows one operation reads */
 #define MAX_PROMPT ((size_t)4 << 20)   /* a rendered prompt or row text */
 #define MAX_BATCH 100                  /* rows per batched prompt */
@@ -761,6 +764,7 @@ static void start_single(job *j, size_t i)
     u->n = 1;
     inv_opts io = {0};
     io.model = j->o->model;
+    io.no_cache = 1; /* rows are cached here, per row */
     sk_err *err = NULL;
     sk_status st = inv_start(j->k, j->f, v, 0, &io, single_done, u, &err);
     sk_vars_free(v);
@@ -853,6 +857,7 @@ static void start_batch(job *j, size_t *idx, size_t n)
     u->n = n;
     inv_opts io = {0};
     io.model = j->o->model;
+    io.no_cache = 1; /* rows are cached here, per row */
     sk_err *err = NULL;
     st = inv_start(j->k, j->fb, v, 0, &io, batch_done, u, &err);
     sk_vars_free(v);
@@ -1454,7 +1459,7 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
             sqlite3_result_text(ctx, t, -1, free);
         else
             sqlite3_result_error_nomem(ctx);
-    } else if (sk_invoke(k, "DataFrame.Map", v, NULL, &reply) != SK_OK) {
+    } else if (sk_invoke(k, "DataFrame.Map", v, &own_cache, &reply) != SK_OK) {
         sqlite3_result_error(ctx, sk_errmsg(k), -1);
     } else {
         kern_cache_put(k, key.p, reply);
@@ -1490,7 +1495,7 @@ static void sql_skein(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     char *out = NULL;
     if (sk_vars_new(&v) != SK_OK || sk_vars_set(v, "input", text) != SK_OK) {
         sqlite3_result_error_nomem(ctx);
-    } else if (sk_invoke(k, fn, v, NULL, &out) != SK_OK) {
+    } else if (sk_invoke(k, fn, v, &own_cache, &out) != SK_OK) {
         sqlite3_result_error(ctx, sk_errmsg(k), -1);
     } else {
         sqlite3_result_text(ctx, out, -1, free);

@@ -17,6 +17,9 @@
  *     "default": "reply when no rule matches (optional)",
  *     "delay_ms": 0 }
  *
+ * A file ending in ".jsonl" is a cassette recorded with SKEIN_RECORD
+ * instead: each recorded prompt gets its recorded replies, in order.
+ *
  * A reply of "{{echo}}" echoes the prompt; "{{echo}}" inside a longer
  * reply is replaced by it.  No rule and no default is an SK_MODEL error
  * quoting the start of the prompt.
@@ -223,6 +226,99 @@ static const conn_vt scripted_vt = {
     "scripted", scripted_start, scripted_cancel, scripted_destroy,
 };
 
+/* A PCRE2 pattern matching exactly s: \A\Q...\E\z, with any "\E" inside
+ * s spliced so it stays literal.  Caller frees. */
+static char *literal_pattern(const char *s)
+{
+    sk_buf b;
+    buf_init(&b, (size_t)16 << 20);
+    sk_status rc = buf_adds(&b, "\\A\\Q");
+    for (const char *p = s; rc == SK_OK && *p; p++) {
+        if (p[0] == '\\' && p[1] == 'E') {
+            rc = buf_adds(&b, "\\E\\\\E\\Q");
+            p++;
+        } else {
+            rc = buf_addc(&b, *p);
+        }
+    }
+    if (rc == SK_OK)
+        rc = buf_adds(&b, "\\E\\z");
+    if (rc != SK_OK) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
+/* Turns a cassette recorded with SKEIN_RECORD (one JSON exchange a line:
+ * prompt, reply or error, logprobs) into the rules this model runs: one
+ * rule per distinct prompt, its replies in recorded order.  The prompt is
+ * matched exactly, so a replayed run must send what the recorded one
+ * sent. */
+static cJSON *cassette_rules(const char *text, size_t len, const char *path,
+                             sk_err **err)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *rules = doc ? cJSON_AddArrayToObject(doc, "rules") : NULL;
+    if (!rules) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    int line = 0;
+    for (size_t off = 0; off < len;) {
+        const char *start = text + off;
+        const char *nl = memchr(start, '\n', len - off);
+        size_t n = nl ? (size_t)(nl - start) : len - off;
+        off += n + 1;
+        line++;
+        if (!n)
+            continue;
+        cJSON *ex = cJSON_ParseWithLength(start, n);
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(ex, "prompt");
+        const cJSON *reply = cJSON_GetObjectItemCaseSensitive(ex, "reply");
+        const cJSON *error = cJSON_GetObjectItemCaseSensitive(ex, "error");
+        if (!cJSON_IsString(prompt) || (!cJSON_IsString(reply) && !cJSON_IsObject(error))) {
+            *err = err_new(SK_CONFIG, "%s:%d: not a recorded exchange (need \"prompt\" "
+                                      "and \"reply\" or \"error\")", path, line);
+            cJSON_Delete(ex);
+            cJSON_Delete(doc);
+            return NULL;
+        }
+        char *pat = literal_pattern(prompt->valuestring);
+        if (!pat) {
+            cJSON_Delete(ex);
+            cJSON_Delete(doc);
+            return NULL;
+        }
+        /* the ex_rule for this prompt, if an earlier line made one */
+        cJSON *ex_rule = NULL, *it;
+        cJSON_ArrayForEach(it, rules)
+        {
+            const cJSON *m = cJSON_GetObjectItemCaseSensitive(it, "match");
+            if (cJSON_IsString(m) && strcmp(m->valuestring, pat) == 0)
+                ex_rule = it;
+        }
+        if (!ex_rule) {
+            ex_rule = cJSON_CreateObject();
+            cJSON_AddItemToArray(rules, ex_rule);
+            cJSON_AddStringToObject(ex_rule, "match", pat);
+            if (cJSON_IsObject(error))
+                cJSON_AddItemToObject(ex_rule, "error", cJSON_Duplicate(error, 1));
+            else
+                cJSON_AddArrayToObject(ex_rule, "replies");
+            const cJSON *lp = cJSON_GetObjectItemCaseSensitive(ex, "logprobs");
+            if (cJSON_IsArray(lp))
+                cJSON_AddItemToObject(ex_rule, "logprobs", cJSON_Duplicate(lp, 1));
+        }
+        cJSON *replies = cJSON_GetObjectItemCaseSensitive(ex_rule, "replies");
+        if (cJSON_IsArray(replies) && cJSON_IsString(reply))
+            cJSON_AddItemToArray(replies, cJSON_CreateString(reply->valuestring));
+        free(pat);
+        cJSON_Delete(ex);
+    }
+    return doc;
+}
+
 sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err **err)
 {
     *err = NULL;
@@ -236,7 +332,14 @@ sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err **err)
         return NULL;
     }
     const char *end = NULL;
-    cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    size_t rl = strlen(rest);
+    int cassette = rl > 6 && strcmp(rest + rl - 6, ".jsonl") == 0;
+    cJSON *doc = cassette ? cassette_rules(text, len, rest, err)
+                          : cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (cassette && !doc) {
+        free(text);
+        return NULL;
+    }
     if (!doc || !cJSON_IsObject(doc)) {
         int line, col;
         size_t off = end && end >= text ? (size_t)(end - text) : 0;

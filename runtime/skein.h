@@ -293,8 +293,33 @@ typedef struct sk_usage {
     long rejected;          /* functions that still failed review */
     long filtered;          /* texts blocked by a content filter */
     long redacted;          /* values replaced before leaving the machine */
+    long cache_hits;        /* model calls answered by the response cache */
+    long cache_misses;      /* cacheable calls that went to the model */
+    long long wall_ms;      /* since the kernel was made */
 } sk_usage;
 SK_API void sk_kernel_usage(const sk_kernel *k, sk_usage *out);
+
+/* Usage per model spec.  The strings are borrowed from the kernel. */
+typedef struct sk_model_usage {
+    const char *model;
+    long calls;             /* requests sent (retries not counted) */
+    long cache_hits;
+    long prompt_tokens;
+    long completion_tokens;
+    long failures;
+    long long busy_ms;      /* summed request latency */
+} sk_model_usage;
+SK_API size_t sk_kernel_model_usage_count(const sk_kernel *k);
+SK_API sk_status sk_kernel_model_usage_at(const sk_kernel *k, size_t i,
+                                          sk_model_usage *out);
+
+/* Rate limits for an endpoint: a model spec, or a kind ("openai") for
+ * every spec of that kind.  rpm: requests per minute, tpm: tokens per
+ * minute (prompt estimate plus max_tokens, corrected by the reply's
+ * usage), max_inflight: requests at once; 0 means no limit.  A request
+ * past a limit waits; it is never dropped. */
+SK_API sk_status sk_kernel_set_limits(sk_kernel *k, const char *endpoint,
+                                      long rpm, long tpm, int max_inflight);
 
 /* ---- uncertainty, review, filters -------------------------------------- */
 

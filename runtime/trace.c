@@ -44,6 +44,8 @@ void trace_model_call(sk_kernel *k, const trace_rec *r)
                             "\"completion_tokens\":%ld}",
                             r->resp->prompt_tokens, r->resp->completion_tokens);
     }
+    if (rc == SK_OK && r->cache)
+        rc = buf_printf(&b, ",\"cache\":\"%s\"", r->cache);
     if (rc == SK_OK)
         rc = buf_printf(&b, ",\"start_ms\":%lld,\"latency_ms\":%lld,\"attempts\":%d",
                         r->start_ms, r->end_ms - r->start_ms, r->attempts);

@@ -19,18 +19,23 @@ else
   print("       set SKEIN_MODEL, OPENAI_API_KEY or OPENAI_BASE_URL for a real one")
 end
 skein.load_skills(here .. "skills")
+-- Cache every answer: run the demo twice and the second run makes no
+-- model calls (the response cache is at $SKEIN_CACHE or ~/.cache/skein).
+skein.set_policy({ cache = true })
 
 local function step(title)
   print("")
   print("== " .. title)
 end
 
-step("1. the skills skein knows")
+step("1. the skills skein knows (skein skills lists them in full)")
+local by_skill, order = {}, {}
 for _, f in ipairs(skein.skills()) do
-  local params = {}
-  for _, p in ipairs(f.parameters or {}) do params[#params + 1] = p.name end
-  print(string.format("  %-20s %-9s %s", f.full_name, f.kind, f.description or ""))
-  if #params > 0 then print(string.format("  %-20s %-9s (%s)", "", "", table.concat(params, ", "))) end
+  if not by_skill[f.skill] then by_skill[f.skill] = {} order[#order + 1] = f.skill end
+  table.insert(by_skill[f.skill], f.name)
+end
+for _, skill in ipairs(order) do
+  print(string.format("  %-10s %s", skill, table.concat(by_skill[skill], ", ")))
 end
 
 -- A native function defined right here, in Lua.
@@ -69,5 +74,5 @@ print("German: " .. de)
 
 local u = skein.usage()
 print("")
-print(string.format("%d model calls, %d prompt tokens, %d completion tokens",
-  u.calls, u.prompt_tokens, u.completion_tokens))
+print(string.format("%d model calls, %d answered from the cache, %d prompt tokens, %d completion tokens",
+  u.calls, u.cache_hits, u.prompt_tokens, u.completion_tokens))

@@ -70,6 +70,7 @@ typedef struct cli {
     int show_sql;          /* df --sql */
     int jsonl;             /* invoke --jsonl */
     long concurrency;      /* invoke --jsonl --concurrency N */
+    int stats;             /* --stats */
     int dot;               /* plan --dot */
     long max_steps, max_tokens, max_ms, max_parallel;
     int stream; /* -1: when stdout is a terminal */
@@ -105,6 +106,8 @@ static const char USAGE[] =
     "                    built-in skills, ./skills and SKEIN_SKILLS_PATH)\n"
     "  --trace FILE      append one JSON line per model call to FILE\n"
     "  --db FILE         keep DataFrames in this SQLite file (default: memory)\n"
+    "  --stats           print usage on stderr at the end: calls, cache hits,\n"
+    "                    tokens per model, retries, escalations, wall time\n"
     "  --quiet           no notices on stderr\n"
     "  --json-errors     also print errors as JSON (the default when stderr\n"
     "                    is not a terminal)\n"
@@ -438,7 +441,7 @@ static const char *const OPTIONS[] = {
     "--version", "--var", "--input", "--stream", "--no-stream", "--no-calls",
     "--json", "--policy", "--task", "--reviewer", "--save", "--run", "--dot",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
-    "--db", "--out", "--sql", "--jsonl", "--concurrency", NULL};
+    "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -547,6 +550,8 @@ static int parse(cli *o, int argc, char **argv)
             o->run_plan = 1;
         } else if (strcmp(a, "--sql") == 0) {
             o->show_sql = 1;
+        } else if (strcmp(a, "--stats") == 0) {
+            o->stats = 1;
         } else if (strcmp(a, "--jsonl") == 0) {
             o->jsonl = 1;
         } else if (strcmp(a, "--dot") == 0) {
@@ -1549,6 +1554,28 @@ static int cmd_df(const cli *o, lua_State *L)
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }
 
+/* --stats: what the run cost, per model and in all, on stderr. */
+static void print_stats(sk_kernel *k)
+{
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    size_t n = sk_kernel_model_usage_count(k);
+    fprintf(stderr, "\n%-44s %7s %7s %9s %9s %6s %9s\n", "model", "calls", "cached",
+            "tokens in", "out", "failed", "busy ms");
+    for (size_t i = 0; i < n; i++) {
+        sk_model_usage m;
+        sk_kernel_model_usage_at(k, i, &m);
+        fprintf(stderr, "%-44.44s %7ld %7ld %9ld %9ld %6ld %9lld\n", m.model, m.calls,
+                m.cache_hits, m.prompt_tokens, m.completion_tokens, m.failures, m.busy_ms);
+    }
+    fprintf(stderr, "%-44s %7ld %7ld %9ld %9ld %6ld\n", "all models", u.calls, u.cache_hits,
+            u.prompt_tokens, u.completion_tokens, u.failures);
+    fprintf(stderr, "retries %ld, escalations %ld, uncertain %ld, reviews %ld, "
+                    "filtered %ld, redacted %ld, wall time %lld ms\n",
+            u.retries, u.escalations, u.uncertain, u.reviews, u.filtered, u.redacted,
+            u.wall_ms);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 static int help(const char *cmd)
@@ -1613,6 +1640,8 @@ static int run_command(cli *o)
         else
             rc = cmd_skills(o, k);
     }
+    if (o->stats && k)
+        print_stats(k);
     /* The state first: its finalizers may still use the kernel. */
     if (L)
         lua_close(L);

@@ -13,8 +13,13 @@ bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 expect_eq() { if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2], want [$3]"; fi; }
 expect_in() { case "$2" in *"$3"*) ok ;; *) bad "$1: [$2] lacks [$3]" ;; esac; }
 
+export SKEIN_CACHE=$(mktemp -u)
 out=$("$BIN" run scripts/demo.lua 2>/dev/null </dev/null); rc=$?
 expect_eq "demo rc" "$rc" 0
+expect_in "demo calls the model" "$out" "4 model calls, 1 answered from the cache"
+again=$("$BIN" run scripts/demo.lua 2>/dev/null </dev/null)
+expect_in "a cached re-run of the demo makes no model calls" "$again" "0 model calls, 5 answered from the cache"
+rm -f "$SKEIN_CACHE" "$SKEIN_CACHE-wal" "$SKEIN_CACHE-shm"
 expect_in "demo says which model" "$out" "the bundled scripted model"
 expect_in "demo nested step" "$out" "Town library opens its doors until midnight"
 expect_in "demo parallel step" "$out" "German: Stadtbibliothek"

@@ -29,7 +29,8 @@ static void setup_files(void)
         "{\"match\":\"POLICY(?s:.*)dosage\",\"reply\":\"BLOCK: medical advice\"},"
         "{\"match\":\"POLICY\",\"reply\":\"ALLOW\"},"
         "{\"match\":\"^advice\",\"reply\":\"take a double dosage\"},"
-        "{\"match\":\"^secret\",\"reply\":\"the code is 1234\"}"
+        "{\"match\":\"^secret\",\"reply\":\"the code is 1234\"},"
+        "{\"match\":\"^slowish\",\"reply\":\"ok\",\"delay_ms\":50}"
         "]}",
         ".json");
     snprintf(rules, sizeof rules, "scripted:%s", r);
@@ -417,12 +418,207 @@ TEST(test_redaction_while_streaming)
     sk_kernel_free(k);
 }
 
+TEST(test_response_cache)
+{
+    char cache[256];
+    snprintf(cache, sizeof cache, "%s", tu_tmpfile("", ".db"));
+    setenv("SKEIN_CACHE", cache, 1);
+    sk_kernel *k = kernel();
+    const char *trace = tu_tmpfile("", ".jsonl");
+    sk_kernel_set_trace(k, trace);
+    /* temperature 0: cached automatically */
+    CHECK(sk_kernel_add_semantic(k, "C", "Det", "plain {{$input}}",
+                                 "{\"completion\": {\"temperature\": 0}}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "C", "Warm", "plain {{$input}}",
+                                 "{\"completion\": {\"temperature\": 0.7}}") == SK_OK);
+    sk_status st;
+    sk_usage u;
+    char *out = run(k, "C.Det", "a", NULL, &st);
+    CHECK_STR(out, "Paris");
+    sk_free(out);
+    out = run(k, "C.Det", "a", NULL, &st);
+    CHECK_STR(out, "Paris");
+    sk_free(out);
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.calls, 1);
+    CHECK_INT(u.cache_hits, 1);
+    CHECK_INT(u.cache_misses, 1);
+    out = run(k, "C.Det", "b", NULL, &st); /* another prompt: a miss */
+    sk_free(out);
+    /* not deterministic: never cached unless forced */
+    out = run(k, "C.Warm", "a", NULL, &st);
+    sk_free(out);
+    out = run(k, "C.Warm", "a", NULL, &st);
+    sk_free(out);
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.calls, 4);
+    out = run(k, "C.Warm", "a", "{\"cache\": true}", &st);
+    sk_free(out);
+    out = run(k, "C.Warm", "a", "{\"cache\": true}", &st);
+    sk_free(out);
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.calls, 5);
+    CHECK_INT(u.cache_hits, 2);
+    out = run(k, "C.Det", "a", "{\"cache\": false}", &st); /* forced off */
+    sk_free(out);
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.calls, 6);
+    sk_model_usage mu;
+    CHECK_INT(sk_kernel_model_usage_count(k), 1);
+    CHECK(sk_kernel_model_usage_at(k, 0, &mu) == SK_OK);
+    CHECK_INT(mu.calls, 6);
+    CHECK_INT(mu.cache_hits, 2);
+    CHECK_STR(mu.model, rules);
+    sk_kernel_free(k);
+    /* a second kernel (another process, in effect) shares the cache */
+    k = kernel();
+    CHECK(sk_kernel_add_semantic(k, "C", "Det", "plain {{$input}}",
+                                 "{\"completion\": {\"temperature\": 0}}") == SK_OK);
+    out = run(k, "C.Det", "a", NULL, &st);
+    CHECK_STR(out, "Paris");
+    sk_free(out);
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.calls, 0);
+    sk_kernel_free(k);
+    char *t = slurp(trace);
+    CHECK_CONTAINS(t, "\"cache\":\"hit\"");
+    CHECK_CONTAINS(t, "\"cache\":\"miss\"");
+    free(t);
+    setenv("SKEIN_CACHE", "off", 1);
+}
+
+TEST(test_record_and_replay)
+{
+    char cassette[256];
+    snprintf(cassette, sizeof cassette, "%s", tu_tmpfile("", ".jsonl"));
+    setenv("SKEIN_RECORD", cassette, 1);
+    sk_kernel *k = kernel();
+    unsetenv("SKEIN_RECORD");
+    CHECK(sk_kernel_add_semantic(k, "R", "A", "plain {{$input}}", "{\"uncertainty\": false}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "R", "B", "vary {{$input}}", "{\"uncertainty\": false}") == SK_OK);
+    sk_status st;
+    char *a = run(k, "R.A", "one", NULL, &st);
+    char *b1 = run(k, "R.B", "two", NULL, &st);
+    char *b2 = run(k, "R.B", "two", NULL, &st);
+    CHECK_STR(b1, "Lyon");
+    CHECK_STR(b2, "Nice");
+    sk_kernel_free(k);
+    /* the cassette replays the run exactly, in order, offline */
+    k = kernel();
+    char spec[300];
+    snprintf(spec, sizeof spec, "scripted:%s", cassette);
+    CHECK(sk_kernel_set_model(k, spec) == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "R", "A", "plain {{$input}}", "{\"uncertainty\": false}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "R", "B", "vary {{$input}}", "{\"uncertainty\": false}") == SK_OK);
+    char *ra = run(k, "R.A", "one", NULL, &st);
+    char *rb1 = run(k, "R.B", "two", NULL, &st);
+    char *rb2 = run(k, "R.B", "two", NULL, &st);
+    CHECK_STR(ra, a);
+    CHECK_STR(rb1, b1);
+    CHECK_STR(rb2, b2);
+    char *none = run(k, "R.A", "never recorded", NULL, &st);
+    CHECK(st == SK_MODEL && !none);
+    sk_free(a);
+    sk_free(b1);
+    sk_free(b2);
+    sk_free(ra);
+    sk_free(rb1);
+    sk_free(rb2);
+    sk_kernel_free(k);
+    /* a broken cassette line is reported with its line */
+    const char *bad = tu_tmpfile("{\"prompt\":\"x\",\"reply\":\"y\"}\n{\"nope\":1}\n", ".jsonl");
+    k = kernel();
+    snprintf(spec, sizeof spec, "scripted:%s", bad);
+    sk_kernel_set_model(k, spec);
+    sk_kernel_add_semantic(k, "R", "A", "x", NULL);
+    none = run(k, "R.A", NULL, NULL, &st);
+    CHECK(st == SK_CONFIG);
+    CHECK_CONTAINS(sk_errmsg(k), ":2: not a recorded exchange");
+    sk_kernel_free(k);
+}
+
+TEST(test_limits)
+{
+    sk_kernel *k = kernel();
+    /* rpm 2 on one endpoint: the third request must wait */
+    CHECK(sk_kernel_set_limits(k, "openai:x@http://h/v1", 2, 0, 0) == SK_OK);
+    CHECK_INT(lim_admit(k, "openai:x@http://h/v1", 10), 0);
+    CHECK_INT(lim_admit(k, "openai:x@http://h/v1", 10), 0);
+    long wait = lim_admit(k, "openai:x@http://h/v1", 10);
+    CHECK(wait > 59000 && wait <= 60000);
+    CHECK_INT(lim_admit(k, "openai:other@http://h/v1", 10), 0); /* not limited */
+    /* tpm by kind, corrected by what the server counted */
+    CHECK(sk_kernel_set_limits(k, "ollama", 0, 100, 0) == SK_OK);
+    CHECK_INT(lim_admit(k, "ollama:m", 80), 0);
+    CHECK(lim_admit(k, "ollama:m", 50) > 0);
+    lim_done(k, "ollama:m", 80, 20);
+    CHECK_INT(lim_admit(k, "ollama:m", 50), 0);
+    CHECK(sk_kernel_set_limits(k, "x", -1, 0, 0) == SK_USAGE);
+    /* an in-flight cap of 1 on the scripted model: calls still all end */
+    CHECK(sk_kernel_set_limits(k, rules, 0, 0, 1) == SK_OK);
+    /* 50 ms each, so overlapping calls would be seen in flight together */
+    CHECK(sk_kernel_add_semantic(k, "L", "S", "slowish", "{\"uncertainty\": false}") == SK_OK);
+    sk_call *c[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(sk_invoke_async(k, "L.S", NULL, NULL, &c[i]) == SK_OK);
+    long peak = 0;
+    while (sk_kernel_run(k, 5) > 0)
+        if (kern_model_inflight(k) > peak)
+            peak = kern_model_inflight(k);
+    CHECK_INT(peak, 1);
+    for (int i = 0; i < 4; i++) {
+        CHECK(sk_call_status(c[i]) == SK_OK);
+        sk_call_free(c[i]);
+    }
+    sk_kernel_free(k);
+}
+
+TEST(test_output_shapes)
+{
+    sk_kernel *k = kernel();
+    const char *r = tu_tmpfile(
+        "{\"rules\":["
+        "{\"match\":\"^pick(?s:.*)not have the required form\",\"reply\":\"Yes.\"},"
+        "{\"match\":\"^pick\",\"reply\":\"Perhaps\"},"
+        "{\"match\":\"^person\",\"reply\":\"Sure! ```json\\n{\\\"name\\\": \\\"Ada\\\", \\\"age\\\": 7}\\n```\"},"
+        "{\"match\":\"^stubborn\",\"reply\":\"not json at all\"}"
+        "]}", ".json");
+    char spec[300];
+    snprintf(spec, sizeof spec, "scripted:%s", r);
+    sk_kernel_set_model(k, spec);
+    CHECK(sk_kernel_add_semantic(k, "O", "Pick", "pick one",
+              "{\"uncertainty\": false, \"output\": {\"choice\": [\"yes\", \"no\"]}}") == SK_OK);
+    sk_status st;
+    char *out = run(k, "O.Pick", NULL, NULL, &st);
+    CHECK(st == SK_OK);
+    CHECK_STR(out, "yes"); /* retried with the problem, then normalised */
+    sk_free(out);
+    const char *schema = "{\"uncertainty\": false, \"output\": {\"json_schema\": {\"type\": \"object\","
+                         " \"properties\": {\"name\": {\"type\": \"string\"}, \"age\": {\"type\": \"integer\","
+                         " \"maximum\": 9}}, \"required\": [\"name\", \"age\"]}}}";
+    CHECK(sk_kernel_add_semantic(k, "O", "Person", "person", schema) == SK_OK);
+    out = run(k, "O.Person", NULL, NULL, &st);
+    CHECK(st == SK_OK);
+    CHECK_STR(out, "{\"name\": \"Ada\", \"age\": 7}"); /* the bare JSON */
+    sk_free(out);
+    CHECK(sk_kernel_add_semantic(k, "O", "Stub", "stubborn",
+              "{\"uncertainty\": false, \"output\": {\"regex\": \"^\\\\d+$\", \"retries\": 1}}") == SK_OK);
+    out = run(k, "O.Stub", NULL, NULL, &st);
+    CHECK(st == SK_DATA && !out);
+    CHECK_CONTAINS(sk_errmsg(k), "after 2 tries");
+    CHECK_STR(sk_error_get(k, "output"), "not json at all");
+    CHECK(sk_kernel_add_semantic(k, "O", "Bad", "x",
+              "{\"output\": {\"json_schema\": {\"type\": \"int\"}}}") == SK_CONFIG);
+    sk_kernel_free(k);
+}
+
 int main(void)
 {
     setenv("SKEIN_CONFIG", "/nonexistent", 1);
     unsetenv("SKEIN_MODEL");
     unsetenv("OPENAI_API_KEY");
     unsetenv("OPENAI_BASE_URL");
+    setenv("SKEIN_CACHE", "off", 1);
     setup_files();
     RUN(test_hedging_and_chain);
     RUN(test_protocol_marker);
@@ -435,5 +631,9 @@ int main(void)
     RUN(test_bad_policy);
     RUN(test_redaction_round_trip);
     RUN(test_redaction_while_streaming);
+    RUN(test_response_cache);
+    RUN(test_record_and_replay);
+    RUN(test_limits);
+    RUN(test_output_shapes);
     return tu_finish();
 }

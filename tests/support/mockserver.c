@@ -40,12 +40,23 @@
  *         "stream": "text",          chat.completion.chunk events, one per
  *                                    word, then finish_reason, usage and
  *                                    [DONE]; "logprobs" attach one per word
+ *         "chunks": ["raw", {..}],   a chunked body (NDJSON streams): each
+ *                                    string sent as is, each JSON value
+ *                                    serialised with a newline, one body
+ *                                    chunk each, chunk_delay_ms apart;
+ *                                    Content-Type application/x-ndjson
+ *         "sse_events": [["type", {..}], ...]   typed events (Anthropic):
+ *                                    "event: TYPE\ndata: JSON\n\n" each
+ *                                    (type "" leaves out the event line; a
+ *                                    string data is sent as is); streams
+ *                                    like "sse"
  *         "delay_ms": 0,             before the response starts
  *         "chunk_delay_ms": 0,       between events (and trickled bytes)
  *         "action": "close"          close without replying
  *                 | "reset"          RST (SO_LINGER 0)
  *                 | "stall"          accept the request, never reply
- *                 | "cut"            headers and half the body/stream, close
+ *                 | "cut"            headers and half the body/stream (half
+ *                                    the events or chunks), close
  *                 | "trickle"        one byte every chunk_delay_ms
  *                 | "oversize"       an endless body
  *                 | "wrong_type",    200 with Content-Type text/html
@@ -380,6 +391,7 @@ static const char *reason(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 529: return "Overloaded";
     default: return "Status";
     }
 }
@@ -678,17 +690,62 @@ static void plan_response(conn *c, const request *r)
         cJSON_Delete(req);
         return;
     }
-    if (cJSON_IsArray(sse) || cJSON_IsString(stream)) {
+    const cJSON *chunks = spec ? cJSON_GetObjectItem(spec, "chunks") : NULL;
+    const cJSON *sse_events = spec ? cJSON_GetObjectItem(spec, "sse_events") : NULL;
+    if (cJSON_IsArray(sse) || cJSON_IsString(stream) || cJSON_IsArray(chunks) ||
+        cJSON_IsArray(sse_events)) {
+        /* ev: the body's pieces, each sent as one chunk */
         strlist ev = {0};
-        if (cJSON_IsString(stream)) {
-            stream_events(spec, req, stream->valuestring, &ev);
-        } else {
+        const char *stream_type = "text/event-stream";
+        if (cJSON_IsArray(chunks)) {
             const cJSON *it;
-            cJSON_ArrayForEach(it, sse)
-                sl_push(&ev, cJSON_IsString(it) ? xstrndup(it->valuestring, strlen(it->valuestring))
-                                                : cJSON_PrintUnformatted(it));
+            cJSON_ArrayForEach(it, chunks)
+            {
+                if (cJSON_IsString(it)) {
+                    sl_push(&ev, xstrndup(it->valuestring, strlen(it->valuestring)));
+                } else {
+                    sb line = {0};
+                    char *js = cJSON_PrintUnformatted(it);
+                    sb_printf(&line, "%s\n", js);
+                    free(js);
+                    sl_push(&ev, line.p);
+                }
+            }
+            stream_type = "application/x-ndjson";
+        } else if (cJSON_IsArray(sse_events)) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, sse_events)
+            {
+                const char *type = cJSON_GetStringValue(cJSON_GetArrayItem(it, 0));
+                const cJSON *data = cJSON_GetArrayItem(it, 1);
+                char *js = cJSON_IsString(data) ? xstrndup(data->valuestring, strlen(data->valuestring))
+                           : data ? cJSON_PrintUnformatted(data) : xstrndup("{}", 2);
+                sb e = {0};
+                if (type && *type)
+                    sb_printf(&e, "event: %s\n", type);
+                sb_printf(&e, "data: %s\n\n", js);
+                free(js);
+                sl_push(&ev, e.p);
+            }
+        } else {
+            strlist items = {0};
+            if (cJSON_IsString(stream)) {
+                stream_events(spec, req, stream->valuestring, &items);
+            } else {
+                const cJSON *it;
+                cJSON_ArrayForEach(it, sse)
+                    sl_push(&items, cJSON_IsString(it) ? xstrndup(it->valuestring, strlen(it->valuestring))
+                                                       : cJSON_PrintUnformatted(it));
+            }
+            for (size_t i = 0; i < items.n; i++) {
+                sb e = {0};
+                sb_printf(&e, "data: %s\n\n", items.v[i]);
+                free(items.v[i]);
+                sl_push(&ev, e.p);
+            }
+            free(items.v);
         }
-        add_head(&head, status, spec, "text/event-stream", -1, 1, r->close);
+        add_head(&head, status, spec, stream_type, -1, 1, r->close);
         sb all = {0}; /* for trickle */
         int trickle = !strcmp(action, "trickle");
         int cut = !strcmp(action, "cut");
@@ -698,12 +755,12 @@ static void plan_response(conn *c, const request *r)
         else
             conn_add_seg(c, head.p, head.len, delay);
         for (size_t i = 0; i < ev.n; i++) {
-            if (i < n_send) {
+            size_t dlen = strlen(ev.v[i]);
+            if (i < n_send && dlen) {
                 sb e = {0};
-                size_t dlen = strlen(ev.v[i]);
-                sb_printf(&e, "%zx\r\ndata: ", dlen + 8);
+                sb_printf(&e, "%zx\r\n", dlen);
                 sb_add(&e, ev.v[i], dlen);
-                sb_add(&e, "\n\n\r\n", 4);
+                sb_add(&e, "\r\n", 2);
                 if (trickle) {
                     sb_add(&all, e.p, e.len);
                     free(e.p);

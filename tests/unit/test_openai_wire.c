@@ -347,6 +347,190 @@ TEST(test_error_message)
         CHECK(oai_error_message(none[i], strlen(none[i])) == NULL);
 }
 
+/* Declared in openai.c until internal.h carries it. */
+SK_HIDDEN char *oai_request_json_flavor(const model_req *req, const char *model,
+                                        const char *flavor);
+
+/* The body for flavor, parsed; NULL (and a failed check) if it is not
+ * JSON.  Caller deletes. */
+static cJSON *flavor_body(const model_req *r, const char *flavor, char **text)
+{
+    char *s = oai_request_json_flavor(r, "m", flavor);
+    CHECK(s != NULL);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    CHECK(j != NULL);
+    if (text)
+        *text = s;
+    else
+        free(s);
+    return j;
+}
+
+static const char *schema_text =
+    "{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\"}},"
+    "\"required\":[\"age\"]}";
+
+TEST(test_request_json_schema)
+{
+    model_req r = base_req();
+    r.json_schema = schema_text;
+    /* plain: OpenAI's response_format */
+    cJSON *j = flavor_body(&r, NULL, NULL);
+    cJSON *rf = cJSON_GetObjectItem(j, "response_format");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(rf, "type")), "json_schema");
+    cJSON *js = cJSON_GetObjectItem(rf, "json_schema");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(js, "name")), "output");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(js, "strict")));
+    char *sch = cJSON_PrintUnformatted(cJSON_GetObjectItem(js, "schema"));
+    CHECK_STR(sch, schema_text);
+    free(sch);
+    const char *not_plain[] = {"json_schema", "grammar", "n_probs", "guided_json",
+                               "guided_choice", "guided_regex"};
+    for (size_t i = 0; i < sizeof not_plain / sizeof *not_plain; i++)
+        CHECK(cJSON_GetObjectItem(j, not_plain[i]) == NULL);
+    cJSON_Delete(j);
+    /* oai_request_json is the plain flavor */
+    char *a = oai_request_json(&r, "m"), *b = oai_request_json_flavor(&r, "m", NULL);
+    CHECK(a && b && strcmp(a, b) == 0);
+    free(a);
+    free(b);
+
+    /* llama.cpp: its own json_schema and the OpenAI form, never a grammar
+     * with it (the server refuses both) */
+    r.grammar = "root ::= \"x\"";
+    r.logprobs = 1;
+    j = flavor_body(&r, "llamacpp", NULL);
+    sch = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "json_schema"));
+    CHECK_STR(sch, schema_text);
+    free(sch);
+    rf = cJSON_GetObjectItem(j, "response_format");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(rf, "type")), "json_schema");
+    CHECK(cJSON_GetObjectItem(j, "grammar") == NULL);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "logprobs")));
+    CHECK_INT(cJSON_GetObjectItem(j, "n_probs")->valueint, 1);
+    cJSON_Delete(j);
+
+    /* vLLM: guided_json only */
+    j = flavor_body(&r, "vllm", NULL);
+    sch = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "guided_json"));
+    CHECK_STR(sch, schema_text);
+    free(sch);
+    CHECK(cJSON_GetObjectItem(j, "response_format") == NULL);
+    CHECK(cJSON_GetObjectItem(j, "json_schema") == NULL);
+    CHECK(cJSON_GetObjectItem(j, "grammar") == NULL);
+    CHECK(cJSON_GetObjectItem(j, "n_probs") == NULL);
+    cJSON_Delete(j);
+
+    /* unknown flavors build nothing */
+    CHECK(oai_request_json_flavor(&r, "m", "tgi") == NULL);
+}
+
+TEST(test_request_choices)
+{
+    model_req r = base_req();
+    char *choices[] = {"yes", "no", "say \"maybe\"\\now\n", "caf\xC3\xA9"};
+    r.choices = choices;
+    r.n_choices = 4;
+    r.logprobs = 1;
+    r.top_logprobs = 5;
+    /* OpenAI has no way to ask for choices: nothing is sent */
+    char *s = NULL;
+    cJSON *j = flavor_body(&r, NULL, &s);
+    CHECK(cJSON_GetObjectItem(j, "response_format") == NULL);
+    CHECK(cJSON_GetObjectItem(j, "grammar") == NULL);
+    CHECK(cJSON_GetObjectItem(j, "n_probs") == NULL);
+    CHECK_INT(cJSON_GetObjectItem(j, "top_logprobs")->valueint, 5);
+    cJSON_Delete(j);
+    free(s);
+
+    /* llama.cpp: a GBNF grammar with escaped literals, and n_probs */
+    j = flavor_body(&r, "llamacpp", NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "grammar")),
+              "root ::= \"yes\" | \"no\" | \"say \\\"maybe\\\"\\\\now\\n\" | "
+              "\"caf\xC3\xA9\"");
+    CHECK_INT(cJSON_GetObjectItem(j, "n_probs")->valueint, 5);
+    CHECK_INT(cJSON_GetObjectItem(j, "top_logprobs")->valueint, 5);
+    CHECK(cJSON_GetObjectItem(j, "json_schema") == NULL);
+    cJSON_Delete(j);
+
+    /* an explicit grammar wins over the generated one */
+    r.grammar = "root ::= [a-z]+";
+    j = flavor_body(&r, "llamacpp", NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "grammar")), "root ::= [a-z]+");
+    cJSON_Delete(j);
+    r.grammar = NULL;
+
+    /* vLLM: guided_choice, as listed */
+    j = flavor_body(&r, "vllm", NULL);
+    cJSON *gc = cJSON_GetObjectItem(j, "guided_choice");
+    CHECK_INT(cJSON_GetArraySize(gc), 4);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(gc, 0)), "yes");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(gc, 2)), "say \"maybe\"\\now\n");
+    CHECK(cJSON_GetObjectItem(j, "grammar") == NULL);
+    cJSON_Delete(j);
+}
+
+TEST(test_request_regex)
+{
+    model_req r = base_req();
+    r.regex = "^\\d{4}-\\d{2}$";
+    r.stream = 1;
+    cJSON *j = flavor_body(&r, "vllm", NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "guided_regex")), "^\\d{4}-\\d{2}$");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "stream")));
+    cJSON_Delete(j);
+    /* neither OpenAI nor llama.cpp take a pattern: nothing is sent */
+    const char *others[] = {NULL, "llamacpp"};
+    for (size_t i = 0; i < 2; i++) {
+        char *s = NULL;
+        j = flavor_body(&r, others[i], &s);
+        CHECK(strstr(s ? s : "", "d{4}") == NULL);
+        CHECK(cJSON_GetObjectItem(j, "grammar") == NULL);
+        cJSON_Delete(j);
+        free(s);
+    }
+    /* a schema takes precedence over choices and a pattern (one guided
+     * field per request) */
+    char *choices[] = {"a"};
+    r.choices = choices;
+    r.n_choices = 1;
+    r.json_schema = "{\"type\":\"string\"}";
+    j = flavor_body(&r, "vllm", NULL);
+    CHECK(cJSON_GetObjectItem(j, "guided_json") != NULL);
+    CHECK(cJSON_GetObjectItem(j, "guided_choice") == NULL);
+    CHECK(cJSON_GetObjectItem(j, "guided_regex") == NULL);
+    cJSON_Delete(j);
+}
+
+/* The connector keeps its flavor in its spec; unknown flavors fail. */
+TEST(test_flavor_connector)
+{
+    sk_err *err = NULL;
+    sk_connector *c = conn_openai_open_flavor(NULL, "m@http://127.0.0.1:9",
+                                              "vllm", &err);
+    CHECK(c != NULL && err == NULL);
+    if (c) {
+        CHECK_STR(c->spec, "openai+vllm:m@http://127.0.0.1:9");
+        CHECK_STR(c->model, "m");
+        conn_close(c);
+    }
+    c = conn_openai_open_flavor(NULL, "m", NULL, &err);
+    CHECK(c != NULL && err == NULL);
+    if (c) {
+        CHECK_STR(c->spec, "openai:m");
+        conn_close(c);
+    }
+    c = conn_openai_open_flavor(NULL, "m", "tgi", &err);
+    CHECK(c == NULL);
+    CHECK(err != NULL && err->code == SK_NOT_FOUND);
+    CHECK_CONTAINS(err ? err->message : NULL, "unknown server flavor \"tgi\"");
+    err_free(err);
+    err = NULL;
+    c = conn_openai_open_flavor(NULL, "", "llamacpp", &err);
+    CHECK(c == NULL && err != NULL);
+    err_free(err);
+}
+
 /* Fails the Nth allocation for N = 1.. until a run succeeds; every run
  * must either succeed or report SK_NOMEM, and never leak. */
 TEST(test_alloc_failures)
@@ -363,6 +547,21 @@ TEST(test_alloc_failures)
         char *s = oai_request_json(&r, "m");
         sk_alloc_fail_at(0);
         ok = s != NULL;
+        free(s);
+    }
+    CHECK(ok);
+
+    ok = 0;
+    char *choices[] = {"yes", "no"};
+    r.choices = choices;
+    r.n_choices = 2;
+    for (long n = 1; n < 200 && !ok; n++) {
+        sk_alloc_fail_at(n);
+        char *s = oai_request_json_flavor(&r, "m", "llamacpp");
+        sk_alloc_fail_at(0);
+        ok = s != NULL;
+        if (s)
+            CHECK_CONTAINS(s, "\"grammar\":\"root ::= \\\"yes\\\" | \\\"no\\\"\"");
         free(s);
     }
     CHECK(ok);
@@ -435,6 +634,10 @@ int main(void)
     RUN(test_request_minimal);
     RUN(test_request_full);
     RUN(test_request_control_chars);
+    RUN(test_request_json_schema);
+    RUN(test_request_choices);
+    RUN(test_request_regex);
+    RUN(test_flavor_connector);
     RUN(test_parse_reply);
     RUN(test_parse_reply_minimal);
     RUN(test_parse_reply_errors);
