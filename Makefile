@@ -43,3 +43,12 @@ install: build
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)
+
+# skein against a real model: llama-server serving the shared stories260K
+# model (../shared/models).  The first run on a machine builds llama-server
+# into ~/.cache/skein/llama-server (several minutes); later runs reuse it.
+.PHONY: test-local-model
+test-local-model: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DSKEIN_LOCAL_MODEL=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && ctest -R local_model --output-on-failure
