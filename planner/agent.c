@@ -468,7 +468,11 @@ static sk_status act(agent *a, const char *action, char **obs)
         return kern_fail(k, NULL);
     }
     char *out = NULL;
+    /* the model chose this call: mark it, so Lua natives it reaches run
+     * without os.execute and io.popen */
+    kern_untrusted_enter(k);
     st = sk_invoke(k, name, v, NULL, &out);
+    kern_untrusted_leave(k);
     sk_vars_free(v);
     free(name);
     if (st == SK_OK) {

@@ -181,7 +181,9 @@ static void start_step(prun *r, size_t i)
         step_done(&r->ctx[i], SK_NOMEM, NULL, NULL);
         return;
     }
-    sk_status st = inv_start(r->k, f, v, 0, NULL, step_done, &r->ctx[i], &err);
+    /* a plan's steps were chosen by a model, or may have been */
+    inv_opts o = {.untrusted = 1};
+    sk_status st = inv_start(r->k, f, v, 0, &o, step_done, &r->ctx[i], &err);
     sk_vars_free(v);
     if (st != SK_OK)
         step_done(&r->ctx[i], st, NULL, err);

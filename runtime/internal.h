@@ -945,6 +945,9 @@ typedef struct inv_opts {
                                 inv_start */
     int no_cache;            /* skip the response cache: the caller keeps
                                 a cache of its own (rowops, nl2sql) */
+    int untrusted;           /* a model chose this call (a plan step, an
+                                agent action): Lua natives run without
+                                os.execute and io.popen unless allow_os */
 } inv_opts;
 
 /* Starts invoking f with vars (copied).  depth is the nesting level of
@@ -973,6 +976,14 @@ SK_HIDDEN sk_status klua_call(sk_kernel *k, sk_function *f,
                               const sk_vars *vars, int depth, char **out,
                               sk_err **err);
 SK_HIDDEN void klua_unref(sk_kernel *k, int ref);
+/* Whether the native call running now was chosen by a model (so the Lua
+ * side withholds os.execute and io.popen), and whether the user allowed
+ * them anyway (option allow_os). */
+SK_HIDDEN int kern_untrusted(const sk_kernel *k);
+SK_HIDDEN int kern_allow_os(const sk_kernel *k);
+/* Agents mark the calls they make on the model's behalf (synchronous). */
+SK_HIDDEN void kern_untrusted_enter(sk_kernel *k);
+SK_HIDDEN void kern_untrusted_leave(sk_kernel *k);
 /* For runtime/lua_df.c, from a function whose upvalue 1 is the binding:
  * the kernel (raising if it is closed or if called from a stream
  * function), with L marked as the running thread until klua_leave. */

@@ -78,10 +78,12 @@ static void run_native_c(inv *v)
     char *out = NULL;
     kern_ok(k);
     /* Invokes the native function makes count as nested in this one. */
-    int saved = k->native_depth;
+    int saved = k->native_depth, saved_u = k->native_untrusted;
     k->native_depth = v->depth + 1;
+    k->native_untrusted = v->untrusted;
     sk_status st = v->f->cfn(k, v->vars, &out, v->f->cud);
     k->native_depth = saved;
+    k->native_untrusted = saved_u;
     if (st == SK_OK) {
         if (!out)
             out = sk_strdup("");
@@ -106,10 +108,12 @@ static void run_native_lua(inv *v)
 {
     char *out = NULL;
     sk_err *err = NULL;
-    int saved = v->k->native_depth;
+    int saved = v->k->native_depth, saved_u = v->k->native_untrusted;
     v->k->native_depth = v->depth + 1;
+    v->k->native_untrusted = v->untrusted;
     sk_status st = klua_call(v->k, v->f, v->vars, v->depth, &out, &err);
     v->k->native_depth = saved;
+    v->k->native_untrusted = saved_u;
     if (st == SK_OK)
         inv_finish(v, SK_OK, out, NULL);
     else
@@ -238,7 +242,8 @@ static void run_semantic(inv *v)
         v->children[i].parent = v;
         v->children[i].index = i;
         sk_err *err = NULL;
-        sk_status st = inv_start(v->k, callee, cv, v->depth + 1, NULL,
+        inv_opts co = {.untrusted = v->untrusted};
+        sk_status st = inv_start(v->k, callee, cv, v->depth + 1, &co,
                                  child_done, &v->children[i], &err);
         sk_vars_free(cv);
         if (st != SK_OK) {
@@ -284,6 +289,7 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
         v->stream = opts->stream;
         v->stream_ud = opts->stream_ud;
         v->no_cache = opts->no_cache;
+        v->untrusted = opts->untrusted;
         if (opts->model && !(v->model_override = sk_strdup(opts->model))) {
             inv_free(v);
             return NULL;
@@ -309,6 +315,8 @@ sk_status inv_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
     inv *v = inv_alloc(k, vars, depth, opts, done, ud);
     if (!v)
         return SK_NOMEM;
+    if (k->untrusted > 0 || k->native_untrusted)
+        v->untrusted = 1; /* inside an agent's action, or a native it runs */
     fn_retain(f);
     v->f = f;
     v->tpl = f->tpl;
@@ -400,7 +408,8 @@ void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
     }
     sk_err *err = NULL;
     v->sub_next = next;
-    sk_status st = inv_start(v->k, f, vars, v->depth + 1, NULL, sub_done, v, &err);
+    inv_opts so = {.untrusted = v->untrusted};
+    sk_status st = inv_start(v->k, f, vars, v->depth + 1, &so, sub_done, v, &err);
     sk_vars_free(vars);
     if (st != SK_OK) {
         v->sub_next = NULL;

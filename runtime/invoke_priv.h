@@ -34,6 +34,7 @@ struct inv {
     sk_stream_fn stream;
     void *stream_ud;
     int no_cache;              /* the caller caches: skip the response cache */
+    int untrusted;             /* a model chose this call (inherited) */
     inv_done_fn done;
     void *ud;
 

@@ -104,6 +104,10 @@ void **kern_engine_slot(sk_kernel *k) { return &k->engine; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
 const char *kern_db_path(const sk_kernel *k) { return k->db_path; }
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
+int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
+int kern_allow_os(const sk_kernel *k) { return k->allow_os; }
+void kern_untrusted_enter(sk_kernel *k) { k->untrusted++; }
+void kern_untrusted_leave(sk_kernel *k) { k->untrusted--; }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
@@ -514,6 +518,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         {"retries", 0, 100},           {"retry_base_ms", 0, 600000L},
         {"max_response_bytes", 1024, 1L << 30}, {"max_depth", 1, 1000},
         {"max_inflight", 1, 100000},   {"quiet", 0, 1},
+        {"allow_os", 0, 1},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         if (strcmp(name, spec[i].name) != 0)
@@ -532,6 +537,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         case 5: k->max_depth = (int)v; break;
         case 6: k->max_inflight = (int)v; break;
         case 7: k->quiet = (int)v; break;
+        case 8: k->allow_os = (int)v; break;
         }
         kern_ok(k);
         return SK_OK;

@@ -85,6 +85,9 @@ struct sk_kernel {
     struct kern_limits *limits;    /* limits.c */
     FILE *record;                  /* SKEIN_RECORD cassette, or NULL */
     long long born_ms;
+    int untrusted;                 /* >0: calls now were chosen by a model */
+    int native_untrusted;          /* the native running now is untrusted */
+    int allow_os;                  /* option allow_os */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

@@ -69,6 +69,7 @@ typedef struct klua {
     binding *bind;      /* the Lua side, NULL once collected */
     lua_State *current; /* the thread currently inside a skein call */
     int next_depth;     /* nesting depth of invokes started from Lua now */
+    int sandboxed;      /* untrusted native calls on the stack */
     int in_stream;      /* inside a stream function: no waiting allowed */
 } klua;
 
@@ -2358,6 +2359,65 @@ static int call_native_pf(lua_State *L)
     return 1;
 }
 
+/* ---- the sandbox for calls a model chose ------------------------------
+ * A plan step or an agent action runs functions a model picked, perhaps
+ * steered by text in the data.  While such a call runs a Lua native,
+ * os.execute and io.popen raise instead, unless the user set the allow_os
+ * option.  The originals are kept in the registry and put back after. */
+static const char SANDBOX_KEY = 's';
+static const struct {
+    const char *lib, *fn;
+} GUARDED[] = {{"os", "execute"}, {"io", "popen"}};
+#define N_GUARDED (sizeof GUARDED / sizeof GUARDED[0])
+
+static int blocked(lua_State *L)
+{
+    return luaL_error(L, "%s is not allowed in a function a model chose to run "
+                         "(a plan step or an agent action); set the allow_os "
+                         "option to permit it",
+                      lua_tostring(L, lua_upvalueindex(1)));
+}
+
+/* Swaps the guarded functions for blockers; the originals go into a
+ * registry table.  Runs protected (it allocates). */
+static int sandbox_enter_pf(lua_State *L)
+{
+    lua_createtable(L, (int)N_GUARDED, 0); /* [saved] */
+    for (size_t i = 0; i < N_GUARDED; i++) {
+        if (lua_getglobal(L, GUARDED[i].lib) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_getfield(L, -1, GUARDED[i].fn);        /* [saved, lib, orig] */
+        lua_rawseti(L, -3, (lua_Integer)i + 1);     /* saved[i] = orig */
+        lua_pushfstring(L, "%s.%s", GUARDED[i].lib, GUARDED[i].fn);
+        lua_pushcclosure(L, blocked, 1);
+        lua_setfield(L, -2, GUARDED[i].fn);         /* lib.fn = blocker */
+        lua_pop(L, 1);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SANDBOX_KEY);
+    return 0;
+}
+
+static int sandbox_leave_pf(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SANDBOX_KEY) != LUA_TTABLE)
+        return 0;
+    for (size_t i = 0; i < N_GUARDED; i++) {
+        if (lua_getglobal(L, GUARDED[i].lib) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_rawgeti(L, -2, (lua_Integer)i + 1);
+        lua_setfield(L, -2, GUARDED[i].fn);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SANDBOX_KEY);
+    return 0;
+}
+
 sk_status klua_call(sk_kernel *k, sk_function *f, const sk_vars *vars,
                     int depth, char **out, sk_err **err)
 {
@@ -2377,10 +2437,31 @@ sk_status klua_call(sk_kernel *k, sk_function *f, const sk_vars *vars,
     int top = lua_gettop(L);
     int saved_depth = st->next_depth;
     st->next_depth = depth + 1;
+    /* the outermost untrusted native call guards os.execute / io.popen */
+    int guard = kern_untrusted(k) && !kern_allow_os(k) && st->sandboxed == 0;
+    if (guard) {
+        lua_pushcfunction(L, sandbox_enter_pf);
+        if (docall(L, 0, 0) != LUA_OK) {
+            lua_settop(L, top);
+            st->next_depth = saved_depth;
+            *err = err_new(SK_NOMEM, "out of memory");
+            return SK_NOMEM;
+        }
+    }
+    if (kern_untrusted(k) && !kern_allow_os(k))
+        st->sandboxed++;
     call_ctx c = {f, vars};
     lua_pushcfunction(L, call_native_pf);
     lua_pushlightuserdata(L, &c);
     int rc = docall(L, 1, 1);
+    if (kern_untrusted(k) && !kern_allow_os(k))
+        st->sandboxed--;
+    if (guard) {
+        int t2 = lua_gettop(L);
+        lua_pushcfunction(L, sandbox_leave_pf);
+        docall(L, 0, 0);
+        lua_settop(L, t2);
+    }
     st->next_depth = saved_depth;
     sk_status status = SK_OK;
     if (rc == LUA_OK) {

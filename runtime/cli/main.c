@@ -71,6 +71,7 @@ typedef struct cli {
     int jsonl;             /* invoke --jsonl */
     long concurrency;      /* invoke --jsonl --concurrency N */
     int stats;             /* --stats */
+    int allow_os;          /* --allow-os */
     int dot;               /* plan --dot */
     long max_steps, max_tokens, max_ms, max_parallel;
     int stream; /* -1: when stdout is a terminal */
@@ -108,6 +109,8 @@ static const char USAGE[] =
     "  --db FILE         keep DataFrames in this SQLite file (default: memory)\n"
     "  --stats           print usage on stderr at the end: calls, cache hits,\n"
     "                    tokens per model, retries, escalations, wall time\n"
+    "  --allow-os        let Lua functions that a plan or agent runs use\n"
+    "                    os.execute and io.popen (refused by default)\n"
     "  --quiet           no notices on stderr\n"
     "  --json-errors     also print errors as JSON (the default when stderr\n"
     "                    is not a terminal)\n"
@@ -441,7 +444,8 @@ static const char *const OPTIONS[] = {
     "--version", "--var", "--input", "--stream", "--no-stream", "--no-calls",
     "--json", "--policy", "--task", "--reviewer", "--save", "--run", "--dot",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
-    "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", NULL};
+    "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
+    NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -552,6 +556,8 @@ static int parse(cli *o, int argc, char **argv)
             o->show_sql = 1;
         } else if (strcmp(a, "--stats") == 0) {
             o->stats = 1;
+        } else if (strcmp(a, "--allow-os") == 0) {
+            o->allow_os = 1;
         } else if (strcmp(a, "--jsonl") == 0) {
             o->jsonl = 1;
         } else if (strcmp(a, "--dot") == 0) {
@@ -580,6 +586,8 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
     if (o->quiet && (st = sk_kernel_set_option(k, "quiet", "1")) != SK_OK)
         return report(o, k, st);
     if (o->db && (st = sk_kernel_set_option(k, "db", o->db)) != SK_OK)
+        return report(o, k, st);
+    if (o->allow_os && (st = sk_kernel_set_option(k, "allow_os", "1")) != SK_OK)
         return report(o, k, st);
     if (L && (st = sk_lua_open(k, L)) != SK_OK)
         return report(o, k, st);
