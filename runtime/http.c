@@ -190,7 +190,10 @@ typedef struct http_call {
     model_resp *resp;     /* streamed reply being built */
     sk_buf text;          /* streamed text */
     int delivered;        /* deltas reached on_delta: never retry */
-    int ended;            /* the protocol's end-of-stream marker seen */
+    /* Set by apply_event: > 0 once the end marker was seen (nothing after
+     * it counts), < 0 once the reply is whole without one (later events
+     * still count, and the stream may end there). */
+    int ended;
     sk_err *stream_err;   /* an error found inside the stream */
     char errbuf[CURL_ERROR_SIZE];
 } http_call;
@@ -304,7 +307,7 @@ static int on_event(void *ud, const char *event, const char *data, size_t len)
 {
     http_call *call = ud;
     http_conn *c = call->conn;
-    if (call->ended)
+    if (call->ended > 0)
         return 0; /* nothing counts after the end marker */
     const char *delta = NULL;
     size_t dlen = 0;

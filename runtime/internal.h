@@ -448,7 +448,9 @@ typedef struct http_proto {
                              char **errmsg);
     /* One stream event: its SSE type and data, or ("", one line) for
      * NDJSON.  Appends new text to text and points *delta into it; sets
-     * *end on the stream's end marker.  Errors as parse_reply. */
+     * *end > 0 on the stream's end marker (nothing after it counts), or
+     * < 0 when the reply is whole without one (later events still count,
+     * as usage after a finish_reason).  Errors as parse_reply. */
     sk_status (*apply_event)(const char *event, const char *data, size_t len,
                              model_resp *resp, sk_buf *text,
                              const char **delta, size_t *delta_len, int *end,

@@ -1,64 +1,36 @@
 /*
  * openai.c -- the OpenAI chat completions wire format and connector.
  *
- * Two halves.  The oai_* functions are pure: they build request bodies
- * and read reply bodies, streamed chunks and error bodies, and never touch
- * the network (they are what the fuzz targets exercise).  The connector
- * below them runs requests on the kernel's event loop: one CURL easy
- * handle per request in flight, taken from a small per-connector free
- * list so that the multi handle's connection pool is reused; retries are
- * timers on the loop, never sleeps.
+ * The oai_* functions are pure: they build request bodies and read reply
+ * bodies, streamed chunks and error bodies, and never touch the network
+ * (they are what the fuzz targets exercise).  The connector is that wire
+ * format as an http_proto, one per server flavor; http.c runs the
+ * requests.
  *
  * Works with anything that speaks the same protocol (OpenAI, vLLM,
  * llama.cpp's server, Ollama's /v1, LiteLLM...): "openai:MODEL@BASEURL".
  */
-#include <curl/curl.h>
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
 #define DEFAULT_BASE_URL "https://api.openai.com/v1"
-#define FREE_EASY_MAX 16
 
 /* ======================================================================
  * Wire format
  * ====================================================================== */
-
-/* Appends a JSON number that reads back as exactly d. */
-static sk_status add_number(sk_buf *b, double d)
-{
-    char s[64];
-    snprintf(s, sizeof s, "%.15g", d);
-    if (strtod(s, NULL) != d)
-        snprintf(s, sizeof s, "%.17g", d);
-    return buf_adds(b, s);
-}
-
-static sk_status add_key(sk_buf *b, const char *key)
-{
-    sk_status rc = buf_addc(b, ',');
-    if (rc == SK_OK)
-        rc = buf_add_json_str(b, key, strlen(key));
-    if (rc == SK_OK)
-        rc = buf_addc(b, ':');
-    return rc;
-}
 
 /* Adds "key":value for a setting that is set (finite; NAN means unset). */
 static sk_status add_opt_double(sk_buf *b, const char *key, double v)
 {
     if (!isfinite(v))
         return SK_OK;
-    sk_status rc = add_key(b, key);
-    return rc == SK_OK ? add_number(b, v) : rc;
+    sk_status rc = http_json_key(b, 1, key);
+    return rc == SK_OK ? http_json_number(b, v) : rc;
 }
 
 static sk_status add_str(sk_buf *b, const char *s)
@@ -133,7 +105,7 @@ static char *choice_grammar(char *const *choices, size_t n)
  * checked to be JSON). */
 static sk_status add_raw(sk_buf *b, const char *key, const char *json)
 {
-    sk_status rc = add_key(b, key);
+    sk_status rc = http_json_key(b, 1, key);
     return rc == SK_OK ? buf_adds(b, json) : rc;
 }
 
@@ -152,19 +124,12 @@ static sk_status add_constraints(sk_buf *b, const model_req *req, oai_flavor fl)
         if (schema)
             return add_raw(b, "guided_json", schema);
         if (choices) {
-            rc = add_key(b, "guided_choice");
-            if (rc == SK_OK)
-                rc = buf_addc(b, '[');
-            for (size_t i = 0; rc == SK_OK && i < req->n_choices; i++) {
-                if (i)
-                    rc = buf_addc(b, ',');
-                if (rc == SK_OK)
-                    rc = add_str(b, req->choices[i]);
-            }
-            return rc == SK_OK ? buf_addc(b, ']') : rc;
+            rc = http_json_key(b, 1, "guided_choice");
+            return rc == SK_OK ? http_json_strs(b, req->choices, req->n_choices)
+                               : rc;
         }
         if (req->regex && *req->regex) {
-            rc = add_key(b, "guided_regex");
+            rc = http_json_key(b, 1, "guided_regex");
             return rc == SK_OK ? add_str(b, req->regex) : rc;
         }
         return SK_OK;
@@ -186,14 +151,14 @@ static sk_status add_constraints(sk_buf *b, const model_req *req, oai_flavor fl)
     if (fl != OAI_LLAMACPP)
         return SK_OK;
     if (req->grammar && *req->grammar) {
-        rc = add_key(b, "grammar");
+        rc = http_json_key(b, 1, "grammar");
         return rc == SK_OK ? add_str(b, req->grammar) : rc;
     }
     if (choices) {
         char *g = choice_grammar(req->choices, req->n_choices);
         if (!g)
             return SK_NOMEM;
-        rc = add_key(b, "grammar");
+        rc = http_json_key(b, 1, "grammar");
         if (rc == SK_OK)
             rc = add_str(b, g);
         free(g);
@@ -231,7 +196,7 @@ static char *request_body(const model_req *req, const char *model,
     if (rc == SK_OK)
         rc = buf_addc(&b, ']');
     if (rc == SK_OK && req->max_tokens >= 0) {
-        rc = add_key(&b, "max_tokens");
+        rc = http_json_key(&b, 1, "max_tokens");
         if (rc == SK_OK)
             rc = buf_printf(&b, "%d", req->max_tokens);
     }
@@ -244,17 +209,9 @@ static char *request_body(const model_req *req, const char *model,
     if (rc == SK_OK)
         rc = add_opt_double(&b, "frequency_penalty", req->frequency_penalty);
     if (rc == SK_OK && req->n_stop > 0) {
-        rc = add_key(&b, "stop");
+        rc = http_json_key(&b, 1, "stop");
         if (rc == SK_OK)
-            rc = buf_addc(&b, '[');
-        for (size_t i = 0; rc == SK_OK && i < req->n_stop; i++) {
-            if (i)
-                rc = buf_addc(&b, ',');
-            if (rc == SK_OK)
-                rc = add_str(&b, req->stop[i]);
-        }
-        if (rc == SK_OK)
-            rc = buf_addc(&b, ']');
+            rc = http_json_strs(&b, req->stop, req->n_stop);
     }
     if (rc == SK_OK && req->logprobs) {
         rc = buf_adds(&b, ",\"logprobs\":true");
@@ -293,29 +250,6 @@ char *oai_request_json_flavor(const model_req *req, const char *model,
 {
     int fl = flavor_of(flavor);
     return fl < 0 ? NULL : request_body(req, model, (oai_flavor)fl);
-}
-
-/* One per flavor, so that a connector can hold its body builder as a
- * plain function pointer. */
-static char *request_json_llamacpp(const model_req *req, const char *model)
-{
-    return request_body(req, model, OAI_LLAMACPP);
-}
-
-static char *request_json_vllm(const model_req *req, const char *model)
-{
-    return request_body(req, model, OAI_VLLM);
-}
-
-/* A model_resp with every field unknown.  Caller frees with resp_free. */
-static model_resp *resp_new(void)
-{
-    model_resp *r = sk_calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    r->prompt_tokens = r->completion_tokens = -1;
-    r->attempts = 1;
-    return r;
 }
 
 /* Sets *errmsg (caller frees; left NULL when memory ran out) and returns
@@ -415,24 +349,6 @@ static const char *embedded_error(const cJSON *root)
     return NULL;
 }
 
-static void free_resp_fields(model_resp *r)
-{
-    free(r->text);
-    free(r->finish_reason);
-    free(r->model);
-    for (size_t i = 0; i < r->n_logprobs; i++)
-        free(r->logprobs[i].token);
-    free(r->logprobs);
-}
-
-static void free_resp(model_resp *r)
-{
-    if (!r)
-        return;
-    free_resp_fields(r);
-    free(r);
-}
-
 sk_status oai_parse_reply(const char *body, size_t len, model_resp **out,
                           char **errmsg)
 {
@@ -481,7 +397,7 @@ sk_status oai_parse_reply(const char *body, size_t len, model_resp **out,
                       "reply choices[0].message.content is not a string");
         goto done;
     }
-    if (!(r = resp_new())) {
+    if (!(r = http_resp_new())) {
         rc = SK_NOMEM;
         goto done;
     }
@@ -499,7 +415,7 @@ sk_status oai_parse_reply(const char *body, size_t len, model_resp **out,
 done:
     cJSON_Delete(root);
     if (rc != SK_OK) {
-        free_resp(r);
+        resp_free(r);
         return rc;
     }
     *out = r;
@@ -622,540 +538,83 @@ char *oai_error_message(const char *body, size_t len)
  * Connector
  * ====================================================================== */
 
-typedef struct oai_conn {
-    char *url;      /* {base}/chat/completions */
-    char *key;      /* API key, or NULL */
-    char *model;    /* from the spec; a request may name another */
-    /* the body builder for the server's flavor */
-    char *(*request_json)(const model_req *req, const char *model);
-    struct curl_slist *headers;
-    void *free_easy[FREE_EASY_MAX];
-    size_t n_free;
-    int refs;       /* the connector itself + requests in flight */
-    uint64_t rng;   /* backoff jitter; per connector, no global state */
-} oai_conn;
-
-typedef struct oai_call {
-    oai_conn *conn;
-    sk_kernel *k;
-    char *body;           /* request JSON, alive while curl sends it */
-    size_t body_len;
-    model_delta_fn on_delta;
-    model_done_fn done;
-    void *ud;
-    int stream;
-    void *easy;
-    int in_loop;          /* easy handle is on the loop */
-    int in_write;         /* inside the write callback */
-    int cancelled;        /* cancelled from inside the write callback */
-    loop_timer *timer;    /* pending retry, or NULL */
-    int attempts;
-    /* per attempt */
-    long status;          /* HTTP status, once headers are in */
-    int sse_mode;         /* 2xx text/event-stream reply */
-    sk_buf rx;            /* raw body (non-streamed or error replies) */
-    size_t rx_total;      /* all body bytes of this attempt */
-    int too_large;
-    sse_parser sse;
-    model_resp *resp;     /* streamed reply being built */
-    sk_buf text;          /* streamed text */
-    int delivered;        /* deltas reached on_delta: never retry */
-    int saw_done;         /* [DONE] seen */
-    sk_err *stream_err;   /* an error found inside the stream */
-    char errbuf[CURL_ERROR_SIZE];
-} oai_call;
-
-static void conn_unref(oai_conn *c)
+/* One stream event.  "data: [DONE]" is the end marker; an "error" event
+ * carries an error body.  A chunk with a finish_reason makes the reply
+ * whole (some servers never send [DONE]) but later chunks still count:
+ * the usage chunk comes after it. */
+static sk_status apply_event(const char *event, const char *data, size_t len,
+                             model_resp *resp, sk_buf *text, const char **delta,
+                             size_t *delta_len, int *end, char **errmsg)
 {
-    if (!c || --c->refs > 0)
-        return;
-    for (size_t i = 0; i < c->n_free; i++)
-        curl_easy_cleanup(c->free_easy[i]);
-    curl_slist_free_all(c->headers);
-    if (c->key) {
-        /* do not leave the key lying in freed memory */
-        memset(c->key, 0, strlen(c->key));
-        free(c->key);
-    }
-    free(c->url);
-    free(c->model);
-    free(c);
-}
-
-/* An error whose message went through http_scrub_key.  NULL only when memory
- * ran out. */
-static sk_err *conn_err(const oai_conn *c, sk_status code, const char *fmt, ...)
-    SK_PRINTF(3, 4);
-static sk_err *conn_err(const oai_conn *c, sk_status code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    sk_err *e = err_newv(code, fmt, ap);
-    va_end(ap);
-    if (e)
-        e->message = http_scrub_key(e->message, c->key);
-    return e;
-}
-
-static void reset_attempt(oai_call *call)
-{
-    call->status = 0;
-    call->sse_mode = 0;
-    buf_reset(&call->rx);
-    call->rx_total = 0;
-    call->too_large = 0;
-    sse_free(&call->sse);
-    sse_init(&call->sse, 0);
-    free_resp(call->resp);
-    call->resp = NULL;
-    buf_reset(&call->text);
-    call->saw_done = 0;
-    err_free(call->stream_err);
-    call->stream_err = NULL;
-    call->errbuf[0] = '\0';
-}
-
-/* Returns the easy handle to the connector's free list (or frees it). */
-static void release_easy(oai_call *call)
-{
-    if (!call->easy)
-        return;
-    oai_conn *c = call->conn;
-    if (c->n_free < FREE_EASY_MAX)
-        c->free_easy[c->n_free++] = call->easy;
-    else
-        curl_easy_cleanup(call->easy);
-    call->easy = NULL;
-}
-
-static void call_free(oai_call *call)
-{
-    if (!call)
-        return;
-    release_easy(call);
-    free(call->body);
-    buf_free(&call->rx);
-    sse_free(&call->sse);
-    free_resp(call->resp);
-    buf_free(&call->text);
-    err_free(call->stream_err);
-    oai_conn *c = call->conn;
-    free(call);
-    conn_unref(c);
-}
-
-/* Ends the request: done takes resp or err.  call is freed first so that
- * done may start another request on the same connector. */
-static void finish(oai_call *call, sk_status st, model_resp *resp, sk_err *err)
-{
-    model_done_fn done = call->done;
-    void *ud = call->ud;
-    if (resp) {
-        resp->attempts = call->attempts;
-        resp->http_status = (int)call->status;
-    }
-    int attempts = call->attempts;
-    call_free(call);
-    if (st != SK_OK && !err)
-        err = err_new(st, "%s", sk_strerror(st));
-    /* how hard we tried shows in sk_error_json and in Lua error tables */
-    if (err && !err->detail_json && attempts > 0)
-        err->detail_json = sk_asprintf("{\"attempts\":%d}", attempts);
-    done(ud, st, st == SK_OK ? resp : NULL, st == SK_OK ? NULL : err);
-}
-
-/* ---- streaming --------------------------------------------------------- */
-
-static int on_sse_event(void *ud, const char *event, const char *data,
-                        size_t len)
-{
-    oai_call *call = ud;
-    oai_conn *c = call->conn;
-    if (call->saw_done)
-        return 0; /* nothing counts after [DONE] */
+    *delta = NULL;
+    *delta_len = 0;
+    if (errmsg)
+        *errmsg = NULL;
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        call->saw_done = 1;
-        return 0;
+        *end = 1;
+        return SK_OK;
     }
     if (strcmp(event, "error") == 0) {
-        char *m = oai_error_message(data, len);
-        call->stream_err = conn_err(c, SK_MODEL, "error in stream from %s: %s",
-                                    c->url, m ? m : "(no message)");
-        free(m);
-        return 1;
+        if (errmsg)
+            *errmsg = oai_error_message(data, len);
+        return SK_MODEL;
     }
-    const char *delta;
-    size_t dlen;
-    char *msg = NULL;
-    sk_status rc = oai_apply_chunk(data, len, call->resp, &call->text, &delta,
-                                   &dlen, &msg);
-    if (rc != SK_OK) {
-        if (rc == SK_NOMEM)
-            call->stream_err = err_new(SK_NOMEM, "out of memory");
-        else if (rc == SK_MODEL)
-            call->stream_err = conn_err(c, rc, "error in stream from %s: %s",
-                                        c->url, msg ? msg : "(no message)");
-        else
-            call->stream_err = conn_err(c, rc, "bad stream from %s: %s", c->url,
-                                        msg ? msg : sk_strerror(rc));
-        free(msg);
-        return 1;
-    }
-    if (dlen && call->on_delta) {
-        call->delivered = 1;
-        call->on_delta(call->ud, delta, dlen);
-        if (call->cancelled)
-            return 1;
-    }
-    return 0;
+    sk_status rc = oai_apply_chunk(data, len, resp, text, delta, delta_len, errmsg);
+    if (rc == SK_OK && resp->finish_reason && !*end)
+        *end = -1;
+    return rc;
 }
 
-/* Decides, once the first body bytes arrive, whether this attempt is a
- * stream: a 2xx answer with Content-Type text/event-stream to a streaming
- * request.  A server that ignores "stream" and sends one JSON body is read
- * as a plain reply. */
-static void classify(oai_call *call)
+/* One per flavor, so that a connector holds its body builder as a plain
+ * function pointer; indexed by oai_flavor. */
+static char *request_json_llamacpp(const model_req *req, const char *model)
 {
-    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->status);
-    char *ct = NULL;
-    curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
-    call->sse_mode = call->stream && call->status >= 200 &&
-                     call->status < 300 && ct &&
-                     strncasecmp(ct, "text/event-stream", 17) == 0;
-    if (call->sse_mode && !call->resp)
-        call->resp = resp_new();
+    return request_body(req, model, OAI_LLAMACPP);
 }
 
-static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+static char *request_json_vllm(const model_req *req, const char *model)
 {
-    oai_call *call = ud;
-    size_t n = size * nmemb;
-    if (call->cancelled)
-        return 0;
-    if (!call->status)
-        classify(call);
-    size_t max = kern_net_settings(call->k)->max_response_bytes;
-    if (max && (n > max || call->rx_total > max - n)) {
-        call->too_large = 1;
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    }
-    call->rx_total += n;
-    if (!call->sse_mode) {
-        sk_status rc = buf_add(&call->rx, ptr, n);
-        if (rc == SK_TOO_LARGE)
-            call->too_large = 1;
-        return rc == SK_OK ? n : 0;
-    }
-    if (!call->resp) {
-        call->stream_err = err_new(SK_NOMEM, "out of memory");
-        return 0;
-    }
-    call->in_write = 1;
-    sk_status rc = sse_feed(&call->sse, ptr, n, on_sse_event, call);
-    call->in_write = 0;
-    if (rc == SK_OK)
-        return n;
-    if (!call->stream_err && rc == SK_TOO_LARGE)
-        call->too_large = 1;
-    else if (!call->stream_err && rc == SK_NOMEM)
-        call->stream_err = err_new(SK_NOMEM, "out of memory");
-    return 0;
+    return request_body(req, model, OAI_VLLM);
 }
 
-/* ---- attempts and retries ---------------------------------------------- */
+#define OAI_PROTO(body)                     \
+    {                                       \
+        .ndjson = 0,                        \
+        .request_json = body,               \
+        .parse_reply = oai_parse_reply,     \
+        .apply_event = apply_event,         \
+        .error_message = oai_error_message, \
+        .retryable = http_retryable_status, \
+    }
 
-static void attempt(void *ud);
-
-/* Schedules the next attempt if the retry budget allows.  Returns 1 when a
- * retry is scheduled (the call lives on), 0 when the caller must fail. */
-static int maybe_retry(oai_call *call)
-{
-    const kern_net *net = kern_net_settings(call->k);
-    if (call->delivered || call->attempts > net->retries)
-        return 0;
-    long ms = http_retry_delay_ms(call->easy, call->status, call->attempts,
-                                  net->retry_base_ms, &call->conn->rng);
-    if (loop_after(call->k, ms, attempt, call, &call->timer) != SK_OK)
-        return 0;
-    return 1;
-}
-
-/* The error for a finished transfer that did not give a usable reply. */
-static sk_err *transfer_error(oai_call *call, int code)
-{
-    oai_conn *c = call->conn;
-    const kern_net *net = kern_net_settings(call->k);
-    if (call->too_large)
-        return conn_err(c, SK_TOO_LARGE, "reply from %s is larger than %zu bytes",
-                        c->url, net->max_response_bytes);
-    if (call->stream_err) {
-        sk_err *e = call->stream_err;
-        call->stream_err = NULL;
-        return e;
-    }
-    if (code == CURLE_OPERATION_TIMEDOUT) {
-        double connect_s = 0;
-        curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME, &connect_s);
-        if (connect_s <= 0 && net->connect_timeout_ms > 0 &&
-            net->connect_timeout_ms < net->timeout_ms)
-            return conn_err(c, SK_TIMEOUT, "could not connect to %s within %ld ms",
-                            c->url, net->connect_timeout_ms);
-        return conn_err(c, SK_TIMEOUT, "no reply from %s within %ld ms", c->url,
-                        net->timeout_ms);
-    }
-    if (call->sse_mode)
-        return conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s (%s)",
-                        c->url, call->errbuf[0] ? call->errbuf
-                                                : curl_easy_strerror(code));
-    return conn_err(c, SK_NETWORK, "%s: %s", c->url,
-                    call->errbuf[0] ? call->errbuf
-                                    : curl_easy_strerror((CURLcode)code));
-}
-
-static sk_err *http_error(oai_call *call)
-{
-    oai_conn *c = call->conn;
-    char *m = call->rx.p ? oai_error_message(call->rx.p, call->rx.len) : NULL;
-    if (!m && call->rx.len)
-        m = http_body_excerpt(call->rx.p, call->rx.len);
-    sk_err *e = conn_err(c, SK_MODEL, "HTTP %ld from %s: %s", call->status,
-                         c->url, m && *m ? m : "(no message)");
-    free(m);
-    if (e)
-        e->http_status = (int)call->status;
-    return e;
-}
-
-/* Turns a finished 2xx attempt into a reply, or an error. */
-static void finish_ok(oai_call *call)
-{
-    oai_conn *c = call->conn;
-    if (call->sse_mode) {
-        if (call->stream_err) {
-            sk_err *e = call->stream_err;
-            call->stream_err = NULL;
-            finish(call, e ? e->code : SK_NOMEM, NULL, e);
-            return;
-        }
-        if (!call->saw_done && !call->resp->finish_reason) {
-            finish(call, SK_PROTOCOL, NULL,
-                   conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s",
-                            c->url));
-            return;
-        }
-        model_resp *r = call->resp;
-        call->resp = NULL;
-        r->text = buf_steal(&call->text);
-        if (!r->text) {
-            free_resp(r);
-            finish(call, SK_NOMEM, NULL, NULL);
-            return;
-        }
-        finish(call, SK_OK, r, NULL);
-        return;
-    }
-    model_resp *r = NULL;
-    char *msg = NULL;
-    sk_status rc = call->rx.p ? oai_parse_reply(call->rx.p, call->rx.len, &r, &msg)
-                              : oai_parse_reply("", 0, &r, &msg);
-    if (rc == SK_OK) {
-        if (call->stream && call->on_delta && r->text[0]) {
-            /* a server that ignored "stream": deliver it all at once */
-            call->in_write = 1;
-            call->on_delta(call->ud, r->text, strlen(r->text));
-            call->in_write = 0;
-            if (call->cancelled) {
-                free_resp(r);
-                call_free(call);
-                return;
-            }
-        }
-        finish(call, SK_OK, r, NULL);
-        return;
-    }
-    sk_err *e;
-    if (rc == SK_NOMEM) {
-        e = NULL;
-    } else {
-        char *ct = NULL;
-        curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
-        if (ct && rc == SK_PROTOCOL && strncasecmp(ct, "application/json", 16) != 0)
-            e = conn_err(c, rc, "bad reply from %s: %s (Content-Type %s)", c->url,
-                         msg ? msg : sk_strerror(rc), ct);
-        else
-            e = conn_err(c, rc, "bad reply from %s: %s", c->url,
-                         msg ? msg : sk_strerror(rc));
-    }
-    free(msg);
-    finish(call, rc, NULL, e);
-}
-
-static void on_done(void *ud, int code)
-{
-    oai_call *call = ud;
-    call->in_loop = 0;
-    if (call->cancelled) {
-        call_free(call);
-        return;
-    }
-    if (!call->status)
-        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->status);
-    if (code == CURLE_OK && call->status >= 200 && call->status < 300) {
-        finish_ok(call);
-        return;
-    }
-    if (code == CURLE_OK) {
-        if (http_retryable_status(call->status) && maybe_retry(call))
-            return;
-        finish(call, SK_MODEL, NULL, http_error(call));
-        return;
-    }
-    if (!call->too_large && !call->stream_err && http_transport_error(code) &&
-        maybe_retry(call))
-        return;
-    sk_err *e = transfer_error(call, code);
-    finish(call, e ? e->code : SK_NOMEM, NULL, e);
-}
-
-static sk_status setup_easy(oai_call *call)
-{
-    oai_conn *c = call->conn;
-    const kern_net *net = kern_net_settings(call->k);
-    CURL *h = call->easy;
-    curl_easy_reset(h);
-    CURLcode rc = CURLE_OK;
-#define SET(opt, val) \
-    if (rc == CURLE_OK) \
-    rc = curl_easy_setopt(h, opt, val)
-    SET(CURLOPT_URL, c->url);
-    SET(CURLOPT_HTTPHEADER, c->headers);
-    SET(CURLOPT_POSTFIELDS, call->body);
-    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
-    SET(CURLOPT_WRITEFUNCTION, on_write);
-    SET(CURLOPT_WRITEDATA, call);
-    SET(CURLOPT_PRIVATE, call);
-    SET(CURLOPT_ERRORBUFFER, call->errbuf);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_TCP_NODELAY, 1L);
-    SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, net->connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, net->timeout_ms);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-#undef SET
-    return rc == CURLE_OK ? SK_OK : SK_NOMEM;
-}
-
-/* One attempt: runs from start (first) or from a retry timer.  On failure
- * to even queue the transfer, finishes the call. */
-static void attempt(void *ud)
-{
-    oai_call *call = ud;
-    call->timer = NULL;
-    call->attempts++;
-    reset_attempt(call);
-    sk_status rc = setup_easy(call);
-    if (rc == SK_OK)
-        rc = loop_add_easy(call->k, call->easy, on_done, call);
-    if (rc != SK_OK) {
-        finish(call, rc, NULL,
-               err_new(rc, "could not start a request to %s", call->conn->url));
-        return;
-    }
-    call->in_loop = 1;
-}
-
-static sk_status oai_start(void *self, sk_kernel *k, const model_req *req,
-                           model_delta_fn on_delta, model_done_fn done,
-                           void *ud, void **handle, sk_err **err)
-{
-    oai_conn *c = self;
-    *err = NULL;
-    if (handle)
-        *handle = NULL;
-    oai_call *call = sk_calloc(1, sizeof *call);
-    if (!call)
-        return SK_NOMEM;
-    call->conn = c;
-    c->refs++;
-    call->k = k;
-    call->on_delta = on_delta;
-    call->done = done;
-    call->ud = ud;
-    call->stream = req->stream;
-    buf_init(&call->rx, 0);
-    buf_init(&call->text, 0);
-    sse_init(&call->sse, 0);
-    /* The body ceiling comes from the kernel and is enforced in on_write
-     * against all the bytes of an attempt; the rx buffer's own ceiling
-     * only backs it up. */
-    call->rx.max = kern_net_settings(k)->max_response_bytes;
-    call->text.max = call->rx.max;
-    call->body = c->request_json(req, req->model && *req->model ? req->model
-                                                                : c->model);
-    if (!call->body) {
-        call_free(call);
-        return SK_NOMEM;
-    }
-    call->body_len = strlen(call->body);
-    if (c->n_free)
-        call->easy = c->free_easy[--c->n_free];
-    else if (!(call->easy = curl_easy_init())) {
-        call_free(call);
-        *err = err_new(SK_NOMEM, "could not create an HTTP handle");
-        return SK_NOMEM;
-    }
-    call->attempts = 1;
-    reset_attempt(call);
-    sk_status rc = setup_easy(call);
-    if (rc == SK_OK)
-        rc = loop_add_easy(k, call->easy, on_done, call);
-    if (rc != SK_OK) {
-        call_free(call);
-        *err = err_new(rc, "could not start a request to %s", c->url);
-        return rc;
-    }
-    call->in_loop = 1;
-    if (handle)
-        *handle = call;
-    return SK_OK;
-}
-
-static void oai_cancel(void *self, sk_kernel *k, void *handle)
-{
-    (void)self;
-    oai_call *call = handle;
-    if (!call)
-        return;
-    if (call->in_write) {
-        /* curl forbids removing a handle from inside its own callback:
-         * on_write aborts the transfer and on_done frees the call. */
-        call->cancelled = 1;
-        call->done = NULL;
-        return;
-    }
-    if (call->timer) {
-        loop_cancel(k, call->timer);
-        call->timer = NULL;
-    }
-    if (call->in_loop) {
-        loop_remove_easy(k, call->easy);
-        call->in_loop = 0;
-    }
-    call_free(call);
-}
-
-static void oai_destroy(void *self) { conn_unref(self); }
+static const http_proto oai_protos[] = {
+    [OAI_PLAIN] = OAI_PROTO(oai_request_json),
+    [OAI_LLAMACPP] = OAI_PROTO(request_json_llamacpp),
+    [OAI_VLLM] = OAI_PROTO(request_json_vllm),
+};
 
 static const conn_vt openai_vt = {
     .name = "openai",
-    .start = oai_start,
-    .cancel = oai_cancel,
-    .destroy = oai_destroy,
+    .start = http_start,
+    .cancel = http_cancel,
+    .destroy = http_destroy,
 };
 
-sk_connector *conn_openai_open(sk_kernel *k, const char *rest, sk_err **err)
+/* Frees a header line that may hold the key, wiping it first. */
+static void free_secret(char *s)
 {
-    (void)k;
+    if (s) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+/* The connector for rest ("MODEL[@URL]") speaking fl's dialect.  Its
+ * spec keeps the flavor so that traces and the kernel's connector cache
+ * tell flavors apart. */
+static sk_connector *open_flavor(const char *rest, oai_flavor fl,
+                                 const char *flavor, sk_err **err)
+{
     *err = NULL;
     if (!rest || !*rest || *rest == '@') {
         *err = err_new(SK_USAGE, "openai model spec needs a model name "
@@ -1175,68 +634,51 @@ sk_connector *conn_openai_open(sk_kernel *k, const char *rest, sk_err **err)
     while (base_len && base[base_len - 1] == '/')
         base_len--;
     const char *key = getenv("OPENAI_API_KEY");
-
-    sk_connector *conn = sk_calloc(1, sizeof *conn);
-    oai_conn *c = sk_calloc(1, sizeof *c);
-    if (!conn || !c)
-        goto nomem;
-    c->refs = 1;
-    c->request_json = oai_request_json;
-    c->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
-             (uint64_t)(uintptr_t)c;
-    if (!c->rng)
-        c->rng = 0x9e3779b97f4a7c15ULL;
-    if (!(c->url = sk_asprintf("%.*s/chat/completions", (int)base_len, base)))
-        goto nomem;
-    if (key && *key && !(c->key = sk_strdup(key)))
-        goto nomem;
-    struct curl_slist *h;
-    /* "Expect:" stops curl waiting for 100-continue on large prompts. */
-    const char *fixed[] = {"Content-Type: application/json",
-                           "Accept: application/json, text/event-stream",
-                           "Expect:"};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
-        if (!(h = curl_slist_append(c->headers, fixed[i])))
-            goto nomem;
-        c->headers = h;
-    }
-    if (c->key) {
-        char *auth = sk_asprintf("Authorization: Bearer %s", c->key);
-        if (!auth)
-            goto nomem;
-        h = curl_slist_append(c->headers, auth);
-        memset(auth, 0, strlen(auth));
-        free(auth);
-        if (!h)
-            goto nomem;
-        c->headers = h;
-    }
+    if (key && !*key)
+        key = NULL;
+    char *url = NULL, *auth = NULL;
+    sk_connector *conn = NULL;
     size_t model_len = at ? (size_t)(at - rest) : strlen(rest);
-    if (!(conn->model = sk_strndup(rest, model_len)) ||
-        !(c->model = sk_strdup(conn->model)))
+    if (!(url = sk_asprintf("%.*s/chat/completions", (int)base_len, base)) ||
+        (key && !(auth = sk_asprintf("Authorization: Bearer %s", key))) ||
+        !(conn = sk_calloc(1, sizeof *conn)) ||
+        !(conn->model = sk_strndup(rest, model_len)))
         goto nomem;
-    if (!(conn->spec = sk_asprintf("openai:%s", rest)))
+    conn->spec = fl == OAI_PLAIN ? sk_asprintf("openai:%s", rest)
+                                 : sk_asprintf("openai+%s:%s", flavor, rest);
+    if (!conn->spec)
         goto nomem;
+    const char *headers[] = {"Accept: application/json, text/event-stream", auth};
+    conn->self = http_conn_new(&oai_protos[fl], url, conn->model, key, headers,
+                               auth ? 2 : 1);
+    if (!conn->self)
+        goto nomem;
+    free(url);
+    free_secret(auth);
     conn->vt = &openai_vt;
-    conn->self = c;
     return conn;
 nomem:
+    free(url);
+    free_secret(auth);
     if (conn) {
         free(conn->model);
         free(conn->spec);
         free(conn);
     }
-    conn_unref(c);
     *err = err_new(SK_NOMEM, "out of memory");
     return NULL;
 }
 
-/* The connector is the plain one with the flavor's body builder; its
- * spec keeps the flavor so that traces and the kernel's connector cache
- * tell them apart. */
+sk_connector *conn_openai_open(sk_kernel *k, const char *rest, sk_err **err)
+{
+    (void)k;
+    return open_flavor(rest, OAI_PLAIN, NULL, err);
+}
+
 sk_connector *conn_openai_open_flavor(sk_kernel *k, const char *rest,
                                       const char *flavor, sk_err **err)
 {
+    (void)k;
     *err = NULL;
     int fl = flavor_of(flavor);
     if (fl < 0) {
@@ -1244,19 +686,5 @@ sk_connector *conn_openai_open_flavor(sk_kernel *k, const char *rest,
                                      "llamacpp, vllm)", flavor);
         return NULL;
     }
-    sk_connector *conn = conn_openai_open(k, rest, err);
-    if (!conn || fl == OAI_PLAIN)
-        return conn;
-    char *spec = sk_asprintf("openai+%s:%s", flavor, rest);
-    if (!spec) {
-        conn_close(conn);
-        *err = err_new(SK_NOMEM, "out of memory");
-        return NULL;
-    }
-    free(conn->spec);
-    conn->spec = spec;
-    oai_conn *c = conn->self;
-    c->request_json = fl == OAI_LLAMACPP ? request_json_llamacpp
-                                         : request_json_vllm;
-    return conn;
+    return open_flavor(rest, (oai_flavor)fl, flavor, err);
 }
