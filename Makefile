@@ -34,15 +34,17 @@ test-sanitize: deps
 demo: build
 	$(BUILD)/skein run scripts/demo.lua
 
-# Benchmarks; results are appended to bench/RESULTS.md.
+# Benchmarks; results are appended to bench/RESULTS.md.  bench/run.sh sets
+# skein beside a curl floor and LangChain.js (npm ci into bench/node).
 bench: build
+	bash bench/run.sh $(BUILD) | tee -a bench/RESULTS.md
 	bash bench/df_bench.sh $(BUILD) | tee -a bench/RESULTS.md
 
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ) $(BUILD_VG)
 
 # skein against a real model: llama-server serving the shared stories260K
 # model (../shared/models).  The first run on a machine builds llama-server
@@ -52,3 +54,44 @@ test-local-model: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DSKEIN_LOCAL_MODEL=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest -R local_model --output-on-failure
+
+# Installs Debian packages a target needs beyond the base deps (as root,
+# like tools/install-deps.sh; otherwise prints the command and fails).
+define need_pkgs
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "this target needs:$$missing. Run: sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	  echo "installing:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+# libFuzzer: every tests/fuzz/fuzz_*.c for FUZZ_SECONDS each on a scratch
+# copy of its corpus; fails on any crash (the input is kept in
+# $(BUILD_FUZZ)/fuzz-artifacts).  The corpora also run as ctest fuzz/*
+# in every build.
+BUILD_FUZZ   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: deps
+	$(call need_pkgs,clang libclang-rt-14-dev)
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSKEIN_FUZZ=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz-targets
+	sh tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+# The C tests (unit, integration, fuzz replays) and the Lua and CLI tests'
+# runs of the skein binary under valgrind memcheck: any memory error or
+# definite leak fails.  Unsanitized -O1 build of its own.
+BUILD_VG ?= build-valgrind
+.PHONY: test-valgrind
+test-valgrind: deps
+	$(call need_pkgs,valgrind)
+	cmake -S . -B $(BUILD_VG) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 -DSKEIN_VALGRIND=ON \
+	  -DCMAKE_CROSSCOMPILING_EMULATOR=$(CURDIR)/tools/valgrind.sh $(CMAKE_ARGS)
+	cmake --build $(BUILD_VG) -j $(JOBS)
+	cd $(BUILD_VG) && ctest --output-on-failure -j $(JOBS) -E '^(lua|cli)/|local_model'

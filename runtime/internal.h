@@ -609,7 +609,8 @@ SK_HIDDEN int rev_parse(const char *reply, char **critique);
 /* A model-based filter's reply: 1 for ALLOW; 0 for BLOCK with *reason. */
 SK_HIDDEN int flt_parse(const char *reply, char **reason);
 /* A deterministic filter rule: 1 if it matches text (the match goes to
- * *matched when non-NULL, caller frees), 0 if not, -1 on a match error. */
+ * *matched when non-NULL, caller frees), 0 if not, -1 on a match error
+ * (a runaway pattern), -2 when memory ran out. */
 SK_HIDDEN int pol_filter_match(const pol_filter *f, const char *text,
                                char **matched);
 

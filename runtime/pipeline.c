@@ -267,6 +267,10 @@ static void run_filters(inv *v)
         if (f->re) {
             char *m = NULL;
             int hit = pol_filter_match(f, text, &m);
+            if (hit == -2) {
+                fail(v, NULL); /* out of memory: say so, not "filtered" */
+                return;
+            }
             if (hit != 0) {
                 char *why = hit > 0 ? sk_asprintf("matched \"%.80s\"", m ? m : "")
                                     : sk_strdup("the pattern could not be matched");

@@ -1480,11 +1480,13 @@ int pol_filter_match(const pol_filter *f, const char *text, char **matched)
         return 0;
     size_t so = 0, eo = 0;
     int rc = re_find(f->re, text, strlen(text), &so, &eo);
+    if (rc == PCRE2_ERROR_NOMEMORY)
+        return -2;
     if (rc < 0)
         return -1;
     if (rc == 0)
         return 0;
     if (matched && !(*matched = sk_strndup(text + so, eo - so)))
-        return -1;
+        return -2;
     return 1;
 }

@@ -57,6 +57,7 @@
  *                 | "stall"          accept the request, never reply
  *                 | "cut"            headers and half the body/stream (half
  *                                    the events or chunks), close
+ *                 | "reset_mid"      as "cut", then RST instead of FIN
  *                 | "trickle"        one byte every chunk_delay_ms
  *                 | "oversize"       an endless body
  *                 | "wrong_type",    200 with Content-Type text/html
@@ -748,7 +749,8 @@ static void plan_response(conn *c, const request *r)
         add_head(&head, status, spec, stream_type, -1, 1, r->close);
         sb all = {0}; /* for trickle */
         int trickle = !strcmp(action, "trickle");
-        int cut = !strcmp(action, "cut");
+        int reset_mid = !strcmp(action, "reset_mid");
+        int cut = !strcmp(action, "cut") || reset_mid;
         size_t n_send = cut ? ev.n / 2 : ev.n;
         if (trickle)
             sb_add(&all, head.p, head.len);
@@ -772,7 +774,7 @@ static void plan_response(conn *c, const request *r)
         }
         free(ev.v);
         if (cut) {
-            c->end = END_CLOSE;
+            c->end = reset_mid ? END_RESET : END_CLOSE;
         } else if (trickle) {
             sb_add(&all, "0\r\n\r\n", 5);
             for (size_t i = 0; i < all.len; i++)
@@ -811,9 +813,9 @@ static void plan_response(conn *c, const request *r)
     }
     size_t blen = strlen(body);
     add_head(&head, status, spec, ctype, (long)blen, 0, r->close);
-    if (!strcmp(action, "cut")) {
+    if (!strcmp(action, "cut") || !strcmp(action, "reset_mid")) {
         blen /= 2;
-        c->end = END_CLOSE;
+        c->end = !strcmp(action, "cut") ? END_CLOSE : END_RESET;
     }
     sb_add(&head, body, blen);
     free(body);
