@@ -40,6 +40,7 @@ typedef struct agent {
     const sk_agent_opts *o;
     char **allowed;            /* canonical full names, owned */
     size_t n_allowed;
+    sk_grant *grant;           /* the same, as the lookup checks it */
     char *names;               /* "A.b, C.d" for error observations, owned */
     sk_buf transcript;
 } agent;
@@ -252,7 +253,7 @@ static char *clip(const char *s, size_t max)
                        len - n);
 }
 
-static int is_allowed(const agent *a, const char *full_name)
+static int is_listed(const agent *a, const char *full_name)
 {
     for (size_t i = 0; i < a->n_allowed; i++)
         if (strcasecmp(a->allowed[i], full_name) == 0)
@@ -440,16 +441,17 @@ static sk_status act(agent *a, const char *action, char **obs)
     }
     free(msg);
 
-    sk_function *f = reg_find(k, call.function);
-    if (!f)
-        f = reg_find_short(k, call.function, NULL);
-    if (!f)
+    /* the model named it: the lookup holds it to the agent's grant */
+    sk_err *lerr = NULL;
+    sk_function *f = inv_lookup(k, call.function, NULL, a->grant, &lerr);
+    if (!f && lerr && lerr->code == SK_DENIED)
+        *obs = sk_asprintf("error: %s is not available to this agent; use "
+                           "one of: %s", call.function, a->names);
+    else if (!f && lerr)
         *obs = sk_asprintf("error: unknown function %s; use one of: %s",
                            call.function, a->names);
-    else if (!is_allowed(a, f->full_name))
-        *obs = sk_asprintf("error: %s is not available to this agent; use "
-                           "one of: %s", f->full_name, a->names);
-    if (!f || *obs) {
+    err_free(lerr);
+    if (!f) {
         plan_call_free(&call);
         return *obs ? SK_OK : kern_fail(k, NULL);
     }
@@ -468,11 +470,10 @@ static sk_status act(agent *a, const char *action, char **obs)
         return kern_fail(k, NULL);
     }
     char *out = NULL;
-    /* the model chose this call: mark it, so Lua natives it reaches run
-     * without os.execute and io.popen */
-    kern_untrusted_enter(k);
-    st = sk_invoke(k, name, v, NULL, &out);
-    kern_untrusted_leave(k);
+    /* the model chose this call: it runs under the agent's grant, and
+     * everything it reaches runs untrusted */
+    inv_opts io = {.grant = a->grant, .untrusted = 1};
+    st = inv_invoke(k, name, v, &io, &out);
     sk_vars_free(v);
     free(name);
     if (st == SK_OK) {
@@ -519,7 +520,7 @@ static sk_status setup_allowed(agent *a)
                 continue;
             full = info.full_name;
         }
-        if (is_allowed(a, full))
+        if (is_listed(a, full))
             continue;
         if (!(a->allowed[a->n_allowed] = sk_strdup(full)))
             return kern_fail(k, NULL);
@@ -540,6 +541,11 @@ static sk_status setup_allowed(agent *a)
         buf_free(&b);
         return kern_fail(k, NULL);
     }
+    sk_err *gerr = NULL;
+    st = grant_new(k, "this agent", (const char *const *)a->allowed, a->n_allowed,
+                   &a->grant, &gerr);
+    if (st != SK_OK)
+        return gerr ? kern_fail(k, gerr) : kern_fail(k, NULL);
     return SK_OK;
 }
 
@@ -750,6 +756,7 @@ sk_status sk_agent_run(sk_kernel *k, const sk_agent_opts *o, char **answer)
     for (size_t i = 0; i < a.n_allowed; i++)
         free(a.allowed[i]);
     free(a.allowed);
+    grant_release(a.grant);
     free(a.names);
     buf_free(&a.transcript);
     if (st != SK_OK) {

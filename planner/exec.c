@@ -163,8 +163,10 @@ static int deps_state(const prun *r, const plan_step *s)
 static void start_step(prun *r, size_t i)
 {
     plan_step *s = &r->p->steps[i];
-    sk_function *f = reg_find_short(r->k, s->call.function, NULL);
+    /* a plan's steps were chosen by a model, or may have been: the lookup
+     * holds each to the plan's grant (validated before the run too) */
     sk_err *err = NULL;
+    sk_function *f = inv_lookup(r->k, s->call.function, NULL, r->p->grant, &err);
     sk_vars *v = f ? step_vars(r, s, f) : NULL;
     s->start_ms = loop_now_ms();
     s->end_ms = 0;
@@ -172,17 +174,14 @@ static void start_step(prun *r, size_t i)
     r->running++;
     trace_step(r->k, r->p, s, "start", NULL);
     if (!f) {
-        /* validated before the run; the registry changed since */
-        step_done(&r->ctx[i], SK_NOT_FOUND, NULL,
-                  err_new(SK_NOT_FOUND, "unknown function %s", s->call.function));
+        step_done(&r->ctx[i], err ? err->code : SK_NOMEM, NULL, err);
         return;
     }
     if (!v) {
         step_done(&r->ctx[i], SK_NOMEM, NULL, NULL);
         return;
     }
-    /* a plan's steps were chosen by a model, or may have been */
-    inv_opts o = {.untrusted = 1};
+    inv_opts o = {.grant = r->p->grant, .untrusted = 1};
     sk_status st = inv_start(r->k, f, v, 0, &o, step_done, &r->ctx[i], &err);
     sk_vars_free(v);
     if (st != SK_OK)

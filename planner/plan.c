@@ -630,6 +630,7 @@ void plan_free(sk_plan *p)
     free(p->origin);
     free(p->goal);
     free(p->no_plan);
+    grant_release(p->grant);
     free(p);
 }
 
@@ -1149,7 +1150,8 @@ done:
 
 
 /* The registered function closest to name, or NULL.  Borrowed. */
-static const char *closest_function(const sk_kernel *k, const char *name)
+static const char *closest_function(const sk_kernel *k, const char *name,
+                                    const sk_grant *g)
 {
     const char *best = NULL;
     size_t best_d = 99, count = sk_kernel_function_count(k);
@@ -1157,6 +1159,9 @@ static const char *closest_function(const sk_kernel *k, const char *name)
         sk_function_info fi;
         if (sk_kernel_function_at(k, i, &fi) != SK_OK)
             break;
+        const sk_function *f = reg_find(k, fi.full_name);
+        if (f && !grant_allows(g, f))
+            continue; /* suggest only what the plan may call */
         size_t d = sk_edit_distance(name, fi.full_name);
         size_t d2 = sk_edit_distance(name, fi.name);
         if (d2 < d)
@@ -1220,10 +1225,16 @@ static void check_call(sk_kernel *k, const sk_plan *p, const plan_step *s,
                        const sk_vars *vars, problems *pr)
 {
     const plan_call *c = &s->call;
-    const sk_function *f = reg_find_short(k, c->function, NULL);
-    if (!f) {
+    sk_err *lerr = NULL;
+    const sk_function *f = inv_lookup(k, c->function, NULL, p->grant, &lerr);
+    if (!f && lerr && lerr->code == SK_DENIED) {
+        /* it exists, but the user did not allow it for this plan */
+        problem(pr, s->line, c->fn_col, "%s", lerr->message);
+    } else if (!f && !lerr) {
+        pr->nomem = 1;
+    } else if (!f) {
         size_t same = strchr(c->function, '.') ? 0 : count_named(k, c->function);
-        const char *near = same ? NULL : closest_function(k, c->function);
+        const char *near = same ? NULL : closest_function(k, c->function, p->grant);
         if (same > 1)
             problem(pr, s->line, c->fn_col, "function name %s is ambiguous: "
                     "write it as Skill.%s", c->function, c->function);
@@ -1233,6 +1244,7 @@ static void check_call(sk_kernel *k, const sk_plan *p, const plan_step *s,
         else
             problem(pr, s->line, c->fn_col, "unknown function %s", c->function);
     }
+    err_free(lerr);
     int positional = 0;
     for (size_t i = 0; i < c->n_args; i++) {
         const plan_arg *a = &c->args[i];

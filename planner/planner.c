@@ -217,12 +217,23 @@ sk_status sk_plan_create(sk_kernel *k, const char *goal,
     *out = NULL;
     size_t max = opts && opts->max_functions ? opts->max_functions : DEFAULT_MAX_FUNCTIONS;
     int repairs = opts && opts->repairs >= 0 ? opts->repairs : DEFAULT_REPAIRS;
+    /* what the user allows: the manual lists it, and the plan is held to
+     * it when it is checked and when it runs */
+    sk_grant *grant = NULL;
+    sk_err *gerr = NULL;
+    sk_status rc = grant_new(k, "this plan", opts && opts->only ? opts->only : NULL,
+                             opts ? opts->n_only : 0, &grant, &gerr);
+    if (rc != SK_OK)
+        return gerr ? kern_fail(k, gerr) : kern_fail(k, NULL);
     char *manual = plan_manual(k, goal, opts ? opts->only : NULL,
                                opts ? opts->n_only : 0, max);
-    if (!manual)
+    if (!manual) {
+        grant_release(grant);
         return kern_fail(k, NULL);
+    }
     if (!*manual) {
         free(manual);
+        grant_release(grant);
         return kern_failf(k, SK_PLAN, "no functions to plan with%s",
                           opts && opts->only ? " (none of the listed ones exist)" : "");
     }
@@ -231,11 +242,12 @@ sk_status sk_plan_create(sk_kernel *k, const char *goal,
         sk_vars_set(v, "manual", manual) != SK_OK || sk_vars_set(v, "repair", "") != SK_OK) {
         sk_vars_free(v);
         free(manual);
+        grant_release(grant);
         return kern_fail(k, NULL);
     }
     free(manual);
     char *problems = NULL;
-    sk_status rc = SK_PLAN;
+    rc = SK_PLAN;
     for (int attempt = 0; attempt <= repairs; attempt++) {
         char *reply = NULL;
         rc = sk_invoke(k, "Planner.Create", v, NULL, &reply);
@@ -253,10 +265,13 @@ sk_status sk_plan_create(sk_kernel *k, const char *goal,
             plan_free(p);
             free(reply);
             sk_vars_free(v);
+            grant_release(grant);
             return rc;
         }
-        if (rc == SK_OK)
+        if (rc == SK_OK) {
+            p->grant = grant_retain(grant);
             rc = plan_validate(k, p, NULL, &problems);
+        }
         if (rc == SK_OK) {
             if (!p->goal && !(p->goal = sk_strdup(goal))) {
                 plan_free(p);
@@ -266,6 +281,7 @@ sk_status sk_plan_create(sk_kernel *k, const char *goal,
             }
             free(reply);
             sk_vars_free(v);
+            grant_release(grant);
             kern_ok(k);
             *out = p;
             return SK_OK;
@@ -294,6 +310,7 @@ sk_status sk_plan_create(sk_kernel *k, const char *goal,
         rc = SK_PLAN;
     }
     sk_vars_free(v);
+    grant_release(grant);
     if (rc == SK_PLAN)
         rc = kern_failf(k, SK_PLAN, "no valid plan for \"%s\" after %d attempt%s:\n%s",
                         goal, repairs + 1, repairs ? "s" : "",
@@ -314,6 +331,14 @@ sk_status sk_plan_parse(sk_kernel *k, const char *text, const char *origin,
     sk_plan *p = NULL;
     sk_status rc = plan_parse(text, strlen(text), origin ? origin : "plan", 0,
                               &p, &problems);
+    if (rc == SK_OK) {
+        /* a plan file is model output a person may have edited: its steps
+         * run as the model's calls, over every function unless
+         * sk_plan_allow narrows it */
+        sk_err *gerr = NULL;
+        rc = grant_new(k, "this plan", NULL, 0, &p->grant, &gerr);
+        err_free(gerr);
+    }
     if (rc == SK_OK)
         rc = plan_validate(k, p, NULL, &problems);
     if (rc != SK_OK) {
@@ -326,6 +351,31 @@ sk_status sk_plan_parse(sk_kernel *k, const char *text, const char *origin,
     }
     kern_ok(k);
     *out = p;
+    return SK_OK;
+}
+
+sk_status sk_plan_allow(sk_kernel *k, sk_plan *p, const char *const *names,
+                        size_t n)
+{
+    if (!k || !p || (n && !names))
+        return SK_USAGE;
+    sk_grant *g = NULL;
+    sk_err *err = NULL;
+    sk_status rc = grant_new(k, "this plan", names, n, &g, &err);
+    if (rc != SK_OK)
+        return err ? kern_fail(k, err) : kern_fail(k, NULL);
+    grant_release(p->grant);
+    p->grant = g;
+    char *problems = NULL;
+    rc = plan_validate(k, p, NULL, &problems);
+    if (rc != SK_OK) {
+        rc = problems ? kern_failf(k, rc, "%s", problems)
+                      : (rc == SK_NOMEM ? kern_fail(k, NULL)
+                                        : kern_failf(k, rc, "%s", sk_strerror(rc)));
+        free(problems);
+        return rc;
+    }
+    kern_ok(k);
     return SK_OK;
 }
 

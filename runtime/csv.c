@@ -852,7 +852,7 @@ sk_status df_write_csv(const sk_df *df, const char *path, sk_err **err)
         put_field(&w, cols[i].name);
     }
     fputc('\n', w.f);
-    rc = e->vt->query(e, sql, 0, 0, write_row, &w, &msg);
+    rc = e->vt->query(e, sql, NULL, 0, write_row, &w, &msg);
     if (rc != SK_OK) {
         *err = rc == SK_NOMEM ? NULL : err_new(rc, "%s: %s", path, msg ? msg : sk_strerror(rc));
     }

@@ -19,23 +19,56 @@
 
 #include "internal.h"
 
-#define QUERY_TIMEOUT_MS 30000L              /* wall time of one query */
-#define QUERY_MAX_BYTES ((long long)64 << 20) /* result text of one query */
 #define BUSY_TIMEOUT_MS 5000
 #define SQL_MAX_LENGTH (1 << 20)
 #define VALUE_MAX_LENGTH (256 << 20)         /* one string or blob */
 #define PROGRESS_OPS 1000                    /* VM steps between clock checks */
 #define SAMPLE_CELL_MAX 60                   /* bytes of a value in a sample */
+#define MAX_STMT_VIEWS 16                    /* model views one statement
+                                                tracks; past it, it may call
+                                                no function */
+
+/* A view made from SQL a model wrote: the grant its ai()/skein() calls
+ * run under, and the instruction-cache entry that is written only once a
+ * read of it has run to the end within the limits (and removed when a
+ * later read fails), so that a query that fails or runs away is never
+ * cached as an instruction's answer. */
+typedef struct model_view {
+    char *name;
+    sk_grant *grant;
+    char *cache_key, *cache_value; /* NULL once settled */
+    int committed;
+    struct model_view *next;
+} model_view;
+
+/* What one statement is, by who wrote its SQL: its grant (NULL: the user
+ * wrote all of it), the model views it reads, and its limits.  While it
+ * steps it is on the engine's active stack, where the SQL functions and
+ * the progress handler find it. */
+typedef struct stmt_ctx {
+    sk_grant *grant;        /* owned; NULL for the user's own SQL */
+    model_view *views[MAX_STMT_VIEWS];
+    size_t n_views;
+    int too_many;
+    /* limits (model statements only) */
+    long long timeout_ms, used_ms, deadline_ms;
+    long max_rows;           /* the sql_max_rows option; 0 none */
+    long long max_bytes;
+    long rows;
+    long long bytes;
+    int timed_out;
+    struct stmt_ctx *up;
+} stmt_ctx;
 
 typedef struct sq_engine {
     df_engine base;
+    sk_kernel *k;
     sqlite3 *db;
-    long timeout_ms;       /* 0: no time limit */
-    long long max_bytes;   /* 0: no byte limit */
-    /* per query */
-    long long deadline_ms;
-    int timed_out;
-    /* per read-only prepare: what the authorizer refused */
+    model_view *views;     /* views made from generated SQL */
+    stmt_ctx *active;      /* statements stepping now, innermost first */
+    /* per prepare: what the authorizer saw */
+    stmt_ctx *prep;
+    const sk_grant *prep_model; /* non-NULL: the SQL is a model's */
     char refused[256];
     int schema_write;
 } sq_engine;
@@ -47,21 +80,6 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Test-only: changes the limits of a SQLite engine (timeout_ms <= 0 and
- * max_bytes <= 0 leave them as they are).  Not in internal.h on purpose:
- * only the test suite declares it. */
-SK_HIDDEN void df_test_set_limits(df_engine *e, long timeout_ms, long long max_bytes);
-void df_test_set_limits(df_engine *e, long timeout_ms, long long max_bytes)
-{
-    if (!e || e->vt != &sq_vt)
-        return;
-    sq_engine *se = (sq_engine *)e;
-    if (timeout_ms > 0)
-        se->timeout_ms = timeout_ms;
-    if (max_bytes > 0)
-        se->max_bytes = max_bytes;
 }
 
 /* *errmsg = a copy of msg (NULL when memory ran out). */
@@ -156,25 +174,72 @@ static void describe(char *out, size_t n, int action, const char *a1, const char
     }
 }
 
-/* Allows reading and nothing else.  A write to the schema table is let
- * through to the check that follows it (which names the statement: "DROP
- * TABLE t" rather than "DELETE FROM sqlite_master") but remembered, and
- * the statement is refused after prepare whatever happens. */
-static int ro_authorizer(void *ud, int action, const char *a1, const char *a2,
-                         const char *dbname, const char *trigger)
+/* ---- who wrote a statement ----------------------------------------------- */
+
+static model_view *find_view(const sq_engine *se, const char *name)
+{
+    for (model_view *v = name ? se->views : NULL; v; v = v->next)
+        if (strcasecmp(v->name, name) == 0)
+            return v;
+    return NULL;
+}
+
+/* Notes that the statement being prepared reads model view name. */
+static void note_view(sq_engine *se, const char *name)
+{
+    stmt_ctx *c = se->prep;
+    model_view *v = c ? find_view(se, name) : NULL;
+    if (!v)
+        return;
+    for (size_t i = 0; i < c->n_views; i++)
+        if (c->views[i] == v)
+            return;
+    if (c->n_views == MAX_STMT_VIEWS)
+        c->too_many = 1;
+    else
+        c->views[c->n_views++] = v;
+}
+
+static int is_sql_function(const char *f)
+{
+    return f && (strcasecmp(f, "ai") == 0 || strcasecmp(f, "skein") == 0);
+}
+
+/* One authorizer for every prepare.  It notes which views made from
+ * generated SQL the statement reads (a view's reads name it as the view
+ * or as the innermost context), and for SQL a model wrote it allows
+ * reading and nothing else.  A write to the schema table is let through to
+ * the check that follows it (which names the statement: "DROP TABLE t"
+ * rather than "DELETE FROM sqlite_master") but remembered, and the
+ * statement is refused after prepare whatever happens. */
+static int authorizer(void *ud, int action, const char *a1, const char *a2,
+                      const char *dbname, const char *inner)
 {
     (void)dbname;
-    (void)trigger;
     sq_engine *se = ud;
+    note_view(se, inner);
+    if (action == SQLITE_READ)
+        note_view(se, a1);
+    if (!se->prep_model)
+        return SQLITE_OK;
     switch (action) {
     case SQLITE_SELECT:
     case SQLITE_READ:
     case SQLITE_RECURSIVE:
         return SQLITE_OK;
     case SQLITE_FUNCTION:
-        if (!banned_function(a2))
+        if (banned_function(a2))
+            break;
+        /* ai() and skein() reach functions: only when the user allowed
+         * some for this SQL (the lookup checks each call's name) */
+        if (!is_sql_function(a2) || grant_allows_all(se->prep_model) ||
+            grant_count(se->prep_model) > 0)
             return SQLITE_OK;
-        break;
+        if (!se->refused[0])
+            snprintf(se->refused, sizeof se->refused,
+                     "call %s(), and no function is allowed in it (the user "
+                     "allows some with --functions)", a2);
+        return SQLITE_DENY;
     case SQLITE_INSERT:
     case SQLITE_UPDATE:
     case SQLITE_DELETE:
@@ -210,11 +275,46 @@ static const char *skip_tail(const char *p)
     }
 }
 
-/* Prepares sql.  readonly applies the policy above, then removes the
- * authorizer so the runtime's own statements work.  On success *st is
- * the statement (caller finalizes); otherwise *errmsg (caller frees). */
-static sk_status prepare(sq_engine *se, const char *sql, int readonly,
-                         sqlite3_stmt **st, char **errmsg)
+/* The statement's grant: the model's own (when it wrote this SQL) met
+ * with the grant of every model view it reads.  NULL when the user wrote
+ * all of it.  SK_NOMEM. */
+static sk_status settle_grant(stmt_ctx *c, const sk_grant *model)
+{
+    sk_grant *g = model ? grant_retain((sk_grant *)model) : NULL;
+    for (size_t i = 0; i < c->n_views; i++) {
+        sk_grant *m = grant_intersect(g, c->views[i]->grant);
+        grant_release(g);
+        if (!(g = m))
+            return SK_NOMEM;
+    }
+    if (c->too_many) {
+        /* more model views than it tracks: it may call nothing */
+        sk_grant *none = grant_intersect(g, grant_none());
+        grant_release(g);
+        if (!(g = none))
+            return SK_NOMEM;
+    }
+    c->grant = g;
+    return SK_OK;
+}
+
+/* The limits of a statement with SQL a model wrote in it: the kernel's
+ * sql_* options, read at each statement so a change applies at once. */
+static void set_limits(sq_engine *se, stmt_ctx *c)
+{
+    if (!c->grant)
+        return;
+    const kern_sql *l = kern_sql_limits(se->k);
+    c->timeout_ms = l->timeout_ms;
+    c->max_rows = l->max_rows;
+    c->max_bytes = l->max_bytes;
+}
+
+/* Prepares sql.  model non-NULL: a model wrote it (under that grant), so
+ * the read-only policy applies.  On success *st is the statement and *ctx
+ * (when non-NULL) what it is (caller frees both); otherwise *errmsg. */
+static sk_status prepare(sq_engine *se, const char *sql, const sk_grant *model,
+                         sqlite3_stmt **st, stmt_ctx *ctx, char **errmsg)
 {
     *st = NULL;
     if (!sql)
@@ -223,21 +323,24 @@ static sk_status prepare(sq_engine *se, const char *sql, int readonly,
         set_msg(errmsg, "the query is longer than %d bytes", SQL_MAX_LENGTH);
         return SK_TOO_LARGE;
     }
+    stmt_ctx scratch;
+    stmt_ctx *c = ctx ? ctx : &scratch;
+    memset(c, 0, sizeof *c);
     const char *tail = NULL;
     se->refused[0] = '\0';
     se->schema_write = 0;
-    if (readonly)
-        sqlite3_set_authorizer(se->db, ro_authorizer, se);
+    se->prep = c;
+    se->prep_model = model;
     int rc = sqlite3_prepare_v2(se->db, sql, -1, st, &tail);
-    if (readonly)
-        sqlite3_set_authorizer(se->db, NULL, NULL);
+    se->prep = NULL;
+    se->prep_model = NULL;
     if (rc == SQLITE_NOMEM) {
         sqlite3_finalize(*st);
         *st = NULL;
         return SK_NOMEM;
     }
     if (rc != SQLITE_OK) {
-        if (readonly && se->refused[0])
+        if (model && se->refused[0])
             set_msg(errmsg, "refused: the query would %s; generated SQL may only read",
                     se->refused);
         else
@@ -250,28 +353,129 @@ static sk_status prepare(sq_engine *se, const char *sql, int readonly,
         set_msg(errmsg, "the query is empty");
         return SK_QUERY;
     }
-    if (!readonly)
-        return SK_OK;
-    const char *rest = tail ? skip_tail(tail) : "";
-    if (*rest) {
-        set_msg(errmsg, "refused: the query has more than one statement (the second "
-                "starts \"%.40s\"); generated SQL must be a single SELECT", rest);
-    } else if (se->schema_write) {
-        set_msg(errmsg, "refused: the query would change the schema; generated SQL "
-                "may only read");
-    } else if (!sqlite3_stmt_readonly(*st)) {
-        set_msg(errmsg, "refused: the query would write to the database; generated "
-                "SQL may only read");
-    } else if (sqlite3_column_count(*st) == 0) {
-        /* e.g. a REINDEX with nothing to do: harmless, but not a query */
-        set_msg(errmsg, "refused: the statement returns no rows; generated SQL must "
-                "be a single SELECT");
-    } else {
+    if (model) {
+        const char *rest = tail ? skip_tail(tail) : "";
+        const char *why = NULL;
+        if (*rest)
+            set_msg(errmsg, "refused: the query has more than one statement (the "
+                    "second starts \"%.40s\"); generated SQL must be a single SELECT",
+                    rest);
+        else if (se->schema_write)
+            why = "refused: the query would change the schema; generated SQL may only read";
+        else if (!sqlite3_stmt_readonly(*st))
+            why = "refused: the query would write to the database; generated SQL may "
+                  "only read";
+        else if (sqlite3_column_count(*st) == 0)
+            /* e.g. a REINDEX with nothing to do: harmless, but not a query */
+            why = "refused: the statement returns no rows; generated SQL must be a "
+                  "single SELECT";
+        if (why)
+            set_msg(errmsg, "%s", why);
+        if (*rest || why) {
+            sqlite3_finalize(*st);
+            *st = NULL;
+            return SK_QUERY;
+        }
+    }
+    if (ctx) {
+        if (settle_grant(c, model) != SK_OK) {
+            sqlite3_finalize(*st);
+            *st = NULL;
+            return SK_NOMEM;
+        }
+        set_limits(se, c);
+    }
+    return SK_OK;
+}
+
+/* ---- running statements -------------------------------------------------- */
+
+/* Stops the innermost statement once its time is up. */
+static int progress(void *ud)
+{
+    sq_engine *se = ud;
+    stmt_ctx *c = se->active;
+    if (c && c->deadline_ms && now_ms() > c->deadline_ms) {
+        c->timed_out = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* A read of model views ran to its end (ok) or failed: the instruction
+ * cache keeps a view's query only while its reads succeed. */
+static void settle_views(sq_engine *se, stmt_ctx *c, int ok)
+{
+    for (size_t i = 0; i < c->n_views; i++) {
+        model_view *v = c->views[i];
+        if (!v->cache_key)
+            continue;
+        if (ok && !v->committed) {
+            kern_cache_put(se->k, v->cache_key, v->cache_value);
+            v->committed = 1;
+        } else if (!ok) {
+            if (v->committed)
+                kern_cache_del(se->k, v->cache_key);
+            free(v->cache_key);
+            free(v->cache_value);
+            v->cache_key = v->cache_value = NULL;
+        }
+    }
+}
+
+/* One step of a prepared statement, with its limits: SK_OK with *row set
+ * (1 a row, 0 the end), or an error in *errmsg naming the limit it hit. */
+static sk_status step_stmt(sq_engine *se, sqlite3_stmt *st, stmt_ctx *c, int *row,
+                           char **errmsg)
+{
+    *row = 0;
+    c->up = se->active;
+    se->active = c;
+    long long t0 = now_ms();
+    c->deadline_ms = c->timeout_ms > 0 ? t0 + (c->timeout_ms - c->used_ms) : 0;
+    c->timed_out = 0;
+    int s = sqlite3_step(st);
+    c->used_ms += now_ms() - t0;
+    se->active = c->up;
+    if (s == SQLITE_DONE) {
+        settle_views(se, c, 1);
         return SK_OK;
     }
-    sqlite3_finalize(*st);
-    *st = NULL;
-    return SK_QUERY;
+    sk_status rc = SK_OK;
+    if (s != SQLITE_ROW) {
+        if (c->timed_out) {
+            set_msg(errmsg, "the query ran past the time limit of %.1f s for generated "
+                    "SQL and was stopped (raise it with --option sql_timeout_ms=N, "
+                    "or skein.set_option)", c->timeout_ms / 1000.0);
+            rc = SK_QUERY;
+        } else if (s == SQLITE_NOMEM) {
+            rc = SK_NOMEM;
+        } else {
+            sql_error(se->db, NULL, errmsg);
+            rc = SK_QUERY;
+        }
+    } else if (c->max_rows > 0 && c->rows >= c->max_rows) {
+        set_msg(errmsg, "the query returned more than %ld rows, the limit for generated "
+                "SQL (raise it with --option sql_max_rows=N, or skein.set_option)",
+                c->max_rows);
+        rc = SK_QUERY;
+    } else {
+        c->rows++;
+        int n = sqlite3_column_count(st);
+        for (int i = 0; i < n; i++)
+            c->bytes += sqlite3_column_bytes(st, i);
+        if (c->max_bytes > 0 && c->bytes > c->max_bytes) {
+            set_msg(errmsg, "the query's result is larger than %lld bytes, the limit for "
+                    "generated SQL (raise it with --option sql_max_bytes=N, or "
+                    "skein.set_option)", c->max_bytes);
+            rc = SK_QUERY;
+        } else {
+            *row = 1;
+        }
+    }
+    if (rc != SK_OK)
+        settle_views(se, c, 0);
+    return rc;
 }
 
 /* ---- the engine -------------------------------------------------------- */
@@ -292,31 +496,22 @@ static sk_status sq_exec(df_engine *e, const char *sql, char **errmsg)
     return SK_QUERY;
 }
 
-static sk_status sq_check(df_engine *e, const char *sql, int readonly, char **errmsg)
+static sk_status sq_check(df_engine *e, const char *sql, const sk_grant *model,
+                          char **errmsg)
 {
     sqlite3_stmt *st = NULL;
-    sk_status rc = prepare((sq_engine *)e, sql, readonly, &st, errmsg);
+    sk_status rc = prepare((sq_engine *)e, sql, model, &st, NULL, errmsg);
     sqlite3_finalize(st);
     return rc;
 }
 
-/* Stops the statement once the deadline has passed. */
-static int progress(void *ud)
-{
-    sq_engine *se = ud;
-    if (se->deadline_ms && now_ms() > se->deadline_ms) {
-        se->timed_out = 1;
-        return 1;
-    }
-    return 0;
-}
-
-static sk_status sq_query(df_engine *e, const char *sql, int readonly, long max_rows,
-                          df_row_fn row, void *ud, char **errmsg)
+static sk_status sq_query(df_engine *e, const char *sql, const sk_grant *model,
+                          long max_rows, df_row_fn row, void *ud, char **errmsg)
 {
     sq_engine *se = (sq_engine *)e;
     sqlite3_stmt *st = NULL;
-    sk_status rc = prepare(se, sql, readonly, &st, errmsg);
+    stmt_ctx c;
+    sk_status rc = prepare(se, sql, model, &st, &c, errmsg);
     if (rc != SK_OK)
         return rc;
     int n = sqlite3_column_count(st);
@@ -333,32 +528,12 @@ static sk_status sq_query(df_engine *e, const char *sql, int readonly, long max_
             goto done;
         }
     }
-    /* Save and restore the limit state: a row callback may run another
-     * query on this engine. */
-    long long saved_deadline = se->deadline_ms;
-    int saved_timed_out = se->timed_out;
-    se->deadline_ms = se->timeout_ms > 0 ? now_ms() + se->timeout_ms : 0;
-    se->timed_out = 0;
-    sqlite3_progress_handler(se->db, PROGRESS_OPS, progress, se);
     long rows = 0;
-    long long bytes = 0;
     for (;;) {
-        int s = sqlite3_step(st);
-        if (s == SQLITE_DONE)
+        int has = 0;
+        rc = step_stmt(se, st, &c, &has, errmsg);
+        if (rc != SK_OK || !has)
             break;
-        if (s != SQLITE_ROW) {
-            if (se->timed_out) {
-                set_msg(errmsg, "the query ran past its time limit of %.1f s and was "
-                        "stopped", se->timeout_ms / 1000.0);
-                rc = SK_TIMEOUT;
-            } else if (s == SQLITE_NOMEM) {
-                rc = SK_NOMEM;
-            } else {
-                sql_error(se->db, NULL, errmsg);
-                rc = SK_QUERY;
-            }
-            break;
-        }
         if (max_rows > 0 && rows >= max_rows) {
             set_msg(errmsg, "the query returned more than %ld rows", max_rows);
             rc = SK_TOO_LARGE;
@@ -370,37 +545,145 @@ static sk_status sq_query(df_engine *e, const char *sql, int readonly, long max_
                 rc = SK_NOMEM;
                 break;
             }
-            bytes += sqlite3_column_bytes(st, i);
         }
         if (rc != SK_OK)
             break;
-        if (se->max_bytes > 0 && bytes > se->max_bytes) {
-            set_msg(errmsg, "the query's result is larger than %lld MiB",
-                    se->max_bytes >> 20);
-            rc = SK_TOO_LARGE;
-            break;
-        }
         rows++;
-        if (row) {
-            /* Time in the callback is the caller's, not the query's. */
-            long long t0 = now_ms();
-            int stop = row(ud, (size_t)n, names, values);
-            if (se->deadline_ms)
-                se->deadline_ms += now_ms() - t0;
-            if (stop)
-                break;
-        }
+        /* the callback's time is the caller's: step_stmt counts only the
+         * statement's own */
+        if (row && row(ud, (size_t)n, names, values))
+            break;
     }
-    sqlite3_progress_handler(se->db, 0, NULL, NULL);
-    se->deadline_ms = saved_deadline;
-    se->timed_out = saved_timed_out;
-    if (saved_deadline)
-        sqlite3_progress_handler(se->db, PROGRESS_OPS, progress, se);
 done:
     free(names);
     free(values);
     sqlite3_finalize(st);
+    grant_release(c.grant);
     return rc;
+}
+
+/* A cursor over a statement, for reads that hand rows to the caller one
+ * at a time (df:rows()).  The statement keeps its limits across calls. */
+struct df_cursor {
+    sq_engine *se;
+    sqlite3_stmt *st;
+    stmt_ctx c;
+    size_t n;
+    const char **names;
+    df_value *values;
+};
+
+static sk_status sq_open_cursor(df_engine *e, const char *sql, df_cursor **out,
+                                char **errmsg)
+{
+    sq_engine *se = (sq_engine *)e;
+    *out = NULL;
+    df_cursor *cur = sk_calloc(1, sizeof *cur);
+    if (!cur)
+        return SK_NOMEM;
+    cur->se = se;
+    sk_status rc = prepare(se, sql, NULL, &cur->st, &cur->c, errmsg);
+    if (rc != SK_OK) {
+        free(cur);
+        return rc;
+    }
+    cur->n = (size_t)sqlite3_column_count(cur->st);
+    cur->names = sk_calloc(cur->n + 1, sizeof *cur->names);
+    cur->values = sk_calloc(cur->n + 1, sizeof *cur->values);
+    if (!cur->names || !cur->values) {
+        df_cursor_close(cur);
+        return SK_NOMEM;
+    }
+    for (size_t i = 0; i < cur->n; i++) {
+        cur->names[i] = sqlite3_column_name(cur->st, (int)i);
+        if (!cur->names[i]) {
+            df_cursor_close(cur);
+            return SK_NOMEM;
+        }
+    }
+    *out = cur;
+    return SK_OK;
+}
+
+sk_status df_cursor_next(df_cursor *cur, int *row, char **errmsg)
+{
+    *row = 0;
+    if (!cur || !cur->st)
+        return SK_OK;
+    sk_status rc = step_stmt(cur->se, cur->st, &cur->c, row, errmsg);
+    if (rc != SK_OK || !*row) {
+        sqlite3_finalize(cur->st); /* finished: nothing more to read */
+        cur->st = NULL;
+        *row = 0;
+        return rc;
+    }
+    for (size_t i = 0; i < cur->n; i++) {
+        df_value *v = &cur->values[i];
+        memset(v, 0, sizeof *v);
+        switch (sqlite3_column_type(cur->st, (int)i)) {
+        case SQLITE_NULL: v->type = DF_NULL; break;
+        case SQLITE_INTEGER:
+            v->type = DF_INT;
+            v->i = (long long)sqlite3_column_int64(cur->st, (int)i);
+            break;
+        case SQLITE_FLOAT:
+            v->type = DF_REAL;
+            v->r = sqlite3_column_double(cur->st, (int)i);
+            break;
+        default:
+            v->type = DF_TEXT;
+            v->s = (const char *)sqlite3_column_text(cur->st, (int)i);
+            v->len = (size_t)sqlite3_column_bytes(cur->st, (int)i);
+            if (!v->s) {
+                sqlite3_finalize(cur->st);
+                cur->st = NULL;
+                return SK_NOMEM;
+            }
+        }
+    }
+    *row = 1;
+    return SK_OK;
+}
+
+size_t df_cursor_row(const df_cursor *cur, const char *const **names,
+                     const df_value **values)
+{
+    *names = cur->names;
+    *values = cur->values;
+    return cur->n;
+}
+
+void df_cursor_close(df_cursor *cur)
+{
+    if (!cur)
+        return;
+    sqlite3_finalize(cur->st);
+    grant_release(cur->c.grant);
+    free(cur->names);
+    free(cur->values);
+    free(cur);
+}
+
+sk_status df_cursor_open(df_engine *e, const char *sql, df_cursor **out, char **errmsg)
+{
+    *out = NULL;
+    if (!e || e->vt != &sq_vt) {
+        set_msg(errmsg, "reading rows one at a time needs the SQLite engine");
+        return SK_USAGE;
+    }
+    return sq_open_cursor(e, sql, out, errmsg);
+}
+
+const sk_grant *df_statement_grant(df_engine *e, int *model)
+{
+    *model = 0;
+    if (!e || e->vt != &sq_vt)
+        return NULL;
+    stmt_ctx *c = ((sq_engine *)e)->active;
+    if (!c || !c->grant)
+        return NULL;
+    *model = 1;
+    return c->grant;
 }
 
 static sk_status sq_columns(df_engine *e, const char *relation, df_col **cols,
@@ -465,6 +748,15 @@ static void sq_close(df_engine *e)
         return;
     sq_engine *se = (sq_engine *)e;
     sqlite3_close_v2(se->db);
+    while (se->views) {
+        model_view *v = se->views;
+        se->views = v->next;
+        free(v->name);
+        grant_release(v->grant);
+        free(v->cache_key);
+        free(v->cache_value);
+        free(v);
+    }
     free(se);
 }
 
@@ -483,15 +775,14 @@ void df_cols_free(df_col *cols, size_t n)
 
 /* Opens the session database at path (NULL: in memory) with the safety
  * settings.  Caller closes with vt->close. */
-static sk_status sq_open(const char *path, df_engine **out, sk_err **err)
+static sk_status sq_open(sk_kernel *k, const char *path, df_engine **out, sk_err **err)
 {
     *out = NULL;
     sq_engine *se = sk_calloc(1, sizeof *se);
     if (!se)
         return SK_NOMEM;
     se->base.vt = &sq_vt;
-    se->timeout_ms = QUERY_TIMEOUT_MS;
-    se->max_bytes = QUERY_MAX_BYTES;
+    se->k = k;
     const char *file = path && *path ? path : ":memory:";
     int rc = sqlite3_open_v2(file, &se->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -515,6 +806,10 @@ static sk_status sq_open(const char *path, df_engine **out, sk_err **err)
     sqlite3_limit(db, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 10000);
     sqlite3_limit(db, SQLITE_LIMIT_TRIGGER_DEPTH, 100);
     sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    /* every prepare passes the authorizer (who wrote it), every step the
+     * progress handler (the time limit of generated SQL) */
+    sqlite3_set_authorizer(db, authorizer, se);
+    sqlite3_progress_handler(db, PROGRESS_OPS, progress, se);
     const char *setup = path && *path ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                                       : "PRAGMA temp_store=MEMORY;";
     char *m = NULL;
@@ -537,7 +832,7 @@ df_engine *kern_engine(sk_kernel *k, sk_err **err)
         return *slot;
     df_engine *e = NULL;
     sk_err *x = NULL;
-    sk_status rc = sq_open(kern_db_path(k), &e, &x);
+    sk_status rc = sq_open(k, kern_db_path(k), &e, &x);
     if (rc != SK_OK) {
         if (!x && rc != SK_NOMEM)
             x = err_new(rc, "cannot open the session database");
@@ -679,11 +974,39 @@ static sk_status fail(sk_err **err, sk_status rc, char *msg, const char *what)
     return rc;
 }
 
+/* Remembers that view name holds SQL a model wrote (m).  SK_NOMEM. */
+static sk_status add_model_view(df_engine *e, const char *name, const df_model_sql *m)
+{
+    if (e->vt != &sq_vt)
+        return SK_OK;
+    sq_engine *se = (sq_engine *)e;
+    model_view *v = sk_calloc(1, sizeof *v);
+    if (!v || !(v->name = sk_strdup(name)) ||
+        (m->cache_key && !(v->cache_key = sk_strdup(m->cache_key))) ||
+        (m->cache_value && !(v->cache_value = sk_strdup(m->cache_value)))) {
+        if (v) {
+            free(v->name);
+            free(v->cache_key);
+            free(v);
+        }
+        return SK_NOMEM;
+    }
+    if (!v->cache_value) {
+        free(v->cache_key);
+        v->cache_key = NULL;
+    }
+    v->committed = m->cached;
+    v->grant = grant_retain((sk_grant *)m->grant);
+    v->next = se->views;
+    se->views = v;
+    return SK_OK;
+}
+
 sk_status df_from_query(sk_kernel *k, const char *sql, const char *instruction,
-                        sk_df **out, sk_err **err)
+                        const df_model_sql *model, sk_df **out, sk_err **err)
 {
     *out = NULL;
-    if (!sql)
+    if (!sql || (model && !model->grant))
         return fail(err, SK_USAGE, NULL, "df_from_query");
     df_engine *e = kern_engine(k, err);
     if (!e)
@@ -699,20 +1022,23 @@ sk_status df_from_query(sk_kernel *k, const char *sql, const char *instruction,
     sk_status rc = create ? SK_OK : SK_NOMEM;
     char *msg = NULL;
     /* SQLite resolves a view's columns only when it is read: check the
-     * query first so that a bad one makes no view. */
+     * query first (by who wrote it) so that a bad one makes no view. */
     if (rc == SK_OK)
-        rc = e->vt->check(e, body, 0, &msg);
+        rc = e->vt->check(e, body, model ? model->grant : NULL, &msg);
     if (rc == SK_OK)
         rc = e->vt->exec(e, create, &msg);
+    if (rc == SK_OK && model && add_model_view(e, name, model) != SK_OK)
+        rc = SK_NOMEM;
     if (rc == SK_OK) {
         *out = df_wrap(k, name, body, instruction);
-        if (!*out) {
-            char *drop = sk_asprintf("DROP VIEW %s", q);
-            if (drop)
-                e->vt->exec(e, drop, NULL);
-            free(drop);
+        if (!*out)
             rc = SK_NOMEM;
-        }
+    }
+    if (rc == SK_NOMEM && create) {
+        char *drop = sk_asprintf("DROP VIEW IF EXISTS %s", q);
+        if (drop)
+            e->vt->exec(e, drop, NULL);
+        free(drop);
     }
     free(name);
     free(q);
@@ -770,7 +1096,7 @@ sk_status df_count(const sk_df *df, long long *n, sk_err **err)
     if (!sql)
         return fail(err, SK_NOMEM, NULL, NULL);
     char *msg = NULL;
-    sk_status rc = e->vt->query(e, sql, 0, 0, count_row, n, &msg);
+    sk_status rc = e->vt->query(e, sql, NULL, 0, count_row, n, &msg);
     free(sql);
     if (rc != SK_OK)
         return fail(err, rc, msg, df->name);
@@ -860,7 +1186,7 @@ char *df_sample_text(const sk_df *df, size_t n)
     free(q);
     sk_status rc = sql ? SK_OK : SK_NOMEM;
     if (rc == SK_OK && n > 0)
-        rc = e->vt->query(e, sql, 0, 0, sample_row, &c, &msg);
+        rc = e->vt->query(e, sql, NULL, 0, sample_row, &c, &msg);
     free(sql);
     free(msg);
     if (rc != SK_OK || c.rc != SK_OK) {
@@ -890,7 +1216,7 @@ static char *observed_type(df_engine *e, const char *relation, const char *colum
                          : NULL;
     char *type = NULL;
     if (sql)
-        e->vt->query(e, sql, 0, 1, first_value, &type, NULL);
+        e->vt->query(e, sql, NULL, 1, first_value, &type, NULL);
     free(qr);
     free(qc);
     free(sql);

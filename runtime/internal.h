@@ -266,6 +266,37 @@ SK_HIDDEN sk_status reg_add_semantic(sk_kernel *k, const char *skill,
                                      const char *cfg_text, size_t cfg_len,
                                      const char *cfg_origin, const char *path);
 
+/* ---- the trust boundary (runtime/trust.c) --------------------------------
+ * A grant is what the user allowed for one run of model output: a list of
+ * functions, or all of them but the planner's and agent's own.  Shared by
+ * reference; grant_release(NULL) does nothing. */
+typedef struct sk_grant sk_grant;
+/* names NULL: every function; otherwise each is resolved ("Fn" or
+ * "Skill.Fn"; "ai" means DataFrame.Map), and an unknown one is SK_NOT_FOUND
+ * with a suggestion in *err.  source says who runs the output ("this
+ * plan"), for messages. */
+SK_HIDDEN sk_status grant_new(sk_kernel *k, const char *source,
+                              const char *const *names, size_t n,
+                              sk_grant **out, sk_err **err);
+SK_HIDDEN sk_grant *grant_retain(sk_grant *g);
+SK_HIDDEN void grant_release(sk_grant *g);
+/* 1 when g (NULL: the user, who may call anything) allows f. */
+SK_HIDDEN int grant_allows(const sk_grant *g, const sk_function *f);
+SK_HIDDEN int grant_allows_all(const sk_grant *g);
+SK_HIDDEN size_t grant_count(const sk_grant *g);
+SK_HIDDEN const char *grant_name_at(const sk_grant *g, size_t i);
+SK_HIDDEN const char *grant_source(const sk_grant *g);
+/* "A, B" / "no function" / "any loaded function".  Caller frees. */
+SK_HIDDEN char *grant_describe(const sk_grant *g);
+/* The SK_DENIED error for f under g. */
+SK_HIDDEN sk_err *grant_denied(const sk_grant *g, const sk_function *f);
+/* What both a and b allow (NULL a or b: the user's, anything), a new
+ * grant; NULL when memory ran out. */
+SK_HIDDEN sk_grant *grant_intersect(const sk_grant *a, const sk_grant *b);
+/* The grant of model output that may call no function.  Static: retain
+ * and release do nothing to it. */
+SK_HIDDEN sk_grant *grant_none(void);
+
 /* ---- event loop --------------------------------------------------------
  * One libcurl multi handle per kernel drives every transfer.  Callbacks
  * registered here never run from inside the call that registers them:
@@ -697,6 +728,8 @@ struct sk_plan {
     char *no_plan;       /* the reason after "NO PLAN:", or NULL */
     plan_step *steps;    /* in text order */
     size_t n;
+    struct sk_grant *grant; /* what its steps may call (NULL: anything;
+                               checked when it is validated and run) */
 };
 
 /* Parses one call, "Skill.Fn(a=$1, \"x\")", from s (len bytes, no
@@ -758,17 +791,24 @@ typedef struct df_col {
 typedef int (*df_row_fn)(void *ud, size_t n, const char *const *names,
                          const char *const *values);
 
+/* Who wrote a statement.  model NULL: the user (or the runtime), whose
+ * SQL runs as written.  Otherwise a model wrote it under that grant (at
+ * least grant_none()): the read-only policy applies, and its ai() and
+ * skein() calls reach only what the grant allows.  Any statement that
+ * reads a view made from generated SQL counts as the model's too, under
+ * the grants met, and every such statement is bounded by the sql_timeout_ms,
+ * sql_max_rows and sql_max_bytes options (SK_QUERY naming the limit). */
 typedef struct df_engine df_engine;
 typedef struct df_engine_vt {
     const char *dialect;  /* named in prompts: "SQLite" */
     /* Runs statements from the runtime itself (trusted). */
     sk_status (*exec)(df_engine *e, const char *sql, char **errmsg);
-    /* Prepares sql without running it; readonly applies the read-only
-     * policy (model-written SQL).  Errors in *errmsg. */
-    sk_status (*check)(df_engine *e, const char *sql, int readonly, char **errmsg);
+    /* Prepares sql without running it.  Errors in *errmsg. */
+    sk_status (*check)(df_engine *e, const char *sql, const struct sk_grant *model,
+                       char **errmsg);
     /* Runs a query, calling row for each row (at most max_rows; 0: no
-     * limit; past it SK_TOO_LARGE), within the engine's time limit. */
-    sk_status (*query)(df_engine *e, const char *sql, int readonly,
+     * limit; past it SK_TOO_LARGE). */
+    sk_status (*query)(df_engine *e, const char *sql, const struct sk_grant *model,
                        long max_rows, df_row_fn row, void *ud, char **errmsg);
     /* The columns of a table or view.  Caller frees with df_cols_free. */
     sk_status (*columns)(df_engine *e, const char *relation, df_col **cols,
@@ -779,6 +819,30 @@ struct df_engine {
     const df_engine_vt *vt;
 };
 SK_HIDDEN void df_cols_free(df_col *cols, size_t n);
+
+/* Rows handed out one at a time, typed (df:rows()).  The user's SQL; the
+ * limits of generated SQL still apply to the statement when it reads
+ * generated views.  SQLite engine only. */
+typedef enum df_type { DF_NULL, DF_INT, DF_REAL, DF_TEXT } df_type;
+typedef struct df_value {
+    df_type type;
+    long long i;
+    double r;
+    const char *s;   /* DF_TEXT: borrowed until the next row */
+    size_t len;
+} df_value;
+typedef struct df_cursor df_cursor;
+SK_HIDDEN sk_status df_cursor_open(df_engine *e, const char *sql, df_cursor **out,
+                                   char **errmsg);
+/* *row 1: a row is ready (df_cursor_row); 0: the end.  Errors as query. */
+SK_HIDDEN sk_status df_cursor_next(df_cursor *c, int *row, char **errmsg);
+/* The current row: n columns, names and values borrowed until the next. */
+SK_HIDDEN size_t df_cursor_row(const df_cursor *c, const char *const **names,
+                               const df_value **values);
+SK_HIDDEN void df_cursor_close(df_cursor *c);
+/* The grant of the statement stepping now, for the SQL functions: NULL
+ * with *model 0 when the user wrote it. */
+SK_HIDDEN const struct sk_grant *df_statement_grant(df_engine *e, int *model);
 
 /* The kernel's session engine, opened on first use (SQLite; the "db"
  * kernel option names a file, default in memory).  SQLite handle for
@@ -802,9 +866,21 @@ typedef struct sk_df {
 SK_HIDDEN sk_df *df_wrap(sk_kernel *k, const char *name, const char *sql,
                          const char *instruction);
 SK_HIDDEN void df_free(sk_df *df);
-/* Creates a view over sql (a trusted query) and wraps it. */
+/* SQL a model wrote, as df_from_query records it. */
+typedef struct df_model_sql {
+    const struct sk_grant *grant; /* what its ai()/skein() may call */
+    const char *cache_key;   /* the instruction-cache entry for it, written
+                                once a read of the view has run to its end
+                                within the limits, removed when one fails;
+                                or NULL */
+    const char *cache_value;
+    int cached;              /* the entry is in the cache already */
+} df_model_sql;
+/* Creates a view over sql and wraps it.  model NULL: the user's query;
+ * otherwise a model wrote it (see df_engine_vt). */
 SK_HIDDEN sk_status df_from_query(sk_kernel *k, const char *sql,
-                                  const char *instruction, sk_df **out,
+                                  const char *instruction,
+                                  const df_model_sql *model, sk_df **out,
                                   sk_err **err);
 /* Replaces each {df} in sql with df's quoted name.  Caller frees. */
 SK_HIDDEN char *df_subst(const sk_df *df, const char *sql);
@@ -834,6 +910,10 @@ typedef struct df_ai_opts {
     int samples;         /* sample rows in the prompt (-1: 5; 0: none) */
     int repairs;         /* corrections to ask for (-1: 3) */
     int no_cache;
+    /* the functions the generated SQL may call through skein() ("ai" for
+     * ai()); NULL: none.  They run untrusted. */
+    const char *const *functions;
+    size_t n_functions;
 } df_ai_opts;
 SK_HIDDEN sk_status df_ai_transform(sk_df *df, const char *instruction,
                                     const df_ai_opts *o, sk_df **out, sk_err **err);
@@ -887,6 +967,16 @@ SK_HIDDEN sk_status df_register_sql_functions(sk_kernel *k, sk_err **err);
  * $XDG_CACHE_HOME/skein/cache.db, else ~/.cache/skein/cache.db; WAL. */
 SK_HIDDEN sk_status kern_cache_get(sk_kernel *k, const char *key, char **value);
 SK_HIDDEN sk_status kern_cache_put(sk_kernel *k, const char *key, const char *value);
+SK_HIDDEN void kern_cache_del(sk_kernel *k, const char *key);
+
+/* The bounds on every statement that holds generated SQL (options
+ * sql_timeout_ms, sql_max_rows, sql_max_bytes; 0: none). */
+typedef struct kern_sql {
+    long timeout_ms;
+    long max_rows;
+    long long max_bytes;
+} kern_sql;
+SK_HIDDEN const kern_sql *kern_sql_limits(const sk_kernel *k);
 
 /* Kernel slots: df.c keeps its engine behind kern_engine_slot and closes
  * it in df_shutdown; rowops.c keeps the cache database behind
@@ -948,23 +1038,53 @@ typedef struct inv_opts {
                                 inv_start */
     int no_cache;            /* skip the response cache: the caller keeps
                                 a cache of its own (rowops, nl2sql) */
-    int untrusted;           /* a model chose this call (a plan step, an
-                                agent action): Lua natives run without
-                                os.execute and io.popen unless allow_os */
+    int untrusted;           /* runs for a model (inside a plan step, an
+                                agent action, generated SQL): Lua natives
+                                get no os/io escape unless allow_os */
+    const struct sk_grant *grant; /* the function's name came from a
+                                model's output under this grant (checked
+                                by inv_lookup); implies untrusted.  NULL:
+                                the user (or the user's code) named it */
 } inv_opts;
+
+/* The one function lookup every call goes through: name ("Skill.Fn", or
+ * a bare "Fn" preferring prefer_skill), checked against grant when a
+ * model chose the name.  Borrowed, or NULL with *err: SK_NOT_FOUND (with
+ * the closest name the caller may use) or SK_DENIED. */
+SK_HIDDEN sk_function *inv_lookup(sk_kernel *k, const char *name,
+                                  const char *prefer_skill,
+                                  const sk_grant *grant, sk_err **err);
+/* The error for an unknown function name, suggesting the closest one
+ * (among those grant allows).  NULL only when memory ran out. */
+SK_HIDDEN sk_err *inv_not_found_err(sk_kernel *k, const char *name,
+                                    const sk_grant *grant);
+/* Sets the kernel error for an unknown function name and returns
+ * SK_NOT_FOUND. */
+SK_HIDDEN sk_status inv_not_found(sk_kernel *k, const char *name);
 
 /* Starts invoking f with vars (copied).  depth is the nesting level of
  * this call (0 at the top).  done runs from the loop, never from inside
  * inv_start.  Returns SK_OK or an error status with *err set (done will
  * not run). */
-/* Sets the kernel error for an unknown function name, suggesting the
- * closest registered one, and returns SK_NOT_FOUND. */
-SK_HIDDEN sk_status inv_not_found(sk_kernel *k, const char *name);
-
 SK_HIDDEN sk_status inv_start(sk_kernel *k, sk_function *f,
                               const sk_vars *vars, int depth,
                               const inv_opts *opts, inv_done_fn done, void *ud,
                               sk_err **err);
+/* inv_lookup, then inv_start. */
+SK_HIDDEN sk_status inv_start_name(sk_kernel *k, const char *name,
+                                   const char *prefer_skill,
+                                   const sk_vars *vars, int depth,
+                                   const inv_opts *opts, inv_done_fn done,
+                                   void *ud, sk_err **err);
+/* Names the model(s) function name runs on when nothing overrides them
+ * ("spec", or a cascade "a > b"), for keys of caches that hold what a
+ * model wrote.  Caller frees; NULL when memory ran out. */
+SK_HIDDEN char *pipe_model_id(sk_kernel *k, const char *name);
+/* sk_invoke with the internal options: runs the loop until the call
+ * ends; the outcome goes to *out or to the kernel's error. */
+SK_HIDDEN sk_status inv_invoke(sk_kernel *k, const char *name,
+                               const sk_vars *vars, const inv_opts *opts,
+                               char **out);
 
 /* ---- Lua side ---------------------------------------------------------- */
 struct lua_State;
@@ -984,9 +1104,6 @@ SK_HIDDEN void klua_unref(sk_kernel *k, int ref);
  * them anyway (option allow_os). */
 SK_HIDDEN int kern_untrusted(const sk_kernel *k);
 SK_HIDDEN int kern_allow_os(const sk_kernel *k);
-/* Agents mark the calls they make on the model's behalf (synchronous). */
-SK_HIDDEN void kern_untrusted_enter(sk_kernel *k);
-SK_HIDDEN void kern_untrusted_leave(sk_kernel *k);
 /* For runtime/lua_df.c, from a function whose upvalue 1 is the binding:
  * the kernel (raising if it is closed or if called from a stream
  * function), with L marked as the running thread until klua_leave. */

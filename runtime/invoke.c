@@ -222,8 +222,12 @@ static void run_semantic(inv *v)
         const tpl_block *b = &v->tpl->blocks[bi];
         if (b->kind != TB_CALL)
             continue;
-        sk_function *callee = reg_find_short(v->k, b->text, v->skill);
+        /* the template's author named it: a user call, whoever runs the
+         * template (but it runs untrusted when the template does) */
+        sk_err *lerr = NULL;
+        sk_function *callee = inv_lookup(v->k, b->text, v->skill, NULL, &lerr);
         if (!callee) {
+            err_free(lerr);
             v->errs[i] = err_new(SK_NOT_FOUND,
                                  "%s:%d:%d: unknown function %s",
                                  v->tpl->origin ? v->tpl->origin : v->name,
@@ -289,7 +293,7 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
         v->stream = opts->stream;
         v->stream_ud = opts->stream_ud;
         v->no_cache = opts->no_cache;
-        v->untrusted = opts->untrusted;
+        v->untrusted = opts->untrusted || opts->grant;
         if (opts->model && !(v->model_override = sk_strdup(opts->model))) {
             inv_free(v);
             return NULL;
@@ -315,8 +319,8 @@ sk_status inv_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
     inv *v = inv_alloc(k, vars, depth, opts, done, ud);
     if (!v)
         return SK_NOMEM;
-    if (k->untrusted > 0 || k->native_untrusted)
-        v->untrusted = 1; /* inside an agent's action, or a native it runs */
+    if (k->native_untrusted)
+        v->untrusted = 1; /* made by a native that runs for a model */
     fn_retain(f);
     v->f = f;
     v->tpl = f->tpl;
@@ -397,8 +401,10 @@ static void sub_done(void *ud, sk_status st, char *text, sk_err *err)
 
 void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
 {
-    sk_function *f = reg_find_short(v->k, name, v->skill);
+    sk_err *err = NULL;
+    sk_function *f = inv_lookup(v->k, name, v->skill, NULL, &err);
     if (!f) {
+        err_free(err);
         sk_vars_free(vars);
         next(v, SK_NOT_FOUND, NULL,
              err_new(SK_NOT_FOUND, "%s: unknown function %s (named in its "
@@ -406,7 +412,6 @@ void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
                      v->name, name));
         return;
     }
-    sk_err *err = NULL;
     v->sub_next = next;
     inv_opts so = {.untrusted = v->untrusted};
     sk_status st = inv_start(v->k, f, vars, v->depth + 1, &so, sub_done, v, &err);
@@ -444,11 +449,13 @@ static void call_done(void *ud, sk_status st, char *text, sk_err *err)
     c->err = err;
 }
 
-sk_status inv_not_found(sk_kernel *k, const char *name)
+sk_err *inv_not_found_err(sk_kernel *k, const char *name, const sk_grant *grant)
 {
     const char *best = NULL;
     size_t best_d = 99;
     for (size_t i = 0; i < k->n_fns; i++) {
+        if (!grant_allows(grant, k->fns[i]))
+            continue; /* never point a model at what it may not call */
         size_t d = sk_edit_distance(name, k->fns[i]->full_name);
         size_t d2 = sk_edit_distance(name, k->fns[i]->name);
         if (d2 < d)
@@ -460,36 +467,58 @@ sk_status inv_not_found(sk_kernel *k, const char *name)
     }
     size_t limit = strlen(name) / 3 + 1;
     if (best && best_d <= limit)
-        return kern_failf(k, SK_NOT_FOUND,
-                          "unknown function \"%s\" (did you mean %s?)", name,
-                          best);
-    return kern_failf(k, SK_NOT_FOUND,
-                      "unknown function \"%s\" (`skein skills` lists them)",
-                      name);
+        return err_new(SK_NOT_FOUND, "unknown function \"%s\" (did you mean %s?)",
+                       name, best);
+    return err_new(SK_NOT_FOUND, "unknown function \"%s\" (`skein skills` lists them)",
+                   name);
 }
 
-sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
-                          const sk_invoke_opts *opts, sk_call **out)
+sk_status inv_not_found(sk_kernel *k, const char *name)
 {
-    if (!k || !name || !out)
-        return SK_USAGE;
-    *out = NULL;
-    sk_function *f = reg_find_short(k, name, NULL);
+    sk_err *e = inv_not_found_err(k, name, NULL);
+    return e ? kern_fail(k, e) : kern_fail(k, NULL);
+}
+
+/* The trust boundary's one check: every call's function is found here,
+ * and a name a model chose must be one the user allowed (trust.c). */
+sk_function *inv_lookup(sk_kernel *k, const char *name, const char *prefer_skill,
+                        const sk_grant *grant, sk_err **err)
+{
+    *err = NULL;
+    sk_function *f = reg_find_short(k, name, prefer_skill);
+    if (!f) {
+        *err = inv_not_found_err(k, name, grant);
+        return NULL;
+    }
+    if (!grant_allows(grant, f)) {
+        *err = grant_denied(grant, f);
+        return NULL;
+    }
+    return f;
+}
+
+sk_status inv_start_name(sk_kernel *k, const char *name, const char *prefer_skill,
+                         const sk_vars *vars, int depth, const inv_opts *opts,
+                         inv_done_fn done, void *ud, sk_err **err)
+{
+    sk_function *f = inv_lookup(k, name, prefer_skill, opts ? opts->grant : NULL, err);
     if (!f)
-        return inv_not_found(k, name);
+        return *err ? (*err)->code : SK_NOMEM;
+    return inv_start(k, f, vars, depth, opts, done, ud, err);
+}
+
+/* Starts a top-level call; on failure the kernel's error says why. */
+static sk_status call_start(sk_kernel *k, const char *name, const sk_vars *vars,
+                            const inv_opts *io, sk_call **out)
+{
+    *out = NULL;
     sk_call *c = sk_calloc(1, sizeof *c);
     if (!c)
         return kern_fail(k, NULL);
     c->k = k;
-    inv_opts io = {0};
-    if (opts) {
-        io.model = opts->model;
-        io.stream = opts->stream;
-        io.stream_ud = opts->stream_ud;
-        io.policy = opts->policy;
-    }
     sk_err *err = NULL;
-    sk_status st = inv_start(k, f, vars, k->native_depth, &io, call_done, c, &err);
+    sk_status st = inv_start_name(k, name, NULL, vars, k->native_depth, io,
+                                  call_done, c, &err);
     if (st != SK_OK) {
         free(c);
         return err ? kern_fail(k, err) : kern_failf(k, st, "%s", sk_strerror(st));
@@ -498,6 +527,22 @@ sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
     kern_ok(k);
     *out = c;
     return SK_OK;
+}
+
+sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
+                          const sk_invoke_opts *opts, sk_call **out)
+{
+    if (!k || !name || !out)
+        return SK_USAGE;
+    *out = NULL;
+    inv_opts io = {0};
+    if (opts) {
+        io.model = opts->model;
+        io.stream = opts->stream;
+        io.stream_ud = opts->stream_ud;
+        io.policy = opts->policy;
+    }
+    return call_start(k, name, vars, &io, out);
 }
 
 sk_status sk_call_wait(sk_call *c)
@@ -600,6 +645,17 @@ sk_status sk_invoke(sk_kernel *k, const char *name, const sk_vars *vars,
     *out = NULL;
     sk_call *c;
     sk_status st = sk_invoke_async(k, name, vars, opts, &c);
+    if (st != SK_OK)
+        return st;
+    return finish_sync(k, c, out);
+}
+
+sk_status inv_invoke(sk_kernel *k, const char *name, const sk_vars *vars,
+                     const inv_opts *opts, char **out)
+{
+    *out = NULL;
+    sk_call *c;
+    sk_status st = call_start(k, name, vars, opts, &c);
     if (st != SK_OK)
         return st;
     return finish_sync(k, c, out);

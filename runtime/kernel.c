@@ -99,6 +99,7 @@ void kern_notice(const sk_kernel *k, const char *fmt, ...)
 int kern_quiet(const sk_kernel *k) { return k->quiet; }
 long kern_model_inflight(const sk_kernel *k) { return k->model_inflight; }
 const kern_net *kern_net_settings(const sk_kernel *k) { return &k->net; }
+const kern_sql *kern_sql_limits(const sk_kernel *k) { return &k->sql; }
 void **kern_lua_slot(sk_kernel *k) { return &k->lua; }
 void **kern_engine_slot(sk_kernel *k) { return &k->engine; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
@@ -106,8 +107,6 @@ const char *kern_db_path(const sk_kernel *k) { return k->db_path; }
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
 int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
 int kern_allow_os(const sk_kernel *k) { return k->allow_os; }
-void kern_untrusted_enter(sk_kernel *k) { k->untrusted++; }
-void kern_untrusted_leave(sk_kernel *k) { k->untrusted--; }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
@@ -258,6 +257,9 @@ sk_status sk_kernel_new(sk_kernel **out)
     k->net.retries = 3;
     k->net.retry_base_ms = 500;
     k->net.max_response_bytes = (size_t)8 << 20;
+    k->sql.timeout_ms = 30000;
+    k->sql.max_rows = 1000000;
+    k->sql.max_bytes = (long long)64 << 20;
     k->max_depth = 32;
     k->max_inflight = 256;
     k->quiet = env_true("SKEIN_QUIET");
@@ -518,7 +520,8 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         {"retries", 0, 100},           {"retry_base_ms", 0, 600000L},
         {"max_response_bytes", 1024, 1L << 30}, {"max_depth", 1, 1000},
         {"max_inflight", 1, 100000},   {"quiet", 0, 1},
-        {"allow_os", 0, 1},
+        {"allow_os", 0, 1},            {"sql_timeout_ms", 0, 86400000L},
+        {"sql_max_rows", 0, 2000000000L}, {"sql_max_bytes", 0, 1L << 40},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         if (strcmp(name, spec[i].name) != 0)
@@ -538,6 +541,9 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         case 6: k->max_inflight = (int)v; break;
         case 7: k->quiet = (int)v; break;
         case 8: k->allow_os = (int)v; break;
+        case 9: k->sql.timeout_ms = v; break;
+        case 10: k->sql.max_rows = v; break;
+        case 11: k->sql.max_bytes = v; break;
         }
         kern_ok(k);
         return SK_OK;

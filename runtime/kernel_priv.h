@@ -45,6 +45,7 @@ struct sk_kernel {
 
     /* settings */
     kern_net net;
+    kern_sql sql;               /* the bounds of generated SQL */
     int max_depth;
     int max_inflight;
     int quiet;
@@ -85,7 +86,6 @@ struct sk_kernel {
     struct kern_limits *limits;    /* limits.c */
     FILE *record;                  /* SKEIN_RECORD cassette, or NULL */
     long long born_ms;
-    int untrusted;                 /* >0: calls now were chosen by a model */
     int native_untrusted;          /* the native running now is untrusted */
     int allow_os;                  /* option allow_os */
 };

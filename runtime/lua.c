@@ -1005,10 +1005,12 @@ static int l_invoke(lua_State *L)
     }
     box *bx = box_new(L, st); /* 6 */
     vars_from_lua(L, 2, &bx->vars);
-    sk_function *f = reg_find_short(st->k, name, NULL);
+    /* the script's author names the function: a user call (a native
+     * running for a model still runs untrusted, through inv_start) */
+    sk_function *f = inv_lookup(st->k, name, NULL, NULL, &bx->w.err);
     if (!f) {
-        inv_not_found(st->k, name); /* the kernel's message, with a hint */
-        bx->w.err = err_new(SK_NOT_FOUND, "%s", sk_errmsg(st->k));
+        if (!bx->w.err)
+            bx->w.err = err_new(SK_NOMEM, "out of memory");
         push_err(L, bx->w.err);
         box_clear(L, bx);
         return raise_top(L);
@@ -1817,6 +1819,34 @@ static const luaL_Reg plan_methods[] = {
     {"text", plan_text_l}, {"dot", plan_dot_l}, {"steps", plan_steps_l},
     {"run", plan_run_l},   {"close", plan_close}, {NULL, NULL}};
 
+#define MAX_ALLOWED 256 /* names in one `functions` list */
+
+/* opts.functions (opts at arg): the names, into names[MAX_ALLOWED] (kept
+ * alive by the list, left on the stack), and how many; -1 when absent.
+ * Pushes one value (the list or nil) when opts is a table. */
+static long functions_opt(lua_State *L, int arg, const char **names)
+{
+    if (!lua_istable(L, arg))
+        return -1;
+    if (lua_getfield(L, arg, "functions") != LUA_TTABLE) { /* [.., list] */
+        if (!lua_isnil(L, -1))
+            luaL_argerror(L, arg, "'functions' must be a list of names");
+        return -1;
+    }
+    int list = lua_gettop(L);
+    size_t n = lua_rawlen(L, list);
+    if (n > MAX_ALLOWED)
+        luaL_argerror(L, arg, "at most 256 functions");
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        names[i] = lua_tostring(L, -1); /* kept alive by the table */
+        lua_pop(L, 1);
+        if (!names[i])
+            luaL_argerror(L, arg, "functions must be names");
+    }
+    return (long)n;
+}
+
 /* skein.plan(goal [, {functions = {...}, max_functions = n, repairs = n}]) */
 static int l_plan(lua_State *L)
 {
@@ -1824,25 +1854,16 @@ static int l_plan(lua_State *L)
     const char *goal = luaL_checkstring(L, 1);
     lua_settop(L, 2);
     sk_plan_opts o = {0, -1, NULL, 0};
-    const char *only[256];
+    const char *only[MAX_ALLOWED];
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "max_functions"); /* 3 */
         o.max_functions = (size_t)luaL_optinteger(L, 3, 0);
         lua_getfield(L, 2, "repairs"); /* 4 */
         o.repairs = (int)luaL_optinteger(L, 4, -1);
-        if (lua_getfield(L, 2, "functions") == LUA_TTABLE) { /* 5 */
-            size_t n = lua_rawlen(L, 5);
-            if (n > 256)
-                return luaL_argerror(L, 2, "at most 256 functions");
-            for (size_t i = 0; i < n; i++) {
-                lua_rawgeti(L, 5, (lua_Integer)i + 1);
-                only[i] = lua_tostring(L, -1); /* kept alive by the table */
-                lua_pop(L, 1);
-                if (!only[i])
-                    return luaL_argerror(L, 2, "functions must be names");
-            }
+        long n = functions_opt(L, 2, only); /* 5 */
+        if (n >= 0) {
             o.only = only;
-            o.n_only = n;
+            o.n_only = (size_t)n;
         }
     }
     sk_plan *p = NULL;
@@ -1858,18 +1879,26 @@ static int l_plan(lua_State *L)
     return 1;
 }
 
-/* skein.load_plan(text [, origin]): a plan written or edited by hand */
+/* skein.load_plan(text [, origin [, {functions = {...}}]]): a plan
+ * written or edited by hand, held to `functions` when given */
 static int l_load_plan(lua_State *L)
 {
     klua *st = check_st(L);
     const char *text = luaL_checkstring(L, 1);
     const char *origin = luaL_optstring(L, 2, "plan");
+    lua_settop(L, 3);
+    const char *only[MAX_ALLOWED];
+    long n = functions_opt(L, 3, only);
     sk_plan *p = NULL;
     if (sk_plan_parse(st->k, text, origin, &p) != SK_OK) {
         push_kernel_err(L, st->k);
         return raise_top(L);
     }
-    push_plan(L, p);
+    push_plan(L, p); /* owned by the userdata from here */
+    if (n >= 0 && sk_plan_allow(st->k, p, only, (size_t)n) != SK_OK) {
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
     return 1;
 }
 
@@ -1928,20 +1957,11 @@ static int l_agent(lua_State *L)
     o.max_tokens = (long)luaL_optinteger(L, 4, 0);
     lua_getfield(L, 1, "max_ms"); /* 5 */
     o.max_ms = (long)luaL_optinteger(L, 5, 0);
-    const char *only[256];
-    if (lua_getfield(L, 1, "functions") == LUA_TTABLE) { /* 6 */
-        size_t n = lua_rawlen(L, 6);
-        if (n > 256)
-            return luaL_argerror(L, 1, "at most 256 functions");
-        for (size_t i = 0; i < n; i++) {
-            lua_rawgeti(L, 6, (lua_Integer)i + 1);
-            only[i] = lua_tostring(L, -1);
-            lua_pop(L, 1);
-            if (!only[i])
-                return luaL_argerror(L, 1, "functions must be names");
-        }
+    const char *only[MAX_ALLOWED];
+    long n = functions_opt(L, 1, only); /* 6: the list, or nil */
+    if (n >= 0) {
         o.functions = only;
-        o.n_functions = n;
+        o.n_functions = (size_t)n;
     }
     agent_ctx c = {L, 7, NULL, NULL, 0};
     int ft = lua_getfield(L, 1, "on_step"); /* 7 */

@@ -113,7 +113,7 @@ static int l_from_sql(lua_State *L)
     sk_kernel *k = klua_enter(L, &prev);
     sk_df *df = NULL;
     sk_err *err = NULL;
-    sk_status rc = df_from_query(k, sql, NULL, &df, &err);
+    sk_status rc = df_from_query(k, sql, NULL, NULL, &df, &err);
     klua_leave(L, prev);
     if (rc != SK_OK)
         return raise_err(L, err);
@@ -394,55 +394,58 @@ static int df_count_l(lua_State *L)
     return 1;
 }
 
-/* The rows iterator: a prepared statement in a userdata, finalized by
- * __gc / __close or at the end. */
+/* The rows iterator: an engine cursor in a userdata, closed by __gc /
+ * __close or at the end.  The engine bounds a read of generated SQL
+ * however it is read, this one included. */
 typedef struct lrows {
-    sqlite3_stmt *st;
+    df_cursor *cur;
 } lrows;
 
 static int rows_close(lua_State *L)
 {
     lrows *r = luaL_checkudata(L, 1, ROWS_MT);
-    if (r->st)
-        sqlite3_finalize(r->st);
-    r->st = NULL;
+    df_cursor_close(r->cur);
+    r->cur = NULL;
     return 0;
 }
 
-static void push_column(lua_State *L, sqlite3_stmt *st, int c)
+static void push_value(lua_State *L, const df_value *v)
 {
-    switch (sqlite3_column_type(st, c)) {
-    case SQLITE_INTEGER: lua_pushinteger(L, (lua_Integer)sqlite3_column_int64(st, c)); break;
-    case SQLITE_FLOAT: lua_pushnumber(L, sqlite3_column_double(st, c)); break;
-    case SQLITE_NULL: lua_pushnil(L); break;
-    default:
-        lua_pushlstring(L, (const char *)sqlite3_column_text(st, c),
-                        (size_t)sqlite3_column_bytes(st, c));
+    switch (v->type) {
+    case DF_INT: lua_pushinteger(L, (lua_Integer)v->i); break;
+    case DF_REAL: lua_pushnumber(L, v->r); break;
+    case DF_NULL: lua_pushnil(L); break;
+    case DF_TEXT: lua_pushlstring(L, v->s, v->len); break;
     }
 }
 
 static int rows_next(lua_State *L)
 {
     lrows *r = luaL_checkudata(L, lua_upvalueindex(1), ROWS_MT);
-    if (!r->st)
+    if (!r->cur)
         return 0;
-    int rc = sqlite3_step(r->st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_finalize(r->st);
-        r->st = NULL;
-        return 0;
-    }
-    if (rc != SQLITE_ROW) {
-        sk_err *e = err_new(SK_QUERY, "%s", sqlite3_errmsg(sqlite3_db_handle(r->st)));
-        sqlite3_finalize(r->st);
-        r->st = NULL;
+    lua_State *prev;
+    klua_enter(L, &prev); /* a step may call skein() from the SQL */
+    char *msg = NULL;
+    int row = 0;
+    sk_status rc = df_cursor_next(r->cur, &row, &msg);
+    klua_leave(L, prev);
+    if (rc != SK_OK || !row) {
+        df_cursor_close(r->cur);
+        r->cur = NULL;
+        if (rc == SK_OK)
+            return 0;
+        sk_err *e = rc == SK_NOMEM ? NULL : err_new(rc, "%s", msg ? msg : sk_strerror(rc));
+        free(msg);
         return raise_err(L, e);
     }
-    int n = sqlite3_column_count(r->st);
-    lua_createtable(L, 0, n);
-    for (int c = 0; c < n; c++) {
-        push_column(L, r->st, c);
-        lua_setfield(L, -2, sqlite3_column_name(r->st, c));
+    const char *const *names;
+    const df_value *values;
+    size_t n = df_cursor_row(r->cur, &names, &values);
+    lua_createtable(L, 0, (int)n);
+    for (size_t c = 0; c < n; c++) {
+        push_value(L, &values[c]);
+        lua_setfield(L, -2, names[c]);
     }
     return 1;
 }
@@ -458,21 +461,22 @@ static int df_rows_l(lua_State *L)
     df_engine *e = kern_engine(k, &err);
     if (!e)
         return raise_err(L, err);
-    sqlite3 *db = df_sqlite(e);
-    if (!db)
-        return raise_err(L, err_new(SK_USAGE, "rows() needs the SQLite engine"));
     char *q = df_quote_ident(d->df->name);
     char *sql = q ? sk_asprintf("SELECT * FROM %s", q) : NULL;
     free(q);
     if (!sql)
         return raise_err(L, NULL);
     lrows *r = lua_newuserdatauv(L, sizeof *r, 0);
-    r->st = NULL;
+    r->cur = NULL;
     luaL_setmetatable(L, ROWS_MT);
-    int rc = sqlite3_prepare_v2(db, sql, -1, &r->st, NULL);
+    char *msg = NULL;
+    sk_status rc = df_cursor_open(e, sql, &r->cur, &msg);
     free(sql);
-    if (rc != SQLITE_OK)
-        return raise_err(L, err_new(SK_QUERY, "%s", sqlite3_errmsg(db)));
+    if (rc != SK_OK) {
+        sk_err *x = rc == SK_NOMEM ? NULL : err_new(rc, "%s", msg ? msg : sk_strerror(rc));
+        free(msg);
+        return raise_err(L, x);
+    }
     lua_pushcclosure(L, rows_next, 1);
     return 1;
 }
@@ -538,7 +542,7 @@ static int df_show_l(lua_State *L)
         return raise_err(L, NULL);
     show_ctx c = {0};
     char *msg = NULL;
-    sk_status rc = e->vt->query(e, sql, 0, 0, show_row, &c, &msg);
+    sk_status rc = e->vt->query(e, sql, NULL, 0, show_row, &c, &msg);
     free(sql);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -614,7 +618,7 @@ static int df_sql_l(lua_State *L)
     sk_kernel *k = klua_enter(L, &prev);
     sk_df *out = NULL;
     sk_err *err = NULL;
-    sk_status rc = df_from_query(k, full, NULL, &out, &err);
+    sk_status rc = df_from_query(k, full, NULL, NULL, &out, &err);
     klua_leave(L, prev);
     free(full);
     if (rc != SK_OK)
@@ -625,13 +629,34 @@ static int df_sql_l(lua_State *L)
 
 /* ---- the model's part -------------------------------------------------- */
 
-static void ai_opts(lua_State *L, int idx, df_ai_opts *o)
+#define MAX_SQL_FUNCTIONS 256
+
+/* Reads ai_transform / ai_verify options; names (MAX_SQL_FUNCTIONS slots)
+ * receives `functions`, kept alive by the list it leaves on the stack. */
+static void ai_opts(lua_State *L, int idx, df_ai_opts *o, const char **names)
 {
+    memset(o, 0, sizeof *o);
     o->samples = -1;
     o->repairs = -1;
-    o->no_cache = 0;
     if (!lua_istable(L, idx))
         return;
+    if (lua_getfield(L, idx, "functions") == LUA_TTABLE) {
+        int list = lua_gettop(L);
+        size_t n = lua_rawlen(L, list);
+        if (n > MAX_SQL_FUNCTIONS)
+            luaL_argerror(L, idx, "at most 256 functions");
+        for (size_t i = 0; i < n; i++) {
+            lua_rawgeti(L, list, (lua_Integer)i + 1);
+            names[i] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+            if (!names[i])
+                luaL_argerror(L, idx, "functions must be names");
+        }
+        o->functions = names;
+        o->n_functions = n;
+    } else if (!lua_isnil(L, -1)) {
+        luaL_argerror(L, idx, "'functions' must be a list of names");
+    }
     lua_getfield(L, idx, "samples");
     if (lua_isboolean(L, -1))
         o->samples = lua_toboolean(L, -1) ? -1 : 0;
@@ -641,7 +666,7 @@ static void ai_opts(lua_State *L, int idx, df_ai_opts *o)
     o->repairs = (int)luaL_optinteger(L, -1, -1);
     lua_getfield(L, idx, "cache");
     o->no_cache = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
-    lua_pop(L, 3);
+    lua_pop(L, 3); /* the functions list stays */
 }
 
 static int df_ai_transform_l(lua_State *L)
@@ -649,7 +674,8 @@ static int df_ai_transform_l(lua_State *L)
     ldf *d = check_df(L, 1);
     const char *instruction = luaL_checkstring(L, 2);
     df_ai_opts o;
-    ai_opts(L, 3, &o);
+    const char *fns[MAX_SQL_FUNCTIONS];
+    ai_opts(L, 3, &o, fns);
     lua_State *prev;
     klua_enter(L, &prev);
     sk_df *out = NULL;
@@ -682,7 +708,8 @@ static int df_ai_verify_l(lua_State *L)
     ldf *d = check_df(L, 1);
     const char *expectation = luaL_checkstring(L, 2);
     df_ai_opts o;
-    ai_opts(L, 3, &o);
+    const char *fns[MAX_SQL_FUNCTIONS];
+    ai_opts(L, 3, &o, fns);
     lua_State *prev;
     klua_enter(L, &prev);
     df_verdict v = {0, NULL, NULL};

@@ -220,6 +220,8 @@ typedef struct job {
     sk_kernel *k;
     sk_df *df;
     df_engine *e;
+    sk_grant *grant;        /* what the generated SQL's ai()/skein() may
+                               call: none unless the user allowed some */
     const char *task;       /* the instruction as the user gave it */
     const char *fix_task;   /* what FixSql is told the query is for */
     const char *schema;
@@ -297,7 +299,7 @@ static sk_status run_check(job *j, const char *real, char **why)
     row_seen r = {0};
     buf_init(&r.evidence, (size_t)64 << 10);
     char *msg = NULL;
-    sk_status st = j->e->vt->query(j->e, real, 1, 1, on_check_row, &r, &msg);
+    sk_status st = j->e->vt->query(j->e, real, j->grant, 1, on_check_row, &r, &msg);
     if (r.nomem || st == SK_NOMEM) {
         free(msg);
         free(r.first);
@@ -349,7 +351,7 @@ static sk_status accept(job *j, const char *sql, char **real, char **why)
     if (!r)
         return SK_NOMEM;
     char *msg = NULL;
-    sk_status st = j->e->vt->check(j->e, r, 1, &msg);
+    sk_status st = j->e->vt->check(j->e, r, j->grant, &msg);
     if (st == SK_NOMEM) {
         free(msg);
         free(r);
@@ -492,10 +494,44 @@ done:
 
 static void job_free(job *j)
 {
+    grant_release(j->grant);
+    j->grant = NULL;
     free(j->sql);
     free(j->real_sql);
     free(j->evidence);
     sk_vars_free(j->vars);
+}
+
+/* The prompt's word on SQL functions: what the grant lets the query call,
+ * with each function's parameters, or "" when it may call none.  Caller
+ * frees; NULL when memory ran out. */
+static char *functions_section(sk_kernel *k, const sk_grant *g)
+{
+    size_t n = grant_count(g);
+    if (n == 0)
+        return sk_strdup("");
+    sk_buf b;
+    buf_init(&b, (size_t)1 << 20);
+    sk_status rc = buf_adds(&b, "The query may call these functions, one text "
+                                "value in and one out, and no others:\n");
+    for (size_t i = 0; rc == SK_OK && i < n; i++) {
+        const char *name = grant_name_at(g, i);
+        const sk_function *f = reg_find(k, name);
+        if (f && strcasecmp(name, "DataFrame.Map") == 0)
+            rc = buf_adds(&b, "- ai('instruction', value): applies a plain-words "
+                              "instruction to one value\n");
+        else if (f)
+            rc = buf_printf(&b, "- skein('%s', value): %s\n", name,
+                            f->description && *f->description ? f->description
+                                                              : "(no description)");
+    }
+    if (rc == SK_OK)
+        rc = buf_addc(&b, '\n');
+    if (rc != SK_OK) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
 }
 
 /* Sets up what both transform and verify need: the engine, the schema and
@@ -525,6 +561,16 @@ static sk_status job_init(job *j, sk_df *df, const char *task, const df_ai_opts 
     j->e = kern_engine(df->k, err);
     if (!j->e)
         return *err ? (*err)->code : SK_NOMEM;
+    /* the SQL is the model's: it may call the functions the user lists,
+     * and by default none */
+    if (o && o->functions) {
+        sk_status gs = grant_new(df->k, "generated SQL", o->functions, o->n_functions,
+                                 &j->grant, err);
+        if (gs != SK_OK)
+            return *err ? gs : SK_NOMEM;
+    } else {
+        j->grant = grant_none();
+    }
     if (!(*schema = df_schema_text(df)))
         return SK_NOMEM;
     j->schema = *schema;
@@ -540,14 +586,17 @@ static sk_status job_init(job *j, sk_df *df, const char *task, const df_ai_opts 
         if (!section)
             return SK_NOMEM;
     }
+    char *fns = functions_section(j->k, j->grant);
     sk_status st = SK_NOMEM;
-    if (sk_vars_new(&j->vars) == SK_OK &&
+    if (fns && sk_vars_new(&j->vars) == SK_OK &&
         sk_vars_set(j->vars, "input", task) == SK_OK &&
         sk_vars_set(j->vars, "dialect", j->e->vt->dialect) == SK_OK &&
         sk_vars_set(j->vars, "schema", *schema) == SK_OK &&
-        sk_vars_set(j->vars, "samples", section ? section : "") == SK_OK)
+        sk_vars_set(j->vars, "samples", section ? section : "") == SK_OK &&
+        sk_vars_set(j->vars, "functions", fns) == SK_OK)
         st = SK_OK;
     free(section);
+    free(fns);
     return st;
 }
 
@@ -569,10 +618,19 @@ static void trace_transform(sk_kernel *k, const char *instruction, const char *s
 }
 
 /* The cache key holds everything the query depends on except the table's
- * name: the same request over the same shape of table gets the same SQL. */
-static char *cache_key(const df_engine *e, const char *schema, const char *instruction)
+ * name: the model that writes it, the functions it may call, the dialect,
+ * the schema and the request; the same request over the same shape of
+ * table gets the same SQL. */
+static char *cache_key(const job *j, const char *schema, const char *instruction)
 {
-    return sk_asprintf("sql:%s\n%s\n%s", e->vt->dialect, schema, instruction);
+    char *model = pipe_model_id(j->k, FN_TO_SQL);
+    char *fns = grant_describe(j->grant);
+    char *key = model && fns ? sk_asprintf("sql:%s\n%s\n%s\n%s\n%s", model, fns,
+                                           j->e->vt->dialect, schema, instruction)
+                             : NULL;
+    free(model);
+    free(fns);
+    return key;
 }
 
 /* A cached query ({df} form) that still passes the check, substituted;
@@ -612,7 +670,7 @@ sk_status df_ai_transform(sk_df *df, const char *instruction, const df_ai_opts *
         goto done;
     int use_cache = !(o && o->no_cache);
     int cached = 0;
-    if (!(key = cache_key(j.e, schema, instruction))) {
+    if (!(key = cache_key(&j, schema, instruction))) {
         rc = SK_NOMEM;
         goto done;
     }
@@ -623,11 +681,13 @@ sk_status df_ai_transform(sk_df *df, const char *instruction, const df_ai_opts *
         if (rc != SK_OK)
             goto done;
     }
-    rc = df_from_query(df->k, j.real_sql, instruction, out, err);
+    /* The view is the model's SQL.  Its query becomes the instruction's
+     * cached answer only once a read of it has run to the end within the
+     * limits, and leaves the cache when a read fails (df.c). */
+    df_model_sql m = {j.grant, use_cache ? key : NULL, j.sql, cached};
+    rc = df_from_query(df->k, j.real_sql, instruction, &m, out, err);
     if (rc != SK_OK)
         goto done;
-    if (use_cache && !cached)
-        (void)kern_cache_put(df->k, key, j.sql); /* a cache miss later is harmless */
     trace_transform(df->k, instruction, j.real_sql, cached ? 0 : j.attempts, cached);
 done:
     job_free(&j);

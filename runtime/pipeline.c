@@ -302,15 +302,15 @@ static void run_filters(inv *v)
 
 /* ---- the model stage --------------------------------------------------- */
 
-static const char *choose_model(inv *v, const char **service)
+/* The model spec of step idx of f's cascade under pol, and the service
+ * id that named it (or NULL). */
+static const char *model_for(sk_kernel *k, const sk_function *f, const sk_policy *pol,
+                             size_t idx, const char **service)
 {
-    sk_kernel *k = v->k;
     *service = NULL;
-    if (v->model_override)
-        return v->model_override;
-    if (v->pol->n_models)
-        return v->pol->models[v->model_idx];
-    const cfg_function *c = v->f ? v->f->cfg : NULL;
+    if (pol && pol->n_models)
+        return pol->models[idx < pol->n_models ? idx : pol->n_models - 1];
+    const cfg_function *c = f ? f->cfg : NULL;
     if (c && c->model)
         return c->model;
     for (size_t i = 0; c && i < c->n_default_services; i++) {
@@ -328,6 +328,36 @@ static const char *choose_model(inv *v, const char **service)
         }
     }
     return k->model_spec;
+}
+
+static const char *choose_model(inv *v, const char **service)
+{
+    *service = NULL;
+    if (v->model_override)
+        return v->model_override;
+    return model_for(v->k, v->f, v->pol, v->model_idx, service);
+}
+
+char *pipe_model_id(sk_kernel *k, const char *name)
+{
+    sk_function *f = reg_find(k, name);
+    sk_err *e = NULL;
+    const sk_policy *pol = f && f->kind == FN_SEMANTIC ? kern_policy(k, f, &e) : NULL;
+    err_free(e);
+    sk_buf b;
+    buf_init(&b, (size_t)1 << 20);
+    sk_status rc = SK_OK;
+    size_t n = pol && pol->n_models ? pol->n_models : 1;
+    for (size_t i = 0; rc == SK_OK && i < n; i++) {
+        const char *service = NULL;
+        const char *spec = model_for(k, f, pol, i, &service);
+        rc = buf_printf(&b, "%s%s", i ? " > " : "", spec ? spec : "(none)");
+    }
+    if (rc != SK_OK) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
 }
 
 static size_t cascade_len(const inv *v)

@@ -30,8 +30,8 @@
 
 #include "internal.h"
 
-/* Calls whose answers this file caches itself skip the response cache. */
-static const sk_invoke_opts own_cache = {.policy = "{\"cache\": false}"};
+
+
 
 #define MAX_ROWS 1000000L              /* rows one operation reads */
 #define MAX_PROMPT ((size_t)4 << 20)   /* a rendered prompt or row text */
@@ -232,6 +232,22 @@ sk_status kern_cache_put(sk_kernel *k, const char *key, const char *value)
     sqlite3_reset(c->put);
     sqlite3_clear_bindings(c->put);
     return SK_OK;
+}
+
+/* Removes key's entry, if any (a cached answer that turned out bad). */
+void kern_cache_del(sk_kernel *k, const char *key)
+{
+    cache *c = key ? cache_open(k) : NULL;
+    if (!c)
+        return;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM cache WHERE key = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            cache_warn(k, c, "write failed", sqlite3_errmsg(c->db));
+    }
+    sqlite3_finalize(st);
 }
 
 void cache_shutdown(sk_kernel *k)
@@ -1292,7 +1308,7 @@ static sk_status setup(job *j, sk_df *df, df_op op, const char *instruction,
     free(q);
     if (!sql)
         return SK_NOMEM;
-    st = e->vt->query(e, sql, 0, MAX_ROWS, collect_row, j, &msg);
+    st = e->vt->query(e, sql, NULL, MAX_ROWS, collect_row, j, &msg);
     free(sql);
     if (j->fatal) {
         free(msg);
@@ -1414,6 +1430,31 @@ sk_status df_rowop(sk_df *df, df_op op, const char *instruction,
 
 /* ---- SQL functions ------------------------------------------------------ */
 
+/* The SQL functions run whoever wrote the statement calling them: in
+ * the user's own SQL they call what the user names; in a statement with
+ * generated SQL in it the name is the model's (or came from the data), so
+ * the lookup holds it to that SQL's grant and the call runs untrusted. */
+static inv_opts sql_call_opts(sk_kernel *k)
+{
+    int model = 0;
+    const sk_grant *g = df_statement_grant(kern_engine(k, NULL), &model);
+    /* the prompts here keep their own cache */
+    inv_opts o = {.policy = "{\"cache\": false}", .grant = g, .untrusted = model};
+    return o;
+}
+
+/* Reports a failed call as the SQL function's error. */
+static void sql_call_failed(sqlite3_context *ctx, sk_kernel *k, const char *fn)
+{
+    if (sk_errcode(k) == SK_NOMEM) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    char *m = sk_asprintf("%s(): %s", fn, sk_errmsg(k));
+    sqlite3_result_error(ctx, m ? m : sk_errmsg(k), -1);
+    free(m);
+}
+
 /* ai(instruction, text): DataFrame.Map on one value, through the cache. */
 static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -1430,10 +1471,15 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                              "is empty", -1);
         return;
     }
-    sk_function *f = reg_find(k, "DataFrame.Map");
+    inv_opts o = sql_call_opts(k);
+    sk_err *lerr = NULL;
+    sk_function *f = inv_lookup(k, "DataFrame.Map", NULL, o.grant, &lerr);
     if (!f || f->kind != FN_SEMANTIC || !f->tpl) {
-        sqlite3_result_error(ctx, "ai(): the prompt DataFrame.Map is not "
+        char *m = lerr ? sk_asprintf("ai(): %s", lerr->message) : NULL;
+        sqlite3_result_error(ctx, m ? m : "ai(): the prompt DataFrame.Map is not "
                              "loaded; load the built-in skills first", -1);
+        free(m);
+        err_free(lerr);
         return;
     }
     char *rowtext = sk_asprintf("text: %s", text);
@@ -1459,8 +1505,8 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
             sqlite3_result_text(ctx, t, -1, free);
         else
             sqlite3_result_error_nomem(ctx);
-    } else if (sk_invoke(k, "DataFrame.Map", v, &own_cache, &reply) != SK_OK) {
-        sqlite3_result_error(ctx, sk_errmsg(k), -1);
+    } else if (inv_invoke(k, "DataFrame.Map", v, &o, &reply) != SK_OK) {
+        sql_call_failed(ctx, k, "ai");
     } else {
         kern_cache_put(k, key.p, reply);
         char *t = trim_space(reply);
@@ -1475,7 +1521,7 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     buf_free(&key);
 }
 
-/* skein(function, text): any function, with text as its input. */
+/* skein(function, text): a function, with text as its input. */
 static void sql_skein(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     (void)argc;
@@ -1491,12 +1537,13 @@ static void sql_skein(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                              "is empty", -1);
         return;
     }
+    inv_opts o = sql_call_opts(k);
     sk_vars *v = NULL;
     char *out = NULL;
     if (sk_vars_new(&v) != SK_OK || sk_vars_set(v, "input", text) != SK_OK) {
         sqlite3_result_error_nomem(ctx);
-    } else if (sk_invoke(k, fn, v, &own_cache, &out) != SK_OK) {
-        sqlite3_result_error(ctx, sk_errmsg(k), -1);
+    } else if (inv_invoke(k, fn, v, &o, &out) != SK_OK) {
+        sql_call_failed(ctx, k, "skein");
     } else {
         sqlite3_result_text(ctx, out, -1, free);
         out = NULL;

@@ -61,10 +61,12 @@ typedef enum sk_status {
                             or the model found none possible */
     SK_LIMIT = 19,       /* an agent ran out of steps, tokens or time */
     SK_QUERY = 20,       /* a query failed, or was refused as unsafe */
-    SK_DATA = 21         /* malformed input data (CSV, JSON lines) */
+    SK_DATA = 21,        /* malformed input data (CSV, JSON lines) */
+    SK_DENIED = 22       /* a call a model chose reached past what the user
+                            allowed for the run (the trust boundary) */
 } sk_status;
 
-#define SK_STATUS_MAX SK_DATA /* the highest code, for loops over them */
+#define SK_STATUS_MAX SK_DENIED /* the highest code, for loops over them */
 
 typedef struct sk_kernel sk_kernel;
 typedef struct sk_vars sk_vars;
@@ -142,6 +144,12 @@ SK_API const char *sk_kernel_model(const sk_kernel *k);
  *   "quiet"               "1" silences notices on stderr
  *   "db"                  the session database file for DataFrames
  *                         (default: in memory); set before first use
+ *   "allow_os"            "1" lets functions run for a model reach the
+ *                         operating system from Lua (os.execute, io.open...)
+ *   "sql_timeout_ms"      time one statement holding generated SQL may
+ *                         run (default 30000; 0 no limit)
+ *   "sql_max_rows"        rows it may return (default 1000000; 0 no limit)
+ *   "sql_max_bytes"       bytes of result it may return (default 64 MiB)
  * Borrows both strings. */
 SK_API sk_status sk_kernel_set_option(sk_kernel *k, const char *name,
                                       const char *value);
@@ -382,6 +390,13 @@ SK_API sk_status sk_plan_create(sk_kernel *k, const char *goal,
  * origin names it in errors ("plan.txt:3:5: unknown function X"). */
 SK_API sk_status sk_plan_parse(sk_kernel *k, const char *text,
                                const char *origin, sk_plan **out);
+/* Limits the functions the plan's steps may call to names (n of them;
+ * NULL names: every function but the planner's and agent's own, the
+ * default).  A plan is model output: its steps are held to this when it
+ * is checked and when it runs, and a step outside it is a problem named
+ * with its line (SK_PLAN), as an unknown function is.  Borrows names. */
+SK_API sk_status sk_plan_allow(sk_kernel *k, sk_plan *p,
+                               const char *const *names, size_t n);
 SK_API void sk_plan_free(sk_plan *p);
 /* The plan as text, or as a Graphviz digraph.  Caller frees. */
 SK_API char *sk_plan_text(const sk_plan *p);

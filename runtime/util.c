@@ -555,6 +555,7 @@ const char *sk_strerror(sk_status code)
     case SK_LIMIT: return "a limit was reached";
     case SK_QUERY: return "query failed";
     case SK_DATA: return "malformed data";
+    case SK_DENIED: return "not allowed for this run";
     }
     return "unknown error";
 }
@@ -584,6 +585,7 @@ const char *sk_status_kind(sk_status code)
     case SK_LIMIT: return "limit";
     case SK_QUERY: return "query";
     case SK_DATA: return "data";
+    case SK_DENIED: return "denied";
     }
     return "unknown";
 }

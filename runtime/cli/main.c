@@ -274,6 +274,7 @@ static int exit_code(sk_status st)
         return EXIT_UNCERTAIN;
     case SK_REJECTED:
     case SK_FILTERED:
+    case SK_DENIED:
         return EXIT_REJECTED;
     case SK_PLAN:
         return EXIT_PLAN;

@@ -42,7 +42,7 @@ static int count_cb(void *ud, size_t n, const char *const *names,
 static long long tables(df_engine *e)
 {
     long long n = -1;
-    e->vt->query(e, "SELECT count(*) FROM sqlite_schema", 1, 0, count_cb, &n, NULL);
+    e->vt->query(e, "SELECT count(*) FROM sqlite_schema", grant_none(), 0, count_cb, &n, NULL);
     return n;
 }
 

@@ -93,8 +93,11 @@ static sk_kernel *kernel(const char *cache, df_engine **e)
     sk_kernel *k = NULL;
     CHECK(sk_kernel_new(&k) == SK_OK);
     sk_kernel_set_option(k, "quiet", "1");
-    char spec[300];
-    snprintf(spec, sizeof spec, "scripted:%s", tu_tmpfile(rules_json(), ".json"));
+    /* one model for every kernel here: the instruction cache is keyed
+     * by the model that writes the SQL */
+    static char spec[300];
+    if (!spec[0])
+        snprintf(spec, sizeof spec, "scripted:%s", tu_tmpfile(rules_json(), ".json"));
     CHECK(sk_kernel_set_model(k, spec) == SK_OK);
     CHECK(sk_kernel_load_skills(k, skills_dir()) == SK_OK);
     sk_err *err = NULL;
@@ -139,7 +142,7 @@ static char *rows_of(df_engine *e, const char *sql)
     buf_init(&b, 0);
     buf_adds(&b, "");
     char *msg = NULL;
-    if (e->vt->query(e, sql, 0, 0, collect, &b, &msg) != SK_OK)
+    if (e->vt->query(e, sql, NULL, 0, collect, &b, &msg) != SK_OK)
         fprintf(stderr, "query failed: %s\n", msg ? msg : "?");
     free(msg);
     return buf_steal(&b);
@@ -291,7 +294,7 @@ TEST(test_repair)
     out = NULL;
     err = NULL;
     before = calls(k);
-    df_ai_opts o = {-1, 1, 0};
+    df_ai_opts o = {-1, 1, 0, NULL, 0};
     CHECK_INT(df_ai_transform(sales, "hopeless", &o, &out, &err), SK_QUERY);
     CHECK(out == NULL);
     CHECK_INT(calls(k) - before, 2);
@@ -367,7 +370,7 @@ TEST(test_refused)
     /* the destructive statement is named, in the message and the detail */
     sk_df *out = NULL;
     sk_err *err = NULL;
-    df_ai_opts o = {-1, 0, 0};
+    df_ai_opts o = {-1, 0, 0, NULL, 0};
     CHECK_INT(df_ai_transform(sales, "drop everything", &o, &out, &err), SK_QUERY);
     CHECK_CONTAINS(err ? err->message : NULL, "DROP TABLE");
     CHECK_CONTAINS(err ? err->detail_json : NULL, "\"sql\":\"DROP TABLE sales\"");
@@ -443,6 +446,18 @@ TEST(test_cache)
     long before = calls(k);
     CHECK_INT(df_ai_transform(sales, ask, NULL, &a, &err), SK_OK);
     CHECK_INT(calls(k) - before, 1);
+    /* the query is the instruction's answer only once it has been read
+     * to its end: before that, asking again asks the model */
+    sk_df *unread = NULL;
+    before = calls(k);
+    CHECK_INT(df_ai_transform(sales, ask, NULL, &unread, &err), SK_OK);
+    CHECK_INT(calls(k) - before, 1);
+    df_free(unread);
+    if (a) {
+        char *ra = rows_of_df(e, a, "*");
+        CHECK(ra != NULL);
+        free(ra);
+    }
     before = calls(k);
     CHECK_INT(df_ai_transform(sales, ask, NULL, &b, &err), SK_OK);
     CHECK_INT(calls(k) - before, 0); /* no model call at all */
@@ -461,14 +476,14 @@ TEST(test_cache)
     df_free(c);
     c = NULL;
     /* no_cache asks again */
-    df_ai_opts o = {-1, -1, 1};
+    df_ai_opts o = {-1, -1, 1, NULL, 0};
     before = calls(k);
     CHECK_INT(df_ai_transform(sales, ask, &o, &c, &err), SK_OK);
     CHECK_INT(calls(k) - before, 1);
     df_free(c);
     c = NULL;
     /* refused or failed answers are never cached */
-    df_ai_opts r0 = {-1, 0, 0};
+    df_ai_opts r0 = {-1, 0, 0, NULL, 0};
     sk_df *d = NULL;
     CHECK_INT(df_ai_transform(sales, "drop everything", &r0, &d, &err), SK_QUERY);
     err_free(err);
@@ -504,6 +519,15 @@ TEST(test_cache)
         free(got);
     }
     df_free(a);
+    a = NULL;
+    /* another model writes its own SQL: the cache does not answer for it */
+    char other_model[300];
+    snprintf(other_model, sizeof other_model, "scripted:%s", tu_tmpfile(rules_json(), ".json"));
+    CHECK(sk_kernel_set_model(k, other_model) == SK_OK);
+    before = calls(k);
+    CHECK_INT(df_ai_transform(other, ask, NULL, &a, &err), SK_OK);
+    CHECK_INT(calls(k) - before, 1);
+    df_free(a);
     df_free(other);
     sk_kernel_free(k);
 }
@@ -517,13 +541,13 @@ TEST(test_samples)
     sk_err *err = NULL;
     /* by default sample rows go into the prompt: the rule that matches a
      * value from the data fires */
-    df_ai_opts with = {-1, -1, 1};
+    df_ai_opts with = {-1, -1, 1, NULL, 0};
     CHECK_INT(df_ai_transform(sales, "count rows per dept", &with, &out, &err), SK_OK);
     CHECK_CONTAINS(out ? out->sql : NULL, "leak");
     df_free(out);
     out = NULL;
     /* samples = 0: no value of the data reaches the model */
-    df_ai_opts without = {0, -1, 1};
+    df_ai_opts without = {0, -1, 1, NULL, 0};
     CHECK_INT(df_ai_transform(sales, "count rows per dept", &without, &out, &err), SK_OK);
     if (out) {
         CHECK(strstr(out->sql, "leak") == NULL);
@@ -585,7 +609,7 @@ TEST(test_verify)
     free(v.sql);
 
     /* without repairs the message says what was wrong */
-    df_ai_opts o = {-1, 0, 0};
+    df_ai_opts o = {-1, 0, 0, NULL, 0};
     CHECK_INT(df_ai_verify(sales, "not a truth value", &o, &v, &err), SK_QUERY);
     CHECK_CONTAINS(err ? err->message : NULL, "could not write a working check");
     CHECK_CONTAINS(err ? err->message : NULL, "must be 1 when the expectation holds");

@@ -147,7 +147,7 @@ static sk_status query(sk_kernel *k, const char *sql, char **msg)
     df_engine *e = kern_engine(k, &err);
     err_free(err);
     *msg = NULL;
-    return e->vt->query(e, sql, 0, 0, grab, NULL, msg);
+    return e->vt->query(e, sql, NULL, 0, grab, NULL, msg);
 }
 
 /* Loads every row of a DataFrame, in order. */

@@ -45,7 +45,7 @@ static char *rows(const sk_df *df, const char *sql)
     sk_buf b;
     buf_init(&b, 0);
     char *msg = NULL;
-    sk_status rc = e->vt->query(e, s, 1, 0, collect_row, &b, &msg);
+    sk_status rc = e->vt->query(e, s, grant_none(), 0, collect_row, &b, &msg);
     if (rc != SK_OK)
         fprintf(stderr, "query %s: %s\n", s, msg ? msg : "?");
     free(msg);
@@ -96,7 +96,7 @@ static long long table_count(sk_kernel *k)
     err_free(err);
     sk_buf b;
     buf_init(&b, 0);
-    e->vt->query(e, "SELECT count(*) FROM sqlite_schema", 1, 0, collect_row, &b, NULL);
+    e->vt->query(e, "SELECT count(*) FROM sqlite_schema", grant_none(), 0, collect_row, &b, NULL);
     long long n = b.p ? atoll(b.p) : -1;
     buf_free(&b);
     return n;
@@ -458,7 +458,7 @@ TEST(round_trip)
     }
     /* an empty view still writes its header */
     sk_df *v = NULL;
-    CHECK_INT(df_from_query(k, "SELECT id AS only FROM df_1 WHERE 0", NULL, &v, &err), SK_OK);
+    CHECK_INT(df_from_query(k, "SELECT id AS only FROM df_1 WHERE 0", NULL, NULL, &v, &err), SK_OK);
     if (v) {
         CHECK_INT(df_write_csv(v, out, &err), SK_OK);
         CHECK_INT(sk_read_file(out, 1 << 20, &written, &len), SK_OK);

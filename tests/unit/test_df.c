@@ -8,7 +8,6 @@
 #include "testutil.h"
 
 /* Test-only hook in df.c. */
-SK_HIDDEN void df_test_set_limits(df_engine *e, long timeout_ms, long long max_bytes);
 
 static sk_kernel *new_kernel(void)
 {
@@ -59,7 +58,7 @@ static char *q(df_engine *e, const char *sql, int readonly, sk_status *rc, char 
     memset(&c, 0, sizeof c);
     buf_init(&c.b, 0);
     *msg = NULL;
-    *rc = e->vt->query(e, sql, readonly, 0, collect_row, &c, msg);
+    *rc = e->vt->query(e, sql, readonly ? grant_none() : NULL, 0, collect_row, &c, msg);
     if (*rc != SK_OK) {
         buf_free(&c.b);
         return NULL;
@@ -108,27 +107,27 @@ TEST(engine_basics)
     char *out = q(e, "SELECT region, amount FROM sales ORDER BY rowid", 0, &rc, &msg);
     CHECK_STR(out, "north,10;south,20;north,5;east,NULL;");
     free(out);
-    CHECK_INT(e->vt->check(e, "SELECT * FROM sales", 1, &msg), SK_OK);
+    CHECK_INT(e->vt->check(e, "SELECT * FROM sales", grant_none(), &msg), SK_OK);
     /* errors carry SQLite's message and the position */
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "SELECT nope FROM sales", 1, &msg), SK_QUERY);
+    CHECK_INT(e->vt->check(e, "SELECT nope FROM sales", grant_none(), &msg), SK_QUERY);
     CHECK_CONTAINS(msg, "no such column: nope");
     CHECK_CONTAINS(msg, "line 1, column 8");
     free(msg);
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "SELECT *\nFROM salez", 0, &msg), SK_QUERY);
+    CHECK_INT(e->vt->check(e, "SELECT *\nFROM salez", NULL, &msg), SK_QUERY);
     CHECK_CONTAINS(msg, "no such table: salez");
     free(msg);
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "SELECT *\nFROM sales\nWHERE amont > 1", 1, &msg), SK_QUERY);
+    CHECK_INT(e->vt->check(e, "SELECT *\nFROM sales\nWHERE amont > 1", grant_none(), &msg), SK_QUERY);
     CHECK_CONTAINS(msg, "no such column: amont (at line 3, column 7)");
     free(msg);
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "SELEC 1", 1, &msg), SK_QUERY);
+    CHECK_INT(e->vt->check(e, "SELEC 1", grant_none(), &msg), SK_QUERY);
     CHECK_CONTAINS(msg, "syntax error");
     free(msg);
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "  -- nothing\n", 1, &msg), SK_QUERY);
+    CHECK_INT(e->vt->check(e, "  -- nothing\n", grant_none(), &msg), SK_QUERY);
     CHECK_CONTAINS(msg, "empty");
     free(msg);
     /* a runtime error while stepping */
@@ -205,7 +204,7 @@ TEST(readonly_refusals)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *msg = NULL;
-        sk_status rc = e->vt->check(e, cases[i].sql, 1, &msg);
+        sk_status rc = e->vt->check(e, cases[i].sql, grant_none(), &msg);
         if (rc != SK_QUERY || !msg || !strstr(msg, cases[i].want))
             fprintf(stderr, "case %zu: %s -> %d %s\n", i, cases[i].sql, rc,
                     msg ? msg : "(null)");
@@ -214,27 +213,27 @@ TEST(readonly_refusals)
         free(msg);
         /* query refuses the same way, and runs nothing */
         msg = NULL;
-        CHECK_INT(e->vt->query(e, cases[i].sql, 1, 0, NULL, NULL, &msg), SK_QUERY);
+        CHECK_INT(e->vt->query(e, cases[i].sql, grant_none(), 0, NULL, NULL, &msg), SK_QUERY);
         free(msg);
     }
     char *msg = NULL;
-    CHECK_INT(e->vt->check(e, "DROP TABLE sales", 1, &msg), SK_QUERY);
+    CHECK_INT(e->vt->check(e, "DROP TABLE sales", grant_none(), &msg), SK_QUERY);
     CHECK_STR(msg, "refused: the query would DROP TABLE sales; generated SQL may only read");
     free(msg);
     /* more than one statement, whatever the second is */
     msg = NULL;
-    CHECK_INT(e->vt->query(e, "SELECT 1; DROP TABLE sales", 1, 0, NULL, NULL, &msg),
+    CHECK_INT(e->vt->query(e, "SELECT 1; DROP TABLE sales", grant_none(), 0, NULL, NULL, &msg),
               SK_QUERY);
     CHECK_CONTAINS(msg, "more than one statement");
     CHECK_CONTAINS(msg, "DROP TABLE sales");
     free(msg);
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "SELECT 1;\n/* c */ SELECT 2", 1, &msg), SK_QUERY);
+    CHECK_INT(e->vt->check(e, "SELECT 1;\n/* c */ SELECT 2", grant_none(), &msg), SK_QUERY);
     CHECK_CONTAINS(msg, "more than one statement");
     free(msg);
     /* trailing semicolons and comments are fine */
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "SELECT 1; ;\n-- done\n/* end */", 1, &msg), SK_OK);
+    CHECK_INT(e->vt->check(e, "SELECT 1; ;\n-- done\n/* end */", grant_none(), &msg), SK_OK);
     free(msg);
     char *after = fingerprint(e);
     CHECK_STR(after, before);
@@ -245,7 +244,7 @@ TEST(readonly_refusals)
     CHECK_INT(run(e, "DROP TABLE later"), SK_OK);
     /* and trusted mode allows writes that read-only refused */
     msg = NULL;
-    CHECK_INT(e->vt->check(e, "DELETE FROM sales", 0, &msg), SK_OK);
+    CHECK_INT(e->vt->check(e, "DELETE FROM sales", NULL, &msg), SK_OK);
     free(msg);
     sk_kernel_free(k);
 }
@@ -293,7 +292,7 @@ TEST(readonly_allowed)
     /* a view made by the runtime can be read */
     sk_df *v = NULL;
     sk_err *err = NULL;
-    CHECK_INT(df_from_query(k, "SELECT region FROM sales WHERE amount > 6;", "big ones",
+    CHECK_INT(df_from_query(k, "SELECT region FROM sales WHERE amount > 6;", "big ones", NULL,
                             &v, &err),
               SK_OK);
     if (v) {
@@ -320,23 +319,24 @@ TEST(limits)
     collect c;
     memset(&c, 0, sizeof c);
     /* rows: exactly max_rows is fine, one more is not */
-    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", 1, 4, collect_row, &c, &msg), SK_OK);
+    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", grant_none(), 4, collect_row, &c, &msg), SK_OK);
     CHECK_INT(c.rows, 4);
     c.rows = 0;
-    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", 1, 3, collect_row, &c, &msg),
+    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", grant_none(), 3, collect_row, &c, &msg),
               SK_TOO_LARGE);
     CHECK_INT(c.rows, 3);
     CHECK_CONTAINS(msg, "more than 3 rows");
     free(msg);
     buf_free(&c.b);
     /* time: a recursive CTE that never ends stops at the limit */
-    df_test_set_limits(e, 300, 0);
+    sk_kernel_set_option(k, "sql_timeout_ms", "300");
     msg = NULL;
     CHECK_INT(e->vt->query(e, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
                               "FROM n) SELECT max(i) FROM n",
-                           1, 0, NULL, NULL, &msg),
-              SK_TIMEOUT);
+                           grant_none(), 0, NULL, NULL, &msg),
+              SK_QUERY);
     CHECK_CONTAINS(msg, "time limit");
+    CHECK_CONTAINS(msg, "sql_timeout_ms");
     free(msg);
     /* the engine is usable after a timeout */
     sk_status rc;
@@ -345,16 +345,17 @@ TEST(limits)
     free(out);
     free(msg);
     /* bytes */
-    df_test_set_limits(e, 0, 1000);
+    sk_kernel_set_option(k, "sql_max_bytes", "1000");
     msg = NULL;
-    CHECK_INT(e->vt->query(e, "SELECT zeroblob(600) || 'x' FROM sales", 1, 0, NULL, NULL,
+    CHECK_INT(e->vt->query(e, "SELECT zeroblob(600) || 'x' FROM sales", grant_none(), 0, NULL, NULL,
                            &msg),
-              SK_TOO_LARGE);
+              SK_QUERY);
     CHECK_CONTAINS(msg, "larger than");
+    CHECK_CONTAINS(msg, "sql_max_bytes");
     free(msg);
     /* a row callback can stop early, which is not an error */
     msg = NULL;
-    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", 1, 0, NULL, NULL, &msg), SK_OK);
+    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", grant_none(), 0, NULL, NULL, &msg), SK_OK);
     sk_kernel_free(k);
 }
 
@@ -374,7 +375,7 @@ TEST(callback_stop_and_nested)
     df_engine *e = setup(k);
     int calls = 0;
     char *msg = NULL;
-    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", 1, 0, stop_first, &calls, &msg), SK_OK);
+    CHECK_INT(e->vt->query(e, "SELECT * FROM sales", grant_none(), 0, stop_first, &calls, &msg), SK_OK);
     CHECK_INT(calls, 1);
     sk_kernel_free(k);
 }
@@ -441,7 +442,7 @@ TEST(views_counts_text)
     sk_df *v = NULL;
     CHECK_INT(df_from_query(k, "SELECT region, amount * 1.5 AS scaled, NULL AS blank "
                                "FROM sales WHERE 0",
-                            NULL, &v, &err),
+                            NULL, NULL, &v, &err),
               SK_OK);
     if (v) {
         CHECK(strncmp(v->name, "df_", 3) == 0);
@@ -456,7 +457,7 @@ TEST(views_counts_text)
     }
     df_free(v);
     v = NULL;
-    CHECK_INT(df_from_query(k, "SELECT amount * 2 AS twice FROM sales", NULL, &v, &err),
+    CHECK_INT(df_from_query(k, "SELECT amount * 2 AS twice FROM sales", NULL, NULL, &v, &err),
               SK_OK);
     if (v) {
         t = df_schema_text(v);
@@ -466,7 +467,7 @@ TEST(views_counts_text)
     df_free(v);
     /* a bad query makes no view */
     v = NULL;
-    CHECK_INT(df_from_query(k, "SELECT nope FROM sales", NULL, &v, &err), SK_QUERY);
+    CHECK_INT(df_from_query(k, "SELECT nope FROM sales", NULL, NULL, &v, &err), SK_QUERY);
     CHECK(v == NULL);
     CHECK(err != NULL);
     if (err)
