@@ -592,6 +592,8 @@ static sk_status read_params(pctx *x, cfg_function *c, const cJSON *obj,
                               &p->default_value);
         if (rc == SK_OK)
             rc = get_bool(x, e, required_key, &p->required);
+        if (rc == SK_OK)
+            rc = get_bool(x, e, "allow_dangerously_set_content", &p->allow_unsafe);
         pop(x);
     }
     pop(x);
@@ -623,6 +625,8 @@ static sk_status read_function(pctx *x, cfg_function *c, const cJSON *root)
         rc = get_string(x, root, "description", &c->description);
     if (rc == SK_OK)
         rc = get_string(x, root, "model", &c->model);
+    if (rc == SK_OK)
+        rc = get_bool(x, root, "allow_dangerously_set_content", &c->allow_unsafe);
     if (rc == SK_OK && c->model && !*c->model)
         rc = fail(x, "model", "'model' must be a model spec, not empty");
     if (rc == SK_OK)

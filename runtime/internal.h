@@ -145,6 +145,7 @@ struct sk_template {
     size_t n;
     size_t n_calls; /* how many TB_CALL blocks */
     char *origin;
+    int chat;       /* its own text holds <message> markup */
 };
 
 /* Parses text.  On a syntax error returns SK_TEMPLATE and sets *errmsg to
@@ -155,11 +156,42 @@ SK_HIDDEN sk_status tpl_parse(const char *text, size_t len, const char *origin,
 SK_HIDDEN void tpl_free(sk_template *t);
 /* The i-th TB_CALL block, in order of appearance. */
 SK_HIDDEN const tpl_block *tpl_call_at(const sk_template *t, size_t i);
+/* How a chat prompt takes what it inserts: values and function outputs
+ * are encoded for the markup (chat_encode) so that data can never open,
+ * close or forge a message, except where Semantic Kernel's
+ * allow_dangerously_set_content says they are trusted. */
+typedef struct tpl_safety {
+    int encode;                /* encode what is inserted */
+    int raw_outputs;           /* function outputs as written (the prompt's
+                                  allow_dangerously_set_content) */
+    const struct cfg_function *cfg; /* per-variable flags, or NULL */
+    size_t *starts;            /* when non-NULL, gets each block's offset in
+                                  the output (t->n entries), for errors */
+} tpl_safety;
 /* Joins the template into out.  outputs[i] is the text of the i-th call
  * block; outputs NULL (or an entry NULL) leaves the block as written.
- * Unknown variables render empty.  Outputs are never re-rendered. */
+ * Unknown variables render empty.  Outputs are never re-rendered.
+ * safety NULL inserts everything as written. */
 SK_HIDDEN sk_status tpl_assemble(const sk_template *t, const sk_vars *vars,
-                                 char *const *outputs, sk_buf *out);
+                                 char *const *outputs, const tpl_safety *safety,
+                                 sk_buf *out);
+/* The line and column in t's file of offset off of its output, given the
+ * starts tpl_assemble recorded; *block gets the block (its kind says
+ * whether the offset fell inside inserted text). */
+SK_HIDDEN void tpl_locate(const sk_template *t, const char *out, const size_t *starts,
+                          size_t off, int *line, int *col, const tpl_block **block);
+
+/* ---- chat markup (runtime/chat.c) -------------------------------------- */
+struct sk_msg;
+/* Appends s encoded for the markup: < > & " ' as entities. */
+SK_HIDDEN sk_status chat_encode(sk_buf *b, const char *s);
+/* Decodes XML entities and CDATA sections.  Caller frees. */
+SK_HIDDEN char *chat_decode(const char *s, size_t n);
+/* Parses a rendered chat prompt into messages (caller frees each role and
+ * content, and the array).  SK_TEMPLATE on malformed markup, with the
+ * offset in *err_off and the message in *errmsg (caller frees). */
+SK_HIDDEN sk_status chat_parse(const char *text, struct sk_msg **out, size_t *n,
+                               size_t *err_off, char **errmsg);
 
 /* ---- config.json ------------------------------------------------------- */
 typedef struct cfg_param {
@@ -167,6 +199,8 @@ typedef struct cfg_param {
     char *description;
     char *default_value; /* NULL when none */
     int required;
+    int allow_unsafe;    /* allow_dangerously_set_content: its value goes
+                            into chat markup as written */
 } cfg_param;
 
 /* One execution-settings entry.  Numbers are NAN / -1 when unset. */
@@ -191,6 +225,8 @@ typedef struct cfg_function {
     char **default_services;
     size_t n_default_services;
     char *model;         /* skein's "model" key: a model spec, or NULL */
+    int allow_unsafe;    /* allow_dangerously_set_content: function outputs
+                            go into chat markup as written */
     char *raw;           /* the whole document, unknown keys included */
 } cfg_function;
 
@@ -329,7 +365,7 @@ SK_HIDDEN long long loop_now_ms(void); /* monotonic clock */
 /* ---- model connectors --------------------------------------------------
  * A connector turns a request into a reply, asynchronously on the loop. */
 typedef struct sk_msg {
-    char *role;    /* "system", "user", "assistant" */
+    char *role;    /* "system", "user", "assistant", "tool", "developer" */
     char *content;
 } sk_msg;
 
@@ -1104,6 +1140,8 @@ SK_HIDDEN void klua_unref(sk_kernel *k, int ref);
  * them anyway (option allow_os). */
 SK_HIDDEN int kern_untrusted(const sk_kernel *k);
 SK_HIDDEN int kern_allow_os(const sk_kernel *k);
+/* Option allow_dangerously_set_content: every inserted value trusted. */
+SK_HIDDEN int kern_allow_unsafe(const sk_kernel *k);
 /* For runtime/lua_df.c, from a function whose upvalue 1 is the binding:
  * the kernel (raising if it is closed or if called from a stream
  * function), with L marked as the running thread until klua_leave. */

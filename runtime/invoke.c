@@ -122,6 +122,32 @@ static void run_native_lua(inv *v)
 
 /* ---- rendering --------------------------------------------------------- */
 
+/* How template t (of function f, or a bare one) takes inserted values.
+ * A chat prompt -- markup in its own text, or a prompt or variable that
+ * Semantic Kernel's allow_dangerously_set_content trusts to bring markup --
+ * encodes every value and function output it inserts unless it is
+ * trusted, and is parsed as chat.  A plain prompt is sent as one user
+ * message, as written, and never parsed, so nothing needs encoding.  The
+ * kernel option allow_dangerously_set_content trusts everything (*chat
+ * -1: decided from the rendered text). */
+static void render_safety(const sk_kernel *k, const sk_function *f,
+                          const sk_template *t, tpl_safety *sf, int *chat)
+{
+    memset(sf, 0, sizeof *sf);
+    if (kern_allow_unsafe(k)) {
+        *chat = -1;
+        return;
+    }
+    const cfg_function *c = f ? f->cfg : NULL;
+    int trusted = c && c->allow_unsafe;
+    for (size_t i = 0; c && i < c->n_params; i++)
+        trusted |= c->params[i].allow_unsafe;
+    *chat = t->chat || trusted;
+    sf->encode = *chat;
+    sf->raw_outputs = c && c->allow_unsafe;
+    sf->cfg = c;
+}
+
 static void render_done(inv *v)
 {
     for (size_t i = 0; i < v->n_calls; i++) {
@@ -138,7 +164,15 @@ static void render_done(inv *v)
     }
     sk_buf b;
     buf_init(&b, (size_t)16 << 20);
-    sk_status st = tpl_assemble(v->tpl, v->vars, v->outputs, &b);
+    tpl_safety sf;
+    render_safety(v->k, v->f, v->tpl, &sf, &v->chat);
+    free(v->starts);
+    if (!(v->starts = sk_calloc(v->tpl->n ? v->tpl->n : 1, sizeof *v->starts))) {
+        finish_err(v, NULL);
+        return;
+    }
+    sf.starts = v->starts;
+    sk_status st = tpl_assemble(v->tpl, v->vars, v->outputs, &sf, &b);
     if (st != SK_OK) {
         buf_free(&b);
         finish_err(v, st == SK_NOMEM
@@ -153,6 +187,8 @@ static void render_done(inv *v)
         finish_err(v, NULL);
         return;
     }
+    if (v->chat < 0) /* everything trusted: chat when it reads as chat */
+        v->chat = strstr(v->prompt, "<message") != NULL;
     if (v->render_only) {
         char *text = v->prompt;
         v->prompt = NULL;
@@ -670,7 +706,10 @@ sk_status sk_render(sk_kernel *k, const sk_template *t, const sk_vars *vars,
     if (flags & SK_RENDER_NO_CALLS) {
         sk_buf b;
         buf_init(&b, (size_t)16 << 20);
-        sk_status st = tpl_assemble(t, vars, NULL, &b);
+        tpl_safety sf;
+        int chat;
+        render_safety(k, NULL, t, &sf, &chat);
+        sk_status st = tpl_assemble(t, vars, NULL, &sf, &b);
         if (st != SK_OK) {
             buf_free(&b);
             return kern_failf(k, st, "%s", sk_strerror(st));

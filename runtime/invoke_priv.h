@@ -48,6 +48,11 @@ struct inv {
     sk_policy *own_policy;     /* a per-call overlay, owned */
     const sk_policy *pol;      /* the policy in force; NULL for natives */
     char *prompt;              /* the rendered prompt */
+    int chat;                  /* it is chat markup, parsed strictly */
+    size_t *starts;            /* each block's offset in prompt (errors) */
+    char *plain;               /* the prompt as the model reads it (the
+                                  messages' text): what filters, reviewers
+                                  and judges are shown */
     sk_msg *msgs;              /* the prompt as chat messages */
     size_t n_msgs;
     size_t model_idx;          /* position in the cascade */

@@ -107,6 +107,7 @@ const char *kern_db_path(const sk_kernel *k) { return k->db_path; }
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
 int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
 int kern_allow_os(const sk_kernel *k) { return k->allow_os; }
+int kern_allow_unsafe(const sk_kernel *k) { return k->allow_unsafe; }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
@@ -522,6 +523,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         {"max_inflight", 1, 100000},   {"quiet", 0, 1},
         {"allow_os", 0, 1},            {"sql_timeout_ms", 0, 86400000L},
         {"sql_max_rows", 0, 2000000000L}, {"sql_max_bytes", 0, 1L << 40},
+        {"allow_dangerously_set_content", 0, 1},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         if (strcmp(name, spec[i].name) != 0)
@@ -544,6 +546,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         case 9: k->sql.timeout_ms = v; break;
         case 10: k->sql.max_rows = v; break;
         case 11: k->sql.max_bytes = v; break;
+        case 12: k->allow_unsafe = (int)v; break;
         }
         kern_ok(k);
         return SK_OK;

@@ -88,6 +88,7 @@ struct sk_kernel {
     long long born_ms;
     int native_untrusted;          /* the native running now is untrusted */
     int allow_os;                  /* option allow_os */
+    int allow_unsafe;              /* option allow_dangerously_set_content */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

@@ -69,7 +69,6 @@ typedef struct klua {
     binding *bind;      /* the Lua side, NULL once collected */
     lua_State *current; /* the thread currently inside a skein call */
     int next_depth;     /* nesting depth of invokes started from Lua now */
-    int sandboxed;      /* untrusted native calls on the stack */
     int in_stream;      /* inside a stream function: no waiting allowed */
 } klua;
 
@@ -2088,6 +2087,8 @@ static void new_mt(lua_State *L, const char *name, lua_CFunction gc)
  * the module.  Binds st only at the very end, once nothing can fail, so a
  * failure never leaves the binding pointing at a struct about to be
  * freed. */
+static int sandbox_install_pf(lua_State *L);
+
 static int bind_pf(lua_State *L)
 {
     klua *st = lua_touserdata(L, 1);
@@ -2173,6 +2174,9 @@ static int bind_pf(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 2); /* [b] */
+    /* the sandbox, before any skill.lua can take a reference */
+    lua_pushcfunction(L, sandbox_install_pf);
+    lua_call(L, 0, 0);
     b->st = st;
     st->bind = b;
     return 0;
@@ -2380,61 +2384,157 @@ static int call_native_pf(lua_State *L)
 }
 
 /* ---- the sandbox for calls a model chose ------------------------------
- * A plan step or an agent action runs functions a model picked, perhaps
- * steered by text in the data.  While such a call runs a Lua native,
- * os.execute and io.popen raise instead, unless the user set the allow_os
- * option.  The originals are kept in the registry and put back after. */
-static const char SANDBOX_KEY = 's';
+ * A plan step, an agent action or generated SQL runs functions a model
+ * picked, perhaps steered by text in the data.  While such a call runs,
+ * a Lua native gets no way out of the process: the functions below refuse
+ * unless the user set the allow_os option.  The guard is the function
+ * itself, put in place when the state is bound (before any skill.lua
+ * loads), and it asks the kernel, at the moment it is called, whether the
+ * call running now is untrusted.  So a reference a skill saved at load
+ * time (`local exec = os.execute`), an upvalue or an alias is guarded the
+ * same.  The debug library is guarded too, since it reaches everything. */
 static const struct {
-    const char *lib, *fn;
-} GUARDED[] = {{"os", "execute"}, {"io", "popen"}};
+    const char *lib, *fn; /* lib NULL: a global; fn NULL: every function */
+} GUARDED[] = {
+    {"os", "execute"}, {"os", "remove"},  {"os", "rename"}, {"os", "tmpname"},
+    {"os", "exit"},    {"os", "getenv"},  {"io", "popen"},  {"io", "open"},
+    {"io", "lines"},   {"io", "input"},   {"io", "output"}, {"package", "loadlib"},
+    {NULL, "dofile"},  {NULL, "loadfile"}, {NULL, "require"}, {"debug", NULL},
+};
 #define N_GUARDED (sizeof GUARDED / sizeof GUARDED[0])
 
-static int blocked(lua_State *L)
+/* 1 when the native running now runs for a model and the user did not
+ * allow the system to it. */
+static int call_is_sandboxed(lua_State *L)
 {
-    return luaL_error(L, "%s is not allowed in a function a model chose to run "
-                         "(a plan step or an agent action); set the allow_os "
-                         "option to permit it",
-                      lua_tostring(L, lua_upvalueindex(1)));
-}
-
-/* Swaps the guarded functions for blockers; the originals go into a
- * registry table.  Runs protected (it allocates). */
-static int sandbox_enter_pf(lua_State *L)
-{
-    lua_createtable(L, (int)N_GUARDED, 0); /* [saved] */
-    for (size_t i = 0; i < N_GUARDED; i++) {
-        if (lua_getglobal(L, GUARDED[i].lib) != LUA_TTABLE) {
-            lua_pop(L, 1);
-            continue;
-        }
-        lua_getfield(L, -1, GUARDED[i].fn);        /* [saved, lib, orig] */
-        lua_rawseti(L, -3, (lua_Integer)i + 1);     /* saved[i] = orig */
-        lua_pushfstring(L, "%s.%s", GUARDED[i].lib, GUARDED[i].fn);
-        lua_pushcclosure(L, blocked, 1);
-        lua_setfield(L, -2, GUARDED[i].fn);         /* lib.fn = blocker */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BINDING_KEY) != LUA_TUSERDATA) {
         lua_pop(L, 1);
-    }
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &SANDBOX_KEY);
-    return 0;
-}
-
-static int sandbox_leave_pf(lua_State *L)
-{
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SANDBOX_KEY) != LUA_TTABLE)
         return 0;
+    }
+    binding *b = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    sk_kernel *k = b && b->st ? b->st->k : NULL;
+    return k && kern_untrusted(k) && !kern_allow_os(k);
+}
+
+/* What the guard does with a call's arguments before passing them on. */
+enum { G_PLAIN, G_REQUIRE, G_LEVEL, G_TRACEBACK };
+
+/* The guard, a C closure: upvalues [1] the original, [2] its name, [3]
+ * its kind.  It asks whether the call running now is sandboxed, then
+ * calls the original.  The guard is one more frame on the stack, so a
+ * level given to the debug library's level-based functions is moved up
+ * one, and they still see their caller's levels. */
+static int guarded(lua_State *L)
+{
+    int kind = (int)lua_tointeger(L, lua_upvalueindex(3));
+    if (call_is_sandboxed(L)) {
+        int loaded = 0;
+        if (kind == G_REQUIRE && lua_type(L, 1) == LUA_TSTRING) {
+            lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+            loaded = lua_getfield(L, -1, lua_tostring(L, 1)) != LUA_TNIL;
+            lua_pop(L, 2);
+        }
+        if (!loaded)
+            return luaL_error(L, "%s is not allowed in a function run for a model "
+                                 "(a plan step, an agent action or generated SQL); "
+                                 "the user permits it with --allow-os (the allow_os "
+                                 "option)",
+                              lua_tostring(L, lua_upvalueindex(2)));
+    }
+    int first = lua_type(L, 1) == LUA_TTHREAD ? 2 : 1; /* another thread's levels */
+    if (first == 1 && kind == G_LEVEL && lua_isinteger(L, 1))
+        lua_pushinteger(L, lua_tointeger(L, 1) + 1), lua_replace(L, 1);
+    if (first == 1 && kind == G_TRACEBACK) {
+        if (lua_gettop(L) < 1)
+            lua_pushnil(L);
+        if (lua_gettop(L) < 2 || lua_isnil(L, 2)) {
+            lua_settop(L, 1);
+            lua_pushinteger(L, 2);
+        } else if (lua_isinteger(L, 2)) {
+            lua_pushinteger(L, lua_tointeger(L, 2) + 1);
+            lua_replace(L, 2);
+        }
+    }
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int guard_kind(const char *name)
+{
+    if (strcmp(name, "require") == 0)
+        return G_REQUIRE;
+    if (strcmp(name, "debug.getinfo") == 0 || strcmp(name, "debug.getlocal") == 0 ||
+        strcmp(name, "debug.setlocal") == 0)
+        return G_LEVEL;
+    if (strcmp(name, "debug.traceback") == 0)
+        return G_TRACEBACK;
+    return G_PLAIN;
+}
+
+/* Replaces t[key] (t at idx) with its guard, named name. */
+static void guard_field(lua_State *L, int idx, const char *key, const char *name)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, idx, key) != LUA_TFUNCTION ||
+        lua_tocfunction(L, -1) == guarded) { /* bound before: already guarded */
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushstring(L, name);
+    lua_pushinteger(L, guard_kind(name));
+    lua_pushcclosure(L, guarded, 3);
+    lua_setfield(L, idx, key);
+}
+
+/* Puts the guards in place in the standard libraries L has.  Runs
+ * protected (it allocates). */
+static int sandbox_install_pf(lua_State *L)
+{
     for (size_t i = 0; i < N_GUARDED; i++) {
+        if (!GUARDED[i].lib) {
+            lua_pushglobaltable(L);
+            guard_field(L, -1, GUARDED[i].fn, GUARDED[i].fn);
+            lua_pop(L, 1);
+            continue;
+        }
         if (lua_getglobal(L, GUARDED[i].lib) != LUA_TTABLE) {
             lua_pop(L, 1);
             continue;
         }
-        lua_rawgeti(L, -2, (lua_Integer)i + 1);
-        lua_setfield(L, -2, GUARDED[i].fn);
+        if (GUARDED[i].fn) {
+            lua_pushfstring(L, "%s.%s", GUARDED[i].lib, GUARDED[i].fn);
+            guard_field(L, -2, GUARDED[i].fn, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        } else {
+            /* every function of the library: collect the names first,
+             * since the table changes while we walk it */
+            int lib = lua_gettop(L);
+            lua_newtable(L);
+            int names = lua_gettop(L);
+            lua_Integer n = 0;
+            lua_pushnil(L);
+            while (lua_next(L, lib)) {
+                if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1)) {
+                    lua_pushvalue(L, -2);
+                    lua_rawseti(L, names, ++n);
+                }
+                lua_pop(L, 1);
+            }
+            for (lua_Integer j = 1; j <= n; j++) {
+                lua_rawgeti(L, names, j);
+                const char *key = lua_tostring(L, -1);
+                lua_pushfstring(L, "%s.%s", GUARDED[i].lib, key);
+                guard_field(L, lib, key, lua_tostring(L, -1));
+                lua_pop(L, 2);
+            }
+            lua_pop(L, 1);
+        }
         lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &SANDBOX_KEY);
     return 0;
 }
 
@@ -2457,31 +2557,12 @@ sk_status klua_call(sk_kernel *k, sk_function *f, const sk_vars *vars,
     int top = lua_gettop(L);
     int saved_depth = st->next_depth;
     st->next_depth = depth + 1;
-    /* the outermost untrusted native call guards os.execute / io.popen */
-    int guard = kern_untrusted(k) && !kern_allow_os(k) && st->sandboxed == 0;
-    if (guard) {
-        lua_pushcfunction(L, sandbox_enter_pf);
-        if (docall(L, 0, 0) != LUA_OK) {
-            lua_settop(L, top);
-            st->next_depth = saved_depth;
-            *err = err_new(SK_NOMEM, "out of memory");
-            return SK_NOMEM;
-        }
-    }
-    if (kern_untrusted(k) && !kern_allow_os(k))
-        st->sandboxed++;
+    /* the sandbox needs nothing here: the guarded functions ask the
+     * kernel whether this call runs for a model when they are called */
     call_ctx c = {f, vars};
     lua_pushcfunction(L, call_native_pf);
     lua_pushlightuserdata(L, &c);
     int rc = docall(L, 1, 1);
-    if (kern_untrusted(k) && !kern_allow_os(k))
-        st->sandboxed--;
-    if (guard) {
-        int t2 = lua_gettop(L);
-        lua_pushcfunction(L, sandbox_leave_pf);
-        docall(L, 0, 0);
-        lua_settop(L, t2);
-    }
     st->next_depth = saved_depth;
     sk_status status = SK_OK;
     if (rc == LUA_OK) {

@@ -111,6 +111,10 @@ void pipe_free(inv *v)
     v->own_policy = NULL;
     free(v->prompt);
     v->prompt = NULL;
+    free(v->plain);
+    v->plain = NULL;
+    free(v->starts);
+    v->starts = NULL;
     free_msgs(v->msgs, v->n_msgs);
     v->msgs = NULL;
     v->n_msgs = 0;
@@ -132,73 +136,71 @@ static void fail(inv *v, sk_err *err)
 
 /* ---- chat messages ----------------------------------------------------- */
 
-/* Splits a rendered prompt into chat messages.  Semantic Kernel's chat
- * prompts mark messages with <message role="...">...</message>; a prompt
- * without them (or with other text between them) is one user message. */
-static sk_status split_messages(inv *v)
+/* The rendered prompt as chat messages.  A chat prompt is parsed
+ * strictly (chat.c): malformed markup is an error at its line and column
+ * in the template, never a fall back to one user message holding the
+ * tags.  A plain prompt is one user message, as written.  v->plain gets
+ * the text the model reads. */
+static sk_status split_messages(inv *v, sk_err **err)
 {
-    const char *p = v->prompt;
-    sk_msg msgs[64];
-    size_t n = 0;
-    int ok = strstr(p, "<message role=") != NULL;
-    while (ok && *p) {
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!*p)
-            break;
-        if (strncmp(p, "<message role=\"", 15) != 0 || n == 64) {
-            ok = 0;
-            break;
+    *err = NULL;
+    if (v->chat) {
+        size_t off = 0;
+        char *msg = NULL;
+        sk_status rc = chat_parse(v->prompt, &v->msgs, &v->n_msgs, &off, &msg);
+        if (rc == SK_TEMPLATE) {
+            int line = 1, col = 1;
+            const tpl_block *b = NULL;
+            if (v->starts)
+                tpl_locate(v->tpl, v->prompt, v->starts, off, &line, &col, &b);
+            *err = err_new(SK_TEMPLATE, "%s:%d:%d: %s%s%s%s",
+                           v->tpl->origin ? v->tpl->origin : v->name, line, col,
+                           msg ? msg : "malformed chat markup",
+                           b && b->kind != TB_TEXT ? " (in the text " : "",
+                           b && b->kind != TB_TEXT ? b->src : "",
+                           b && b->kind != TB_TEXT ? " inserted, which its prompt "
+                                                     "trusts as markup)" : "");
+            free(msg);
+            return *err ? SK_TEMPLATE : SK_NOMEM;
         }
-        const char *role = p + 15;
-        const char *rend = strchr(role, '"');
-        if (!rend || rend[1] != '>') {
-            ok = 0;
-            break;
-        }
-        const char *body = rend + 2;
-        const char *bend = strstr(body, "</message>");
-        if (!bend) {
-            ok = 0;
-            break;
-        }
-        const char *b0 = body, *b1 = bend;
-        while (b0 < b1 && (*b0 == '\n' || *b0 == '\r'))
-            b0++;
-        while (b1 > b0 && isspace((unsigned char)b1[-1]))
-            b1--;
-        msgs[n].role = sk_strndup(role, (size_t)(rend - role));
-        msgs[n].content = sk_strndup(b0, (size_t)(b1 - b0));
-        n++;
-        if (!msgs[n - 1].role || !msgs[n - 1].content) {
-            ok = -1;
-            break;
-        }
-        p = bend + 10;
+        free(msg);
+        if (rc != SK_OK)
+            return rc;
+    } else {
+        if (!(v->msgs = sk_calloc(1, sizeof *v->msgs)))
+            return SK_NOMEM;
+        v->n_msgs = 1;
+        v->msgs[0].role = sk_strdup("user");
+        v->msgs[0].content = sk_strdup(v->prompt);
+        if (!v->msgs[0].role || !v->msgs[0].content)
+            return SK_NOMEM;
     }
-    if (ok == 1 && n > 0) {
-        v->msgs = sk_calloc(n, sizeof *v->msgs);
-        if (v->msgs) {
-            memcpy(v->msgs, msgs, n * sizeof *msgs);
-            v->n_msgs = n;
-            return SK_OK;
-        }
-        ok = -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        free(msgs[i].role);
-        free(msgs[i].content);
-    }
-    if (ok == -1)
+    sk_buf b;
+    buf_init(&b, 0);
+    sk_status rc = buf_add(&b, "", 0);
+    for (size_t i = 0; rc == SK_OK && i < v->n_msgs; i++)
+        rc = buf_printf(&b, "%s%s", i ? "\n\n" : "", v->msgs[i].content);
+    free(v->plain);
+    v->plain = rc == SK_OK ? buf_steal(&b) : NULL;
+    buf_free(&b);
+    return v->plain ? SK_OK : SK_NOMEM;
+}
+
+/* Appends text to the last message (a note the pipeline adds: after the
+ * markup is parsed, so what it quotes stays text). */
+static sk_status append_last(inv *v, const char *text)
+{
+    sk_msg *m = &v->msgs[v->n_msgs - 1];
+    char *c = sk_asprintf("%s%s", m->content, text);
+    if (!c)
         return SK_NOMEM;
-    v->msgs = sk_calloc(1, sizeof *v->msgs);
-    if (!v->msgs)
+    free(m->content);
+    m->content = c;
+    char *p = sk_asprintf("%s%s", v->plain, text);
+    if (!p)
         return SK_NOMEM;
-    v->n_msgs = 1;
-    v->msgs[0].role = sk_strdup("user");
-    v->msgs[0].content = sk_strdup(v->prompt);
-    if (!v->msgs[0].role || !v->msgs[0].content)
-        return SK_NOMEM;
+    free(v->plain);
+    v->plain = p;
     return SK_OK;
 }
 
@@ -260,7 +262,7 @@ static void run_filters(inv *v)
     int output = v->reply != NULL;
     const pol_filter *list = output ? v->pol->out_filters : v->pol->in_filters;
     size_t n = output ? v->pol->n_out : v->pol->n_in;
-    const char *text = output ? v->reply : v->prompt;
+    const char *text = output ? v->reply : v->plain;
     const char *dir = output ? "output" : "input";
     while (v->filter_idx < n) {
         const pol_filter *f = &list[v->filter_idx];
@@ -1014,7 +1016,7 @@ static void after_samples(inv *v)
             sk_vars *jv = NULL;
             if (rc != SK_OK || sk_vars_new(&jv) != SK_OK ||
                 sk_vars_set(jv, "input", b.p ? b.p : "") != SK_OK ||
-                sk_vars_set(jv, "task", v->prompt) != SK_OK) {
+                sk_vars_set(jv, "task", v->plain) != SK_OK) {
                 buf_free(&b);
                 sk_vars_free(jv);
                 fail(v, NULL);
@@ -1167,7 +1169,7 @@ static void run_review(inv *v)
     }
     sk_vars *rv = NULL;
     const char *input = sk_vars_get(v->vars, "input");
-    if (sk_vars_new(&rv) != SK_OK || sk_vars_set(rv, "task", v->prompt) != SK_OK ||
+    if (sk_vars_new(&rv) != SK_OK || sk_vars_set(rv, "task", v->plain) != SK_OK ||
         sk_vars_set(rv, "input", input ? input : "") != SK_OK ||
         sk_vars_set(rv, "output", v->reply) != SK_OK) {
         sk_vars_free(rv);
@@ -1190,25 +1192,27 @@ static sk_status add_revision_note(inv *v)
     }
     const char *prev = sk_vars_get(v->vars, "previous_output");
     const char *crit = sk_vars_get(v->vars, "critique");
-    char *p = sk_asprintf("%s\n\nAn earlier answer to this was:\n\"\"\"\n%s\n\"\"\"\n"
-                          "A reviewer rejected it for these reasons:\n%s\n\n"
-                          "Write a corrected answer that fixes them. Reply with "
-                          "the answer only.",
-                          v->prompt, prev ? prev : "", crit ? crit : "");
-    if (!p)
+    char *note = sk_asprintf("\n\nAn earlier answer to this was:\n\"\"\"\n%s\n\"\"\"\n"
+                             "A reviewer rejected it for these reasons:\n%s\n\n"
+                             "Write a corrected answer that fixes them. Reply with "
+                             "the answer only.",
+                             prev ? prev : "", crit ? crit : "");
+    if (!note)
         return SK_NOMEM;
-    free(v->prompt);
-    v->prompt = p;
-    return SK_OK;
+    sk_status rc = append_last(v, note);
+    free(note);
+    return rc;
 }
 
 void pipe_start(inv *v)
 {
-    if (v->round > 0 && add_revision_note(v) != SK_OK) {
-        fail(v, NULL);
+    sk_err *err = NULL;
+    sk_status rc = split_messages(v, &err);
+    if (rc != SK_OK) {
+        fail(v, err);
         return;
     }
-    if (split_messages(v) != SK_OK) {
+    if (v->round > 0 && add_revision_note(v) != SK_OK) {
         fail(v, NULL);
         return;
     }

@@ -1024,7 +1024,7 @@ static sk_status prepare_row(job *j, row *r, long only_col, sk_err **err)
         buf_init(&b, MAX_PROMPT);
         st = buf_printf(&b, "%s\n%s\n", j->model, OP_NAME[j->op]);
         if (st == SK_OK)
-            st = tpl_assemble(j->f->tpl, v, NULL, &b);
+            st = tpl_assemble(j->f->tpl, v, NULL, NULL, &b);
         if (st == SK_OK && !(r->key = buf_steal(&b)))
             st = SK_NOMEM;
         buf_free(&b);
@@ -1493,7 +1493,7 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
              sk_vars_set(v, "row", rowtext) == SK_OK &&
              sk_vars_set(v, "input", rowtext) == SK_OK &&
              buf_printf(&key, "%s\nmap\n", model) == SK_OK &&
-             tpl_assemble(f->tpl, v, NULL, &key) == SK_OK;
+             tpl_assemble(f->tpl, v, NULL, NULL, &key) == SK_OK;
     char *reply = NULL;
     if (ok && kern_cache_get(k, key.p, &reply) != SK_OK)
         ok = 0;

@@ -150,6 +150,9 @@ SK_API const char *sk_kernel_model(const sk_kernel *k);
  *                         run (default 30000; 0 no limit)
  *   "sql_max_rows"        rows it may return (default 1000000; 0 no limit)
  *   "sql_max_bytes"       bytes of result it may return (default 64 MiB)
+ *   "allow_dangerously_set_content"  "1" inserts every value into chat
+ *                         markup as written (Semantic Kernel's factory-wide
+ *                         switch); by default values are encoded
  * Borrows both strings. */
 SK_API sk_status sk_kernel_set_option(sk_kernel *k, const char *name,
                                       const char *value);

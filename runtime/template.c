@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -638,6 +639,8 @@ sk_status tpl_parse(const char *text, size_t len, const char *origin,
     t->blocks = p.blocks;
     t->n = p.n;
     t->n_calls = p.n_calls;
+    for (size_t i = 0; i < t->n && !t->chat; i++)
+        t->chat = t->blocks[i].kind == TB_TEXT && strstr(t->blocks[i].text, "<message");
     p.blocks = NULL;
     p.n = 0;
     *out = t;
@@ -668,8 +671,19 @@ const tpl_block *tpl_call_at(const sk_template *t, size_t i)
 
 /* Appends to out (borrowed; keeps what was appended before a failure).
  * vars and outputs are borrowed and may be NULL. */
+/* Whether variable name is trusted as written (its input variable says
+ * allow_dangerously_set_content). */
+static int var_raw(const tpl_safety *sf, const char *name)
+{
+    const cfg_function *c = sf->cfg;
+    for (size_t i = 0; c && i < c->n_params; i++)
+        if (strcasecmp(c->params[i].name, name) == 0)
+            return c->params[i].allow_unsafe;
+    return 0;
+}
+
 sk_status tpl_assemble(const sk_template *t, const sk_vars *vars,
-                       char *const *outputs, sk_buf *out)
+                       char *const *outputs, const tpl_safety *sf, sk_buf *out)
 {
     if (!t || !out)
         return SK_USAGE;
@@ -677,26 +691,58 @@ sk_status tpl_assemble(const sk_template *t, const sk_vars *vars,
     for (size_t i = 0; i < t->n; i++) {
         const tpl_block *b = &t->blocks[i];
         const char *piece = NULL;
+        int encode = 0;
         switch (b->kind) {
         case TB_TEXT:
         case TB_VAL:
-            piece = b->text;
+            piece = b->text; /* the author's own text */
             break;
         case TB_VAR:
             piece = sk_vars_get(vars, b->text);
+            encode = sf && sf->encode && !var_raw(sf, b->text);
             break;
         case TB_CALL:
             piece = outputs ? outputs[call] : NULL;
+            encode = sf && sf->encode && !sf->raw_outputs && piece;
             if (!piece)
                 piece = b->src;
             call++;
             break;
         }
+        if (sf && sf->starts)
+            sf->starts[i] = out->len;
         if (piece && *piece) {
-            sk_status rc = buf_adds(out, piece);
+            sk_status rc = encode ? chat_encode(out, piece) : buf_adds(out, piece);
             if (rc != SK_OK)
                 return rc;
         }
     }
     return SK_OK;
+}
+
+void tpl_locate(const sk_template *t, const char *out, const size_t *starts,
+                size_t off, int *line, int *col, const tpl_block **block)
+{
+    *line = *col = 1;
+    *block = NULL;
+    size_t i = 0;
+    for (size_t j = 0; j < t->n; j++)
+        if (starts[j] <= off)
+            i = j;
+    if (!t->n)
+        return;
+    const tpl_block *b = &t->blocks[i];
+    *block = b;
+    *line = b->line;
+    *col = b->col;
+    if (b->kind != TB_TEXT)
+        return; /* inside inserted text: the block's own position */
+    for (size_t p = starts[i]; p < off; p++) {
+        if (out[p] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
 }

@@ -58,6 +58,8 @@ typedef struct cli {
     size_t n_pos;
     const char **vars; /* "name=value" */
     size_t n_vars;
+    const char **options; /* --option "name=value" */
+    size_t n_options;
     const char *input;
     const char *policy; /* --policy JSON for this call */
     const char *task;   /* review --task */
@@ -109,8 +111,11 @@ static const char USAGE[] =
     "  --db FILE         keep DataFrames in this SQLite file (default: memory)\n"
     "  --stats           print usage on stderr at the end: calls, cache hits,\n"
     "                    tokens per model, retries, escalations, wall time\n"
-    "  --allow-os        let Lua functions that a plan or agent runs use\n"
-    "                    os.execute and io.popen (refused by default)\n"
+    "  --allow-os        let Lua functions that run for a model (plan steps,\n"
+    "                    agent actions, generated SQL) reach the system:\n"
+    "                    os.execute, io.open, ... (refused by default)\n"
+    "  --option NAME=VALUE  set a kernel option for this run (repeatable), e.g.\n"
+    "                    sql_max_rows=5000000 or timeout_ms=30000\n"
     "  --quiet           no notices on stderr\n"
     "  --json-errors     also print errors as JSON (the default when stderr\n"
     "                    is not a terminal)\n"
@@ -197,9 +202,10 @@ static const char USAGE_PLAN[] =
 
 static const char USAGE_RUN_PLAN[] =
     "usage: skein run-plan FILE|- [--var NAME=VALUE]... [--dot]\n"
-    "                      [--max-parallel N]\n"
+    "                      [--max-parallel N] [--functions A,B,...]\n"
     "\n"
     "Checks and runs a plan file; independent steps run at the same time.\n"
+    "A plan is model output: --functions limits what its steps may call.\n"
     "Prints the last step's output.  --dot prints the plan as a Graphviz\n"
     "graph instead of running it.  When a step is uncertain at a terminal,\n"
     "skein asks you and resumes without re-running the finished steps.\n";
@@ -214,11 +220,15 @@ static const char USAGE_AGENT[] =
 
 static const char USAGE_DF[] =
     "usage: skein df FILE.csv INSTRUCTION [--sql] [--out RESULT.csv] [--db FILE]\n"
+    "                [--functions A,B,...]\n"
     "\n"
     "Loads the CSV into SQLite, has the model write one read-only SELECT for\n"
     "the instruction (checked, repaired when it fails, cached), runs it and\n"
     "prints the result as CSV (or writes it to --out).  --sql shows the SQL\n"
-    "on stderr.  Generated SQL can only read: anything else is refused.\n";
+    "on stderr.  Generated SQL can only read: anything else is refused.  It\n"
+    "may call skein('Fn', text) and ai(...) only for the --functions listed\n"
+    "(\"ai\" allows ai()), and runs within the sql_timeout_ms, sql_max_rows\n"
+    "and sql_max_bytes limits (raise them with --option).\n";
 
 static const char *command_usage(const char *cmd)
 {
@@ -446,7 +456,7 @@ static const char *const OPTIONS[] = {
     "--json", "--policy", "--task", "--reviewer", "--save", "--run", "--dot",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
-    NULL};
+    "--option", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -495,6 +505,10 @@ static int parse(cli *o, int argc, char **argv)
                 return usage_error("--var expects NAME=VALUE, got '%s'", v,
                                    NULL);
             o->vars[o->n_vars++] = v;
+        } else if ((v = opt_value(a, "--option", argc, argv, &i, &missing))) {
+            if (!strchr(v, '=') || v[0] == '=')
+                return usage_error("--option expects NAME=VALUE, got '%s'", v, NULL);
+            o->options[o->n_options++] = v;
         } else if ((v = opt_value(a, "--input", argc, argv, &i, &missing))) {
             o->input = v;
         } else if ((v = opt_value(a, "--policy", argc, argv, &i, &missing))) {
@@ -590,6 +604,19 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
         return report(o, k, st);
     if (o->allow_os && (st = sk_kernel_set_option(k, "allow_os", "1")) != SK_OK)
         return report(o, k, st);
+    for (size_t i = 0; i < o->n_options; i++) {
+        char name[64];
+        const char *eq = strchr(o->options[i], '=');
+        size_t n = (size_t)(eq - o->options[i]);
+        if (n >= sizeof name)
+            return usage_error("--option: unknown option '%s'", o->options[i], NULL);
+        memcpy(name, o->options[i], n);
+        name[n] = '\0';
+        if ((st = sk_kernel_set_option(k, name, eq + 1)) != SK_OK) {
+            fprintf(stderr, "skein: --option %s: %s\n", o->options[i], sk_errmsg(k));
+            return EXIT_USAGE;
+        }
+    }
     if (L && (st = sk_lua_open(k, L)) != SK_OK)
         return report(o, k, st);
     if ((st = sk_kernel_load_default_skills(k)) != SK_OK)
@@ -943,8 +970,16 @@ static int cmd_run_plan(const cli *o, sk_kernel *k)
     sk_plan *p = NULL;
     sk_status st = sk_plan_parse(k, text, from_stdin ? "<stdin>" : path, &p);
     free(text);
-    if (st != SK_OK)
+    if (st == SK_OK && o->functions) {
+        char buf[4096];
+        const char *names[256];
+        size_t n = split_functions(o->functions, buf, sizeof buf, names, 256);
+        st = sk_plan_allow(k, p, names, n);
+    }
+    if (st != SK_OK) {
+        sk_plan_free(p);
         return report(o, k, st);
+    }
     if (o->dot) {
         char *dot = sk_plan_dot(p);
         fputs(dot ? dot : "", stdout);
@@ -1519,9 +1554,14 @@ static int cmd_run(const cli *o, lua_State *L)
  * still goes through the public API only. */
 static const char DF_CHUNK[] =
     "local skein = require('skein')\n"
-    "local path, instruction, show_sql, out = ...\n"
+    "local path, instruction, show_sql, out, functions = ...\n"
     "local src = skein.df.read_csv(path)\n"
-    "local df = src:ai_transform(instruction)\n"
+    "local fns\n"
+    "if functions then\n"
+    "  fns = {}\n"
+    "  for name in functions:gmatch('[^,%s]+') do fns[#fns + 1] = name end\n"
+    "end\n"
+    "local df = src:ai_transform(instruction, { functions = fns })\n"
     "if show_sql then io.stderr:write(df.query, '\\n') end\n"
     "if out then df:to_csv(out) return end\n"
     "local cols = {}\n"
@@ -1553,10 +1593,14 @@ static int cmd_df(const cli *o, lua_State *L)
         lua_pushstring(L, o->out);
     else
         lua_pushnil(L);
-    int base = lua_gettop(L) - 4;
+    if (o->functions)
+        lua_pushstring(L, o->functions);
+    else
+        lua_pushnil(L);
+    int base = lua_gettop(L) - 5;
     lua_pushcfunction(L, run_msghandler);
     lua_insert(L, base);
-    int st = lua_pcall(L, 4, 0, base);
+    int st = lua_pcall(L, 5, 0, base);
     lua_remove(L, base);
     if (st != LUA_OK)
         return report_lua_error(o, L, 0);
@@ -1668,7 +1712,8 @@ int main(int argc, char **argv)
     o.skills = calloc(slots, sizeof *o.skills);
     o.pos = calloc(slots, sizeof *o.pos);
     o.vars = calloc(slots, sizeof *o.vars);
-    if (!o.skills || !o.pos || !o.vars) {
+    o.options = calloc(slots, sizeof *o.options);
+    if (!o.skills || !o.pos || !o.vars || !o.options) {
         fprintf(stderr, "skein: out of memory\n");
         return EXIT_RUNTIME;
     }
@@ -1689,5 +1734,6 @@ int main(int argc, char **argv)
     free(o.skills);
     free(o.pos);
     free(o.vars);
+    free(o.options);
     return rc;
 }

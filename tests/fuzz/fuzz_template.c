@@ -68,11 +68,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         outs[i] = (i % 2) ? "out" : NULL;
     sk_buf b;
     buf_init(&b, 1 << 20);
-    rc = tpl_assemble(t, v, outs, &b);
+    rc = tpl_assemble(t, v, outs, NULL, &b);
     check(rc == SK_OK || rc == SK_TOO_LARGE, "assemble status");
     buf_free(&b);
     buf_init(&b, 0);
-    check(tpl_assemble(t, NULL, NULL, &b) == SK_OK, "assemble without vars");
+    check(tpl_assemble(t, NULL, NULL, NULL, &b) == SK_OK, "assemble without vars");
     buf_free(&b);
     free(outs);
     sk_vars_free(v);

@@ -99,7 +99,7 @@ static char *render(const char *src, const sk_vars *vars,
         return NULL;
     sk_buf b;
     buf_init(&b, 0);
-    rc = tpl_assemble(t, vars, outputs, &b);
+    rc = tpl_assemble(t, vars, outputs, NULL, &b);
     CHECK_INT(rc, SK_OK);
     tpl_free(t);
     return buf_steal(&b);
@@ -140,7 +140,7 @@ TEST(empty_template)
     CHECK_STR(t->origin, "e.txt");
     sk_buf b;
     buf_init(&b, 0);
-    CHECK_INT(tpl_assemble(t, NULL, NULL, &b), SK_OK);
+    CHECK_INT(tpl_assemble(t, NULL, NULL, NULL, &b), SK_OK);
     CHECK_INT(b.len, 0);
     buf_free(&b);
     tpl_free(t);
@@ -608,18 +608,18 @@ TEST(assemble_appends_and_ceiling)
     sk_buf b;
     buf_init(&b, 12);
     CHECK_INT(buf_adds(&b, ">"), SK_OK);
-    CHECK_INT(tpl_assemble(t, v, NULL, &b), SK_TOO_LARGE);
+    CHECK_INT(tpl_assemble(t, v, NULL, NULL, &b), SK_TOO_LARGE);
     CHECK_STR(b.p, ">0123456789");
     buf_free(&b);
     buf_init(&b, 17);
     CHECK_INT(buf_adds(&b, ">"), SK_OK);
-    CHECK_INT(tpl_assemble(t, v, NULL, &b), SK_OK);
+    CHECK_INT(tpl_assemble(t, v, NULL, NULL, &b), SK_OK);
     CHECK_STR(b.p, ">0123456789abcdef");
     /* assembling again appends */
-    CHECK_INT(tpl_assemble(t, v, NULL, &b), SK_TOO_LARGE);
+    CHECK_INT(tpl_assemble(t, v, NULL, NULL, &b), SK_TOO_LARGE);
     buf_free(&b);
-    CHECK_INT(tpl_assemble(NULL, v, NULL, &b), SK_USAGE);
-    CHECK_INT(tpl_assemble(t, v, NULL, NULL), SK_USAGE);
+    CHECK_INT(tpl_assemble(NULL, v, NULL, NULL, &b), SK_USAGE);
+    CHECK_INT(tpl_assemble(t, v, NULL, NULL, NULL), SK_USAGE);
     sk_vars_free(v);
     tpl_free(t);
 }
@@ -706,7 +706,7 @@ TEST(alloc_failure_assemble)
     sk_buf b;
     buf_init(&b, 0);
     sk_alloc_fail_at(1);
-    CHECK_INT(tpl_assemble(t, NULL, NULL, &b), SK_NOMEM);
+    CHECK_INT(tpl_assemble(t, NULL, NULL, NULL, &b), SK_NOMEM);
     sk_alloc_fail_at(0);
     buf_free(&b);
     tpl_free(t);
