@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build test test-sanitize demo bench install uninstall clean
+.PHONY: all deps configure build test test-sanitize demo bench install uninstall clean mutate
 
 all: build
 
@@ -33,6 +33,13 @@ test-sanitize: deps
 
 demo: build
 	$(BUILD)/skein run scripts/demo.lua
+
+# Breaks each promise in tests/mutations.txt on purpose, in a copy of the
+# tree, and reports the breakages the suite does not notice (survivors).
+# MUTATE_ARGS: --only NAME, --sample N, --list.  Not part of `make test`.
+MUTATE_ARGS ?=
+mutate: deps
+	lua5.4 tools/mutate.lua --jobs $(JOBS) $(MUTATE_ARGS)
 
 # Benchmarks; results are appended to bench/RESULTS.md.  bench/run.sh sets
 # skein beside a curl floor and LangChain.js (npm ci into bench/node).

@@ -441,13 +441,11 @@ static sk_status act(agent *a, const char *action, char **obs)
     }
     free(msg);
 
-    /* the model named it: the lookup holds it to the agent's grant */
+    /* the parameters it takes, to read the arguments by; whether it may
+     * be called at all is the lookup's to say, when it is invoked below */
     sk_err *lerr = NULL;
-    sk_function *f = inv_lookup(k, call.function, NULL, a->grant, &lerr);
-    if (!f && lerr && lerr->code == SK_DENIED)
-        *obs = sk_asprintf("error: %s is not available to this agent; use "
-                           "one of: %s", call.function, a->names);
-    else if (!f && lerr)
+    sk_function *f = inv_lookup(k, call.function, NULL, NULL, &lerr);
+    if (!f && lerr)
         *obs = sk_asprintf("error: unknown function %s; use one of: %s",
                            call.function, a->names);
     err_free(lerr);
@@ -475,6 +473,12 @@ static sk_status act(agent *a, const char *action, char **obs)
     inv_opts io = {.grant = a->grant, .untrusted = 1};
     st = inv_invoke(k, name, v, &io, &out);
     sk_vars_free(v);
+    if (st == SK_DENIED) {
+        *obs = sk_asprintf("error: %s is not available to this agent; use "
+                           "one of: %s", name, a->names);
+        free(name);
+        return *obs ? SK_OK : kern_fail(k, NULL);
+    }
     free(name);
     if (st == SK_OK) {
         *obs = out ? out : sk_strdup("");

@@ -310,7 +310,8 @@ sk_status chat_parse(const char *text, sk_msg **out, size_t *n, size_t *err_off,
             if (bend == len || text[bend + 1] != '/') {
                 rc = bend == len ? bad(&p, t, "<message role=\"%s\"> is not closed "
                                        "with </message>", r)
-                                 : bad(&p, bend, "a <message> inside a <message>");
+                                 : bad(&p, t, "<message role=\"%s\"> is not closed "
+                                       "before the next <message> starts", r);
                 free(r);
                 break;
             }

@@ -421,7 +421,7 @@ static void push_value(lua_State *L, const df_value *v)
 
 static int rows_next(lua_State *L)
 {
-    lrows *r = luaL_checkudata(L, lua_upvalueindex(1), ROWS_MT);
+    lrows *r = luaL_checkudata(L, lua_upvalueindex(2), ROWS_MT);
     if (!r->cur)
         return 0;
     lua_State *prev;
@@ -466,6 +466,7 @@ static int df_rows_l(lua_State *L)
     free(q);
     if (!sql)
         return raise_err(L, NULL);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the binding, for klua_enter */
     lrows *r = lua_newuserdatauv(L, sizeof *r, 0);
     r->cur = NULL;
     luaL_setmetatable(L, ROWS_MT);
@@ -477,7 +478,7 @@ static int df_rows_l(lua_State *L)
         free(msg);
         return raise_err(L, x);
     }
-    lua_pushcclosure(L, rows_next, 1);
+    lua_pushcclosure(L, rows_next, 2); /* upvalues: binding, rows */
     return 1;
 }
 
