@@ -378,7 +378,9 @@ SK_API void sk_trace_event(sk_kernel *k, const char *json_members);
 typedef struct sk_plan_opts {
     size_t max_functions; /* functions in the planner's manual (0: 24) */
     int repairs;          /* corrected plans to ask for (-1: default 2) */
-    const char *const *only; /* restrict the manual to these, or NULL */
+    const char *const *only; /* the functions it may use (the manual lists
+                                only these, and the plan is held to them
+                                when checked and run), or NULL: all */
     size_t n_only;
 } sk_plan_opts;
 
