@@ -57,6 +57,10 @@ typedef struct stmt_ctx {
     long rows;
     long long bytes;
     int timed_out;
+    /* ai()/skein() in it: their calls, made side by side (rowops.c) */
+    int sql_calls;
+    df_memo *memo;           /* owned */
+    int collecting;          /* this pass only notes the calls */
     struct stmt_ctx *up;
 } stmt_ctx;
 
@@ -220,6 +224,8 @@ static int authorizer(void *ud, int action, const char *a1, const char *a2,
     note_view(se, inner);
     if (action == SQLITE_READ)
         note_view(se, a1);
+    if (action == SQLITE_FUNCTION && se->prep && is_sql_function(a2))
+        se->prep->sql_calls = 1;
     if (!se->prep_model)
         return SQLITE_OK;
     switch (action) {
@@ -478,6 +484,63 @@ static sk_status step_stmt(sq_engine *se, sqlite3_stmt *st, stmt_ctx *c, int *ro
     return rc;
 }
 
+/* A read-only statement that calls ai() or skein() runs first in a
+ * collecting pass: the functions note the calls they would make, which
+ * are then made side by side into the statement's memo (rowops.c), and
+ * the real pass answers from it.  A call whose argument came from another
+ * call shows up in the next pass; after three, what is left is made when
+ * it is met.  The collecting pass is bounded like the statement. */
+static sk_status prefetch(sq_engine *se, sqlite3_stmt *st, const char *sql, stmt_ctx *c,
+                          char **errmsg)
+{
+    if (!c->sql_calls || !sqlite3_stmt_readonly(st))
+        return SK_OK;
+    if (!(c->memo = df_memo_new()))
+        return SK_NOMEM;
+    sk_status rc = SK_OK;
+    for (int pass = 0; pass < 3 && rc == SK_OK; pass++) {
+        sqlite3_stmt *again = NULL;
+        if (sqlite3_prepare_v2(se->db, sql, -1, &again, NULL) != SQLITE_OK) {
+            sqlite3_finalize(again);
+            break; /* the real pass reports it */
+        }
+        stmt_ctx pc = *c;
+        pc.n_views = 0; /* settles nothing */
+        pc.rows = 0;
+        pc.bytes = 0;
+        pc.used_ms = 0;
+        pc.collecting = 1;
+        int row = 1;
+        while (rc == SK_OK && row)
+            rc = step_stmt(se, again, &pc, &row, errmsg);
+        sqlite3_finalize(again);
+        if (rc != SK_OK || !df_memo_pending(c->memo))
+            break;
+        rc = df_memo_fill(se->k, c->memo, c->grant, kern_sql_limits(se->k)->concurrency);
+    }
+    return rc;
+}
+
+static void ctx_free(stmt_ctx *c)
+{
+    grant_release(c->grant);
+    c->grant = NULL;
+    df_memo_free(c->memo);
+    c->memo = NULL;
+}
+
+df_memo *df_statement_memo(df_engine *e, int *collecting)
+{
+    *collecting = 0;
+    if (!e || e->vt != &sq_vt)
+        return NULL;
+    stmt_ctx *c = ((sq_engine *)e)->active;
+    if (!c || !c->memo)
+        return NULL;
+    *collecting = c->collecting;
+    return c->memo;
+}
+
 /* ---- the engine -------------------------------------------------------- */
 
 static sk_status sq_exec(df_engine *e, const char *sql, char **errmsg)
@@ -528,6 +591,8 @@ static sk_status sq_query(df_engine *e, const char *sql, const sk_grant *model,
             goto done;
         }
     }
+    if ((rc = prefetch(se, st, sql, &c, errmsg)) != SK_OK)
+        goto done;
     long rows = 0;
     for (;;) {
         int has = 0;
@@ -558,7 +623,7 @@ done:
     free(names);
     free(values);
     sqlite3_finalize(st);
-    grant_release(c.grant);
+    ctx_free(&c);
     return rc;
 }
 
@@ -600,6 +665,10 @@ static sk_status sq_open_cursor(df_engine *e, const char *sql, df_cursor **out,
             df_cursor_close(cur);
             return SK_NOMEM;
         }
+    }
+    if ((rc = prefetch(se, cur->st, sql, &cur->c, errmsg)) != SK_OK) {
+        df_cursor_close(cur);
+        return rc;
     }
     *out = cur;
     return SK_OK;
@@ -658,7 +727,7 @@ void df_cursor_close(df_cursor *cur)
     if (!cur)
         return;
     sqlite3_finalize(cur->st);
-    grant_release(cur->c.grant);
+    ctx_free(&cur->c);
     free(cur->names);
     free(cur->values);
     free(cur);

@@ -879,6 +879,19 @@ SK_HIDDEN void df_cursor_close(df_cursor *c);
 /* The grant of the statement stepping now, for the SQL functions: NULL
  * with *model 0 when the user wrote it. */
 SK_HIDDEN const struct sk_grant *df_statement_grant(df_engine *e, int *model);
+/* The calls a statement's ai()/skein() make, made side by side before it
+ * runs for real (rowops.c; df.c runs the passes). */
+typedef struct df_memo df_memo;
+SK_HIDDEN df_memo *df_memo_new(void);
+SK_HIDDEN void df_memo_free(df_memo *m);
+/* Calls noted and not yet made. */
+SK_HIDDEN size_t df_memo_pending(const df_memo *m);
+/* Makes the noted calls, at most concurrency at once, under grant. */
+SK_HIDDEN sk_status df_memo_fill(sk_kernel *k, df_memo *m,
+                                 const struct sk_grant *grant, int concurrency);
+/* The memo of the statement stepping now (NULL: none), and whether this
+ * is its collecting pass. */
+SK_HIDDEN df_memo *df_statement_memo(df_engine *e, int *collecting);
 
 /* The kernel's session engine, opened on first use (SQLite; the "db"
  * kernel option names a file, default in memory).  SQLite handle for
@@ -1011,6 +1024,7 @@ typedef struct kern_sql {
     long timeout_ms;
     long max_rows;
     long long max_bytes;
+    int concurrency;    /* sql_concurrency: ai()/skein() calls in flight */
 } kern_sql;
 SK_HIDDEN const kern_sql *kern_sql_limits(const sk_kernel *k);
 
@@ -1129,11 +1143,20 @@ SK_HIDDEN struct lua_State *klua_state(sk_kernel *k);
 /* Loads <dir>/skill.lua as native skill `skill`.  Sets the kernel error. */
 SK_HIDDEN sk_status klua_load_skill(sk_kernel *k, const char *skill,
                                     const char *path);
-/* Runs a Lua native function synchronously.  On SK_OK *out is the text
- * (caller frees); otherwise *err (caller frees). */
-SK_HIDDEN sk_status klua_call(sk_kernel *k, sk_function *f,
-                              const sk_vars *vars, int depth, char **out,
-                              sk_err **err);
+/* Runs a Lua native function as a coroutine of its own: when it calls
+ * skein.invoke it yields to the loop, so natives run side by side.
+ * done(ud, status, text, err) runs when it ends (perhaps before
+ * klua_start returns) and takes text and err.  untrusted: it runs for a
+ * model (the sandbox applies).  On failure to start, *err and done never
+ * runs. */
+typedef void (*klua_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
+SK_HIDDEN sk_status klua_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
+                               int depth, int untrusted, klua_done_fn done,
+                               void *ud, sk_err **err);
+/* The native call running now: its nesting depth and whether it runs for
+ * a model.  Lua's coroutines set them for each stretch they run. */
+SK_HIDDEN void kern_native_get(const sk_kernel *k, int *depth, int *untrusted);
+SK_HIDDEN void kern_native_set(sk_kernel *k, int depth, int untrusted);
 SK_HIDDEN void klua_unref(sk_kernel *k, int ref);
 /* Whether the native call running now was chosen by a model (so the Lua
  * side withholds os.execute and io.popen), and whether the user allowed

@@ -104,19 +104,19 @@ static void run_native_c(inv *v)
     inv_finish(v, st, NULL, e);
 }
 
+static void native_lua_done(void *ud, sk_status st, char *text, sk_err *err)
+{
+    inv_finish(ud, st, text, err);
+}
+
+/* A Lua native runs as a coroutine (lua.c): it may wait on calls of its
+ * own without holding up the loop, and ends through native_lua_done. */
 static void run_native_lua(inv *v)
 {
-    char *out = NULL;
     sk_err *err = NULL;
-    int saved = v->k->native_depth, saved_u = v->k->native_untrusted;
-    v->k->native_depth = v->depth + 1;
-    v->k->native_untrusted = v->untrusted;
-    sk_status st = klua_call(v->k, v->f, v->vars, v->depth, &out, &err);
-    v->k->native_depth = saved;
-    v->k->native_untrusted = saved_u;
-    if (st == SK_OK)
-        inv_finish(v, SK_OK, out, NULL);
-    else
+    sk_status st = klua_start(v->k, v->f, v->vars, v->depth, v->untrusted,
+                              native_lua_done, v, &err);
+    if (st != SK_OK)
         inv_finish(v, st, NULL, err);
 }
 

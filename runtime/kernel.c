@@ -106,6 +106,16 @@ void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
 const char *kern_db_path(const sk_kernel *k) { return k->db_path; }
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
 int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
+void kern_native_get(const sk_kernel *k, int *depth, int *untrusted)
+{
+    *depth = k->native_depth;
+    *untrusted = k->native_untrusted;
+}
+void kern_native_set(sk_kernel *k, int depth, int untrusted)
+{
+    k->native_depth = depth;
+    k->native_untrusted = untrusted;
+}
 int kern_allow_os(const sk_kernel *k) { return k->allow_os; }
 int kern_allow_unsafe(const sk_kernel *k) { return k->allow_unsafe; }
 
@@ -261,6 +271,7 @@ sk_status sk_kernel_new(sk_kernel **out)
     k->sql.timeout_ms = 30000;
     k->sql.max_rows = 1000000;
     k->sql.max_bytes = (long long)64 << 20;
+    k->sql.concurrency = 16;
     k->max_depth = 32;
     k->max_inflight = 256;
     k->quiet = env_true("SKEIN_QUIET");
@@ -523,7 +534,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         {"max_inflight", 1, 100000},   {"quiet", 0, 1},
         {"allow_os", 0, 1},            {"sql_timeout_ms", 0, 86400000L},
         {"sql_max_rows", 0, 2000000000L}, {"sql_max_bytes", 0, 1L << 40},
-        {"allow_dangerously_set_content", 0, 1},
+        {"allow_dangerously_set_content", 0, 1}, {"sql_concurrency", 1, 10000},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         if (strcmp(name, spec[i].name) != 0)
@@ -547,6 +558,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         case 10: k->sql.max_rows = v; break;
         case 11: k->sql.max_bytes = v; break;
         case 12: k->allow_unsafe = (int)v; break;
+        case 13: k->sql.concurrency = (int)v; break;
         }
         kern_ok(k);
         return SK_OK;

@@ -13,6 +13,7 @@
 typedef struct loop_task {
     loop_fn fn;
     void *ud;
+    unsigned long round;   /* the round it was deferred in */
     struct loop_task *next;
 } loop_task;
 
@@ -61,6 +62,7 @@ struct sk_kernel {
     /* event loop */
     void *multi; /* CURLM */
     loop_task *tasks_head, *tasks_tail;
+    unsigned long round;       /* run_tasks rounds so far */
     struct loop_timer *timers; /* sorted by due time */
     loop_xfer *xfers;
     size_t n_xfers, cap_xfers;

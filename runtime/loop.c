@@ -78,6 +78,7 @@ sk_status loop_defer(sk_kernel *k, loop_fn fn, void *ud)
         return SK_NOMEM;
     t->fn = fn;
     t->ud = ud;
+    t->round = k->round;
     t->next = NULL;
     if (k->tasks_tail)
         k->tasks_tail->next = t;
@@ -162,21 +163,29 @@ void loop_remove_easy(sk_kernel *k, void *easy)
 
 /* Runs the tasks queued before this round began; tasks they queue wait
  * for the next round, so a task that re-queues itself cannot starve I/O. */
+/* Runs the tasks deferred before this round, one at a time from the head
+ * of the queue: a task that waits (a native function's nested call pumps
+ * the loop) lets the nested round run the tasks after it, so work
+ * deferred side by side runs side by side.  Tasks deferred during this
+ * round wait for the next, so a task that defers itself cannot spin. */
 static int run_tasks(sk_kernel *k)
 {
-    loop_task *t = k->tasks_head;
-    if (!t)
+    if (!k->tasks_head)
         return 0;
-    k->tasks_head = k->tasks_tail = NULL;
-    while (t) {
-        loop_task *next = t->next;
+    unsigned long round = ++k->round;
+    int ran = 0;
+    while (k->tasks_head && k->tasks_head->round < round) {
+        loop_task *t = k->tasks_head;
+        k->tasks_head = t->next;
+        if (!k->tasks_head)
+            k->tasks_tail = NULL;
         loop_fn fn = t->fn;
         void *ud = t->ud;
         free(t);
         fn(ud);
-        t = next;
+        ran = 1;
     }
-    return 1;
+    return ran;
 }
 
 static int run_timers(sk_kernel *k)

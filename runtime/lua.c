@@ -90,8 +90,10 @@ typedef struct waiter {
     sk_err *err;         /* owned until raised */
     int stream_ref;      /* the Lua stream function, or LUA_NOREF */
     sk_err *stream_err;  /* the stream function's first failure */
-    sched *owner;        /* the scheduler to notify, or NULL */
-    size_t index;        /* branch index in owner */
+    /* called when the call ends, for a coroutine that yielded waiting on
+     * it (a parallel branch, a native function): it resumes the
+     * coroutine from a loop task */
+    void (*wake)(struct waiter *w);
     int json;            /* the answer is JSON (an output shape): push it
                             as a table */
 } waiter;
@@ -109,21 +111,29 @@ typedef struct cbox {
     void (*fn)(void *);
 } cbox;
 
+/* A coroutine that skein.invoke may yield from: a branch of
+ * skein.parallel, or a native Lua function run by the kernel.  The
+ * registry's branch map takes its thread to it. */
 typedef struct branch {
     waiter w;      /* first member: a branch is passed as its waiter */
     int nargs;     /* arguments pushed for the first resume */
     int waiting;   /* yielded inside skein.invoke, its call in flight */
+    sched *s;      /* a parallel branch: its scheduler, and its index */
+    size_t i;
 } branch;
 
-/* The scheduler of one skein.parallel call.  `ready` is a ring of branch
- * indices whose call completed (or that yielded on their own); a branch is
- * in it at most once, so n slots suffice. */
+/* The scheduler of one skein.parallel call.  Branches are started and
+ * resumed by loop tasks, never by a loop of the caller's own: so while
+ * one branch waits inside a call that pumps the loop itself (a DataFrame
+ * operation, a plan), the others still start and resume.  Its threads,
+ * results and first error live in a registry table (ref). */
 struct sched {
     klua *st;
-    int wake;
-    size_t n;
-    size_t head, count;
-    size_t *ready;
+    int ref;          /* {threads = {...}, results = {...}, err = e} */
+    size_t n, max;
+    size_t started, finished, running, first_err;
+    int done;         /* every branch has finished */
+    int nomem;        /* a step could not be filed: out of memory */
     branch b[];
 };
 
@@ -784,11 +794,8 @@ static void wait_done(void *ud, sk_status status, char *text, sk_err *err)
     w->status = status;
     w->text = text;
     w->err = err;
-    if (w->owner) {
-        sched *s = w->owner;
-        s->ready[(s->head + s->count++) % s->n] = w->index;
-        s->wake = 1;
-    }
+    if (w->wake)
+        w->wake(w);
 }
 
 typedef struct stream_ctx {
@@ -1097,68 +1104,161 @@ static int sched_gc(lua_State *L)
     return 0;
 }
 
-/* Stack slots of l_parallel. */
-enum { P_LIST = 1, P_OPTS, P_SCHED, P_THREADS, P_RESULTS, P_ERR, P_MAP };
+/* The registry table of a scheduler: its threads, results, first error. */
+enum { R_THREADS = 1, R_RESULTS = 2, R_ERR = 3 };
 
-/* Resumes branch i and files its outcome.  Returns 1 when it finished. */
-static int step(lua_State *L, sched *s, size_t i, int nargs, size_t *first_err)
+/* Turns the error value on top of L (raised in coroutine co) into a skein
+ * error table, in place. */
+static void error_table(lua_State *L, lua_State *co)
 {
-    branch *b = &s->b[i];
-    lua_rawgeti(L, P_THREADS, (lua_Integer)i + 1);
-    lua_State *co = lua_tothread(L, -1);
+    int base = lua_gettop(L);
+    if (is_err_table(L, base))
+        return;
+    const char *msg = lua_tostring(L, base);
+    if (!msg)
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, base));
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, sk_status_kind(SK_SCRIPT));
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, SK_SCRIPT);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    lua_newtable(L);
+    lua_setfield(L, -2, "chain");
+    luaL_traceback(L, co, NULL, 0);
+    lua_setfield(L, -2, "traceback");
+    luaL_setmetatable(L, ERROR_MT);
+    lua_replace(L, base);
+    lua_settop(L, base);
+}
+
+/* Forgets that thread co may yield from skein.invoke. */
+static void unmap_thread(lua_State *L, lua_State *co)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BRANCHES_KEY);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
     lua_pop(L, 1);
+}
+
+/* [sched, i, nargs]: resumes branch i once and files what it returns.
+ * Returns 0 while it waits on a call, 1 when it finished, 2 when it
+ * yielded on its own (it goes again next round).  Runs protected. */
+static int sched_step_pf(lua_State *L)
+{
+    sched *s = lua_touserdata(L, 1);
+    size_t i = (size_t)lua_tointeger(L, 2);
+    int nargs = (int)lua_tointeger(L, 3);
+    branch *b = &s->b[i];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref); /* [.., T] */
+    int t = lua_gettop(L);
+    lua_rawgeti(L, t, R_THREADS);
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 2);
+    klua *st = s->st;
+    lua_State *prev = st->current;
+    st->current = co;
     int nres = 0;
     int rc = lua_resume(co, L, nargs, &nres);
-    s->st->current = L;
+    st->current = prev;
     if (rc == LUA_YIELD) {
-        if (!b->waiting) {
-            /* a plain coroutine.yield: run it again next round */
-            lua_pop(co, nres);
-            s->ready[(s->head + s->count++) % s->n] = i;
+        if (b->waiting) {
+            lua_pushinteger(L, 0);
+            return 1;
         }
-        return 0;
-    }
-    lua_rawgeti(L, P_THREADS, (lua_Integer)i + 1);
-    lua_pushnil(L);
-    lua_rawset(L, P_MAP);
-    if (rc == LUA_OK) {
-        if (nres > 0) {
-            lua_xmove(co, L, nres);
-            lua_pop(L, nres - 1);
-            lua_rawseti(L, P_RESULTS, (lua_Integer)i + 1);
-        }
+        lua_pop(co, nres); /* a plain coroutine.yield */
+        lua_pushinteger(L, 2);
         return 1;
     }
-    lua_xmove(co, L, 1); /* [err] */
-    int base = lua_gettop(L);
-    if (!is_err_table(L, base)) {
-        const char *msg = lua_tostring(L, base);
-        if (!msg)
-            msg = lua_pushfstring(L, "(error object is a %s value)",
-                                  luaL_typename(L, base));
-        lua_createtable(L, 0, 6);
-        lua_pushstring(L, sk_status_kind(SK_SCRIPT));
-        lua_setfield(L, -2, "kind");
-        lua_pushinteger(L, SK_SCRIPT);
-        lua_setfield(L, -2, "code");
-        lua_pushstring(L, msg);
-        lua_setfield(L, -2, "message");
-        lua_newtable(L);
-        lua_setfield(L, -2, "chain");
-        luaL_traceback(L, co, NULL, 0);
-        lua_setfield(L, -2, "traceback");
-        luaL_setmetatable(L, ERROR_MT);
-        lua_replace(L, base);
-        lua_settop(L, base);
-    }
-    if (*first_err == 0 || i + 1 < *first_err) {
-        *first_err = i + 1;
-        lua_replace(L, P_ERR);
+    unmap_thread(L, co);
+    if (rc == LUA_OK) {
+        if (nres > 0) {
+            lua_rawgeti(L, t, R_RESULTS);
+            lua_xmove(co, L, nres);
+            lua_pop(L, nres - 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+            lua_pop(L, 1);
+        }
     } else {
+        lua_xmove(co, L, 1); /* [.., T, err] */
+        error_table(L, co);
+        if (s->first_err == 0 || i + 1 < s->first_err) {
+            s->first_err = i + 1;
+            lua_rawseti(L, t, R_ERR);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+static void branch_resume_task(void *ud);
+
+/* Starts branches while there is room under `max`. */
+static void sched_fill(sched *s)
+{
+    while (s->started < s->n && (s->max == 0 || s->running < s->max)) {
+        branch *b = &s->b[s->started++];
+        s->running++;
+        b->waiting = -1; /* the first resume takes its arguments */
+        if (loop_defer(s->st->k, branch_resume_task, b) != SK_OK) {
+            s->nomem = 1;
+            s->running--;
+            s->finished++;
+        }
+    }
+    if (s->finished == s->n)
+        s->done = 1;
+}
+
+/* Resumes branch b, from a loop task: whichever pump runs it, the one of
+ * skein.parallel or one nested in another branch's own wait. */
+static void branch_resume_task(void *ud)
+{
+    branch *b = ud;
+    sched *s = b->s;
+    int nargs = b->waiting == -1 ? b->nargs : 0;
+    b->waiting = 0;
+    klua *st = s->st;
+    lua_State *L = st->L ? run_state(st) : NULL;
+    int what = 1;
+    if (!L || !lua_checkstack(L, 8)) {
+        s->nomem = 1;
+    } else {
+        lua_pushcfunction(L, sched_step_pf);
+        lua_pushlightuserdata(L, s);
+        lua_pushinteger(L, (lua_Integer)b->i);
+        lua_pushinteger(L, nargs);
+        if (docall(L, 3, 1) == LUA_OK)
+            what = (int)lua_tointeger(L, -1);
+        else
+            s->nomem = 1; /* filing the outcome ran out of memory */
         lua_pop(L, 1);
     }
-    lua_settop(L, P_MAP);
-    return 1;
+    if (what == 2 && loop_defer(st->k, branch_resume_task, b) == SK_OK)
+        return;
+    if (what == 0)
+        return; /* its call's end wakes it */
+    s->running--;
+    s->finished++;
+    sched_fill(s);
+}
+
+static void branch_wake(waiter *w)
+{
+    branch *b = (branch *)w;
+    if (loop_defer(b->s->st->k, branch_resume_task, b) != SK_OK) {
+        b->s->nomem = 1;
+        b->s->running--;
+        b->s->finished++;
+        sched_fill(b->s);
+    }
 }
 
 /* skein.parallel({f1, {name, vars}, ...} [, {max = N}]) -> {r1, r2, ...}
@@ -1168,23 +1268,23 @@ static int step(lua_State *L, sched *s, size_t i, int nargs, size_t *first_err)
 static int l_parallel(lua_State *L)
 {
     klua *st = check_waiting_st(L, "parallel");
-    luaL_checktype(L, P_LIST, LUA_TTABLE);
+    luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer max = 0;
-    if (!lua_isnoneornil(L, P_OPTS)) {
-        luaL_checktype(L, P_OPTS, LUA_TTABLE);
-        if (lua_getfield(L, P_OPTS, "max") != LUA_TNIL) {
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "max") != LUA_TNIL) {
             int isnum = 0;
             max = lua_tointegerx(L, -1, &isnum);
             if (!isnum || max < 1)
-                luaL_argerror(L, P_OPTS, "'max' must be a positive integer");
+                luaL_argerror(L, 2, "'max' must be a positive integer");
         }
     }
-    lua_settop(L, P_OPTS);
-    size_t n = lua_rawlen(L, P_LIST);
+    lua_settop(L, 2);
+    size_t n = lua_rawlen(L, 1);
     if (n > MAX_BRANCHES)
-        luaL_argerror(L, P_LIST, "too many branches");
+        luaL_argerror(L, 1, "too many branches");
     for (size_t i = 1; i <= n; i++) {
-        int t = lua_rawgeti(L, P_LIST, (lua_Integer)i);
+        int t = lua_rawgeti(L, 1, (lua_Integer)i);
         int ok = t == LUA_TFUNCTION;
         if (t == LUA_TTABLE) {
             ok = lua_rawgeti(L, -1, 1) == LUA_TSTRING;
@@ -1192,33 +1292,38 @@ static int l_parallel(lua_State *L)
         }
         lua_pop(L, 1);
         if (!ok)
-            luaL_argerror(L, P_LIST, lua_pushfstring(L,
+            luaL_argerror(L, 1, lua_pushfstring(L,
                 "branch %d must be a function or {name, vars}", (int)i));
     }
-    lua_newtable(L);
-    if (n == 0)
+    if (n == 0) {
+        lua_newtable(L);
         return 1;
+    }
 
-    size_t size = sizeof(sched) + n * sizeof(branch) + n * sizeof(size_t);
-    sched *s = lua_newuserdatauv(L, size, 0); /* P_SCHED */
+    size_t size = sizeof(sched) + n * sizeof(branch);
+    sched *s = lua_newuserdatauv(L, size, 0); /* 3 */
     memset(s, 0, size);
     s->st = st;
     s->n = n;
-    s->ready = (size_t *)(void *)&s->b[n];
+    s->max = (size_t)max;
+    s->ref = LUA_NOREF;
     for (size_t i = 0; i < n; i++) {
         waiter_init(&s->b[i].w, st);
-        s->b[i].w.owner = s;
-        s->b[i].w.index = i;
+        s->b[i].w.wake = branch_wake;
+        s->b[i].s = s;
+        s->b[i].i = i;
     }
     luaL_setmetatable(L, SCHED_MT);
-    lua_replace(L, P_SCHED);
-    lua_createtable(L, (int)n, 0); /* P_THREADS */
-    lua_createtable(L, (int)n, 0); /* P_RESULTS */
-    lua_pushnil(L);                /* P_ERR */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &BRANCHES_KEY); /* P_MAP */
+    lua_createtable(L, 3, 0);          /* 4: T */
+    lua_createtable(L, (int)n, 0);
+    lua_rawseti(L, 4, R_THREADS);
+    lua_createtable(L, (int)n, 0);
+    lua_rawseti(L, 4, R_RESULTS);
+    lua_rawgeti(L, 4, R_THREADS);      /* 5 */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BRANCHES_KEY); /* 6 */
     for (size_t i = 0; i < n; i++) {
         lua_State *co = lua_newthread(L);
-        lua_rawgeti(L, P_LIST, (lua_Integer)i + 1);
+        lua_rawgeti(L, 1, (lua_Integer)i + 1);
         if (lua_isfunction(L, -1)) {
             lua_xmove(L, co, 1);
             s->b[i].nargs = 0;
@@ -1233,71 +1338,51 @@ static int l_parallel(lua_State *L)
             s->b[i].nargs = 2;
         }
         lua_pushvalue(L, -1);
-        lua_rawseti(L, P_THREADS, (lua_Integer)i + 1);
+        lua_rawseti(L, 5, (lua_Integer)i + 1);
         lua_pushlightuserdata(L, &s->b[i]);
-        lua_rawset(L, P_MAP);
+        lua_rawset(L, 6);
     }
+    lua_settop(L, 4);
+    s->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops T */
     /* Pinned while calls may be in flight: their callbacks write into it
-     * even if an allocation failure below unwinds this frame. */
-    lua_pushvalue(L, P_SCHED);
+     * even if something below unwinds this frame. */
+    lua_pushvalue(L, 3);
     int anchor = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_State *prev = st->current;
     st->current = L;
-    size_t started = 0, finished = 0, running = 0, first_err = 0;
-    while (finished < n) {
-        int progressed = 0;
-        while (started < n && (max == 0 || running < (size_t)max)) {
-            size_t i = started++;
-            running++;
-            progressed = 1;
-            if (step(L, s, i, s->b[i].nargs, &first_err)) {
-                finished++;
-                running--;
-            }
-        }
-        size_t rounds = s->count; /* re-queued branches wait a round */
-        while (rounds-- && s->count) {
-            size_t i = s->ready[s->head];
-            s->head = (s->head + 1) % n;
-            s->count--;
-            progressed = 1;
-            if (step(L, s, i, 0, &first_err)) {
-                finished++;
-                running--;
-            }
-        }
-        if (finished == n)
+    sched_fill(s);
+    while (!s->done) {
+        loop_run_until(st->k, &s->done);
+        if (s->done)
             break;
-        if (progressed) {
-            /* let calls in flight move even while branches keep busy */
-            loop_pump(st->k, 0);
-            continue;
-        }
-        s->wake = 0;
-        loop_run_until(st->k, &s->wake);
-        if (!s->wake && !s->count) {
-            /* Idle loop, branches still waiting: fail them rather than
-             * spin. */
-            for (size_t i = 0; i < n; i++) {
-                if (s->b[i].waiting && !s->b[i].w.done) {
-                    s->b[i].w.owner = NULL;
-                    wait_done(&s->b[i].w, SK_CANCELLED, NULL,
-                              err_new(SK_CANCELLED, "the call never completed"));
-                    s->ready[(s->head + s->count++) % n] = i;
-                }
+        /* Idle loop, branches still waiting: fail them rather than spin. */
+        int any = 0;
+        for (size_t i = 0; i < n; i++) {
+            branch *b = &s->b[i];
+            if (b->waiting > 0 && !b->w.done) {
+                b->w.wake = NULL;
+                wait_done(&b->w, SK_CANCELLED, NULL,
+                          err_new(SK_CANCELLED, "the call never completed"));
+                branch_resume_task(b);
+                any = 1;
             }
-            if (!s->count)
-                break;
         }
+        if (!any)
+            break;
     }
     st->current = prev;
     luaL_unref(L, LUA_REGISTRYINDEX, anchor);
-    if (first_err) {
-        lua_pushvalue(L, P_ERR);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref); /* [.., T] */
+    luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+    s->ref = LUA_NOREF;
+    if (s->nomem)
+        return luaL_error(L, "skein.parallel: out of memory");
+    if (s->first_err) {
+        lua_rawgeti(L, -1, R_ERR);
         return raise_top(L);
     }
-    lua_pushvalue(L, P_RESULTS);
+    lua_rawgeti(L, -1, R_RESULTS);
     return 1;
 }
 
@@ -2345,22 +2430,30 @@ sk_status klua_load_skill(sk_kernel *k, const char *skill, const char *path)
     return status;
 }
 
-typedef struct call_ctx {
-    sk_function *f;
-    const sk_vars *vars;
-} call_ctx;
+/* ---- native functions as coroutines --------------------------------------
+ * A native Lua function runs in a coroutine of its own.  When it calls
+ * skein.invoke, the call starts and the coroutine yields to the loop; its
+ * end resumes it from a loop task.  So natives run side by side (plan
+ * steps, template blocks), each paying only for its own waits, and a
+ * native never blocks the loop.  Where a yield is impossible (inside a C
+ * callback such as table.sort's comparator) skein.invoke waits by pumping
+ * the loop instead. */
+typedef struct ntask {
+    branch b;            /* first: how skein.invoke finds it, its waiter */
+    klua *st;
+    int thread_ref;      /* the coroutine, in the registry */
+    sk_function *f;      /* retained */
+    int depth, untrusted;
+    klua_done_fn done;
+    void *ud;
+} ntask;
 
 /* The result of a native function as text: strings and numbers as they
  * are, nil as "", booleans as true/false, anything else only through its
- * __tostring. */
-static int call_native_pf(lua_State *L)
+ * __tostring.  [value] -> text; upvalue 1 names the function. */
+static int to_text_pf(lua_State *L)
 {
-    call_ctx *c = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    if (lua_rawgeti(L, LUA_REGISTRYINDEX, c->f->lua_ref) != LUA_TFUNCTION)
-        return luaL_error(L, "%s: its Lua function is gone", c->f->full_name);
-    push_args(L, c->vars);
-    lua_call(L, 1, 1);
+    const char *name = lua_tostring(L, lua_upvalueindex(1));
     switch (lua_type(L, 1)) {
     case LUA_TNIL:
         lua_pushliteral(L, "");
@@ -2374,13 +2467,212 @@ static int call_native_pf(lua_State *L)
         break;
     default:
         if (!luaL_getmetafield(L, 1, "__tostring"))
-            return luaL_error(L, "%s returned a %s; return a string",
-                              c->f->full_name, luaL_typename(L, 1));
+            return luaL_error(L, "%s returned a %s; return a string", name,
+                              luaL_typename(L, 1));
         lua_pop(L, 1);
         luaL_tolstring(L, 1, NULL);
         break;
     }
     return 1;
+}
+
+/* After the native returned (or raised): leaves true, text or false, err
+ * on the coroutine's stack. */
+static int native_finish(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)ctx;
+    if (status == LUA_OK || status == LUA_YIELD) {
+        /* [msgh, to_text, result] */
+        lua_pushvalue(L, 1);
+        lua_insert(L, -3); /* [msgh, msgh, to_text, result] */
+        status = lua_pcall(L, 1, 1, -3);
+    }
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* The coroutine's body: [fn, args, to_text] -> ok, text | err.  The call
+ * is a yieldable pcall, so skein.invoke inside it can yield. */
+static int native_body(lua_State *L)
+{
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, 1);  /* [msgh, fn, args, to_text] */
+    lua_insert(L, 2);  /* [msgh, to_text, fn, args] */
+    int st = lua_pcallk(L, 1, 1, 1, 0, native_finish);
+    return native_finish(L, st, 0);
+}
+
+/* [nt, vars]: makes the coroutine and its arguments.  Protected. */
+static int native_setup_pf(lua_State *L)
+{
+    ntask *nt = lua_touserdata(L, 1);
+    const sk_vars *vars = lua_touserdata(L, 2);
+    lua_State *co = lua_newthread(L);           /* [.., co] */
+    lua_pushcfunction(L, native_body);
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, nt->f->lua_ref) != LUA_TFUNCTION)
+        return luaL_error(L, "%s: its Lua function is gone", nt->f->full_name);
+    push_args(L, vars);
+    lua_pushstring(L, nt->f->full_name);
+    lua_pushcclosure(L, to_text_pf, 1);
+    lua_xmove(L, co, 4);                         /* body, fn, args, to_text */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &BRANCHES_KEY);
+    lua_pushvalue(L, -2);
+    lua_pushlightuserdata(L, &nt->b);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    nt->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co */
+    return 0;
+}
+
+/* [nt]: forgets the coroutine.  Protected. */
+static int native_forget_pf(lua_State *L)
+{
+    ntask *nt = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, nt->thread_ref);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    if (co)
+        unmap_thread(L, co);
+    luaL_unref(L, LUA_REGISTRYINDEX, nt->thread_ref);
+    nt->thread_ref = LUA_NOREF;
+    return 0;
+}
+
+static void native_resume(ntask *nt, int nargs);
+
+static void native_resume_task(void *ud) { native_resume(ud, 0); }
+
+static void native_wake(waiter *w)
+{
+    ntask *nt = (ntask *)w;
+    if (loop_defer(nt->st->k, native_resume_task, nt) != SK_OK)
+        native_resume(nt, 0); /* out of memory: resume here instead */
+}
+
+/* Ends the task: hands the outcome to the invoke and frees the task. */
+static void native_end(ntask *nt, lua_State *L, sk_status status, char *text,
+                       sk_err *err)
+{
+    if (L && lua_checkstack(L, 4)) {
+        lua_pushcfunction(L, native_forget_pf);
+        lua_pushlightuserdata(L, nt);
+        if (docall(L, 1, 0) != LUA_OK)
+            lua_pop(L, 1);
+    }
+    if (L)
+        waiter_clear(L, &nt->b.w);
+    klua_done_fn done = nt->done;
+    void *ud = nt->ud;
+    fn_release(nt->st->k, nt->f);
+    free(nt);
+    done(ud, status, text, err);
+}
+
+/* Runs the native's coroutine until it waits on a call or ends. */
+static void native_resume(ntask *nt, int nargs)
+{
+    klua *st = nt->st;
+    sk_kernel *k = st->k;
+    lua_State *L = st->L ? run_state(st) : NULL;
+    if (!L || !lua_checkstack(L, 8)) {
+        native_end(nt, L, SK_NOMEM, NULL, err_new(SK_NOMEM, "out of memory"));
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, nt->thread_ref);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1); /* the registry keeps it */
+    /* the call's own state while it runs: how deep it is, and whether it
+     * runs for a model (the sandbox's guards ask) */
+    int saved_depth, saved_untrusted;
+    kern_native_get(k, &saved_depth, &saved_untrusted);
+    kern_native_set(k, nt->depth + 1, nt->untrusted);
+    int saved_next = st->next_depth;
+    st->next_depth = nt->depth + 1;
+    lua_State *prev = st->current;
+    st->current = co;
+    int nres = 0;
+    int rc = lua_resume(co, L, nargs, &nres);
+    st->current = prev;
+    st->next_depth = saved_next;
+    kern_native_set(k, saved_depth, saved_untrusted);
+    if (rc == LUA_YIELD) {
+        if (nt->b.waiting)
+            return; /* its call's end wakes it */
+        lua_pop(co, nres); /* a plain coroutine.yield: go on next round */
+        if (loop_defer(k, native_resume_task, nt) == SK_OK)
+            return;
+        native_end(nt, L, SK_NOMEM, NULL, err_new(SK_NOMEM, "out of memory"));
+        return;
+    }
+    char *text = NULL;
+    sk_err *err = NULL;
+    sk_status status = SK_OK;
+    if (rc == LUA_OK && nres >= 2 && lua_toboolean(co, -2)) {
+        size_t n;
+        const char *t = lua_tolstring(co, -1, &n);
+        text = sk_strndup(t ? t : "", t ? n : 0);
+        status = text ? SK_OK : SK_NOMEM;
+    } else {
+        /* the native raised (false, err), or the body itself failed */
+        lua_xmove(co, L, 1);
+        err = err_from_value(L, -1);
+        lua_pop(L, 1);
+        status = err ? err->code : SK_NOMEM;
+    }
+    lua_settop(co, 0);
+    if (status == SK_NOMEM && !err)
+        err = err_new(SK_NOMEM, "out of memory");
+    native_end(nt, L, status, text, err);
+}
+
+sk_status klua_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
+                     int depth, int untrusted, klua_done_fn done, void *ud,
+                     sk_err **err)
+{
+    *err = NULL;
+    klua *st = slot_state(k);
+    if (!st || !st->L) {
+        *err = err_new(SK_SCRIPT, "%s: no Lua state is bound to the kernel",
+                       f->full_name);
+        return *err ? SK_SCRIPT : SK_NOMEM;
+    }
+    lua_State *L = run_state(st);
+    ntask *nt = sk_calloc(1, sizeof *nt);
+    if (!nt || !lua_checkstack(L, 8)) {
+        free(nt);
+        *err = err_new(SK_NOMEM, "out of memory");
+        return SK_NOMEM;
+    }
+    waiter_init(&nt->b.w, st);
+    nt->b.w.wake = native_wake;
+    nt->st = st;
+    nt->thread_ref = LUA_NOREF;
+    nt->f = f;
+    fn_retain(f);
+    nt->depth = depth;
+    nt->untrusted = untrusted;
+    nt->done = done;
+    nt->ud = ud;
+    lua_pushcfunction(L, native_setup_pf);
+    lua_pushlightuserdata(L, nt);
+    lua_pushlightuserdata(L, (void *)vars);
+    if (docall(L, 2, 0) != LUA_OK) {
+        *err = err_from_value(L, -1);
+        lua_pop(L, 1);
+        fn_release(k, f);
+        free(nt);
+        if (!*err)
+            *err = err_new(SK_NOMEM, "out of memory");
+        return *err ? (*err)->code : SK_NOMEM;
+    }
+    native_resume(nt, 3);
+    return SK_OK;
 }
 
 /* ---- the sandbox for calls a model chose ------------------------------
@@ -2536,49 +2828,6 @@ static int sandbox_install_pf(lua_State *L)
         lua_pop(L, 1);
     }
     return 0;
-}
-
-sk_status klua_call(sk_kernel *k, sk_function *f, const sk_vars *vars,
-                    int depth, char **out, sk_err **err)
-{
-    *out = NULL;
-    *err = NULL;
-    klua *st = slot_state(k);
-    if (!st || !st->L) {
-        *err = err_new(SK_SCRIPT, "%s: no Lua state is bound to the kernel",
-                       f->full_name);
-        return *err ? SK_SCRIPT : SK_NOMEM;
-    }
-    lua_State *L = run_state(st);
-    if (!lua_checkstack(L, 8)) {
-        *err = err_new(SK_NOMEM, "out of memory");
-        return SK_NOMEM;
-    }
-    int top = lua_gettop(L);
-    int saved_depth = st->next_depth;
-    st->next_depth = depth + 1;
-    /* the sandbox needs nothing here: the guarded functions ask the
-     * kernel whether this call runs for a model when they are called */
-    call_ctx c = {f, vars};
-    lua_pushcfunction(L, call_native_pf);
-    lua_pushlightuserdata(L, &c);
-    int rc = docall(L, 1, 1);
-    st->next_depth = saved_depth;
-    sk_status status = SK_OK;
-    if (rc == LUA_OK) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        *out = sk_strndup(s ? s : "", s ? n : 0);
-        if (!*out)
-            status = SK_NOMEM;
-    } else {
-        *err = err_from_value(L, -1);
-        status = *err ? (*err)->code : SK_NOMEM;
-    }
-    if (status == SK_NOMEM && !*err)
-        *err = err_new(SK_NOMEM, "out of memory");
-    lua_settop(L, top);
-    return status;
 }
 
 /* ---- require("skein") from a stock interpreter -------------------------- */

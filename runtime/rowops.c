@@ -1430,19 +1430,314 @@ sk_status df_rowop(sk_df *df, df_op op, const char *instruction,
 
 /* ---- SQL functions ------------------------------------------------------ */
 
-/* The SQL functions run whoever wrote the statement calling them: in
- * the user's own SQL they call what the user names; in a statement with
- * generated SQL in it the name is the model's (or came from the data), so
- * the lookup holds it to that SQL's grant and the call runs untrusted. */
-static inv_opts sql_call_opts(sk_kernel *k)
+/* ---- the SQL functions ---------------------------------------------------
+ * ai(instruction, text) and skein(function, text) run whoever wrote the
+ * statement calling them: in the user's own SQL they call what the user
+ * names; in a statement with generated SQL in it the name is the model's
+ * (or came from the data), so the lookup holds it to that SQL's grant and
+ * the call runs untrusted.
+ *
+ * SQLite calls a function once per row and waits for it.  So that a
+ * statement over many rows makes its calls side by side, the engine runs
+ * a read-only statement that uses them twice (df.c): first a collecting
+ * pass, in which the functions only note the calls they would make (and
+ * answer NULL), then the calls are made concurrently into the statement's
+ * memo, bounded like the row operators, then the real pass, in which the
+ * functions answer from the memo.  A call the collecting pass could not
+ * see (its argument came from another call) is made when it is met. */
+
+struct df_memo {
+    struct memo_call {
+        char *key;          /* kind, name or instruction, text */
+        int kind;           /* 0 ai, 1 skein */
+        char *a, *b;        /* instruction or function; text */
+        int state;          /* 0 noted, 1 running, 2 done */
+        sk_status st;
+        char *text;         /* the answer, or the error's message */
+    } *calls;
+    size_t n, cap;
+    size_t *slots;          /* open addressing over calls, by key */
+    size_t n_slots;
+    size_t pending;         /* noted, not yet made */
+    /* while filling */
+    sk_kernel *k;
+    const sk_grant *grant;
+    size_t next, inflight, limit;
+    int done;
+};
+
+#define MEMO_MAX_CALLS 1000000
+
+df_memo *df_memo_new(void) { return sk_calloc(1, sizeof(df_memo)); }
+
+void df_memo_free(df_memo *m)
 {
-    int model = 0;
-    const sk_grant *g = df_statement_grant(kern_engine(k, NULL), &model);
-    /* the prompts here keep their own cache */
-    (void)model; /* a grant makes the call untrusted */
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->calls[i].key);
+        free(m->calls[i].a);
+        free(m->calls[i].b);
+        free(m->calls[i].text);
+    }
+    free(m->calls);
+    free(m->slots);
+    free(m);
+}
+
+size_t df_memo_pending(const df_memo *m) { return m ? m->pending : 0; }
+
+static uint64_t memo_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+static char *memo_key(int kind, const char *a, const char *b)
+{
+    return sk_asprintf("%d\x1f%s\x1f%s", kind, a, b);
+}
+
+/* The call under key, or NULL.  *slot gets where it is or would go. */
+static struct memo_call *memo_find(const df_memo *m, const char *key, size_t *slot)
+{
+    if (!m->n_slots)
+        return NULL;
+    size_t i = (size_t)(memo_hash(key) & (m->n_slots - 1));
+    for (;;) {
+        size_t c = m->slots[i];
+        if (c == 0) {
+            *slot = i;
+            return NULL;
+        }
+        if (strcmp(m->calls[c - 1].key, key) == 0) {
+            *slot = i;
+            return &m->calls[c - 1];
+        }
+        i = (i + 1) & (m->n_slots - 1);
+    }
+}
+
+static sk_status memo_grow(df_memo *m)
+{
+    size_t ns = m->n_slots ? m->n_slots * 2 : 1024;
+    size_t *slots = sk_calloc(ns, sizeof *slots);
+    if (!slots)
+        return SK_NOMEM;
+    free(m->slots);
+    m->slots = slots;
+    m->n_slots = ns;
+    for (size_t c = 0; c < m->n; c++) {
+        size_t slot;
+        memo_find(m, m->calls[c].key, &slot);
+        m->slots[slot] = c + 1;
+    }
+    return SK_OK;
+}
+
+/* Notes a call the statement would make.  SK_NOMEM; past the ceiling the
+ * call is simply not noted (it is made when it is met). */
+static sk_status memo_note(df_memo *m, int kind, const char *a, const char *b)
+{
+    if (m->n >= MEMO_MAX_CALLS)
+        return SK_OK;
+    char *key = memo_key(kind, a, b);
+    if (!key)
+        return SK_NOMEM;
+    size_t slot;
+    if ((m->n + 1) * 2 > m->n_slots && memo_grow(m) != SK_OK) {
+        free(key);
+        return SK_NOMEM;
+    }
+    if (memo_find(m, key, &slot)) {
+        free(key);
+        return SK_OK;
+    }
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 256;
+        struct memo_call *c = sk_realloc(m->calls, cap * sizeof *c);
+        if (!c) {
+            free(key);
+            return SK_NOMEM;
+        }
+        m->calls = c;
+        m->cap = cap;
+    }
+    struct memo_call *c = &m->calls[m->n];
+    memset(c, 0, sizeof *c);
+    c->key = key;
+    c->kind = kind;
+    c->a = sk_strdup(a);
+    c->b = sk_strdup(b);
+    if (!c->a || !c->b) {
+        free(c->a);
+        free(c->b);
+        free(key);
+        return SK_NOMEM;
+    }
+    m->n++;
+    m->slots[slot] = m->n;
+    m->pending++;
+    return SK_OK;
+}
+
+static inv_opts sql_call_opts(const sk_grant *g)
+{
+    /* the prompts here keep their own cache; a grant makes it untrusted */
     inv_opts o = {.policy = "{\"cache\": false}", .grant = g};
     return o;
 }
+
+/* The variables and the response-cache key of ai(ins, text): the prompt
+ * DataFrame.Map would send.  SK_NOMEM; *f NULL when it is not loaded. */
+static sk_status ai_call(sk_kernel *k, const sk_grant *g, const char *ins,
+                         const char *text, sk_function **f, sk_vars **vars,
+                         char **key, sk_err **err)
+{
+    *vars = NULL;
+    *key = NULL;
+    *f = inv_lookup(k, "DataFrame.Map", NULL, g, err);
+    if (!*f)
+        return *err ? (*err)->code : SK_NOMEM;
+    if ((*f)->kind != FN_SEMANTIC || !(*f)->tpl) {
+        *err = err_new(SK_NOT_FOUND, "the prompt DataFrame.Map is not loaded; "
+                       "load the built-in skills first");
+        return *err ? SK_NOT_FOUND : SK_NOMEM;
+    }
+    char *rowtext = sk_asprintf("text: %s", text);
+    sk_buf b;
+    buf_init(&b, MAX_PROMPT);
+    const char *model = (*f)->cfg && (*f)->cfg->model ? (*f)->cfg->model
+                        : sk_kernel_model(k) ? sk_kernel_model(k) : "";
+    int ok = rowtext && sk_vars_new(vars) == SK_OK &&
+             sk_vars_set(*vars, "instruction", ins) == SK_OK &&
+             sk_vars_set(*vars, "row", rowtext) == SK_OK &&
+             sk_vars_set(*vars, "input", rowtext) == SK_OK &&
+             buf_printf(&b, "%s\nmap\n", model) == SK_OK &&
+             tpl_assemble((*f)->tpl, *vars, NULL, NULL, &b) == SK_OK;
+    free(rowtext);
+    if (ok)
+        *key = buf_steal(&b);
+    buf_free(&b);
+    if (!ok || !*key) {
+        sk_vars_free(*vars);
+        *vars = NULL;
+        return SK_NOMEM;
+    }
+    return SK_OK;
+}
+
+/* ---- filling a memo: the noted calls, side by side ---------------------- */
+
+typedef struct memo_job {
+    df_memo *m;
+    size_t i;
+    char *cache_key;   /* ai(): the response-cache entry to write */
+} memo_job;
+
+static void memo_start_next(df_memo *m);
+
+static void memo_settle(df_memo *m, size_t i, sk_status st, char *text, sk_err *err)
+{
+    struct memo_call *c = &m->calls[i];
+    c->state = 2;
+    c->st = st;
+    if (st == SK_OK) {
+        c->text = text;
+    } else {
+        free(text);
+        c->text = sk_strdup(err && err->message ? err->message : sk_strerror(st));
+    }
+    err_free(err);
+}
+
+static void memo_call_done(void *ud, sk_status st, char *text, sk_err *err)
+{
+    memo_job *j = ud;
+    df_memo *m = j->m;
+    if (st == SK_OK && j->cache_key && text)
+        kern_cache_put(m->k, j->cache_key, text);
+    if (st == SK_OK && m->calls[j->i].kind == 0 && text) {
+        char *t = trim_space(text);
+        free(text);
+        text = t;
+        if (!t)
+            st = SK_NOMEM;
+    }
+    memo_settle(m, j->i, st, text, err);
+    free(j->cache_key);
+    free(j);
+    m->inflight--;
+    memo_start_next(m);
+}
+
+static void memo_start_next(df_memo *m)
+{
+    while (m->inflight < m->limit && m->next < m->n) {
+        size_t i = m->next++;
+        struct memo_call *c = &m->calls[i];
+        if (c->state != 0)
+            continue;
+        c->state = 1;
+        m->pending--;
+        memo_job *j = sk_calloc(1, sizeof *j);
+        sk_err *err = NULL;
+        sk_vars *v = NULL;
+        const char *name = c->a;
+        sk_status st = j ? SK_OK : SK_NOMEM;
+        if (st == SK_OK && c->kind == 0) {
+            sk_function *f = NULL;
+            st = ai_call(m->k, m->grant, c->a, c->b, &f, &v, &j->cache_key, &err);
+            name = "DataFrame.Map";
+            char *hit = NULL;
+            if (st == SK_OK && kern_cache_get(m->k, j->cache_key, &hit) == SK_OK && hit) {
+                char *t = trim_space(hit);
+                free(hit);
+                memo_settle(m, i, t ? SK_OK : SK_NOMEM, t, NULL);
+                sk_vars_free(v);
+                free(j->cache_key);
+                free(j);
+                continue;
+            }
+        } else if (st == SK_OK) {
+            if (sk_vars_new(&v) != SK_OK || sk_vars_set(v, "input", c->b) != SK_OK)
+                st = SK_NOMEM;
+        }
+        if (st == SK_OK) {
+            j->m = m;
+            j->i = i;
+            inv_opts o = sql_call_opts(m->grant);
+            st = inv_start_name(m->k, name, NULL, v, 0, &o, memo_call_done, j, &err);
+        }
+        sk_vars_free(v);
+        if (st != SK_OK) {
+            memo_settle(m, i, st, NULL, err);
+            if (j)
+                free(j->cache_key);
+            free(j);
+            continue;
+        }
+        m->inflight++;
+    }
+    if (m->inflight == 0 && m->next >= m->n)
+        m->done = 1;
+}
+
+sk_status df_memo_fill(sk_kernel *k, df_memo *m, const sk_grant *grant, int concurrency)
+{
+    m->k = k;
+    m->grant = grant;
+    m->limit = concurrency > 0 ? (size_t)concurrency : 16;
+    m->next = 0;
+    m->done = 0;
+    memo_start_next(m);
+    loop_run_until(k, &m->done);
+    return SK_OK;
+}
+
+/* ---- the functions ------------------------------------------------------ */
 
 /* Reports a failed call as the SQL function's error. */
 static void sql_call_failed(sqlite3_context *ctx, sk_kernel *k, const char *fn)
@@ -1454,6 +1749,41 @@ static void sql_call_failed(sqlite3_context *ctx, sk_kernel *k, const char *fn)
     char *m = sk_asprintf("%s(): %s", fn, sk_errmsg(k));
     sqlite3_result_error(ctx, m ? m : sk_errmsg(k), -1);
     free(m);
+}
+
+/* What the statement's memo says of a call: 1 answered (the result is
+ * set), 0 the caller must make it.  In the collecting pass it notes the
+ * call and answers NULL. */
+static int from_memo(sqlite3_context *ctx, sk_kernel *k, int kind, const char *a,
+                     const char *b, const char *fn)
+{
+    int collecting = 0;
+    df_memo *m = df_statement_memo(kern_engine(k, NULL), &collecting);
+    if (!m)
+        return 0;
+    if (collecting) {
+        if (memo_note(m, kind, a, b) != SK_OK)
+            sqlite3_result_error_nomem(ctx);
+        else
+            sqlite3_result_null(ctx);
+        return 1;
+    }
+    char *key = memo_key(kind, a, b);
+    size_t slot;
+    const struct memo_call *c = key ? memo_find(m, key, &slot) : NULL;
+    free(key);
+    if (!c || c->state != 2)
+        return 0;
+    if (c->st == SK_OK) {
+        sqlite3_result_text(ctx, c->text ? c->text : "", -1, SQLITE_TRANSIENT);
+    } else if (c->st == SK_NOMEM) {
+        sqlite3_result_error_nomem(ctx);
+    } else {
+        char *msg = sk_asprintf("%s(): %s", fn, c->text ? c->text : sk_strerror(c->st));
+        sqlite3_result_error(ctx, msg ? msg : "failed", -1);
+        free(msg);
+    }
+    return 1;
 }
 
 /* ai(instruction, text): DataFrame.Map on one value, through the cache. */
@@ -1472,33 +1802,28 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                              "is empty", -1);
         return;
     }
-    inv_opts o = sql_call_opts(k);
+    if (from_memo(ctx, k, 0, ins, text, "ai"))
+        return;
+    int model = 0;
+    inv_opts o = sql_call_opts(df_statement_grant(kern_engine(k, NULL), &model));
+    sk_function *f = NULL;
+    sk_vars *v = NULL;
+    char *key = NULL;
     sk_err *lerr = NULL;
-    sk_function *f = inv_lookup(k, "DataFrame.Map", NULL, o.grant, &lerr);
-    if (!f || f->kind != FN_SEMANTIC || !f->tpl) {
-        char *m = lerr ? sk_asprintf("ai(): %s", lerr->message) : NULL;
-        sqlite3_result_error(ctx, m ? m : "ai(): the prompt DataFrame.Map is not "
-                             "loaded; load the built-in skills first", -1);
-        free(m);
+    sk_status st = ai_call(k, o.grant, ins, text, &f, &v, &key, &lerr);
+    if (st != SK_OK) {
+        if (st == SK_NOMEM && !lerr) {
+            sqlite3_result_error_nomem(ctx);
+        } else {
+            char *m = sk_asprintf("ai(): %s", lerr ? lerr->message : sk_strerror(st));
+            sqlite3_result_error(ctx, m ? m : "ai() failed", -1);
+            free(m);
+        }
         err_free(lerr);
         return;
     }
-    char *rowtext = sk_asprintf("text: %s", text);
-    sk_vars *v = NULL;
-    sk_buf key;
-    buf_init(&key, MAX_PROMPT);
-    const char *model = f->cfg && f->cfg->model ? f->cfg->model
-                        : sk_kernel_model(k) ? sk_kernel_model(k) : "";
-    int ok = rowtext && sk_vars_new(&v) == SK_OK &&
-             sk_vars_set(v, "instruction", ins) == SK_OK &&
-             sk_vars_set(v, "row", rowtext) == SK_OK &&
-             sk_vars_set(v, "input", rowtext) == SK_OK &&
-             buf_printf(&key, "%s\nmap\n", model) == SK_OK &&
-             tpl_assemble(f->tpl, v, NULL, NULL, &key) == SK_OK;
     char *reply = NULL;
-    if (ok && kern_cache_get(k, key.p, &reply) != SK_OK)
-        ok = 0;
-    if (!ok) {
+    if (kern_cache_get(k, key, &reply) != SK_OK) {
         sqlite3_result_error_nomem(ctx);
     } else if (reply) {
         char *t = trim_space(reply);
@@ -1509,7 +1834,7 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     } else if (inv_invoke(k, "DataFrame.Map", v, &o, &reply) != SK_OK) {
         sql_call_failed(ctx, k, "ai");
     } else {
-        kern_cache_put(k, key.p, reply);
+        kern_cache_put(k, key, reply);
         char *t = trim_space(reply);
         if (t)
             sqlite3_result_text(ctx, t, -1, free);
@@ -1517,9 +1842,8 @@ static void sql_ai(sqlite3_context *ctx, int argc, sqlite3_value **argv)
             sqlite3_result_error_nomem(ctx);
     }
     free(reply);
-    free(rowtext);
     sk_vars_free(v);
-    buf_free(&key);
+    free(key);
 }
 
 /* skein(function, text): a function, with text as its input. */
@@ -1538,7 +1862,10 @@ static void sql_skein(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                              "is empty", -1);
         return;
     }
-    inv_opts o = sql_call_opts(k);
+    if (from_memo(ctx, k, 1, fn, text, "skein"))
+        return;
+    int model = 0;
+    inv_opts o = sql_call_opts(df_statement_grant(kern_engine(k, NULL), &model));
     sk_vars *v = NULL;
     char *out = NULL;
     if (sk_vars_new(&v) != SK_OK || sk_vars_set(v, "input", text) != SK_OK) {

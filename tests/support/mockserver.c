@@ -15,8 +15,10 @@
  * Scenario (every key optional):
  *
  *   { "log": "/tmp/requests.jsonl",  one JSON line per request:
- *                                    {"method","path","headers":{..},"body"}
- *                                    (header names lower-cased)
+ *                                    {"inflight","method","path","headers":
+ *                                    {..},"body"} (header names lower-cased;
+ *                                    inflight: requests being answered when
+ *                                    it arrived, itself included)
  *     "idle_exit_ms": 30000,
  *     "echo": false,                 true: reply with a chat completion
  *                                    whose content is the request's last
@@ -358,11 +360,16 @@ static int parse_request(conn *c, request *r)
     return 1;
 }
 
+/* Requests being answered now, this one included: what the server sees
+ * in flight, for tests that measure concurrency where it happens. */
+static int in_flight(void);
+
 static void log_request(const request *r)
 {
     if (log_fd < 0)
         return;
     cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "inflight", in_flight() + 1);
     cJSON_AddStringToObject(o, "method", r->method);
     cJSON_AddStringToObject(o, "path", r->path);
     cJSON_AddItemReferenceToObject(o, "headers", r->headers);
@@ -854,6 +861,14 @@ static void conn_close(size_t i, int reset)
     free(c->in);
     free(c);
     conns[i] = conns[--n_conns];
+}
+
+static int in_flight(void)
+{
+    int n = 0;
+    for (size_t i = 0; i < n_conns; i++)
+        n += conns[i]->responding;
+    return n;
 }
 
 /* Starts the next response if a whole request is buffered.  Returns -1 if
