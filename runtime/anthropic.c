@@ -425,7 +425,7 @@ sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest, sk_err **err)
                          key_header ? 3 : 2);
     if (!self)
         goto nomem;
-    free(url);
+    conn->endpoint = url;
     free_secret(key_header);
     conn->vt = &anthropic_vt;
     conn->self = self;

@@ -436,6 +436,8 @@ typedef struct sk_connector {
     void *self;
     char *spec;         /* the spec it was made from, e.g. "openai:gpt-4o" */
     char *model;        /* the model name to send */
+    char *endpoint;     /* where requests go (a URL, a file): two servers
+                           behind one model name are two endpoints */
 } sk_connector;
 
 /* Makes a connector from a spec ("openai:...", "scripted:FILE").  On
@@ -629,6 +631,9 @@ typedef struct sk_policy {
     int cache;
     /* the required shape of the answer ("output"), or NULL */
     struct sk_shape *shape;
+    /* a reply cut by the token limit: 0 raise `truncated` (default), N ask
+     * the model to continue up to N times, -1 accept it ("truncated") */
+    int continuations;
 } sk_policy;
 
 /* Parses the policy keys of a config.json document or a per-call
@@ -1017,6 +1022,8 @@ SK_HIDDEN sk_status df_register_sql_functions(sk_kernel *k, sk_err **err);
 SK_HIDDEN sk_status kern_cache_get(sk_kernel *k, const char *key, char **value);
 SK_HIDDEN sk_status kern_cache_put(sk_kernel *k, const char *key, const char *value);
 SK_HIDDEN void kern_cache_del(sk_kernel *k, const char *key);
+/* Option cache = 0 (--no-cache): no cache is read or written. */
+SK_HIDDEN int kern_cache_off(const sk_kernel *k);
 
 /* The bounds on every statement that holds generated SQL (options
  * sql_timeout_ms, sql_max_rows, sql_max_bytes; 0: none). */

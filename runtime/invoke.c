@@ -673,6 +673,27 @@ static sk_status finish_sync(sk_kernel *k, sk_call *c, char **out)
     return st;
 }
 
+typedef struct ticker {
+    sk_kernel *k;
+    const sk_call *c;
+    void (*fn)(void *ud, long long elapsed_ms);
+    void *ud;
+    long long t0;
+    loop_timer *timer;
+} ticker;
+
+#define TICK_MS 100
+
+static void tick(void *ud)
+{
+    ticker *t = ud;
+    t->timer = NULL;
+    if (t->c->done)
+        return;
+    t->fn(t->ud, loop_now_ms() - t->t0);
+    loop_after(t->k, TICK_MS, tick, t, &t->timer);
+}
+
 sk_status sk_invoke(sk_kernel *k, const char *name, const sk_vars *vars,
                     const sk_invoke_opts *opts, char **out)
 {
@@ -683,7 +704,14 @@ sk_status sk_invoke(sk_kernel *k, const char *name, const sk_vars *vars,
     sk_status st = sk_invoke_async(k, name, vars, opts, &c);
     if (st != SK_OK)
         return st;
-    return finish_sync(k, c, out);
+    ticker t = {k, c, opts ? opts->tick : NULL, opts ? opts->tick_ud : NULL,
+                loop_now_ms(), NULL};
+    if (t.fn)
+        loop_after(k, TICK_MS, tick, &t, &t.timer);
+    st = finish_sync(k, c, out);
+    if (t.timer)
+        loop_cancel(k, t.timer);
+    return st;
 }
 
 sk_status inv_invoke(sk_kernel *k, const char *name, const sk_vars *vars,

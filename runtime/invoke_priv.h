@@ -69,6 +69,9 @@ struct inv {
     size_t pick;               /* the sample whose text is the reply */
     int streaming;             /* deltas go to stream */
     sk_buf held;               /* streamed text held back by redaction */
+    sk_buf partial;            /* a cut reply's text so far, while the
+                                  model is asked to continue it */
+    int continued;             /* continuations asked for */
     char *reply;               /* the output being checked */
     size_t filter_idx;
     sub_fn sub_next;

@@ -118,6 +118,7 @@ void kern_native_set(sk_kernel *k, int depth, int untrusted)
 }
 int kern_allow_os(const sk_kernel *k) { return k->allow_os; }
 int kern_allow_unsafe(const sk_kernel *k) { return k->allow_unsafe; }
+int kern_cache_off(const sk_kernel *k) { return k->no_cache; }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
@@ -472,6 +473,7 @@ void conn_close(sk_connector *c)
         c->vt->destroy(c->self);
     free(c->spec);
     free(c->model);
+    free(c->endpoint);
     free(c);
 }
 
@@ -535,6 +537,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         {"allow_os", 0, 1},            {"sql_timeout_ms", 0, 86400000L},
         {"sql_max_rows", 0, 2000000000L}, {"sql_max_bytes", 0, 1L << 40},
         {"allow_dangerously_set_content", 0, 1}, {"sql_concurrency", 1, 10000},
+        {"cache", 0, 1},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         if (strcmp(name, spec[i].name) != 0)
@@ -559,6 +562,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         case 11: k->sql.max_bytes = v; break;
         case 12: k->allow_unsafe = (int)v; break;
         case 13: k->sql.concurrency = (int)v; break;
+        case 14: k->no_cache = !v; break;
         }
         kern_ok(k);
         return SK_OK;

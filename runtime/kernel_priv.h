@@ -91,6 +91,8 @@ struct sk_kernel {
     int native_untrusted;          /* the native running now is untrusted */
     int allow_os;                  /* option allow_os */
     int allow_unsafe;              /* option allow_dangerously_set_content */
+    int no_cache;                  /* option cache = 0: no cache is read or
+                                      written (--no-cache) */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

@@ -350,7 +350,7 @@ sk_connector *conn_ollama_open(sk_kernel *k, const char *rest, sk_err **err)
     if (!(self = http_conn_new(&ollama_proto, url, conn->model, NULL, accept, 1)))
         goto nomem;
     free(base);
-    free(url);
+    conn->endpoint = url;
     conn->vt = &ollama_vt;
     conn->self = self;
     return conn;

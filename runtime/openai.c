@@ -653,7 +653,7 @@ static sk_connector *open_flavor(const char *rest, oai_flavor fl,
                                auth ? 2 : 1);
     if (!conn->self)
         goto nomem;
-    free(url);
+    conn->endpoint = url;
     free_secret(auth);
     conn->vt = &openai_vt;
     return conn;

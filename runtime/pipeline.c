@@ -1,10 +1,36 @@
 /*
- * pipeline.c -- what happens to a rendered prompt, as stages on the one
- * invoke path:
+ * pipeline.c -- what happens to a rendered prompt.  The stages of the one
+ * invoke path, in order (invoke.c runs 1 and 2, this file the rest):
  *
- *   input filters -> model (cascade x samples, redaction) -> uncertainty
- *   checks (marker, hedging, logprobs, self-consistency) -> escalate or
- *   raise -> output filters -> review (revise, or reject) -> result
+ *    1. lookup          the function, held to the call's grant (trust.c)
+ *    2. render          the template; inserted values encoded for chat
+ *                       markup; function blocks are invokes of their own
+ *    3. messages        the chat markup parsed strictly; the user's
+ *                       clarification and a reviewer's critique appended
+ *    4. input filters   content rules over what the model will read
+ *    5. redaction       PII out of what leaves the machine (per model)
+ *    6. cache lookup    a hit is the whole recorded reply: text, finish
+ *                       reason, model, logprobs; it goes on through 8-12
+ *    7. model           the cascade's current model, n samples at once,
+ *                       limits, retries; cache store of complete replies
+ *    8. truncation      a cut reply raises `truncated`, or is continued
+ *    9. uncertainty     self-consistency, marker, hedging, logprobs:
+ *                       escalate to the next model, or raise `uncertain`
+ *   10. shape           the answer's required form, asked again if wrong
+ *   11. output filters
+ *   12. review          revise (back to 2 with the critique), or reject
+ *   13. release         the text reaches the caller
+ *
+ * Invariants, each tested with the two stages it protects
+ * (tests/integration/test_stages.c):
+ *   - a cache hit never changes a call's outcome: the hit carries what
+ *     stages 8-12 read, and they run on it as on a fresh reply; the key
+ *     covers everything that shapes the request, the endpoint included;
+ *   - a cut reply is never taken for a whole one, and never cached (unless
+ *     the function continues cut replies, where it is a part);
+ *   - nothing reaches the caller that a later stage may replace or reject:
+ *     text streams only when stages 9-12 cannot act;
+ *   - a clarification always reaches the re-run.
  *
  * Each stage either finishes synchronously and calls the next, or starts
  * asynchronous work (model requests, nested invokes of filter, judge and
@@ -100,6 +126,8 @@ static void attempt_free(inv *v)
     rd_map_free(v->rmap);
     v->rmap = NULL;
     buf_free(&v->held);
+    buf_free(&v->partial);
+    v->continued = 0;
     free(v->spec);
     v->spec = NULL;
 }
@@ -441,6 +469,7 @@ static char *cache_key(const inv *v, const model_req *r)
     hash2 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
     char num[128];
     h_str(&h, v->spec);
+    h_str(&h, v->conn->endpoint); /* two servers behind one model name */
     h_str(&h, r->model);
     snprintf(num, sizeof num, "%d|%.17g|%.17g|%.17g|%.17g|%d|%d", r->max_tokens,
              r->temperature, r->top_p, r->presence_penalty, r->frequency_penalty,
@@ -456,26 +485,104 @@ static char *cache_key(const inv *v, const model_req *r)
         h_str(&h, r->msgs[i].role);
         h_str(&h, r->msgs[i].content);
     }
-    return sk_asprintf("resp:%016llx%016llx", (unsigned long long)h.a,
+    return sk_asprintf("resp2:%016llx%016llx", (unsigned long long)h.a,
                        (unsigned long long)h.b);
 }
 
 static void sample_done(mreq *q, sk_status st, model_resp *resp, sk_err *err);
 
+/* A reply cut by the token limit, whatever the server calls it: OpenAI's
+ * "length", Anthropic's "max_tokens", Ollama's done_reason "length". */
+static int truncated(const model_resp *r)
+{
+    const char *f = r ? r->finish_reason : NULL;
+    return f && (strcmp(f, "length") == 0 || strcmp(f, "max_tokens") == 0 ||
+                 strcmp(f, "model_length") == 0);
+}
+
+/* The cache holds the whole reply the checks read: its text, the finish
+ * reason, the model that answered, the logprobs.  A hit goes through the
+ * same checks as the reply did, so it ends the same way: what was
+ * uncertain, escalated, filtered or rejected stays so.  Caller frees. */
+static char *resp_to_cache(const model_resp *r)
+{
+    cJSON *j = cJSON_CreateObject();
+    if (!j)
+        return NULL;
+    cJSON_AddStringToObject(j, "text", r->text ? r->text : "");
+    if (r->finish_reason)
+        cJSON_AddStringToObject(j, "finish_reason", r->finish_reason);
+    if (r->model)
+        cJSON_AddStringToObject(j, "model", r->model);
+    if (r->n_logprobs) {
+        cJSON *lp = cJSON_AddArrayToObject(j, "logprobs");
+        for (size_t i = 0; lp && i < r->n_logprobs; i++) {
+            cJSON *pair = cJSON_CreateArray();
+            cJSON_AddItemToArray(pair, cJSON_CreateString(r->logprobs[i].token));
+            cJSON_AddItemToArray(pair, cJSON_CreateNumber(r->logprobs[i].logprob));
+            cJSON_AddItemToArray(lp, pair);
+        }
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *copy = s ? sk_strdup(s) : NULL;
+    cJSON_free(s);
+    return copy;
+}
+
+/* A cached reply back as a response, or NULL (unreadable, or memory). */
+static model_resp *resp_from_cache(const char *value)
+{
+    cJSON *j = cJSON_Parse(value);
+    const cJSON *text = j ? cJSON_GetObjectItemCaseSensitive(j, "text") : NULL;
+    model_resp *r = cJSON_IsString(text) ? sk_calloc(1, sizeof *r) : NULL;
+    if (!r) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "finish_reason");
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(j, "logprobs");
+    int ok = (r->text = sk_strdup(text->valuestring)) != NULL;
+    if (ok && cJSON_IsString(fr))
+        ok = (r->finish_reason = sk_strdup(fr->valuestring)) != NULL;
+    if (ok && cJSON_IsString(model))
+        ok = (r->model = sk_strdup(model->valuestring)) != NULL;
+    size_t n = cJSON_IsArray(lp) ? (size_t)cJSON_GetArraySize(lp) : 0;
+    if (ok && n) {
+        ok = (r->logprobs = sk_calloc(n, sizeof *r->logprobs)) != NULL;
+        const cJSON *pair;
+        cJSON_ArrayForEach(pair, lp) {
+            if (!ok)
+                break;
+            const cJSON *t = cJSON_GetArrayItem(pair, 0), *l = cJSON_GetArrayItem(pair, 1);
+            if (!cJSON_IsString(t) || !cJSON_IsNumber(l))
+                continue;
+            sk_logprob *x = &r->logprobs[r->n_logprobs];
+            if (!(x->token = sk_strdup(t->valuestring)))
+                ok = 0;
+            else {
+                x->logprob = l->valuedouble;
+                r->n_logprobs++;
+            }
+        }
+    }
+    cJSON_Delete(j);
+    if (!ok) {
+        resp_free(r);
+        return NULL;
+    }
+    r->prompt_tokens = r->completion_tokens = 0;
+    r->attempts = 0;
+    return r;
+}
+
 /* A cached reply: no request, no tokens, counted as a hit. */
-static void answer_from_cache(mreq *q, char *text)
+static void answer_from_cache(mreq *q, model_resp *r)
 {
     inv *v = q->v;
     sk_kernel *k = v->k;
-    model_resp *r = sk_calloc(1, sizeof *r);
-    if (!r) {
-        free(text);
-        sample_done(q, SK_NOMEM, NULL, NULL);
-        return;
-    }
-    r->text = text;
-    r->finish_reason = sk_strdup("stop");
-    r->prompt_tokens = r->completion_tokens = 0;
+    const char *text = r->text;
     kern_usage(k)->cache_hits++;
     sk_model_usage *mu = kern_model_usage(k, v->spec);
     if (mu)
@@ -631,9 +738,16 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
         q->admitted = 0;
     }
     if (q->cache_key) {
+        /* a cut reply is kept only where the function continues cut
+         * replies: elsewhere it is an error, and errors are not kept */
         u->cache_misses++;
-        if (st == SK_OK && resp && resp->text)
-            kern_cache_put(k, q->cache_key, resp->text);
+        if (st == SK_OK && resp && resp->text &&
+            (!truncated(resp) || v->pol->continuations > 0)) {
+            char *value = resp_to_cache(resp);
+            if (value)
+                kern_cache_put(k, q->cache_key, value);
+            free(value);
+        }
     }
     record_exchange(v, resp, err);
     /* the trace shows the prompt as sent: redacted, with any instruction */
@@ -689,8 +803,10 @@ static void start_request(mreq *q)
     if (q->cache_key) {
         char *hit = NULL;
         kern_cache_get(k, q->cache_key, &hit);
-        if (hit) {
-            answer_from_cache(q, hit);
+        model_resp *cached = hit ? resp_from_cache(hit) : NULL;
+        free(hit);
+        if (cached) {
+            answer_from_cache(q, cached);
             return;
         }
     }
@@ -806,6 +922,19 @@ static sk_status build_send(inv *v)
     return SK_OK;
 }
 
+/* Whether a stage after the model could still replace the reply, or
+ * reject it for what it says (so that it must not stream): samples, a
+ * cascade, the uncertainty checks, the shape, output filters, review.
+ * The truncation check is not among them: a streamed reply that turns
+ * out cut ends with the `truncated` error after the text the model did
+ * write, and a continued one streams on. */
+static int later_stages_may_change(const inv *v, size_t n)
+{
+    const sk_policy *p = v->pol;
+    return n > 1 || cascade_len(v) > 1 || p->protocol || p->hedging ||
+           p->check_logprobs || p->shape || p->n_out || p->review;
+}
+
 /* One attempt on the current model of the cascade: every sample at once. */
 static void start_attempt(inv *v)
 {
@@ -840,10 +969,9 @@ static void start_attempt(inv *v)
         return;
     }
     size_t n = (size_t)(v->pol->samples > 0 ? v->pol->samples : 1);
-    /* streamed text cannot be taken back, so stream only when nothing
-     * after the model can replace the reply */
-    v->streaming = v->stream && n == 1 && cascade_len(v) == 1 &&
-                   !v->pol->review && v->pol->n_out == 0;
+    /* streamed text cannot be taken back: stream only when no later stage
+     * can replace or reject the reply */
+    v->streaming = v->stream && !later_stages_may_change(v, n);
     v->reqs = sk_calloc(n, sizeof *v->reqs);
     if (!v->reqs) {
         fail(v, NULL);
@@ -863,14 +991,101 @@ static void start_attempt(inv *v)
         after_samples(v);
 }
 
-/* The text of sample i, with redacted values put back.  Caller frees. */
+/* The text of sample i (after what earlier continuations brought), with
+ * redacted values put back.  Caller frees. */
 static char *restored(inv *v, size_t i)
 {
     const char *t = v->reqs[i].resp->text ? v->reqs[i].resp->text : "";
-    if (!v->rmap)
-        return sk_strdup(t);
+    char *joined = NULL;
+    if (i == 0 && v->partial.len) {
+        if (!(joined = sk_asprintf("%s%s", v->partial.p, t)))
+            return NULL;
+        t = joined;
+    }
     char *out = NULL;
-    return rd_restore(v->rmap, t, &out) == SK_OK ? out : NULL;
+    if (!v->rmap)
+        out = sk_strdup(t);
+    else if (rd_restore(v->rmap, t, &out) != SK_OK)
+        out = NULL;
+    free(joined);
+    return out;
+}
+
+/* A reply cut by the token limit: ask for the rest (when the function
+ * continues cut replies), or raise `truncated`.  Returns 1 when it took
+ * over the invoke. */
+static int handle_truncation(inv *v)
+{
+    if (v->pol->continuations < 0)
+        return 0; /* "accept": the limit is the function's budget */
+    size_t cut = v->n_samples;
+    for (size_t i = 0; i < v->n_samples; i++)
+        if (truncated(v->reqs[i].resp)) {
+            cut = i;
+            break;
+        }
+    if (cut == v->n_samples)
+        return 0;
+    const model_resp *r = v->reqs[cut].resp;
+    const char *chunk = r->text ? r->text : "";
+    if (v->n_samples == 1 && v->continued < v->pol->continuations) {
+        /* the reply so far as the assistant's, and a request to go on */
+        sk_msg *m = sk_realloc(v->send, (v->n_send + 2) * sizeof *m);
+        if (!m) {
+            fail(v, NULL);
+            return 1;
+        }
+        v->send = m;
+        m[v->n_send].role = sk_strdup("assistant");
+        m[v->n_send].content = sk_strdup(chunk);
+        m[v->n_send + 1].role = sk_strdup("user");
+        m[v->n_send + 1].content = sk_strdup("Continue exactly where you stopped. Do "
+                                             "not repeat anything already written.");
+        v->n_send += 2;
+        if (!m[v->n_send - 2].role || !m[v->n_send - 2].content ||
+            !m[v->n_send - 1].role || !m[v->n_send - 1].content ||
+            buf_adds(&v->partial, chunk) != SK_OK) {
+            fail(v, NULL);
+            return 1;
+        }
+        v->continued++;
+        char n[16];
+        snprintf(n, sizeof n, "%d", v->continued);
+        pipe_trace(v, "continue", "model", v->spec, "round", n, (char *)NULL);
+        resp_free(v->reqs[0].resp);
+        free(v->reqs[0].cache_key);
+        memset(&v->reqs[0], 0, sizeof v->reqs[0]);
+        v->reqs[0].v = v;
+        v->pending_samples = 1;
+        enqueue_request(&v->reqs[0]);
+        return 1;
+    }
+    int max_tokens = v->settings ? v->settings->max_tokens : -1;
+    char limit[48] = "";
+    if (max_tokens > 0)
+        snprintf(limit, sizeof limit, " (max_tokens %d)", max_tokens);
+    pipe_trace(v, "truncated", "model", v->spec, "finish_reason", r->finish_reason,
+               (char *)NULL);
+    sk_err *e = err_new(SK_TRUNCATED, "%s: the reply was cut by the token limit%s%s; "
+                        "raise max_tokens, or let the function continue cut replies "
+                        "(\"truncated\": {\"continue\": 2})",
+                        v->name, limit,
+                        v->continued ? " even after continuing" : "");
+    if (e) {
+        char *text = restored(v, cut);
+        sk_buf b;
+        buf_init(&b, 0);
+        if (text && buf_adds(&b, "{\"output\":") == SK_OK &&
+            buf_add_json_str(&b, text, strlen(text)) == SK_OK &&
+            buf_adds(&b, ",\"finish_reason\":") == SK_OK &&
+            buf_add_json_str(&b, r->finish_reason, strlen(r->finish_reason)) == SK_OK &&
+            buf_addc(&b, '}') == SK_OK)
+            e->detail_json = buf_steal(&b);
+        buf_free(&b);
+        free(text);
+    }
+    fail(v, e);
+    return 1;
 }
 
 /* The reply is uncertain: escalate to the next model, or raise. */
@@ -991,6 +1206,9 @@ static void after_samples(inv *v)
         }
         buf_reset(&v->held);
     }
+    /* first the finish reason: a cut reply is never taken for a whole one */
+    if (handle_truncation(v))
+        return;
     size_t n = v->n_samples;
     if (!(v->texts = sk_calloc(n, sizeof *v->texts))) {
         fail(v, NULL);
@@ -1183,13 +1401,12 @@ static void run_review(inv *v)
 
 /* A revision's prompt carries the rejected answer and the critique, unless
  * the template already uses {{$critique}}. */
+static int template_uses(const sk_template *t, const char *name);
+
 static sk_status add_revision_note(inv *v)
 {
-    for (size_t i = 0; i < v->tpl->n; i++) {
-        const tpl_block *b = &v->tpl->blocks[i];
-        if (b->kind == TB_VAR && strcasecmp(b->text, "critique") == 0)
-            return SK_OK;
-    }
+    if (template_uses(v->tpl, "critique"))
+        return SK_OK;
     const char *prev = sk_vars_get(v->vars, "previous_output");
     const char *crit = sk_vars_get(v->vars, "critique");
     char *note = sk_asprintf("\n\nAn earlier answer to this was:\n\"\"\"\n%s\n\"\"\"\n"
@@ -1197,6 +1414,30 @@ static sk_status add_revision_note(inv *v)
                              "Write a corrected answer that fixes them. Reply with "
                              "the answer only.",
                              prev ? prev : "", crit ? crit : "");
+    if (!note)
+        return SK_NOMEM;
+    sk_status rc = append_last(v, note);
+    free(note);
+    return rc;
+}
+
+static int template_uses(const sk_template *t, const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->blocks[i].kind == TB_VAR && strcasecmp(t->blocks[i].text, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* A clarification the user gave always reaches the model: in the
+ * template's {{$clarification}} when it places it, else appended here. */
+static sk_status add_clarification(inv *v)
+{
+    const char *clar = sk_vars_get(v->vars, "clarification");
+    if (!clar || !*clar || template_uses(v->tpl, "clarification"))
+        return SK_OK;
+    char *note = sk_asprintf("\n\nAsked to clarify the request, the user answered:\n%s",
+                             clar);
     if (!note)
         return SK_NOMEM;
     sk_status rc = append_last(v, note);
@@ -1212,7 +1453,8 @@ void pipe_start(inv *v)
         fail(v, err);
         return;
     }
-    if (v->round > 0 && add_revision_note(v) != SK_OK) {
+    if (add_clarification(v) != SK_OK ||
+        (v->round > 0 && add_revision_note(v) != SK_OK)) {
         fail(v, NULL);
         return;
     }

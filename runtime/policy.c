@@ -836,6 +836,32 @@ static sk_status parse_cache(px *x, sk_policy *p, const cJSON *v)
     return fail(x, "cache must be true, false or \"auto\"");
 }
 
+/* "truncated": "error" (the default: a reply cut by the token limit is
+ * the typed error `truncated`), {"continue": N}: ask the model to go on
+ * from where it stopped, up to N times, or "accept": the function means
+ * its token limit as a budget and takes a cut reply as it is. */
+static sk_status parse_truncated(px *x, sk_policy *p, const cJSON *v)
+{
+    if (is_unset(v))
+        return SK_OK;
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "error") == 0) {
+        p->continuations = 0;
+        return SK_OK;
+    }
+    if (cJSON_IsString(v) && strcasecmp(v->valuestring, "accept") == 0) {
+        p->continuations = -1; /* a budget the function means: take it as it is */
+        return SK_OK;
+    }
+    const cJSON *c = cJSON_IsObject(v) ? cJSON_GetObjectItem(v, "continue") : NULL;
+    if (cJSON_IsNumber(c) && c->valuedouble >= 1 && c->valuedouble <= 20 &&
+        c->valuedouble == (int)c->valuedouble) {
+        p->continuations = (int)c->valuedouble;
+        return SK_OK;
+    }
+    return fail(x, "truncated must be \"error\", \"accept\" or {\"continue\": N} with N "
+                   "from 1 to 20");
+}
+
 /* "output": a shape (shape.c checks it), or false to drop the base's */
 static sk_status parse_output(px *x, sk_policy *p, const cJSON *v)
 {
@@ -1055,6 +1081,8 @@ sk_status pol_parse(const char *json, size_t len, const char *origin,
             rc = parse_cache(&x, p, cJSON_GetObjectItem(root, "cache"));
         if (rc == SK_OK)
             rc = parse_output(&x, p, cJSON_GetObjectItem(root, "output"));
+        if (rc == SK_OK)
+            rc = parse_truncated(&x, p, cJSON_GetObjectItem(root, "truncated"));
         cJSON_Delete(root);
     }
     if (rc != SK_OK) {

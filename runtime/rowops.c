@@ -46,6 +46,7 @@ typedef struct cache {
     int warned;         /* a failure notice was already written */
     sqlite3 *db;
     sqlite3_stmt *get, *put;
+    char *path;         /* the file, once open */
 } cache;
 
 /* The cache's state behind the kernel slot, allocated on first use.
@@ -183,7 +184,7 @@ static cache *cache_open(sk_kernel *k)
         cache_close(c);
         return NULL;
     }
-    free(path);
+    c->path = path;
     c->state = 1;
     return c;
 }
@@ -195,7 +196,7 @@ static cache *cache_open(sk_kernel *k)
 sk_status kern_cache_get(sk_kernel *k, const char *key, char **value)
 {
     *value = NULL;
-    cache *c = key ? cache_open(k) : NULL;
+    cache *c = key && !kern_cache_off(k) ? cache_open(k) : NULL;
     if (!c)
         return SK_OK;
     sk_status st = SK_OK;
@@ -221,7 +222,7 @@ sk_status kern_cache_get(sk_kernel *k, const char *key, char **value)
  * a notice and otherwise ignored; always SK_OK. */
 sk_status kern_cache_put(sk_kernel *k, const char *key, const char *value)
 {
-    cache *c = key && value ? cache_open(k) : NULL;
+    cache *c = key && value && !kern_cache_off(k) ? cache_open(k) : NULL;
     if (!c)
         return SK_OK;
     sqlite3_bind_text(c->put, 1, key, -1, SQLITE_STATIC);
@@ -257,8 +258,57 @@ void cache_shutdown(sk_kernel *k)
     if (!c)
         return;
     cache_close(c);
+    free(c->path);
     free(c);
     *slot = NULL;
+}
+
+/* ---- what `skein cache` shows and clears -------------------------------- */
+
+sk_status sk_kernel_cache_info(sk_kernel *k, const char **path, long long *entries,
+                               long long *bytes)
+{
+    if (!k || !path || !entries || !bytes)
+        return SK_USAGE;
+    *path = NULL;
+    *entries = *bytes = 0;
+    cache *c = cache_open(k); /* even under --no-cache: this is about it */
+    if (!c) {
+        kern_ok(k);
+        return SK_OK;
+    }
+    *path = c->path;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT count(*), coalesce(sum(length(key) + "
+                           "length(value)), 0) FROM cache", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        *entries = sqlite3_column_int64(st, 0);
+        *bytes = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    kern_ok(k);
+    return SK_OK;
+}
+
+sk_status sk_kernel_cache_clear(sk_kernel *k)
+{
+    if (!k)
+        return SK_USAGE;
+    cache *c = cache_open(k);
+    if (!c) {
+        kern_ok(k);
+        return SK_OK;
+    }
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, "DELETE FROM cache", NULL, NULL, &msg) != SQLITE_OK) {
+        sk_status rc = kern_failf(k, SK_IO, "%s: %s", c->path, msg ? msg : "cannot clear");
+        sqlite3_free(msg);
+        return rc;
+    }
+    /* give the space back; a busy reader only delays it */
+    sqlite3_exec(c->db, "PRAGMA wal_checkpoint(TRUNCATE); VACUUM", NULL, NULL, NULL);
+    kern_ok(k);
+    return SK_OK;
 }
 
 /* ---- the instruction's {column} references ----------------------------- */

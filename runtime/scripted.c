@@ -396,7 +396,8 @@ sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err **err)
     c->vt = &scripted_vt;
     c->self = s;
     c->model = sk_strdup("scripted");
-    if (!c->model) {
+    c->endpoint = sk_strdup(rest);
+    if (!c->model || !c->endpoint) {
         conn_close(c);
         return NULL;
     }

@@ -62,11 +62,12 @@ typedef enum sk_status {
     SK_LIMIT = 19,       /* an agent ran out of steps, tokens or time */
     SK_QUERY = 20,       /* a query failed, or was refused as unsafe */
     SK_DATA = 21,        /* malformed input data (CSV, JSON lines) */
-    SK_DENIED = 22       /* a call a model chose reached past what the user
+    SK_DENIED = 22,      /* a call a model chose reached past what the user
                             allowed for the run (the trust boundary) */
+    SK_TRUNCATED = 23    /* the reply was cut by the token limit */
 } sk_status;
 
-#define SK_STATUS_MAX SK_DENIED /* the highest code, for loops over them */
+#define SK_STATUS_MAX SK_TRUNCATED /* the highest code, for loops over them */
 
 typedef struct sk_kernel sk_kernel;
 typedef struct sk_vars sk_vars;
@@ -150,6 +151,10 @@ SK_API const char *sk_kernel_model(const sk_kernel *k);
  *                         run (default 30000; 0 no limit)
  *   "sql_max_rows"        rows it may return (default 1000000; 0 no limit)
  *   "sql_max_bytes"       bytes of result it may return (default 64 MiB)
+ *   "cache"               "0" reads and writes no cache for this kernel
+ *                         (the CLI's --no-cache); default "1"
+ *   "sql_concurrency"     ai()/skein() calls of one statement in flight
+ *                         at once (default 16)
  *   "allow_dangerously_set_content"  "1" inserts every value into chat
  *                         markup as written (Semantic Kernel's factory-wide
  *                         switch); by default values are encoded
@@ -260,6 +265,11 @@ typedef struct sk_invoke_opts {
     const char *policy;    /* JSON overlaying the function's policy for
                               this call ("uncertainty", "models", "review",
                               "filters", "redact"), or NULL */
+    /* sk_invoke only: called about every 100 ms while the call runs, with
+     * the time since it started, so a terminal can show that it is busy
+     * (a reply that a check may still replace does not stream) */
+    void (*tick)(void *ud, long long elapsed_ms);
+    void *tick_ud;
 } sk_invoke_opts;
 
 /* Invokes "Skill.Fn" with vars (borrowed; may be NULL) and waits, running
@@ -331,6 +341,15 @@ SK_API sk_status sk_kernel_model_usage_at(const sk_kernel *k, size_t i,
  * past a limit waits; it is never dropped. */
 SK_API sk_status sk_kernel_set_limits(sk_kernel *k, const char *endpoint,
                                       long rpm, long tpm, int max_inflight);
+
+/* The response cache (shared by the kernels of one user, in SQLite):
+ * *path where it is (borrowed from the kernel; NULL when it is off:
+ * SKEIN_CACHE=off, or no place for it), how many entries it holds and
+ * their size in bytes. */
+SK_API sk_status sk_kernel_cache_info(sk_kernel *k, const char **path,
+                                      long long *entries, long long *bytes);
+/* Removes every entry from the response cache. */
+SK_API sk_status sk_kernel_cache_clear(sk_kernel *k);
 
 /* ---- uncertainty, review, filters -------------------------------------- */
 

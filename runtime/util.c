@@ -556,6 +556,7 @@ const char *sk_strerror(sk_status code)
     case SK_QUERY: return "query failed";
     case SK_DATA: return "malformed data";
     case SK_DENIED: return "not allowed for this run";
+    case SK_TRUNCATED: return "the reply was cut by the token limit";
     }
     return "unknown error";
 }
@@ -586,6 +587,7 @@ const char *sk_status_kind(sk_status code)
     case SK_QUERY: return "query";
     case SK_DATA: return "data";
     case SK_DENIED: return "denied";
+    case SK_TRUNCATED: return "truncated";
     }
     return "unknown";
 }

@@ -42,7 +42,8 @@ enum {
     EXIT_REJECTED = 8,
     EXIT_PLAN = 9,
     EXIT_LIMIT = 10,
-    EXIT_DATA = 11
+    EXIT_DATA = 11,
+    EXIT_TRUNCATED = 12
 };
 
 typedef struct cli {
@@ -73,6 +74,7 @@ typedef struct cli {
     int jsonl;             /* invoke --jsonl */
     long concurrency;      /* invoke --jsonl --concurrency N */
     int stats;             /* --stats */
+    int no_cache;          /* --no-cache */
     int allow_os;          /* --allow-os */
     int dot;               /* plan --dot */
     long max_steps, max_tokens, max_ms, max_parallel;
@@ -86,7 +88,7 @@ typedef struct cli {
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
-                                       "df", "help", NULL};
+                                       "df", "cache", "help", NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -101,6 +103,7 @@ static const char USAGE[] =
     "  run-plan FILE     run a plan (steps run in parallel when they can)\n"
     "  agent GOAL        a step-by-step agent over the functions\n"
     "  df FILE.csv TEXT  transform a CSV in English (SQL on SQLite)\n"
+    "  cache [clear]     show the response cache (where, entries, size), or empty it\n"
     "  help [COMMAND]    show help for a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -111,6 +114,7 @@ static const char USAGE[] =
     "  --db FILE         keep DataFrames in this SQLite file (default: memory)\n"
     "  --stats           print usage on stderr at the end: calls, cache hits,\n"
     "                    tokens per model, retries, escalations, wall time\n"
+    "  --no-cache        read and write no cache in this run\n"
     "  --allow-os        let Lua functions that run for a model (plan steps,\n"
     "                    agent actions, generated SQL) reach the system:\n"
     "                    os.execute, io.open, ... (refused by default)\n"
@@ -137,7 +141,8 @@ static const char USAGE[] =
     "  8  rejected by a review or blocked by a content filter\n"
     "  9  no valid plan (malformed, invalid after repair, or none possible)\n"
     " 10  an agent ran out of steps, tokens or time\n"
-    " 11  bad data or a failed or refused query (CSV, SQL, JSON lines)\n";
+    " 11  bad data or a failed or refused query (CSV, SQL, JSON lines)\n"
+    " 12  the reply was cut by the token limit (truncated)\n";
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
@@ -188,6 +193,14 @@ static const char USAGE_RUN[] =
     "ARGS from 1.  An uncaught skein error exits with its kind's code.\n";
 
 static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
+
+static const char USAGE_CACHE[] =
+    "usage: skein cache [clear]\n"
+    "\n"
+    "Shows where the response cache is ($SKEIN_CACHE, else\n"
+    "$XDG_CACHE_HOME/skein/cache.db, else ~/.cache/skein/cache.db), how many\n"
+    "answers it holds and their size; `clear` removes them all.  --no-cache\n"
+    "on any command reads and writes no cache for that run.\n";
 
 static const char USAGE_PLAN[] =
     "usage: skein plan GOAL [--save FILE] [--run] [--dot] [--var NAME=VALUE]...\n"
@@ -254,6 +267,8 @@ static const char *command_usage(const char *cmd)
         return USAGE_RUN;
     if (strcmp(cmd, "help") == 0)
         return USAGE_HELP;
+    if (strcmp(cmd, "cache") == 0)
+        return USAGE_CACHE;
     return NULL;
 }
 
@@ -293,6 +308,8 @@ static int exit_code(sk_status st)
         return EXIT_DATA;
     case SK_LIMIT:
         return EXIT_LIMIT;
+    case SK_TRUNCATED:
+        return EXIT_TRUNCATED;
     case SK_NOMEM:
     case SK_CANCELLED:
     case SK_RECURSION:
@@ -456,7 +473,7 @@ static const char *const OPTIONS[] = {
     "--json", "--policy", "--task", "--reviewer", "--save", "--run", "--dot",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
-    "--option", NULL};
+    "--option", "--no-cache", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -571,6 +588,8 @@ static int parse(cli *o, int argc, char **argv)
             o->show_sql = 1;
         } else if (strcmp(a, "--stats") == 0) {
             o->stats = 1;
+        } else if (strcmp(a, "--no-cache") == 0) {
+            o->no_cache = 1;
         } else if (strcmp(a, "--allow-os") == 0) {
             o->allow_os = 1;
         } else if (strcmp(a, "--jsonl") == 0) {
@@ -603,6 +622,8 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
     if (o->db && (st = sk_kernel_set_option(k, "db", o->db)) != SK_OK)
         return report(o, k, st);
     if (o->allow_os && (st = sk_kernel_set_option(k, "allow_os", "1")) != SK_OK)
+        return report(o, k, st);
+    if (o->no_cache && (st = sk_kernel_set_option(k, "cache", "0")) != SK_OK)
         return report(o, k, st);
     for (size_t i = 0; i < o->n_options; i++) {
         char name[64];
@@ -669,13 +690,41 @@ static int make_vars(const cli *o, sk_kernel *k, sk_vars **out)
 typedef struct stream_state {
     size_t bytes;
     char last;
+    const char *name;  /* for the busy line */
+    int busy_shown;    /* a busy line is on stderr now */
 } stream_state;
+
+/* Takes the busy line off the terminal. */
+static void busy_clear(stream_state *s)
+{
+    if (s->busy_shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        s->busy_shown = 0;
+    }
+}
+
+/* While a call runs at a terminal and nothing streams (a check may still
+ * replace the reply, so it is printed once it has passed), says so on
+ * stderr: "- Writer.Summarize: waiting for the model and its checks 2.1 s". */
+static void busy_tick(void *ud, long long elapsed_ms)
+{
+    stream_state *s = ud;
+    if (s->bytes || elapsed_ms < 300)
+        return;
+    static const char spin[] = "|/-\\";
+    fprintf(stderr, "\r\033[K%c %s: waiting for the model and its checks %.1f s",
+            spin[(elapsed_ms / 100) % 4], s->name, elapsed_ms / 1000.0);
+    fflush(stderr);
+    s->busy_shown = 1;
+}
 
 static void stream_out(void *ud, const char *text, size_t len)
 {
     stream_state *s = ud;
     if (!len)
         return;
+    busy_clear(s);
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     s->bytes += len;
@@ -1232,10 +1281,15 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
         }
     }
     int stream = o->stream >= 0 ? o->stream : isatty(1);
-    stream_state ss = {0, 0};
-    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss, o->policy};
+    stream_state ss = {0, 0, name, 0};
+    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss, o->policy, NULL, NULL};
+    if (isatty(2) && !o->quiet) {
+        io.tick = busy_tick;
+        io.tick_ud = &ss;
+    }
     char *out = NULL;
     sk_status st = sk_invoke(k, name, vars, &io, &out);
+    busy_clear(&ss);
     /* Uncertainty at the top: a person at a terminal can clarify. */
     for (int round = 0; st == SK_UNCERTAIN && round < 3; round++) {
         if (ss.bytes && ss.last != '\n')
@@ -1245,6 +1299,7 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
         ss.bytes = 0;
         ss.last = 0;
         st = sk_invoke(k, name, vars, &io, &out);
+        busy_clear(&ss);
     }
     sk_vars_free(vars);
     if (st != SK_OK) {
@@ -1607,6 +1662,33 @@ static int cmd_df(const cli *o, lua_State *L)
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }
 
+/* ---- cache ---------------------------------------------------------------- */
+
+static int cmd_cache(const cli *o, sk_kernel *k)
+{
+    int clear = o->n_pos == 1 && strcmp(o->pos[0], "clear") == 0;
+    if (o->n_pos > 1 || (o->n_pos == 1 && !clear))
+        return usage_error("cache: unexpected argument '%s' (`skein cache clear` "
+                           "empties it)", o->pos[o->n_pos - 1], NULL);
+    const char *path = NULL;
+    long long entries = 0, bytes = 0;
+    sk_status st = sk_kernel_cache_info(k, &path, &entries, &bytes);
+    if (st != SK_OK)
+        return report(o, k, st);
+    if (!path) {
+        puts("the response cache is off (SKEIN_CACHE=off, or no place for it)");
+        return EXIT_OK;
+    }
+    if (clear) {
+        if ((st = sk_kernel_cache_clear(k)) != SK_OK)
+            return report(o, k, st);
+        printf("cleared %lld answers (%lld bytes) from %s\n", entries, bytes, path);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    }
+    printf("%s\n%lld answers, %lld bytes\n", path, entries, bytes);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
 /* --stats: what the run cost, per model and in all, on stderr. */
 static void print_stats(sk_kernel *k)
 {
@@ -1690,6 +1772,8 @@ static int run_command(cli *o)
             rc = cmd_run_plan(o, k);
         else if (strcmp(cmd, "agent") == 0)
             rc = cmd_agent(o, k);
+        else if (strcmp(cmd, "cache") == 0)
+            rc = cmd_cache(o, k);
         else
             rc = cmd_skills(o, k);
     }

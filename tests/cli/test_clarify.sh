@@ -49,6 +49,25 @@ if command -v script >/dev/null 2>&1; then
   # an empty answer gives up with exit 7
   printf '\n' | script -qec "${SK[*]} invoke U.Report --input revenue" /dev/null >"$TMP/tty" 2>&1
   expect_eq "interactive give up rc" "$?" 7
+  # the answer reaches the re-run even where the template does not place
+  # {{$clarification}}
+  printf 'Q3\n' | script -qec "${SK[*]} invoke U.Plain --input revenue" /dev/null >"$TMP/tty" 2>&1
+  expect_eq "clarification without the variable rc" "$?" 0
+  expect_in "clarification without the variable" "$(tr -d '\r' <"$TMP/tty")" "Q3 it is."
+  # nothing reaches the terminal that a later check replaces: the first
+  # answer is of the wrong shape and asked for again
+  script -qec "${SK[*]} invoke U.YesNo --input blue" /dev/null </dev/null >"$TMP/tty" 2>&1
+  expect_eq "checked reply rc" "$?" 0
+  expect_eq "checked reply: only what passed" "$(tr -d '\r' <"$TMP/tty")" "yes"
+  script -qec "${SK[*]} invoke U.Free --input x" /dev/null </dev/null >"$TMP/tty" 2>&1
+  expect_eq "unchecked reply" "$(tr -d '\r' <"$TMP/tty")" "words as they come"
+  # while the checked reply is held back, the terminal says so, and the
+  # line goes once the answer is there
+  script -qec "$BIN --model scripted:$FX/unsure.json --skills $FX/unsure_skills invoke U.Slow --input x" \
+    /dev/null </dev/null >"$TMP/tty" 2>&1
+  expect_in "busy line" "$(cat "$TMP/tty")" "U.Slow: waiting for the model and its checks"
+  expect_in "busy line erased" "$(cat "$TMP/tty")" $'\r\033[K'"done"
+  expect_eq "busy line: the answer alone on the last line" "$(tr -d '\r' <"$TMP/tty" | sed 's/.*\x1b\[K//' | tail -1)" "done"
 else
   bad "script(1) is missing: cannot drive a terminal"
 fi

@@ -356,7 +356,7 @@ static void run_case(const fault_case *c, int seq)
     char timeout[32], retries[32];
     snprintf(timeout, sizeof timeout, "%d", TIMEOUT_MS);
     snprintf(retries, sizeof retries, "%d", RETRIES);
-    CHECK_INT(sk_kernel_add_semantic(k, "T", "Echo", "Say {{$input}}", NULL), SK_OK);
+    CHECK_INT(sk_kernel_add_semantic(k, "T", "Echo", "Say {{$input}}", "{\"uncertainty\": false}"), SK_OK);
     CHECK_INT(sk_kernel_set_model(k, spec), SK_OK);
     CHECK_INT(sk_kernel_set_option(k, "quiet", "1"), SK_OK);
     CHECK_INT(sk_kernel_set_option(k, "timeout_ms", timeout), SK_OK);

@@ -158,7 +158,7 @@ TEST(test_chat)
     if (!k)
         return;
     CHECK_INT(sk_kernel_add_semantic(k, "Story", "Tell", "{{$input}}",
-                                     "{\"completion\":{\"max_tokens\":32}}"),
+                                     "{\"completion\":{\"max_tokens\":32}, \"truncated\": \"accept\"}"),
               SK_OK);
     char *out;
     CHECK_INT(run(k, "Story.Tell", "Once upon a time", NULL, &out), SK_OK);
@@ -203,7 +203,8 @@ TEST(test_stream)
     if (!k)
         return;
     CHECK_INT(sk_kernel_add_semantic(k, "Story", "Tell", "{{$input}}",
-                                     "{\"completion\":{\"max_tokens\":40}}"),
+                                     "{\"completion\":{\"max_tokens\":40}, \"truncated\": \"accept\","
+                                     "\"uncertainty\": false}"),
               SK_OK);
     static streamed s;
     memset(&s, 0, sizeof s);
@@ -231,7 +232,8 @@ TEST(test_deterministic)
     if (!k)
         return;
     CHECK_INT(sk_kernel_add_semantic(k, "Story", "Same", "{{$input}}",
-                                     "{\"completion\":{\"temperature\":0,\"max_tokens\":24}}"),
+                                     "{\"completion\":{\"temperature\":0,\"max_tokens\":24}, "
+                                     "\"truncated\": \"accept\"}"),
               SK_OK);
     char *a, *b;
     CHECK_INT(run(k, "Story.Same", "Lily found a red ball", NULL, &a), SK_OK);
@@ -346,7 +348,7 @@ TEST(test_logprobs_policy_no_check)
     if (!k)
         return;
     CHECK_INT(sk_kernel_add_semantic(k, "Story", "Tell", "{{$input}}",
-                                     "{\"completion\":{\"max_tokens\":24}}"),
+                                     "{\"completion\":{\"max_tokens\":24}, \"truncated\": \"accept\"}"),
               SK_OK);
     sk_invoke_opts o = {0};
     o.policy = "{\"uncertainty\":{\"logprobs\":{\"request\":true,\"check\":false}}}";
@@ -370,7 +372,8 @@ TEST(test_uncertain_from_logprobs)
     if (!k)
         return;
     CHECK_INT(sk_kernel_add_semantic(k, "Math", "Solve", "{{$input}}",
-                                     "{\"completion\":{\"temperature\":0,\"max_tokens\":32}}"),
+                                     "{\"completion\":{\"temperature\":0,\"max_tokens\":32}, "
+                                     "\"truncated\": \"accept\"}"),
               SK_OK);
     sk_invoke_opts o = {0};
     o.policy = "{\"uncertainty\":{\"logprobs\":{\"request\":true,\"check\":true,"

@@ -81,7 +81,9 @@ static sk_kernel *kernel_for(const mock *m, const char *config)
     CHECK_INT(sk_kernel_new(&k), SK_OK);
     if (!k)
         return NULL;
-    CHECK_INT(sk_kernel_add_semantic(k, "T", "Echo", "Say {{$input}}", config), SK_OK);
+    /* connector tests: no checks after the model, so replies stream */
+    CHECK_INT(sk_kernel_add_semantic(k, "T", "Echo", "Say {{$input}}",
+                                     config ? config : "{\"uncertainty\": false}"), SK_OK);
     CHECK_INT(sk_kernel_set_model(k, m->model), SK_OK);
     CHECK_INT(sk_kernel_set_option(k, "quiet", "1"), SK_OK);
     CHECK_INT(sk_kernel_set_option(k, "timeout_ms", "10000"), SK_OK);

@@ -323,7 +323,8 @@ TEST(test_stream)
     char spec[300];
     snprintf(spec, sizeof spec, "scripted:%s", rules_path());
     sk_kernel_set_model(k, spec);
-    sk_kernel_add_semantic(k, "W", "Echo", "echo {{$input}}", NULL);
+    /* a function with no checks after the model streams */
+    sk_kernel_add_semantic(k, "W", "Echo", "echo {{$input}}", "{\"uncertainty\": false}");
     sk_buf b = {0};
     sk_invoke_opts o = {.stream = on_chunk, .stream_ud = &b};
     sk_vars *v;
@@ -333,6 +334,15 @@ TEST(test_stream)
     CHECK(sk_invoke(k, "W.Echo", v, &o, &out) == SK_OK);
     CHECK_STR(out, "<echo a b c>");
     CHECK_STR(b.p, "<echo| a| b| c>|");
+    sk_free(out);
+    buf_free(&b);
+    /* one whose reply a check may still replace does not: nothing reaches
+     * the caller before it has passed */
+    sk_kernel_add_semantic(k, "W", "Checked", "echo {{$input}}", NULL);
+    memset(&b, 0, sizeof b);
+    CHECK(sk_invoke(k, "W.Checked", v, &o, &out) == SK_OK);
+    CHECK_STR(out, "<echo a b c>");
+    CHECK(b.len == 0);
     sk_free(out);
     buf_free(&b);
     sk_vars_free(v);
