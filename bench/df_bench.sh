@@ -44,6 +44,22 @@ map_s=$(printf '%s\n' "${times[@]}" | median)
 map_rate=$(awk "BEGIN { printf \"%d\", 2000 / $map_s }")
 ideal=$(calc "2000 / 64 * 0.05")
 
+# ---- ai() in SQL against ai_map, 10,000 rows, 50 ms per call, 64 in flight
+run3() { # script: median seconds of 3 runs
+  local ts=()
+  for run in 1 2 3; do
+    t0=$(now)
+    "$SKEIN" run "bench/$1" "openai:bench@http://127.0.0.1:$PORT/v1" 10000 64 > "$TMP/$1.out"
+    t1=$(now)
+    ts+=("$(secs "$t0" "$t1")")
+  done
+  printf '%s\n' "${ts[@]}" | median
+}
+map10_s=$(run3 ai_map.lua)
+sql10_s=$(run3 sql_ai.lua)
+grep -q "answered=10000 model_calls=10000" "$TMP/sql_ai.lua.out" || { echo "sql ai(): $(cat "$TMP/sql_ai.lua.out")" >&2; exit 1; }
+floor10=$(calc "10000 / 64 * 0.05")
+
 cat <<MD
 ## DataFrames ($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m))
 
@@ -53,5 +69,7 @@ Command: \`bench/df_bench.sh $BUILD\`; medians of 3 runs, whole process wall tim
 | --- | --- |
 | CSV import, 1,000,000 rows x 5 columns (\`skein.df.read_csv\`) | $(printf '%.2f' "$import_s") s, $import_rate rows/s |
 | \`ai_map\` over 2,000 rows, loopback server with 50 ms latency, concurrency 64, cache off | $(printf '%.2f' "$map_s") s, $map_rate rows/s (latency floor: $(printf '%.2f' "$ideal") s) |
+| \`ai_map\` over 10,000 rows, 50 ms, 64 in flight | $(printf '%.2f' "$map10_s") s (latency floor: $(printf '%.2f' "$floor10") s) |
+| \`SELECT ai(...)\` over the same 10,000 rows, \`sql_concurrency\` 64 | $(printf '%.2f' "$sql10_s") s, $(calc "$sql10_s / $map10_s")x the \`ai_map\` time |
 
 MD

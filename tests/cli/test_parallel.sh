@@ -18,7 +18,8 @@ ok() { passed=$((passed + 1)); }
 bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 expect_eq() { if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2], want [$3]"; fi; }
 
-printf '{"log": "%s", "responses": [{"reply": "ok", "delay_ms": 300}]}' "$TMP/log.jsonl" > "$TMP/scen.json"
+printf '{"log": "%s", "responses": [{"match": "quick", "reply": "ok", "delay_ms": 20}, {"reply": "ok", "delay_ms": 300}]}' \
+  "$TMP/log.jsonl" > "$TMP/scen.json"
 "$MOCK" "$TMP/scen.json" > "$TMP/port" &
 mock=$!
 for _ in $(seq 50); do [ -s "$TMP/port" ] && break; sleep 0.1; done
@@ -36,6 +37,7 @@ check() { # name, kind, want in flight, want requests
 }
 check "plan of 4 native steps" plan 4 4
 check "4 natives in skein.parallel" natives 4 4
+check "a native step does not wait for its neighbours" independent 4 5
 check "a template's 4 native blocks (and its own call)" template 4 5
 check "ai_map in 4 parallel branches" dataframes 8 8
 check "ai() and skein() over 64 rows, sql_concurrency 8" sql 8 128
