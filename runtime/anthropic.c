@@ -385,7 +385,7 @@ static void free_secret(char *s)
     }
 }
 
-sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest, sk_err **err)
+static sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest, sk_err **err)
 {
     (void)k;
     *err = NULL;
@@ -441,3 +441,13 @@ nomem:
     *err = err_new(SK_NOMEM, "out of memory");
     return NULL;
 }
+
+static sk_connector *open_anthropic(sk_kernel *k, const char *kind, const char *rest,
+                                sk_err **err)
+{
+    (void)kind;
+    *err = NULL;
+    return conn_anthropic_open(k, rest, err);
+}
+
+const conn_kind conn_kind_anthropic = {"anthropic", open_anthropic};

@@ -894,11 +894,20 @@ static sk_status sq_open(sk_kernel *k, const char *path, df_engine **out, sk_err
     return SK_OK;
 }
 
+static const char ENGINE_KEY = 'E'; /* the kernel slot of the session engine */
+
+static void df_shutdown(sk_kernel *k);
+
 df_engine *kern_engine(sk_kernel *k, sk_err **err)
 {
-    void **slot = kern_engine_slot(k);
-    if (*slot)
+    void **slot = kern_slot(k, &ENGINE_KEY);
+    if (slot && *slot)
         return *slot;
+    if (!slot || kern_on_free(k, 20, df_shutdown) != SK_OK) {
+        if (err)
+            *err = err_new(SK_NOMEM, "out of memory");
+        return NULL;
+    }
     df_engine *e = NULL;
     sk_err *x = NULL;
     sk_status rc = sq_open(k, kern_db_path(k), &e, &x);
@@ -931,10 +940,12 @@ struct sqlite3 *df_sqlite(df_engine *e)
     return e && e->vt == &sq_vt ? ((sq_engine *)e)->db : NULL;
 }
 
-void df_shutdown(sk_kernel *k)
+static void df_shutdown(sk_kernel *k)
 {
-    void **slot = kern_engine_slot(k);
-    df_engine *e = *slot;
+    void **slot = kern_slot(k, &ENGINE_KEY);
+    df_engine *e = slot ? *slot : NULL;
+    if (!slot)
+        return;
     if (e)
         e->vt->close(e);
     *slot = NULL;

@@ -248,9 +248,26 @@ SK_HIDDEN const cfg_settings *cfg_settings_for(const cfg_function *c,
                                                const char *service_id);
 
 /* ---- function registry ------------------------------------------------- */
-typedef enum fn_kind { FN_SEMANTIC, FN_NATIVE_C, FN_NATIVE_LUA } fn_kind;
+/* Semantic functions and C natives are the core's own kinds.  Any other
+ * kind (Lua natives) brings its operations: the layer that adds such
+ * functions sets f->ops, and the core runs and releases them through it
+ * without knowing the kind. */
+typedef enum fn_kind { FN_SEMANTIC, FN_NATIVE_C, FN_NATIVE_OPS } fn_kind;
+typedef struct sk_function sk_function;
+typedef void (*fn_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
+typedef struct fn_ops {
+    /* Runs f with vars (borrowed).  done(ud, st, text, err) runs when it
+     * ends, perhaps before start returns, and takes text and err.
+     * untrusted: it runs for a model.  On failure to start, *err and done
+     * never runs. */
+    sk_status (*start)(sk_kernel *k, sk_function *f, const sk_vars *vars,
+                       int depth, int untrusted, fn_done_fn done, void *ud,
+                       sk_err **err);
+    /* Frees what the kind keeps for f (its handle, f->ref). */
+    void (*release)(sk_kernel *k, sk_function *f);
+} fn_ops;
 
-typedef struct sk_function {
+struct sk_function {
     fn_kind kind;
     char *skill, *name, *full_name;
     char *description;
@@ -263,14 +280,15 @@ typedef struct sk_function {
     /* FN_NATIVE_C */
     sk_native_fn cfn;
     void *cud;
-    /* FN_NATIVE_LUA: a reference in the kernel's Lua registry */
-    int lua_ref;
+    /* FN_NATIVE_OPS: the kind's operations and its handle for f */
+    const fn_ops *ops;
+    int ref;
     int refcount;            /* held by the registry and by running calls */
     /* FN_SEMANTIC: its policy over the kernel's, parsed again when the
      * kernel's policy changes (policy_gen) */
     struct sk_policy *policy;
     unsigned policy_gen;
-} sk_function;
+};
 
 /* Creates an empty function "skill.name".  NULL on allocation failure. */
 SK_HIDDEN sk_function *fn_new(fn_kind kind, const char *skill,
@@ -440,6 +458,18 @@ typedef struct sk_connector {
                            behind one model name are two endpoints */
 } sk_connector;
 
+/* A kind of connector, as the layer that has it registers it: the spec
+ * prefix it answers to ("ollama", or "openai+" for a family whose flavor
+ * follows), and how to open one (kind: the whole prefix, rest: the spec
+ * after ':').  The kernel finds connectors only through these, as curl
+ * finds protocols through its handler table. */
+typedef struct conn_kind {
+    const char *name;
+    sk_connector *(*open)(sk_kernel *k, const char *kind, const char *rest,
+                          sk_err **err);
+} conn_kind;
+/* Adds a kind (borrowed: static).  SK_NOMEM. */
+SK_HIDDEN sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind);
 /* Makes a connector from a spec ("openai:...", "scripted:FILE").  On
  * failure returns NULL and *err says why. */
 SK_HIDDEN sk_connector *conn_open(sk_kernel *k, const char *spec,
@@ -449,22 +479,15 @@ SK_HIDDEN void conn_close(sk_connector *c);
 SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
                                        sk_err **err);
 
-/* Per-connector constructors (spec without the "kind:" prefix). */
-SK_HIDDEN sk_connector *conn_openai_open(sk_kernel *k, const char *rest,
-                                         sk_err **err);
-SK_HIDDEN sk_connector *conn_scripted_open(sk_kernel *k, const char *rest,
-                                           sk_err **err);
-/* "ollama:MODEL[@URL]": Ollama's native /api/chat (OLLAMA_HOST). */
-SK_HIDDEN sk_connector *conn_ollama_open(sk_kernel *k, const char *rest,
-                                         sk_err **err);
-/* "anthropic:MODEL[@URL]": the Messages API (ANTHROPIC_API_KEY). */
-SK_HIDDEN sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest,
-                                            sk_err **err);
-/* "openai+FLAVOR:..." selects server extras: "llamacpp" (grammar,
- * n_probs) or "vllm" (guided_json, guided_regex, guided_choice);
- * conn_openai_open gets the flavor through this (NULL: plain). */
-SK_HIDDEN sk_connector *conn_openai_open_flavor(sk_kernel *k, const char *rest,
-                                                const char *flavor, sk_err **err);
+/* The connector kinds (runtime/openai.c, ollama.c, anthropic.c,
+ * scripted.c), and the call that registers them all with a kernel
+ * (runtime/models.c). */
+SK_HIDDEN extern const conn_kind conn_kind_openai;
+SK_HIDDEN extern const conn_kind conn_kind_openai_flavor; /* "openai+llamacpp", "openai+vllm" */
+SK_HIDDEN extern const conn_kind conn_kind_ollama;
+SK_HIDDEN extern const conn_kind conn_kind_anthropic;
+SK_HIDDEN extern const conn_kind conn_kind_scripted;
+SK_HIDDEN sk_status models_register(sk_kernel *k);
 
 /* Kernel settings read by connectors. */
 typedef struct kern_net {
@@ -1017,7 +1040,7 @@ SK_HIDDEN sk_status df_rowop(sk_df *df, df_op op, const char *instruction,
  * session database. */
 SK_HIDDEN sk_status df_register_sql_functions(sk_kernel *k, sk_err **err);
 
-/* The response cache (runtime/rowops.c): SQLite at $SKEIN_CACHE, else
+/* The response cache (runtime/cache.c): SQLite at $SKEIN_CACHE, else
  * $XDG_CACHE_HOME/skein/cache.db, else ~/.cache/skein/cache.db; WAL. */
 SK_HIDDEN sk_status kern_cache_get(sk_kernel *k, const char *key, char **value);
 SK_HIDDEN sk_status kern_cache_put(sk_kernel *k, const char *key, const char *value);
@@ -1035,16 +1058,32 @@ typedef struct kern_sql {
 } kern_sql;
 SK_HIDDEN const kern_sql *kern_sql_limits(const sk_kernel *k);
 
-/* Kernel slots: df.c keeps its engine behind kern_engine_slot and closes
- * it in df_shutdown; rowops.c keeps the cache database behind
- * kern_cache_slot and closes it in cache_shutdown.  sk_kernel_free calls
- * both.  kern_db_path is the "db" option (NULL: in memory). */
-SK_HIDDEN void **kern_engine_slot(sk_kernel *k);
-SK_HIDDEN void **kern_cache_slot(sk_kernel *k);
-SK_HIDDEN const char *kern_db_path(const sk_kernel *k);
+/* The "db" option (NULL: in memory), for the engine that opens it; from
+ * then on the option cannot change. */
+SK_HIDDEN const char *kern_db_path(sk_kernel *k);
 SK_HIDDEN long kern_next_id(sk_kernel *k); /* 1, 2, 3, ... per kernel */
-SK_HIDDEN void df_shutdown(sk_kernel *k);
+
+/* ---- what the layers above keep in a kernel ----------------------------
+ * The kernel knows no subsystem by name.  A layer keeps its state in a
+ * slot found by the address of a static of its own, and registers what
+ * must run when the kernel is freed (after every call in flight ended;
+ * lower order first: the Lua side 10, DataFrames 20).  A layer that loads
+ * native skills registers the file it loads from a skill folder. */
+SK_HIDDEN void **kern_slot(sk_kernel *k, const void *key); /* NULL: memory */
+SK_HIDDEN sk_status kern_on_free(sk_kernel *k, int order, void (*fn)(sk_kernel *k));
+typedef sk_status (*skill_loader_fn)(sk_kernel *k, const char *skill, const char *path);
+SK_HIDDEN sk_status kern_add_skill_loader(sk_kernel *k, const char *file,
+                                          skill_loader_fn fn);
+/* The i-th registered skill loader: 1 and *file, *fn; 0 past the end. */
+SK_HIDDEN size_t kern_skill_loaders(const sk_kernel *k, const char **file,
+                                    skill_loader_fn *fn, size_t i);
+/* The response cache's slot and shutdown (runtime/cache.c): the kernel's
+ * own. */
+SK_HIDDEN void **kern_cache_slot(sk_kernel *k);
 SK_HIDDEN void cache_shutdown(sk_kernel *k);
+/* A kernel with the core alone: no connector kinds, no Lua (init.c's
+ * sk_kernel_new adds the rest).  As sk_kernel_new otherwise. */
+SK_HIDDEN sk_status kern_new(sk_kernel **out);
 
 /* ---- output shapes (runtime/shape.c) ------------------------------------
  * A function can require the shape of its answer, with skein's "output"
@@ -1147,24 +1186,14 @@ SK_HIDDEN sk_status inv_invoke(sk_kernel *k, const char *name,
 struct lua_State;
 /* The kernel's Lua state, created on first use when none is bound. */
 SK_HIDDEN struct lua_State *klua_state(sk_kernel *k);
-/* Loads <dir>/skill.lua as native skill `skill`.  Sets the kernel error. */
-SK_HIDDEN sk_status klua_load_skill(sk_kernel *k, const char *skill,
-                                    const char *path);
-/* Runs a Lua native function as a coroutine of its own: when it calls
- * skein.invoke it yields to the loop, so natives run side by side.
- * done(ud, status, text, err) runs when it ends (perhaps before
- * klua_start returns) and takes text and err.  untrusted: it runs for a
- * model (the sandbox applies).  On failure to start, *err and done never
- * runs. */
-typedef void (*klua_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
-SK_HIDDEN sk_status klua_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
-                               int depth, int untrusted, klua_done_fn done,
-                               void *ud, sk_err **err);
+/* Makes Lua a part of kernel k: skill folders' skill.lua load as native
+ * skills, run as coroutines of their own (when one calls skein.invoke it
+ * yields to the loop, so natives run side by side). */
+SK_HIDDEN sk_status klua_register(sk_kernel *k);
 /* The native call running now: its nesting depth and whether it runs for
  * a model.  Lua's coroutines set them for each stretch they run. */
 SK_HIDDEN void kern_native_get(const sk_kernel *k, int *depth, int *untrusted);
 SK_HIDDEN void kern_native_set(sk_kernel *k, int depth, int untrusted);
-SK_HIDDEN void klua_unref(sk_kernel *k, int ref);
 /* Whether the native call running now was chosen by a model (so the Lua
  * side withholds os.execute and io.popen), and whether the user allowed
  * them anyway (option allow_os). */
@@ -1182,12 +1211,6 @@ SK_HIDDEN void klua_push_err(struct lua_State *L, const sk_err *e);
 /* lua_df.c: with [binding, module] on top of L, adds module.df and the
  * skein.DataFrame metatable, their functions closing over the binding. */
 SK_HIDDEN void klua_open_df(struct lua_State *L);
-/* Closes the kernel's own Lua state, if it made one, and frees the Lua
- * side's private state. */
-SK_HIDDEN void klua_close(sk_kernel *k);
-/* A slot in the kernel where lua.c keeps its private state (NULL at
- * first).  Only lua.c reads or writes it. */
-SK_HIDDEN void **kern_lua_slot(sk_kernel *k);
 
 /* ---- traces ------------------------------------------------------------ */
 typedef struct trace_rec {

@@ -104,18 +104,19 @@ static void run_native_c(inv *v)
     inv_finish(v, st, NULL, e);
 }
 
-static void native_lua_done(void *ud, sk_status st, char *text, sk_err *err)
+static void native_ops_done(void *ud, sk_status st, char *text, sk_err *err)
 {
     inv_finish(ud, st, text, err);
 }
 
-/* A Lua native runs as a coroutine (lua.c): it may wait on calls of its
- * own without holding up the loop, and ends through native_lua_done. */
-static void run_native_lua(inv *v)
+/* A native of a kind a layer above brought (Lua: a coroutine of its own,
+ * which may wait on calls without holding up the loop), run through its
+ * operations; it ends through native_ops_done. */
+static void run_native_ops(inv *v)
 {
     sk_err *err = NULL;
-    sk_status st = klua_start(v->k, v->f, v->vars, v->depth, v->untrusted,
-                              native_lua_done, v, &err);
+    sk_status st = v->f->ops->start(v->k, v->f, v->vars, v->depth, v->untrusted,
+                                    native_ops_done, v, &err);
     if (st != SK_OK)
         inv_finish(v, st, NULL, err);
 }
@@ -305,7 +306,7 @@ static void inv_run(void *ud)
     }
     switch (v->f->kind) {
     case FN_NATIVE_C: run_native_c(v); break;
-    case FN_NATIVE_LUA: run_native_lua(v); break;
+    case FN_NATIVE_OPS: run_native_ops(v); break;
     case FN_SEMANTIC: run_semantic(v); break;
     }
 }

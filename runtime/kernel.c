@@ -100,10 +100,63 @@ int kern_quiet(const sk_kernel *k) { return k->quiet; }
 long kern_model_inflight(const sk_kernel *k) { return k->model_inflight; }
 const kern_net *kern_net_settings(const sk_kernel *k) { return &k->net; }
 const kern_sql *kern_sql_limits(const sk_kernel *k) { return &k->sql; }
-void **kern_lua_slot(sk_kernel *k) { return &k->lua; }
-void **kern_engine_slot(sk_kernel *k) { return &k->engine; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
-const char *kern_db_path(const sk_kernel *k) { return k->db_path; }
+
+void **kern_slot(sk_kernel *k, const void *key)
+{
+    for (size_t i = 0; i < k->n_slots; i++)
+        if (k->slots[i].key == key)
+            return &k->slots[i].p;
+    if (k->n_slots == sizeof k->slots / sizeof *k->slots)
+        return NULL;
+    k->slots[k->n_slots].key = key;
+    k->slots[k->n_slots].p = NULL;
+    return &k->slots[k->n_slots++].p;
+}
+
+sk_status kern_on_free(sk_kernel *k, int order, void (*fn)(sk_kernel *k))
+{
+    for (size_t i = 0; i < k->n_hooks; i++)
+        if (k->hooks[i].fn == fn)
+            return SK_OK;
+    if (k->n_hooks == sizeof k->hooks / sizeof *k->hooks)
+        return kern_fail(k, NULL);
+    /* kept in order: lower first, equal ones as registered */
+    size_t i = k->n_hooks;
+    while (i > 0 && k->hooks[i - 1].order > order) {
+        k->hooks[i] = k->hooks[i - 1];
+        i--;
+    }
+    k->hooks[i].order = order;
+    k->hooks[i].fn = fn;
+    k->n_hooks++;
+    return SK_OK;
+}
+
+sk_status kern_add_skill_loader(sk_kernel *k, const char *file, skill_loader_fn fn)
+{
+    if (k->n_loaders == sizeof k->loaders / sizeof *k->loaders)
+        return kern_fail(k, NULL);
+    k->loaders[k->n_loaders].file = file;
+    k->loaders[k->n_loaders].fn = fn;
+    k->n_loaders++;
+    return SK_OK;
+}
+
+size_t kern_skill_loaders(const sk_kernel *k, const char **file, skill_loader_fn *fn,
+                          size_t i)
+{
+    if (i >= k->n_loaders)
+        return 0;
+    *file = k->loaders[i].file;
+    *fn = k->loaders[i].fn;
+    return 1;
+}
+const char *kern_db_path(sk_kernel *k)
+{
+    k->db_used = 1; /* opened: the option can no longer change it */
+    return k->db_path;
+}
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
 int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
 void kern_native_get(const sk_kernel *k, int *depth, int *untrusted)
@@ -256,7 +309,7 @@ static sk_status load_user_config(sk_kernel *k)
     return rc;
 }
 
-sk_status sk_kernel_new(sk_kernel **out)
+sk_status kern_new(sk_kernel **out)
 {
     if (!out)
         return SK_USAGE;
@@ -316,8 +369,8 @@ void sk_kernel_free(sk_kernel *k)
     /* Let calls in flight finish: every network call has a timeout, so
      * this ends; dropping them would leak their continuations. */
     inv_shutdown(k);
-    klua_close(k);
-    df_shutdown(k);
+    for (size_t i = 0; i < k->n_hooks; i++)
+        k->hooks[i].fn(k);
     cache_shutdown(k);
     free(k->db_path);
     for (size_t i = 0; i < k->n_fns; i++)
@@ -420,6 +473,16 @@ const char *kern_service(const sk_kernel *k, const char *id)
     return NULL;
 }
 
+sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind)
+{
+    const conn_kind **kinds = sk_realloc(k->kinds, (k->n_kinds + 1) * sizeof *kinds);
+    if (!kinds)
+        return kern_fail(k, NULL);
+    k->kinds = kinds;
+    k->kinds[k->n_kinds++] = kind;
+    return SK_OK;
+}
+
 sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
 {
     const char *colon = strchr(spec, ':');
@@ -428,35 +491,31 @@ sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
         return NULL;
     }
     size_t kind_len = (size_t)(colon - spec);
-    const char *rest = colon + 1;
-    sk_connector *c = NULL;
-    if (kind_len == 6 && strncmp(spec, "openai", 6) == 0)
-        c = conn_openai_open(k, rest, err);
-    else if (kind_len > 7 && strncmp(spec, "openai+", 7) == 0) {
-        char flavor[32];
-        size_t fl = kind_len - 7;
-        if (fl >= sizeof flavor || !((fl == 8 && strncmp(spec + 7, "llamacpp", 8) == 0) ||
-                                     (fl == 4 && strncmp(spec + 7, "vllm", 4) == 0))) {
-            *err = err_new(SK_NOT_FOUND, "unknown server flavor in \"%s\" (known: "
-                                         "openai+llamacpp, openai+vllm)", spec);
-            return NULL;
-        }
-        memcpy(flavor, spec + 7, fl);
-        flavor[fl] = '\0';
-        c = conn_openai_open_flavor(k, rest, flavor, err);
-    } else if (kind_len == 6 && strncmp(spec, "ollama", 6) == 0)
-        c = conn_ollama_open(k, rest, err);
-    else if (kind_len == 9 && strncmp(spec, "anthropic", 9) == 0)
-        c = conn_anthropic_open(k, rest, err);
-    else if (kind_len == 8 && strncmp(spec, "scripted", 8) == 0)
-        c = conn_scripted_open(k, rest, err);
-    else {
-        *err = err_new(SK_NOT_FOUND,
-                       "unknown model kind \"%.*s\" in \"%s\" (known: openai, "
-                       "openai+llamacpp, openai+vllm, ollama, anthropic, scripted)",
-                       (int)kind_len, spec, spec);
+    char kind[64];
+    if (kind_len >= sizeof kind)
+        kind_len = sizeof kind - 1;
+    memcpy(kind, spec, kind_len);
+    kind[kind_len] = '\0';
+    const conn_kind *found = NULL;
+    for (size_t i = 0; i < k->n_kinds && !found; i++) {
+        const char *name = k->kinds[i]->name;
+        size_t n = strlen(name);
+        int family = n && name[n - 1] == '+';
+        if (family ? strncmp(kind, name, n) == 0 && kind[n] : strcmp(kind, name) == 0)
+            found = k->kinds[i];
+    }
+    if (!found) {
+        sk_buf known;
+        buf_init(&known, 0);
+        for (size_t i = 0; i < k->n_kinds; i++)
+            buf_printf(&known, "%s%s%s", i ? ", " : "", k->kinds[i]->name,
+                       k->kinds[i]->name[strlen(k->kinds[i]->name) - 1] == '+' ? "FLAVOR" : "");
+        *err = err_new(SK_NOT_FOUND, "unknown model kind \"%s\" in \"%s\" (known: %s)",
+                       kind, spec, known.p ? known.p : "none");
+        buf_free(&known);
         return NULL;
     }
+    sk_connector *c = found->open(k, kind, colon + 1, err);
     if (c && !c->spec && !(c->spec = sk_strdup(spec))) {
         conn_close(c);
         *err = NULL;
@@ -514,7 +573,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
     if (!k || !name || !value)
         return SK_USAGE;
     if (strcmp(name, "db") == 0) {
-        if (k->engine)
+        if (k->db_used)
             return kern_failf(k, SK_USAGE, "option db: the session database "
                                             "is already open");
         char *copy = *value ? sk_strdup(value) : NULL;
@@ -619,7 +678,7 @@ sk_function *fn_new(fn_kind kind, const char *skill, const char *name)
     if (!f)
         return NULL;
     f->kind = kind;
-    f->lua_ref = -1;
+    f->ref = -1;
     f->refcount = 1;
     f->skill = sk_strdup(skill);
     f->name = sk_strdup(name);
@@ -670,8 +729,8 @@ void fn_release(sk_kernel *k, sk_function *f)
 {
     if (!f || --f->refcount > 0)
         return;
-    if (f->kind == FN_NATIVE_LUA && f->lua_ref >= 0 && k)
-        klua_unref(k, f->lua_ref);
+    if (f->kind == FN_NATIVE_OPS && f->ops && f->ops->release && k)
+        f->ops->release(k, f);
     free(f->skill);
     free(f->name);
     free(f->full_name);

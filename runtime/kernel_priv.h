@@ -38,6 +38,8 @@ struct sk_kernel {
     size_t n_fns, cap_fns;
 
     /* models */
+    const conn_kind **kinds;   /* the connector kinds registered */
+    size_t n_kinds;
     char *model_spec;
     sk_connector **conns;
     size_t n_conns;
@@ -57,7 +59,24 @@ struct sk_kernel {
 
     FILE *trace;
     sk_usage usage;
-    void *lua; /* lua.c's private state */
+
+    /* what the layers above keep here (kern_slot, kern_on_free,
+     * kern_add_skill_loader) */
+    struct kern_slot_ {
+        const void *key;
+        void *p;
+    } slots[8];
+    size_t n_slots;
+    struct kern_hook_ {
+        int order;
+        void (*fn)(sk_kernel *k);
+    } hooks[8];
+    size_t n_hooks;
+    struct kern_loader_ {
+        const char *file;
+        skill_loader_fn fn;
+    } loaders[4];
+    size_t n_loaders;
 
     /* event loop */
     void *multi; /* CURLM */
@@ -81,9 +100,9 @@ struct sk_kernel {
     rd_rules *redact_rules;        /* built-in redaction rules, lazily */
 
     /* data */
-    void *engine;                  /* df.c's session engine */
-    void *cache;                   /* rowops.c's response cache */
+    void *cache;                   /* cache.c's response cache */
     char *db_path;                 /* the "db" option */
+    int db_used;                   /* the session database was opened */
     long next_id;
     struct kern_limits *limits;    /* limits.c */
     FILE *record;                  /* SKEIN_RECORD cassette, or NULL */

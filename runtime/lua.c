@@ -3,7 +3,7 @@
  * and the bridge between Lua coroutines and the kernel's event loop.
  *
  * A kernel is bound to at most one Lua state.  The binding is a small
- * private struct (klua) behind kern_lua_slot(k) on the kernel side and a
+ * private struct (klua) in the kernel's slot for Lua (kern_slot) and a
  * full userdata (binding) in the state's registry on the Lua side; each
  * points at the other and whichever side goes first clears the other's
  * pointer, so the kernel and the state may be closed in either order.
@@ -613,6 +613,13 @@ static void vars_from_lua(lua_State *L, int idx, sk_vars **slot)
 
 /* ---- registering native Lua functions ---------------------------------- */
 
+static void klua_close(sk_kernel *k);
+static void lua_fn_release(sk_kernel *k, sk_function *f);
+static sk_status klua_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
+                            int depth, int untrusted, fn_done_fn done, void *ud,
+                            sk_err **err);
+static const fn_ops lua_fn_ops = {klua_start, lua_fn_release};
+
 static int valid_name(const char *s)
 {
     if (!*s)
@@ -708,12 +715,13 @@ static void register_one(lua_State *L, klua *st, const char *skill,
      * taken first, and fn_release drops it if anything fails. */
     lua_pushvalue(L, fnidx);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    sk_function *f = fn_new(FN_NATIVE_LUA, skill, name);
+    sk_function *f = fn_new(FN_NATIVE_OPS, skill, name);
     if (!f) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
         luaL_error(L, "out of memory");
     }
-    f->lua_ref = ref;
+    f->ops = &lua_fn_ops;
+    f->ref = ref;
     free(f->description);
     f->description = sk_strdup(desc ? desc : "");
     free(f->path);
@@ -746,7 +754,15 @@ static void register_table(lua_State *L, klua *st, const char *skill,
 
 /* ---- binding ------------------------------------------------------------ */
 
-static klua *slot_state(sk_kernel *k) { return *kern_lua_slot(k); }
+static const char SLOT_KEY = 'L'; /* the kernel slot of the Lua side */
+
+static void **lua_slot(sk_kernel *k) { return kern_slot(k, &SLOT_KEY); }
+
+static klua *slot_state(sk_kernel *k)
+{
+    void **slot = lua_slot(k);
+    return slot ? *slot : NULL;
+}
 
 /* The module functions' upvalue 1 is the binding; a closed kernel makes
  * every call fail cleanly instead of touching freed memory. */
@@ -2279,8 +2295,11 @@ sk_status sk_lua_open(sk_kernel *k, lua_State *L)
         return st->L == m ? SK_OK
                           : kern_failf(k, SK_USAGE,
                                        "the kernel is bound to another Lua state");
+    void **slot = lua_slot(k);
+    if (!slot || kern_on_free(k, 10, klua_close) != SK_OK)
+        return kern_failf(k, SK_NOMEM, "out of memory");
     if (st) { /* its old state is gone: start afresh */
-        *kern_lua_slot(k) = NULL;
+        *slot = NULL;
         free(st);
     }
     st = sk_calloc(1, sizeof *st);
@@ -2299,7 +2318,7 @@ sk_status sk_lua_open(sk_kernel *k, lua_State *L)
                               "the Lua state is bound to another kernel");
         return kern_failf(k, SK_NOMEM, "out of memory");
     }
-    *kern_lua_slot(k) = st;
+    *slot = st;
     kern_ok(k);
     return SK_OK;
 }
@@ -2327,18 +2346,22 @@ lua_State *klua_state(sk_kernel *k)
     return L;
 }
 
-void klua_unref(sk_kernel *k, int ref)
+/* The Lua kind of function: its handle is a reference in the registry. */
+static void lua_fn_release(sk_kernel *k, sk_function *f)
 {
     klua *st = slot_state(k);
-    if (!st || !st->L || ref <= 0)
+    if (!st || !st->L || f->ref <= 0)
         return;
-    luaL_unref(st->L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(st->L, LUA_REGISTRYINDEX, f->ref);
+    f->ref = -1;
 }
 
-void klua_close(sk_kernel *k)
+/* Closes the kernel's own Lua state, if it made one, and frees the Lua
+ * side's private state (registered with kern_on_free). */
+static void klua_close(sk_kernel *k)
 {
-    void **slot = kern_lua_slot(k);
-    klua *st = *slot;
+    void **slot = lua_slot(k);
+    klua *st = slot ? *slot : NULL;
     if (!st)
         return;
     *slot = NULL;
@@ -2376,7 +2399,7 @@ static int load_skill_pf(lua_State *L)
     return 0;
 }
 
-sk_status klua_load_skill(sk_kernel *k, const char *skill, const char *path)
+static sk_status klua_load_skill(sk_kernel *k, const char *skill, const char *path)
 {
     if (!klua_state(k))
         return kern_failf(k, SK_NOMEM, "%s: cannot create a Lua state", path);
@@ -2444,7 +2467,7 @@ typedef struct ntask {
     int thread_ref;      /* the coroutine, in the registry */
     sk_function *f;      /* retained */
     int depth, untrusted;
-    klua_done_fn done;
+    fn_done_fn done;
     void *ud;
 } ntask;
 
@@ -2515,7 +2538,7 @@ static int native_setup_pf(lua_State *L)
     const sk_vars *vars = lua_touserdata(L, 2);
     lua_State *co = lua_newthread(L);           /* [.., co] */
     lua_pushcfunction(L, native_body);
-    if (lua_rawgeti(L, LUA_REGISTRYINDEX, nt->f->lua_ref) != LUA_TFUNCTION)
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, nt->f->ref) != LUA_TFUNCTION)
         return luaL_error(L, "%s: its Lua function is gone", nt->f->full_name);
     push_args(L, vars);
     lua_pushstring(L, nt->f->full_name);
@@ -2567,7 +2590,7 @@ static void native_end(ntask *nt, lua_State *L, sk_status status, char *text,
     }
     if (L)
         waiter_clear(L, &nt->b.w);
-    klua_done_fn done = nt->done;
+    fn_done_fn done = nt->done;
     void *ud = nt->ud;
     fn_release(nt->st->k, nt->f);
     free(nt);
@@ -2631,8 +2654,8 @@ static void native_resume(ntask *nt, int nargs)
     native_end(nt, L, status, text, err);
 }
 
-sk_status klua_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
-                     int depth, int untrusted, klua_done_fn done, void *ud,
+static sk_status klua_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
+                     int depth, int untrusted, fn_done_fn done, void *ud,
                      sk_err **err)
 {
     *err = NULL;
@@ -2863,4 +2886,11 @@ int luaopen_skein(lua_State *L)
     st->current = prev;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
     return 1;
+}
+
+/* ---- the Lua side as a part of a kernel ------------------------------- */
+
+sk_status klua_register(sk_kernel *k)
+{
+    return kern_add_skill_loader(k, "skill.lua", klua_load_skill);
 }

@@ -316,7 +316,7 @@ static char *host_base(const char *host)
     return sk_asprintf("http://%.*s%s", (int)hlen, host, path);
 }
 
-sk_connector *conn_ollama_open(sk_kernel *k, const char *rest, sk_err **err)
+static sk_connector *conn_ollama_open(sk_kernel *k, const char *rest, sk_err **err)
 {
     (void)k;
     *err = NULL;
@@ -365,3 +365,13 @@ nomem:
     *err = err_new(SK_NOMEM, "out of memory");
     return NULL;
 }
+
+static sk_connector *open_ollama(sk_kernel *k, const char *kind, const char *rest,
+                                sk_err **err)
+{
+    (void)kind;
+    *err = NULL;
+    return conn_ollama_open(k, rest, err);
+}
+
+const conn_kind conn_kind_ollama = {"ollama", open_ollama};

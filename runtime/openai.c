@@ -669,22 +669,31 @@ nomem:
     return NULL;
 }
 
-sk_connector *conn_openai_open(sk_kernel *k, const char *rest, sk_err **err)
+static sk_connector *open_plain(sk_kernel *k, const char *kind, const char *rest,
+                                sk_err **err)
 {
     (void)k;
+    (void)kind;
+    *err = NULL;
     return open_flavor(rest, OAI_PLAIN, NULL, err);
 }
 
-sk_connector *conn_openai_open_flavor(sk_kernel *k, const char *rest,
-                                      const char *flavor, sk_err **err)
+/* "openai+FLAVOR:...": the server's extras, "llamacpp" (grammar, n_probs)
+ * or "vllm" (guided_json, guided_regex, guided_choice). */
+static sk_connector *open_flavored(sk_kernel *k, const char *kind, const char *rest,
+                                   sk_err **err)
 {
     (void)k;
     *err = NULL;
+    const char *flavor = kind + strlen("openai+");
     int fl = flavor_of(flavor);
-    if (fl < 0) {
+    if (fl < 0 || fl == OAI_PLAIN) {
         *err = err_new(SK_NOT_FOUND, "unknown server flavor \"%s\" (known: "
-                                     "llamacpp, vllm)", flavor);
+                                     "openai+llamacpp, openai+vllm)", flavor);
         return NULL;
     }
     return open_flavor(rest, (oai_flavor)fl, flavor, err);
 }
+
+const conn_kind conn_kind_openai = {"openai", open_plain};
+const conn_kind conn_kind_openai_flavor = {"openai+", open_flavored};

@@ -319,7 +319,7 @@ static cJSON *cassette_rules(const char *text, size_t len, const char *path,
     return doc;
 }
 
-sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err **err)
+static sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err **err)
 {
     *err = NULL;
     char *text = NULL;
@@ -579,3 +579,13 @@ static void scripted_cancel(void *self, sk_kernel *k, void *handle)
     err_free(q->err);
     free(q);
 }
+
+static sk_connector *open_scripted(sk_kernel *k, const char *kind, const char *rest,
+                                sk_err **err)
+{
+    (void)kind;
+    *err = NULL;
+    return conn_scripted_open(k, rest, err);
+}
+
+const conn_kind conn_kind_scripted = {"scripted", open_scripted};

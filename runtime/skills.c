@@ -155,15 +155,20 @@ static sk_status load_skill_dir(sk_kernel *k, const char *skill,
     if (rc != SK_OK)
         return rc;
 
-    char *lua = sk_asprintf("%s/skill.lua", dir);
-    if (!lua)
-        return kern_fail(k, NULL);
-    if (is_file(lua)) {
-        rc = klua_load_skill(k, skill, lua);
-        if (rc == SK_OK)
-            (*loaded)++;
+    /* native skills: the files the layers above load (skill.lua) */
+    const char *file;
+    skill_loader_fn load;
+    for (size_t i = 0; rc == SK_OK && kern_skill_loaders(k, &file, &load, i); i++) {
+        char *path = sk_asprintf("%s/%s", dir, file);
+        if (!path)
+            return kern_fail(k, NULL);
+        if (is_file(path)) {
+            rc = load(k, skill, path);
+            if (rc == SK_OK)
+                (*loaded)++;
+        }
+        free(path);
     }
-    free(lua);
     return rc;
 }
 

@@ -24,7 +24,7 @@
 #include "skein.h"
 #include "testutil.h"
 
-enum conn_kind { OPENAI, OLLAMA, ANTHROPIC };
+enum wire_kind { OPENAI, OLLAMA, ANTHROPIC };
 static const char *const conn_names[] = {"openai", "ollama", "anthropic"};
 
 /* Replies that succeed, per connector, in the mock's response syntax. */
@@ -70,7 +70,7 @@ static const char *const conn_names[] = {"openai", "ollama", "anthropic"};
 
 typedef struct fault_case {
     const char *name;
-    enum conn_kind conn;
+    enum wire_kind conn;
     const char *responses; /* the mock's "responses" array, or REFUSED */
     const char *opt, *val; /* one kernel option on top of the defaults */
     int stream;            /* invoke with a stream callback */
@@ -430,7 +430,7 @@ TEST(test_matrix_is_complete)
         for (size_t j = 0; j < sizeof classes / sizeof *classes; j++) {
             int seen = 0;
             for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-                seen += cases[i].conn == (enum conn_kind)conn && strstr(cases[i].name, classes[j]);
+                seen += cases[i].conn == (enum wire_kind)conn && strstr(cases[i].name, classes[j]);
             if (!seen)
                 fprintf(stderr, "no %s case for %s\n", classes[j], conn_names[conn]);
             CHECK(seen > 0);

@@ -506,27 +506,27 @@ TEST(test_request_regex)
 TEST(test_flavor_connector)
 {
     sk_err *err = NULL;
-    sk_connector *c = conn_openai_open_flavor(NULL, "m@http://127.0.0.1:9",
-                                              "vllm", &err);
+    sk_connector *c = conn_kind_openai_flavor.open(NULL, "openai+vllm",
+                                                   "m@http://127.0.0.1:9", &err);
     CHECK(c != NULL && err == NULL);
     if (c) {
         CHECK_STR(c->spec, "openai+vllm:m@http://127.0.0.1:9");
         CHECK_STR(c->model, "m");
         conn_close(c);
     }
-    c = conn_openai_open_flavor(NULL, "m", NULL, &err);
+    c = conn_kind_openai.open(NULL, "openai", "m", &err);
     CHECK(c != NULL && err == NULL);
     if (c) {
         CHECK_STR(c->spec, "openai:m");
         conn_close(c);
     }
-    c = conn_openai_open_flavor(NULL, "m", "tgi", &err);
+    c = conn_kind_openai_flavor.open(NULL, "openai+tgi", "m", &err);
     CHECK(c == NULL);
     CHECK(err != NULL && err->code == SK_NOT_FOUND);
     CHECK_CONTAINS(err ? err->message : NULL, "unknown server flavor \"tgi\"");
     err_free(err);
     err = NULL;
-    c = conn_openai_open_flavor(NULL, "", "llamacpp", &err);
+    c = conn_kind_openai_flavor.open(NULL, "openai+llamacpp", "", &err);
     CHECK(c == NULL && err != NULL);
     err_free(err);
 }
