@@ -24,7 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "planner/planner.h"
 
 #define STEP_FN "Agent.Step"
 #define DEFAULT_STEPS 10

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "planner/planner.h"
 
 #define DEFAULT_PARALLEL 8
 

@@ -55,7 +55,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "planner/planner.h"
 
 #define PLAN_MAX_TEXT ((size_t)1 << 20)
 #define PLAN_MAX_LINE ((size_t)64 << 10)

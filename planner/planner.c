@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "planner/planner.h"
 
 #define DEFAULT_MAX_FUNCTIONS 24
 #define DEFAULT_REPAIRS 2

@@ -3,7 +3,8 @@
  * and no DataFrame by name; this file, above every layer, puts a kernel
  * together from them, as Lua's linit.c opens its standard libraries.
  */
-#include "internal.h"
+#include "models/models.h"
+#include "lua/klua.h"
 
 sk_status sk_kernel_new(sk_kernel **out)
 {
@@ -15,4 +16,9 @@ sk_status sk_kernel_new(sk_kernel **out)
     if (models_register(k) != SK_OK || klua_register(k) != SK_OK)
         return rc == SK_OK ? SK_NOMEM : rc;
     return rc;
+}
+
+int luaopen_skein(struct lua_State *L)
+{
+    return klua_open_module(L, sk_kernel_new);
 }

@@ -1,8 +1,8 @@
 /* fuzz_config.c -- libFuzzer target for cfg_parse.
  *
  *   clang -g -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE \
- *     -D_POSIX_C_SOURCE=200809L -Iruntime $(pkg-config --cflags libcjson) \
- *     tests/fuzz/fuzz_config.c runtime/config.c runtime/util.c \
+ *     -D_POSIX_C_SOURCE=200809L -Iruntime -I. -Itests/support $(pkg-config --cflags libcjson) \
+ *     tests/fuzz/fuzz_config.c runtime/formats/config.c runtime/base/util.c \
  *     $(pkg-config --libs libcjson) -lm -o fuzz_config
  *   ./fuzz_config -max_total_time=60 tests/fuzz/corpus/config
  *
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 

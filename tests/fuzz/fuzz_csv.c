@@ -4,7 +4,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE \
  *     -D_POSIX_C_SOURCE=200809L -DSKEIN_SKILLS_DIR='"/nonexistent"' \
- *     -DSKEIN_SOURCE_SKILLS='"/nonexistent"' -Iruntime tests/fuzz/fuzz_csv.c \
+ *     -DSKEIN_SOURCE_SKILLS='"/nonexistent"' -Iruntime -I. -Itests/support tests/fuzz/fuzz_csv.c \
  *     $(find runtime planner -maxdepth 1 -name '*.c') \
  *     $(pkg-config --cflags --libs lua5.4 libcurl libcjson libpcre2-8 sqlite3) \
  *     -lm -o fuzz_csv
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "all.h"
 
 static void check(int cond, const char *what)
 {

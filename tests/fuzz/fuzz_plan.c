@@ -1,7 +1,7 @@
 /* fuzz_plan.c -- libFuzzer target for the plan format.
  *
  *   clang -g -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE \
- *     -D_POSIX_C_SOURCE=200809L -Iruntime tests/fuzz/fuzz_plan.c \
+ *     -D_POSIX_C_SOURCE=200809L -Iruntime -I. -Itests/support tests/fuzz/fuzz_plan.c \
  *     planner/plan.c build/libskein.a $(pkg-config --libs libcurl \
  *     libcjson libpcre2-8 lua5.4 sqlite3) -lm -o fuzz_plan
  *   ./fuzz_plan tests/fuzz/corpus/plan
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 
 static void check(int cond, const char *what)
 {

@@ -1,10 +1,10 @@
 /* fuzz_policy.c -- libFuzzer target for pol_parse and the text detectors.
  *
  *   clang -g -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE \
- *     -D_POSIX_C_SOURCE=200809L -Iruntime \
+ *     -D_POSIX_C_SOURCE=200809L -Iruntime -I. -Itests/support \
  *     $(pkg-config --cflags libcjson libpcre2-8) \
- *     tests/fuzz/fuzz_policy.c runtime/policy.c runtime/redact.c \
- *     runtime/util.c $(pkg-config --libs libcjson libpcre2-8) -lm \
+ *     tests/fuzz/fuzz_policy.c runtime/policy/policy.c runtime/policy/redact.c \
+ *     runtime/base/util.c $(pkg-config --libs libcjson libpcre2-8) -lm \
  *     -o fuzz_policy
  *   ./fuzz_policy -max_total_time=60 tests/fuzz/corpus/policy
  *
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 

@@ -1,8 +1,8 @@
 /* fuzz_redact.c -- libFuzzer target for PII redaction.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE \
- *     -D_POSIX_C_SOURCE=200809L -Iruntime $(pkg-config --cflags libpcre2-8) \
- *     tests/fuzz/fuzz_redact.c runtime/redact.c runtime/util.c \
+ *     -D_POSIX_C_SOURCE=200809L -Iruntime -I. -Itests/support $(pkg-config --cflags libpcre2-8) \
+ *     tests/fuzz/fuzz_redact.c runtime/policy/redact.c runtime/base/util.c \
  *     $(pkg-config --libs libpcre2-8) -lm -o fuzz_redact
  *   ./fuzz_redact tests/fuzz/corpus/redact
  *
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 
 static void check(int cond, const char *what)
 {

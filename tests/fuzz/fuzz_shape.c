@@ -2,9 +2,9 @@
  * validator, finding JSON in a reply, and parsing "output" values.
  *
  *   clang -g -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE \
- *     -D_POSIX_C_SOURCE=200809L -Iruntime \
+ *     -D_POSIX_C_SOURCE=200809L -Iruntime -I. -Itests/support \
  *     $(pkg-config --cflags libcjson libpcre2-8) \
- *     tests/fuzz/fuzz_shape.c runtime/shape.c runtime/util.c \
+ *     tests/fuzz/fuzz_shape.c runtime/policy/shape.c runtime/base/util.c \
  *     $(pkg-config --libs libcjson libpcre2-8) -lm -o fuzz_shape
  *   ./fuzz_shape -max_total_time=60
  *
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 
 static int on_event(void *ud, const char *event, const char *data, size_t len)
 {

@@ -1,8 +1,8 @@
 /* fuzz_template.c -- libFuzzer target for the template parser.
  *
  *   clang -g -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE \
- *     -D_POSIX_C_SOURCE=200809L -Iruntime tests/fuzz/fuzz_template.c \
- *     runtime/template.c runtime/util.c -o fuzz_template
+ *     -D_POSIX_C_SOURCE=200809L -Iruntime -I. -Itests/support tests/fuzz/fuzz_template.c \
+ *     runtime/formats/template.c runtime/base/util.c -o fuzz_template
  *   ./fuzz_template tests/fuzz/corpus/template
  *
  * Besides memory errors it checks that the blocks cover the input exactly:
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 
 static void check(int cond, const char *what)
 {

@@ -8,7 +8,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static char model_spec[320], trace_path[300], rules_path[300];

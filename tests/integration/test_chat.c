@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static char url[64], log_path[300];

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "all.h"
 #include "skein.h"
 #include "testutil.h"
 

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "all.h"
 #include "skein.h"
 #include "testutil.h"
 

@@ -17,7 +17,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "all.h"
 #include "skein.h"
 #include "testutil.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static const char *DEPTS[] = {"Zanzibar", "garden", "toys"};

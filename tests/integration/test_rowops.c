@@ -9,7 +9,7 @@
 
 #include <sqlite3.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static char cache_file[256];

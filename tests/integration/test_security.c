@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 #define KEY "sk-proj-SECRETSECRETSECRET0123456789"

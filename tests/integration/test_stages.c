@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static char cache_path[300];

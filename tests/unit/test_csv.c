@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static sk_kernel *new_kernel(void)

@@ -4,7 +4,7 @@
 #include <unistd.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 /* Test-only hook in df.c. */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static sk_status upper(sk_kernel *k, const sk_vars *args, char **out, void *ud)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 static model_req base_req(void)
@@ -346,10 +346,6 @@ TEST(test_error_message)
     for (size_t i = 0; i < sizeof none / sizeof *none; i++)
         CHECK(oai_error_message(none[i], strlen(none[i])) == NULL);
 }
-
-/* Declared in openai.c until internal.h carries it. */
-SK_HIDDEN char *oai_request_json_flavor(const model_req *req, const char *model,
-                                        const char *flavor);
 
 /* The body for flavor, parsed; NULL (and a failed check) if it is not
  * JSON.  Caller deletes. */

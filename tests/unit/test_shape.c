@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 /* The problem for json under schema, or "OK" when it fits.  Static

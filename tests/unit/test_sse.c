@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "all.h"
 #include "testutil.h"
 
 /* Collects events as "type|data" lines separated by "\x1e". */

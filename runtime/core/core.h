@@ -1,0 +1,413 @@
+/*
+ * core.h -- what the core offers the layers above it: the kernel and its
+ * registry, the event loop, the trust boundary, the connector interface
+ * and its table of kinds, the invoke path, the response cache, traces,
+ * limits, and the slots and hooks through which the layers above attach
+ * themselves.  The core names none of them.
+ */
+#ifndef SKEIN_CORE_H
+#define SKEIN_CORE_H
+
+#include "policy/policy.h"
+
+/* Stores e as the kernel's last error (takes ownership; NULL e records
+ * SK_NOMEM) and returns its code. */
+SK_HIDDEN sk_status kern_fail(sk_kernel *k, sk_err *e);
+SK_HIDDEN sk_status kern_failf(sk_kernel *k, sk_status code, const char *fmt,
+                               ...) SK_PRINTF(3, 4);
+SK_HIDDEN void kern_ok(sk_kernel *k);
+
+/* ---- function registry ------------------------------------------------- */
+/* Semantic functions and C natives are the core's own kinds.  Any other
+ * kind (Lua natives) brings its operations: the layer that adds such
+ * functions sets f->ops, and the core runs and releases them through it
+ * without knowing the kind. */
+typedef enum fn_kind { FN_SEMANTIC, FN_NATIVE_C, FN_NATIVE_OPS } fn_kind;
+typedef struct sk_function sk_function;
+typedef void (*fn_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
+typedef struct fn_ops {
+    /* Runs f with vars (borrowed).  done(ud, st, text, err) runs when it
+     * ends, perhaps before start returns, and takes text and err.
+     * untrusted: it runs for a model.  On failure to start, *err and done
+     * never runs. */
+    sk_status (*start)(sk_kernel *k, sk_function *f, const sk_vars *vars,
+                       int depth, int untrusted, fn_done_fn done, void *ud,
+                       sk_err **err);
+    /* Frees what the kind keeps for f (its handle, f->ref). */
+    void (*release)(sk_kernel *k, sk_function *f);
+} fn_ops;
+
+struct sk_function {
+    fn_kind kind;
+    char *skill, *name, *full_name;
+    char *description;
+    char *path;              /* folder it came from, or NULL */
+    sk_param_info *params;   /* strings owned by the function */
+    size_t n_params;
+    /* FN_SEMANTIC */
+    sk_template *tpl;
+    cfg_function *cfg;       /* never NULL for semantic functions */
+    /* FN_NATIVE_C */
+    sk_native_fn cfn;
+    void *cud;
+    /* FN_NATIVE_OPS: the kind's operations and its handle for f */
+    const fn_ops *ops;
+    int ref;
+    int refcount;            /* held by the registry and by running calls */
+    /* FN_SEMANTIC: its policy over the kernel's, parsed again when the
+     * kernel's policy changes (policy_gen) */
+    struct sk_policy *policy;
+    unsigned policy_gen;
+};
+
+/* Creates an empty function "skill.name".  NULL on allocation failure. */
+SK_HIDDEN sk_function *fn_new(fn_kind kind, const char *skill,
+                              const char *name);
+/* Copies params (from config parameters) into f.  SK_NOMEM on failure. */
+SK_HIDDEN sk_status fn_set_params(sk_function *f, const cfg_param *p, size_t n);
+SK_HIDDEN void fn_retain(sk_function *f);
+SK_HIDDEN void fn_release(sk_kernel *k, sk_function *f);
+/* Adds f, replacing a function of the same full name.  Takes ownership of
+ * f in every case (releases it on failure). */
+SK_HIDDEN sk_status reg_add(sk_kernel *k, sk_function *f);
+/* Case-insensitive lookup of "Skill.Fn"; borrowed, or NULL. */
+SK_HIDDEN sk_function *reg_find(const sk_kernel *k, const char *full_name);
+/* Looks up "Skill.Fn", or a bare "Fn": first in prefer_skill (may be
+ * NULL), then any skill if exactly one has it.  Borrowed, or NULL. */
+SK_HIDDEN sk_function *reg_find_short(const sk_kernel *k, const char *name,
+                                      const char *prefer_skill);
+/* Model requests in flight right now (tests observe overlap with it). */
+SK_HIDDEN long kern_model_inflight(const sk_kernel *k);
+/* The model spec configured for a service id, or NULL.  Borrowed. */
+SK_HIDDEN const char *kern_service(const sk_kernel *k, const char *id);
+
+/* Builds a semantic function from template and config text (config may be
+ * NULL).  tpl_origin / cfg_origin name the files in errors.  On failure
+ * sets the kernel error and returns its code. */
+SK_HIDDEN sk_status reg_add_semantic(sk_kernel *k, const char *skill,
+                                     const char *name, const char *tpl_text,
+                                     size_t tpl_len, const char *tpl_origin,
+                                     const char *cfg_text, size_t cfg_len,
+                                     const char *cfg_origin, const char *path);
+
+/* ---- the trust boundary (runtime/core/trust.c) --------------------------------
+ * A grant is what the user allowed for one run of model output: a list of
+ * functions, or all of them but the planner's and agent's own.  Shared by
+ * reference; grant_release(NULL) does nothing. */
+typedef struct sk_grant sk_grant;
+/* names NULL: every function; otherwise each is resolved ("Fn" or
+ * "Skill.Fn"; "ai" means DataFrame.Map), and an unknown one is SK_NOT_FOUND
+ * with a suggestion in *err.  source says who runs the output ("this
+ * plan"), for messages. */
+SK_HIDDEN sk_status grant_new(sk_kernel *k, const char *source,
+                              const char *const *names, size_t n,
+                              sk_grant **out, sk_err **err);
+SK_HIDDEN sk_grant *grant_retain(sk_grant *g);
+SK_HIDDEN void grant_release(sk_grant *g);
+/* 1 when g (NULL: the user, who may call anything) allows f. */
+SK_HIDDEN int grant_allows(const sk_grant *g, const sk_function *f);
+SK_HIDDEN int grant_allows_all(const sk_grant *g);
+SK_HIDDEN size_t grant_count(const sk_grant *g);
+SK_HIDDEN const char *grant_name_at(const sk_grant *g, size_t i);
+SK_HIDDEN const char *grant_source(const sk_grant *g);
+/* "A, B" / "no function" / "any loaded function".  Caller frees. */
+SK_HIDDEN char *grant_describe(const sk_grant *g);
+/* The SK_DENIED error for f under g. */
+SK_HIDDEN sk_err *grant_denied(const sk_grant *g, const sk_function *f);
+/* What both a and b allow (NULL a or b: the user's, anything), a new
+ * grant; NULL when memory ran out. */
+SK_HIDDEN sk_grant *grant_intersect(const sk_grant *a, const sk_grant *b);
+/* The grant of model output that may call no function.  Static: retain
+ * and release do nothing to it. */
+SK_HIDDEN sk_grant *grant_none(void);
+
+/* ---- event loop --------------------------------------------------------
+ * One libcurl multi handle per kernel drives every transfer.  Callbacks
+ * registered here never run from inside the call that registers them:
+ * they run from loop_pump, so callers may register from any state. */
+typedef void (*loop_fn)(void *ud);
+typedef void (*loop_xfer_fn)(void *ud, int curl_code /* CURLcode */);
+
+typedef struct loop_timer loop_timer;
+
+/* Runs fn(ud) on the next pump. */
+SK_HIDDEN sk_status loop_defer(sk_kernel *k, loop_fn fn, void *ud);
+/* Runs fn(ud) after ms milliseconds; *out (may be NULL) lets it be
+ * cancelled.  The handle is invalid once fn has run. */
+SK_HIDDEN sk_status loop_after(sk_kernel *k, long ms, loop_fn fn, void *ud,
+                               loop_timer **out);
+SK_HIDDEN void loop_cancel(sk_kernel *k, loop_timer *t);
+/* Adds a prepared CURL easy handle; done(ud, code) runs when it ends.
+ * The caller keeps ownership of the easy handle and must not free it
+ * before done runs, except through loop_remove_easy. */
+SK_HIDDEN sk_status loop_add_easy(sk_kernel *k, void *easy, loop_xfer_fn done,
+                                  void *ud);
+SK_HIDDEN void loop_remove_easy(sk_kernel *k, void *easy);
+/* One round: runs deferred work and due timers, drives transfers, waits
+ * up to timeout_ms for activity.  Returns 1 if anything is pending. */
+SK_HIDDEN int loop_pump(sk_kernel *k, int timeout_ms);
+/* Pumps until *flag becomes non-zero or nothing is pending. */
+SK_HIDDEN void loop_run_until(sk_kernel *k, const int *flag);
+SK_HIDDEN long long loop_now_ms(void); /* monotonic clock */
+
+/* ---- model connectors --------------------------------------------------
+ * A connector turns a request into a reply, asynchronously on the loop. */
+typedef struct model_req {
+    const char *function;   /* the calling function, for traces/errors */
+    const char *model;      /* the model name sent to the server */
+    const sk_msg *msgs;
+    size_t n_msgs;
+    const char *prompt;     /* the rendered prompt (traces, scripted) */
+    int max_tokens;         /* -1 unset */
+    double temperature, top_p, presence_penalty, frequency_penalty; /* NAN */
+    char *const *stop;
+    size_t n_stop;
+    int logprobs;           /* ask for per-token logprobs */
+    int top_logprobs;       /* 0 unset */
+    int stream;             /* deliver deltas through on_delta */
+    /* constrained output, when the function asks for a shape (shape.c);
+     * a connector uses what its server supports and ignores the rest */
+    const char *json_schema; /* a JSON schema (text), or NULL */
+    char *const *choices;    /* the allowed answers, or NULL */
+    size_t n_choices;
+    const char *regex;       /* a PCRE2 pattern the answer must match */
+    const char *grammar;     /* a GBNF grammar (llama.cpp), or NULL */
+} model_req;
+
+typedef struct model_resp {
+    char *text;
+    char *finish_reason;    /* may be NULL */
+    char *model;            /* as reported by the server, may be NULL */
+    long prompt_tokens, completion_tokens; /* -1 unknown */
+    sk_logprob *logprobs;
+    size_t n_logprobs;
+    int attempts;           /* 1 + retries */
+    int http_status;
+} model_resp;
+
+SK_HIDDEN void resp_free(model_resp *r); /* frees r and its fields */
+
+/* Streamed text.  Borrowed for the call. */
+typedef void (*model_delta_fn)(void *ud, const char *text, size_t len);
+/* The end of a request: exactly one of resp (on SK_OK) and err is non-NULL;
+ * the callee takes ownership of both. */
+typedef void (*model_done_fn)(void *ud, sk_status st, model_resp *resp,
+                              sk_err *err);
+
+typedef struct conn_vt {
+    const char *name;
+    /* Starts a request.  req and everything it points to are borrowed
+     * only until start returns (copy what you need).  done runs later,
+     * from the loop, exactly once, unless start fails (then it never runs
+     * and the error is returned through *err).  *handle (may be NULL) can
+     * be given to cancel. */
+    sk_status (*start)(void *self, sk_kernel *k, const model_req *req,
+                       model_delta_fn on_delta, model_done_fn done, void *ud,
+                       void **handle, sk_err **err);
+    /* Cancels a started request; its done never runs. */
+    void (*cancel)(void *self, sk_kernel *k, void *handle);
+    void (*destroy)(void *self);
+} conn_vt;
+
+typedef struct sk_connector {
+    const conn_vt *vt;
+    void *self;
+    char *spec;         /* the spec it was made from, e.g. "openai:gpt-4o" */
+    char *model;        /* the model name to send */
+    char *endpoint;     /* where requests go (a URL, a file): two servers
+                           behind one model name are two endpoints */
+} sk_connector;
+
+/* A kind of connector, as the layer that has it registers it: the spec
+ * prefix it answers to ("ollama", or "openai+" for a family whose flavor
+ * follows), and how to open one (kind: the whole prefix, rest: the spec
+ * after ':').  The kernel finds connectors only through these, as curl
+ * finds protocols through its handler table. */
+typedef struct conn_kind {
+    const char *name;
+    sk_connector *(*open)(sk_kernel *k, const char *kind, const char *rest,
+                          sk_err **err);
+} conn_kind;
+/* Adds a kind (borrowed: static).  SK_NOMEM. */
+SK_HIDDEN sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind);
+/* Makes a connector from a spec ("openai:...", "scripted:FILE").  On
+ * failure returns NULL and *err says why. */
+SK_HIDDEN sk_connector *conn_open(sk_kernel *k, const char *spec,
+                                  sk_err **err);
+SK_HIDDEN void conn_close(sk_connector *c);
+/* The kernel's connector for spec, opened once and cached by spec. */
+SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
+                                       sk_err **err);
+
+/* Kernel settings read by connectors. */
+typedef struct kern_net {
+    long timeout_ms;
+    long connect_timeout_ms;
+    int retries;
+    long retry_base_ms;
+    size_t max_response_bytes;
+} kern_net;
+SK_HIDDEN const kern_net *kern_net_settings(const sk_kernel *k);
+SK_HIDDEN int kern_quiet(const sk_kernel *k);
+
+/* ---- invoke path ------------------------------------------------------- */
+/* The end of an invoke: on SK_OK text is the result (callee takes it),
+ * otherwise err (callee takes it). */
+typedef void (*inv_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
+
+typedef struct inv_opts {
+    const char *model;       /* borrowed; copied by inv_start */
+    sk_stream_fn stream;
+    void *stream_ud;
+    const char *policy;      /* per-call policy JSON; borrowed, parsed by
+                                inv_start */
+    int no_cache;            /* skip the response cache: the caller keeps
+                                a cache of its own (rowops, nl2sql) */
+    int untrusted;           /* runs for a model (inside a plan step, an
+                                agent action, generated SQL): Lua natives
+                                get no os/io escape unless allow_os */
+    const struct sk_grant *grant; /* the function's name came from a
+                                model's output under this grant (checked
+                                by inv_lookup); implies untrusted.  NULL:
+                                the user (or the user's code) named it */
+} inv_opts;
+
+/* The one function lookup every call goes through: name ("Skill.Fn", or
+ * a bare "Fn" preferring prefer_skill), checked against grant when a
+ * model chose the name.  Borrowed, or NULL with *err: SK_NOT_FOUND (with
+ * the closest name the caller may use) or SK_DENIED. */
+SK_HIDDEN sk_function *inv_lookup(sk_kernel *k, const char *name,
+                                  const char *prefer_skill,
+                                  const sk_grant *grant, sk_err **err);
+/* The error for an unknown function name, suggesting the closest one
+ * (among those grant allows).  NULL only when memory ran out. */
+SK_HIDDEN sk_err *inv_not_found_err(sk_kernel *k, const char *name,
+                                    const sk_grant *grant);
+/* Sets the kernel error for an unknown function name and returns
+ * SK_NOT_FOUND. */
+SK_HIDDEN sk_status inv_not_found(sk_kernel *k, const char *name);
+
+/* Starts invoking f with vars (copied).  depth is the nesting level of
+ * this call (0 at the top).  done runs from the loop, never from inside
+ * inv_start.  Returns SK_OK or an error status with *err set (done will
+ * not run). */
+SK_HIDDEN sk_status inv_start(sk_kernel *k, sk_function *f,
+                              const sk_vars *vars, int depth,
+                              const inv_opts *opts, inv_done_fn done, void *ud,
+                              sk_err **err);
+/* inv_lookup, then inv_start. */
+SK_HIDDEN sk_status inv_start_name(sk_kernel *k, const char *name,
+                                   const char *prefer_skill,
+                                   const sk_vars *vars, int depth,
+                                   const inv_opts *opts, inv_done_fn done,
+                                   void *ud, sk_err **err);
+/* Names the model(s) function name runs on when nothing overrides them
+ * ("spec", or a cascade "a > b"), for keys of caches that hold what a
+ * model wrote.  Caller frees; NULL when memory ran out. */
+SK_HIDDEN char *pipe_model_id(sk_kernel *k, const char *name);
+/* sk_invoke with the internal options: runs the loop until the call
+ * ends; the outcome goes to *out or to the kernel's error. */
+SK_HIDDEN sk_status inv_invoke(sk_kernel *k, const char *name,
+                               const sk_vars *vars, const inv_opts *opts,
+                               char **out);
+
+/* The response cache (runtime/core/cache.c): SQLite at $SKEIN_CACHE, else
+ * $XDG_CACHE_HOME/skein/cache.db, else ~/.cache/skein/cache.db; WAL. */
+SK_HIDDEN sk_status kern_cache_get(sk_kernel *k, const char *key, char **value);
+SK_HIDDEN sk_status kern_cache_put(sk_kernel *k, const char *key, const char *value);
+SK_HIDDEN void kern_cache_del(sk_kernel *k, const char *key);
+/* Option cache = 0 (--no-cache): no cache is read or written. */
+SK_HIDDEN int kern_cache_off(const sk_kernel *k);
+
+/* The bounds on every statement that holds generated SQL (options
+ * sql_timeout_ms, sql_max_rows, sql_max_bytes; 0: none). */
+typedef struct kern_sql {
+    long timeout_ms;
+    long max_rows;
+    long long max_bytes;
+    int concurrency;    /* sql_concurrency: ai()/skein() calls in flight */
+} kern_sql;
+SK_HIDDEN const kern_sql *kern_sql_limits(const sk_kernel *k);
+
+/* The "db" option (NULL: in memory), for the engine that opens it; from
+ * then on the option cannot change. */
+SK_HIDDEN const char *kern_db_path(sk_kernel *k);
+SK_HIDDEN long kern_next_id(sk_kernel *k); /* 1, 2, 3, ... per kernel */
+
+/* ---- what the layers above keep in a kernel ----------------------------
+ * The kernel knows no subsystem by name.  A layer keeps its state in a
+ * slot found by the address of a static of its own, and registers what
+ * must run when the kernel is freed (after every call in flight ended;
+ * lower order first: the Lua side 10, DataFrames 20).  A layer that loads
+ * native skills registers the file it loads from a skill folder. */
+SK_HIDDEN void **kern_slot(sk_kernel *k, const void *key); /* NULL: memory */
+SK_HIDDEN sk_status kern_on_free(sk_kernel *k, int order, void (*fn)(sk_kernel *k));
+typedef sk_status (*skill_loader_fn)(sk_kernel *k, const char *skill, const char *path);
+SK_HIDDEN sk_status kern_add_skill_loader(sk_kernel *k, const char *file,
+                                          skill_loader_fn fn);
+/* The i-th registered skill loader: 1 and *file, *fn; 0 past the end. */
+SK_HIDDEN size_t kern_skill_loaders(const sk_kernel *k, const char **file,
+                                    skill_loader_fn *fn, size_t i);
+/* The response cache's slot and shutdown (runtime/core/cache.c): the kernel's
+ * own. */
+SK_HIDDEN void **kern_cache_slot(sk_kernel *k);
+SK_HIDDEN void cache_shutdown(sk_kernel *k);
+/* A kernel with the core alone: no connector kinds, no Lua (init.c's
+ * sk_kernel_new adds the rest).  As sk_kernel_new otherwise. */
+SK_HIDDEN sk_status kern_new(sk_kernel **out);
+
+/* The native call running now: its nesting depth and whether it runs for
+ * a model.  Lua's coroutines set them for each stretch they run. */
+SK_HIDDEN void kern_native_get(const sk_kernel *k, int *depth, int *untrusted);
+SK_HIDDEN void kern_native_set(sk_kernel *k, int depth, int untrusted);
+/* Whether the native call running now was chosen by a model (so the Lua
+ * side withholds os.execute and io.popen), and whether the user allowed
+ * them anyway (option allow_os). */
+SK_HIDDEN int kern_untrusted(const sk_kernel *k);
+SK_HIDDEN int kern_allow_os(const sk_kernel *k);
+/* Option allow_dangerously_set_content: every inserted value trusted. */
+SK_HIDDEN int kern_allow_unsafe(const sk_kernel *k);
+
+/* ---- traces ------------------------------------------------------------ */
+typedef struct trace_rec {
+    const char *function;
+    const char *model;       /* spec */
+    const char *prompt;
+    const char *reply;       /* NULL on error */
+    const model_resp *resp;  /* NULL on error */
+    long long start_ms, end_ms;
+    int attempts;
+    const sk_err *err;
+    const char *cache;       /* "hit", "miss", or NULL when not cacheable */
+} trace_rec;
+SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
+/* Appends {"time":..., <members>} to the trace. */
+SK_HIDDEN void trace_event(sk_kernel *k, const char *members);
+/* The function's policy, parsed over the kernel's when stale.  Borrowed
+ * from f.  On a bad policy returns NULL with *err set. */
+SK_HIDDEN const struct sk_policy *kern_policy(sk_kernel *k, sk_function *f,
+                                             sk_err **err);
+/* The kernel-wide policy (defaults when none was set).  Borrowed. */
+SK_HIDDEN const struct sk_policy *kern_base_policy(sk_kernel *k);
+/* The built-in redaction rules, compiled once per kernel.  Borrowed;
+ * NULL on allocation failure. */
+SK_HIDDEN rd_rules *kern_redact_rules(sk_kernel *k);
+/* Rate limits (limits.c): 0 when a request of `tokens` may start now
+ * (it is then counted), else the milliseconds to wait first. */
+SK_HIDDEN long lim_admit(sk_kernel *k, const char *spec, long tokens);
+/* A request admitted by lim_admit ended; actual tokens (-1 unknown)
+ * replace the estimate. */
+SK_HIDDEN void lim_done(sk_kernel *k, const char *spec, long estimated, long actual);
+SK_HIDDEN void lim_free(sk_kernel *k);
+/* The usage record of a model spec, made on first use; NULL on
+ * allocation failure. */
+SK_HIDDEN sk_model_usage *kern_model_usage(sk_kernel *k, const char *spec);
+/* The file every model exchange is recorded to (SKEIN_RECORD), or NULL. */
+SK_HIDDEN FILE *kern_record_file(sk_kernel *k);
+/* The kernel's usage counters, for the invoke path to update. */
+SK_HIDDEN sk_usage *kern_usage(sk_kernel *k);
+
+/* Writes a notice on stderr unless the kernel is quiet. */
+SK_HIDDEN void kern_notice(const sk_kernel *k, const char *fmt, ...) SK_PRINTF(2, 3);
+
+#endif /* SKEIN_CORE_H */

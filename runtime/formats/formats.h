@@ -1,0 +1,150 @@
+/*
+ * formats.h -- Semantic Kernel's formats, as pure functions over text:
+ * prompt templates (template.c), config.json (config.c) and chat markup
+ * (chat.c).  Above base; knows no kernel.
+ */
+#ifndef SKEIN_FORMATS_H
+#define SKEIN_FORMATS_H
+
+#include "base/base.h"
+
+typedef struct sk_msg {
+    char *role;    /* "system", "user", "assistant", "tool", "developer" */
+    char *content;
+} sk_msg;
+
+/* ---- templates ---------------------------------------------------------
+ * Semantic Kernel's prompt template language.  A template is parsed once
+ * into blocks; rendering joins text, variable values and the outputs of
+ * the function blocks, which the invoke path computes first. */
+typedef enum tpl_kind {
+    TB_TEXT, /* literal text (including malformed blocks kept as text) */
+    TB_VAR,  /* {{$name}} */
+    TB_VAL,  /* {{'literal'}} or {{"literal"}} */
+    TB_CALL  /* {{Skill.Fn ...}} */
+} tpl_kind;
+
+typedef struct tpl_arg {
+    char *name;  /* NULL for the positional (first) argument */
+    int is_var;  /* 1: value names a variable; 0: value is a literal */
+    char *value; /* variable name without '$', or the unescaped literal */
+} tpl_arg;
+
+typedef struct tpl_block {
+    tpl_kind kind;
+    char *text;   /* TB_TEXT: the text; TB_VAR: the name; TB_VAL: the value;
+                     TB_CALL: the function name as written ("Skill.Fn") */
+    char *src;    /* the block as written, braces included ("" for text) */
+    tpl_arg *args; /* TB_CALL only */
+    size_t n_args;
+    int line, col; /* 1-based position of the block's first '{' */
+} tpl_block;
+
+struct sk_template {
+    tpl_block *blocks;
+    size_t n;
+    size_t n_calls; /* how many TB_CALL blocks */
+    char *origin;
+    int chat;       /* its own text holds <message> markup */
+};
+
+/* Parses text.  On a syntax error returns SK_TEMPLATE and sets *errmsg to
+ * "origin:line:col: message" (caller frees); SK_NOMEM likewise with
+ * *errmsg NULL.  Templates longer than 16 MiB are SK_TOO_LARGE. */
+SK_HIDDEN sk_status tpl_parse(const char *text, size_t len, const char *origin,
+                              sk_template **out, char **errmsg);
+SK_HIDDEN void tpl_free(sk_template *t);
+/* The i-th TB_CALL block, in order of appearance. */
+SK_HIDDEN const tpl_block *tpl_call_at(const sk_template *t, size_t i);
+/* How a chat prompt takes what it inserts: values and function outputs
+ * are encoded for the markup (chat_encode) so that data can never open,
+ * close or forge a message, except where Semantic Kernel's
+ * allow_dangerously_set_content says they are trusted. */
+typedef struct tpl_safety {
+    int encode;                /* encode what is inserted */
+    int raw_outputs;           /* function outputs as written (the prompt's
+                                  allow_dangerously_set_content) */
+    const struct cfg_function *cfg; /* per-variable flags, or NULL */
+    size_t *starts;            /* when non-NULL, gets each block's offset in
+                                  the output (t->n entries), for errors */
+} tpl_safety;
+/* Joins the template into out.  outputs[i] is the text of the i-th call
+ * block; outputs NULL (or an entry NULL) leaves the block as written.
+ * Unknown variables render empty.  Outputs are never re-rendered.
+ * safety NULL inserts everything as written. */
+SK_HIDDEN sk_status tpl_assemble(const sk_template *t, const sk_vars *vars,
+                                 char *const *outputs, const tpl_safety *safety,
+                                 sk_buf *out);
+/* The line and column in t's file of offset off of its output, given the
+ * starts tpl_assemble recorded; *block gets the block (its kind says
+ * whether the offset fell inside inserted text). */
+SK_HIDDEN void tpl_locate(const sk_template *t, const char *out, const size_t *starts,
+                          size_t off, int *line, int *col, const tpl_block **block);
+
+/* ---- chat markup (runtime/formats/chat.c) -------------------------------------- */
+struct sk_msg;
+/* Appends s encoded for the markup: < > & " ' as entities. */
+SK_HIDDEN sk_status chat_encode(sk_buf *b, const char *s);
+/* Decodes XML entities and CDATA sections.  Caller frees. */
+SK_HIDDEN char *chat_decode(const char *s, size_t n);
+/* Parses a rendered chat prompt into messages (caller frees each role and
+ * content, and the array).  SK_TEMPLATE on malformed markup, with the
+ * offset in *err_off and the message in *errmsg (caller frees). */
+SK_HIDDEN sk_status chat_parse(const char *text, struct sk_msg **out, size_t *n,
+                               size_t *err_off, char **errmsg);
+
+/* ---- config.json ------------------------------------------------------- */
+typedef struct cfg_param {
+    char *name;
+    char *description;
+    char *default_value; /* NULL when none */
+    int required;
+    int allow_unsafe;    /* allow_dangerously_set_content: its value goes
+                            into chat markup as written */
+} cfg_param;
+
+/* One execution-settings entry.  Numbers are NAN / -1 when unset. */
+typedef struct cfg_settings {
+    char *service_id;   /* "default" for the classic schema's completion */
+    char *model_id;     /* NULL when unset */
+    int max_tokens;     /* -1 unset */
+    double temperature, top_p, presence_penalty, frequency_penalty;
+    char **stop;
+    size_t n_stop;
+} cfg_settings;
+
+typedef struct cfg_function {
+    int schema;          /* the "schema" number, or 0 */
+    char *type;          /* "completion" when unset */
+    char *name;          /* 1.x schema "name", or NULL */
+    char *description;   /* "" when unset */
+    cfg_param *params;
+    size_t n_params;
+    cfg_settings *settings; /* in file order */
+    size_t n_settings;
+    char **default_services;
+    size_t n_default_services;
+    char *model;         /* skein's "model" key: a model spec, or NULL */
+    int allow_unsafe;    /* allow_dangerously_set_content: function outputs
+                            go into chat markup as written */
+    char *raw;           /* the whole document, unknown keys included */
+} cfg_function;
+
+/* Parses config.json text (either schema).  On error returns SK_CONFIG and
+ * sets *errmsg to "origin:line:col: message" (caller frees). */
+SK_HIDDEN sk_status cfg_parse(const char *json, size_t len, const char *origin,
+                              cfg_function **out, char **errmsg);
+SK_HIDDEN void cfg_free(cfg_function *c);
+/* Blanks comments and trailing commas outside strings in t, in place and
+ * keeping offsets, as Semantic Kernel's reader tolerates them.  SK_CONFIG
+ * for an unterminated comment, SK_TOO_LARGE past max_depth nesting, with
+ * the offset in *err_off. */
+SK_HIDDEN sk_status cfg_relax(char *t, size_t len, int max_depth, size_t *err_off);
+struct cJSON;
+/* A JSON number, or a string holding exactly one ("0.5").  1 on success. */
+SK_HIDDEN int cfg_number(const struct cJSON *v, double *out);
+/* The settings for service id, else "default", else the first; or NULL. */
+SK_HIDDEN const cfg_settings *cfg_settings_for(const cfg_function *c,
+                                               const char *service_id);
+
+#endif /* SKEIN_FORMATS_H */

@@ -1,0 +1,786 @@
+/*
+ * http.c -- what every HTTP model connector shares.
+ *
+ * A connector for a JSON-over-HTTP model server is two things: a wire
+ * format (how a request body is built, how a reply, a streamed event and
+ * an error body are read) and the machinery that moves bytes.  The wire
+ * format is an http_proto; this file is the machinery: one CURL easy
+ * handle per request in flight, recycled through a small per-connector
+ * free list so the multi handle's connection pool is reused; the reply
+ * ceiling enforced as bytes arrive; streams framed as SSE events or NDJSON
+ * lines; retries as timers on the kernel's loop (never sleeps), honouring
+ * Retry-After, with exponential backoff and full jitter otherwise; errors
+ * mapped to SK_MODEL (an HTTP error), SK_NETWORK, SK_TIMEOUT, SK_PROTOCOL
+ * (a reply or stream we cannot read) and SK_TOO_LARGE; and the API key
+ * scrubbed from every error message.
+ */
+#include <curl/curl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "models/models.h"
+
+#define MAX_RETRY_AFTER_MS 60000L
+#define MAX_BACKOFF_MS 30000L
+#define FREE_EASY_MAX 16
+#define SERVER_MSG_MAX 300 /* bytes of a non-JSON error body we quote */
+
+/* ======================================================================
+ * Shared helpers
+ * ====================================================================== */
+
+char *http_scrub_key(char *s, const char *key)
+{
+    if (!s || !key || !*key)
+        return s;
+    size_t klen = strlen(key);
+    if (!strstr(s, key))
+        return s;
+    sk_buf b;
+    buf_init(&b, 0);
+    const char *p = s, *hit;
+    sk_status rc = SK_OK;
+    while (rc == SK_OK && (hit = strstr(p, key))) {
+        rc = buf_add(&b, p, (size_t)(hit - p));
+        if (rc == SK_OK)
+            rc = buf_adds(&b, "[redacted]");
+        p = hit + klen;
+    }
+    if (rc == SK_OK)
+        rc = buf_adds(&b, p);
+    if (rc != SK_OK) {
+        buf_free(&b);
+        for (char *h; (h = strstr(s, key));)
+            memset(h, '*', klen);
+        return s;
+    }
+    free(s);
+    return buf_steal(&b);
+}
+
+char *http_body_excerpt(const char *p, size_t n)
+{
+    if (n > SERVER_MSG_MAX)
+        n = SERVER_MSG_MAX;
+    char *s = sk_malloc(n + 1);
+    if (!s)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        char o = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+        if (o == ' ' && (j == 0 || s[j - 1] == ' '))
+            continue;
+        s[j++] = o;
+    }
+    while (j && s[j - 1] == ' ')
+        j--;
+    s[j] = '\0';
+    return s;
+}
+
+int http_transport_error(int code)
+{
+    switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int http_retryable_status(long status)
+{
+    return status == 429 || status == 500 || status == 502 || status == 503 ||
+           status == 504;
+}
+
+uint64_t http_rand(uint64_t *state)
+{
+    /* xorshift64* */
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 2685821657736338717ULL;
+}
+
+long http_retry_delay_ms(void *easy, long status, int attempts, long base_ms,
+                         uint64_t *rng)
+{
+    curl_off_t ra = 0;
+    if (status && easy &&
+        curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+        return ra >= MAX_RETRY_AFTER_MS / 1000 ? MAX_RETRY_AFTER_MS
+                                                : (long)ra * 1000;
+    /* exponential backoff with full jitter: uniform in [0, base*2^n] */
+    long cap = base_ms > 0 ? base_ms : 0;
+    for (int i = 1; i < attempts && cap < MAX_BACKOFF_MS; i++)
+        cap *= 2;
+    if (cap > MAX_BACKOFF_MS)
+        cap = MAX_BACKOFF_MS;
+    return cap > 0 ? (long)(http_rand(rng) % (uint64_t)(cap + 1)) : 0;
+}
+
+model_resp *http_resp_new(void)
+{
+    model_resp *r = sk_calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->prompt_tokens = r->completion_tokens = -1;
+    r->attempts = 1;
+    return r;
+}
+
+/* ======================================================================
+ * The connector engine
+ * ====================================================================== */
+
+typedef struct http_conn {
+    const http_proto *proto;
+    char *url;      /* the endpoint every request is POSTed to */
+    char *key;      /* secret scrubbed from errors, or NULL */
+    char *model;    /* from the spec; a request may name another */
+    struct curl_slist *headers;
+    void *free_easy[FREE_EASY_MAX];
+    size_t n_free;
+    int refs;       /* the connector itself + requests in flight */
+    uint64_t rng;   /* backoff jitter; per connector, no global state */
+} http_conn;
+
+typedef struct http_call {
+    http_conn *conn;
+    sk_kernel *k;
+    char *body;           /* request JSON, alive while curl sends it */
+    size_t body_len;
+    model_delta_fn on_delta;
+    model_done_fn done;
+    void *ud;
+    int stream;
+    void *easy;
+    int in_loop;          /* easy handle is on the loop */
+    int in_write;         /* inside the write callback */
+    int cancelled;        /* cancelled from inside the write callback */
+    loop_timer *timer;    /* pending retry, or NULL */
+    int attempts;
+    /* per attempt */
+    long status;          /* HTTP status, once headers are in */
+    int stream_mode;      /* 2xx streamed reply to a streaming request */
+    sk_buf rx;            /* raw body (non-streamed or error replies) */
+    size_t rx_total;      /* all body bytes of this attempt */
+    int too_large;
+    sse_parser sse;       /* SSE framing */
+    sk_buf line;          /* NDJSON framing: the unfinished line */
+    model_resp *resp;     /* streamed reply being built */
+    sk_buf text;          /* streamed text */
+    int delivered;        /* deltas reached on_delta: never retry */
+    /* Set by apply_event: > 0 once the end marker was seen (nothing after
+     * it counts), < 0 once the reply is whole without one (later events
+     * still count, and the stream may end there). */
+    int ended;
+    sk_err *stream_err;   /* an error found inside the stream */
+    char errbuf[CURL_ERROR_SIZE];
+} http_call;
+
+static void conn_unref(http_conn *c)
+{
+    if (!c || --c->refs > 0)
+        return;
+    for (size_t i = 0; i < c->n_free; i++)
+        curl_easy_cleanup(c->free_easy[i]);
+    curl_slist_free_all(c->headers);
+    if (c->key) {
+        /* do not leave the key lying in freed memory */
+        memset(c->key, 0, strlen(c->key));
+        free(c->key);
+    }
+    free(c->url);
+    free(c->model);
+    free(c);
+}
+
+/* An error whose message went through http_scrub_key.  NULL only when
+ * memory ran out. */
+static sk_err *conn_err(const http_conn *c, sk_status code, const char *fmt, ...)
+    SK_PRINTF(3, 4);
+static sk_err *conn_err(const http_conn *c, sk_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sk_err *e = err_newv(code, fmt, ap);
+    va_end(ap);
+    if (e)
+        e->message = http_scrub_key(e->message, c->key);
+    return e;
+}
+
+static void reset_attempt(http_call *call)
+{
+    call->status = 0;
+    call->stream_mode = 0;
+    buf_reset(&call->rx);
+    call->rx_total = 0;
+    call->too_large = 0;
+    sse_free(&call->sse);
+    sse_init(&call->sse, 0);
+    buf_reset(&call->line);
+    resp_free(call->resp);
+    call->resp = NULL;
+    buf_reset(&call->text);
+    call->ended = 0;
+    err_free(call->stream_err);
+    call->stream_err = NULL;
+    call->errbuf[0] = '\0';
+}
+
+/* Returns the easy handle to the connector's free list (or frees it). */
+static void release_easy(http_call *call)
+{
+    if (!call->easy)
+        return;
+    http_conn *c = call->conn;
+    if (c->n_free < FREE_EASY_MAX)
+        c->free_easy[c->n_free++] = call->easy;
+    else
+        curl_easy_cleanup(call->easy);
+    call->easy = NULL;
+}
+
+static void call_free(http_call *call)
+{
+    if (!call)
+        return;
+    release_easy(call);
+    free(call->body);
+    buf_free(&call->rx);
+    sse_free(&call->sse);
+    buf_free(&call->line);
+    resp_free(call->resp);
+    buf_free(&call->text);
+    err_free(call->stream_err);
+    http_conn *c = call->conn;
+    free(call);
+    conn_unref(c);
+}
+
+/* Ends the request: done takes resp or err.  call is freed first so that
+ * done may start another request on the same connector. */
+static void finish(http_call *call, sk_status st, model_resp *resp, sk_err *err)
+{
+    model_done_fn done = call->done;
+    void *ud = call->ud;
+    if (resp) {
+        resp->attempts = call->attempts;
+        resp->http_status = (int)call->status;
+    }
+    int attempts = call->attempts;
+    call_free(call);
+    if (st != SK_OK && !err)
+        err = err_new(st, "%s", sk_strerror(st));
+    /* how hard we tried shows in sk_error_json and in Lua error tables */
+    if (err && !err->detail_json && attempts > 0)
+        err->detail_json = sk_asprintf("{\"attempts\":%d}", attempts);
+    done(ud, st, st == SK_OK ? resp : NULL, st == SK_OK ? NULL : err);
+}
+
+/* ---- streaming --------------------------------------------------------- */
+
+/* One framed event (SSE) or line (NDJSON, event ""): non-zero stops the
+ * transfer, with call->stream_err set unless the call was cancelled. */
+static int on_event(void *ud, const char *event, const char *data, size_t len)
+{
+    http_call *call = ud;
+    http_conn *c = call->conn;
+    if (call->ended > 0)
+        return 0; /* nothing counts after the end marker */
+    const char *delta = NULL;
+    size_t dlen = 0;
+    char *msg = NULL;
+    sk_status rc = c->proto->apply_event(event, data, len, call->resp, &call->text,
+                                         &delta, &dlen, &call->ended, &msg);
+    if (rc != SK_OK) {
+        if (rc == SK_NOMEM)
+            call->stream_err = err_new(SK_NOMEM, "out of memory");
+        else if (rc == SK_MODEL)
+            call->stream_err = conn_err(c, rc, "error in stream from %s: %s",
+                                        c->url, msg ? msg : "(no message)");
+        else
+            call->stream_err = conn_err(c, rc, "bad stream from %s: %s", c->url,
+                                        msg ? msg : sk_strerror(rc));
+        free(msg);
+        return 1;
+    }
+    if (dlen && call->on_delta) {
+        call->delivered = 1;
+        call->on_delta(call->ud, delta, dlen);
+        if (call->cancelled)
+            return 1;
+    }
+    return 0;
+}
+
+/* Splits NDJSON into lines; blank lines are skipped. */
+static sk_status feed_lines(http_call *call, const char *p, size_t n)
+{
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) : n;
+        sk_status rc = buf_add(&call->line, p, take);
+        if (rc != SK_OK)
+            return rc;
+        if (!nl)
+            return SK_OK;
+        p += take + 1;
+        n -= take + 1;
+        size_t len = call->line.len;
+        while (len && (call->line.p[len - 1] == '\r' || call->line.p[len - 1] == ' '))
+            len--;
+        int stop = len ? on_event(call, "", call->line.p, len) : 0;
+        buf_reset(&call->line);
+        if (stop)
+            return SK_CANCELLED;
+    }
+    return SK_OK;
+}
+
+/* Decides, once the first body bytes arrive, whether this attempt is a
+ * stream: a 2xx answer to a streaming request, with Content-Type
+ * text/event-stream for SSE protocols (a server that ignores "stream" and
+ * sends one JSON body is read as a plain reply).  NDJSON has no telling
+ * content type everywhere, and one JSON object is a one-line stream. */
+static void classify(http_call *call)
+{
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->status);
+    char *ct = NULL;
+    curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
+    int ok = call->stream && call->status >= 200 && call->status < 300;
+    if (call->conn->proto->ndjson)
+        call->stream_mode = ok;
+    else
+        call->stream_mode = ok && ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+    if (call->stream_mode && !call->resp)
+        call->resp = http_resp_new();
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    http_call *call = ud;
+    size_t n = size * nmemb;
+    if (call->cancelled)
+        return 0;
+    if (!call->status)
+        classify(call);
+    size_t max = kern_net_settings(call->k)->max_response_bytes;
+    if (max && (n > max || call->rx_total > max - n)) {
+        call->too_large = 1;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    call->rx_total += n;
+    if (!call->stream_mode) {
+        sk_status rc = buf_add(&call->rx, ptr, n);
+        if (rc == SK_TOO_LARGE)
+            call->too_large = 1;
+        return rc == SK_OK ? n : 0;
+    }
+    if (!call->resp) {
+        call->stream_err = err_new(SK_NOMEM, "out of memory");
+        return 0;
+    }
+    call->in_write = 1;
+    sk_status rc = call->conn->proto->ndjson
+                       ? feed_lines(call, ptr, n)
+                       : sse_feed(&call->sse, ptr, n, on_event, call);
+    call->in_write = 0;
+    if (rc == SK_OK)
+        return n;
+    if (!call->stream_err && rc == SK_TOO_LARGE)
+        call->too_large = 1;
+    else if (!call->stream_err && rc == SK_NOMEM)
+        call->stream_err = err_new(SK_NOMEM, "out of memory");
+    return 0;
+}
+
+/* ---- attempts and retries ---------------------------------------------- */
+
+static void attempt(void *ud);
+
+/* Schedules the next attempt if the retry budget allows.  Returns 1 when a
+ * retry is scheduled (the call lives on), 0 when the caller must fail. */
+static int maybe_retry(http_call *call)
+{
+    const kern_net *net = kern_net_settings(call->k);
+    if (call->delivered || call->attempts > net->retries)
+        return 0;
+    long ms = http_retry_delay_ms(call->easy, call->status, call->attempts,
+                                  net->retry_base_ms, &call->conn->rng);
+    return loop_after(call->k, ms, attempt, call, &call->timer) == SK_OK;
+}
+
+/* The error for a finished transfer that did not give a usable reply. */
+static sk_err *transfer_error(http_call *call, int code)
+{
+    http_conn *c = call->conn;
+    const kern_net *net = kern_net_settings(call->k);
+    if (call->too_large)
+        return conn_err(c, SK_TOO_LARGE, "reply from %s is larger than %zu bytes",
+                        c->url, net->max_response_bytes);
+    if (call->stream_err) {
+        sk_err *e = call->stream_err;
+        call->stream_err = NULL;
+        return e;
+    }
+    if (code == CURLE_OPERATION_TIMEDOUT) {
+        double connect_s = 0;
+        curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME, &connect_s);
+        if (connect_s <= 0 && net->connect_timeout_ms > 0 &&
+            net->connect_timeout_ms < net->timeout_ms)
+            return conn_err(c, SK_TIMEOUT, "could not connect to %s within %ld ms",
+                            c->url, net->connect_timeout_ms);
+        return conn_err(c, SK_TIMEOUT, "no reply from %s within %ld ms", c->url,
+                        net->timeout_ms);
+    }
+    if (call->stream_mode)
+        return conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s (%s)",
+                        c->url, call->errbuf[0] ? call->errbuf
+                                                : curl_easy_strerror((CURLcode)code));
+    return conn_err(c, SK_NETWORK, "%s: %s", c->url,
+                    call->errbuf[0] ? call->errbuf
+                                    : curl_easy_strerror((CURLcode)code));
+}
+
+static sk_err *http_error(http_call *call)
+{
+    http_conn *c = call->conn;
+    char *m = call->rx.p ? c->proto->error_message(call->rx.p, call->rx.len) : NULL;
+    if (!m && call->rx.len)
+        m = http_body_excerpt(call->rx.p, call->rx.len);
+    sk_err *e = conn_err(c, SK_MODEL, "HTTP %ld from %s: %s", call->status,
+                         c->url, m && *m ? m : "(no message)");
+    free(m);
+    if (e)
+        e->http_status = (int)call->status;
+    return e;
+}
+
+/* Turns a finished 2xx attempt into a reply, or an error. */
+static void finish_ok(http_call *call)
+{
+    http_conn *c = call->conn;
+    if (call->stream_mode) {
+        /* an NDJSON stream's last line may lack its newline */
+        if (!call->stream_err && call->line.len) {
+            call->in_write = 1;
+            sk_status rc = feed_lines(call, "\n", 1);
+            call->in_write = 0;
+            if (call->cancelled) {
+                call_free(call);
+                return;
+            }
+            if (rc == SK_NOMEM && !call->stream_err)
+                call->stream_err = err_new(SK_NOMEM, "out of memory");
+        }
+        if (call->stream_err) {
+            sk_err *e = call->stream_err;
+            call->stream_err = NULL;
+            finish(call, e ? e->code : SK_NOMEM, NULL, e);
+            return;
+        }
+        if (!call->ended) {
+            finish(call, SK_PROTOCOL, NULL,
+                   conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s",
+                            c->url));
+            return;
+        }
+        model_resp *r = call->resp;
+        call->resp = NULL;
+        r->text = buf_steal(&call->text);
+        if (!r->text) {
+            resp_free(r);
+            finish(call, SK_NOMEM, NULL, NULL);
+            return;
+        }
+        finish(call, SK_OK, r, NULL);
+        return;
+    }
+    model_resp *r = NULL;
+    char *msg = NULL;
+    sk_status rc = call->rx.p ? c->proto->parse_reply(call->rx.p, call->rx.len, &r, &msg)
+                              : c->proto->parse_reply("", 0, &r, &msg);
+    if (rc == SK_OK) {
+        if (call->stream && call->on_delta && r->text[0]) {
+            /* a server that ignored "stream": deliver it all at once */
+            call->in_write = 1;
+            call->on_delta(call->ud, r->text, strlen(r->text));
+            call->in_write = 0;
+            if (call->cancelled) {
+                resp_free(r);
+                call_free(call);
+                return;
+            }
+        }
+        finish(call, SK_OK, r, NULL);
+        return;
+    }
+    sk_err *e;
+    if (rc == SK_NOMEM) {
+        e = NULL;
+    } else {
+        char *ct = NULL;
+        curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
+        if (ct && rc == SK_PROTOCOL && strncasecmp(ct, "application/json", 16) != 0)
+            e = conn_err(c, rc, "bad reply from %s: %s (Content-Type %s)", c->url,
+                         msg ? msg : sk_strerror(rc), ct);
+        else
+            e = conn_err(c, rc, "bad reply from %s: %s", c->url,
+                         msg ? msg : sk_strerror(rc));
+    }
+    free(msg);
+    finish(call, rc, NULL, e);
+}
+
+static void on_done(void *ud, int code)
+{
+    http_call *call = ud;
+    call->in_loop = 0;
+    if (call->cancelled) {
+        call_free(call);
+        return;
+    }
+    if (!call->status)
+        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &call->status);
+    if (code == CURLE_OK && call->status >= 200 && call->status < 300) {
+        finish_ok(call);
+        return;
+    }
+    if (code == CURLE_OK) {
+        if (call->conn->proto->retryable(call->status) && maybe_retry(call))
+            return;
+        finish(call, SK_MODEL, NULL, http_error(call));
+        return;
+    }
+    if (!call->too_large && !call->stream_err && http_transport_error(code) &&
+        maybe_retry(call))
+        return;
+    sk_err *e = transfer_error(call, code);
+    finish(call, e ? e->code : SK_NOMEM, NULL, e);
+}
+
+static sk_status setup_easy(http_call *call)
+{
+    http_conn *c = call->conn;
+    const kern_net *net = kern_net_settings(call->k);
+    CURL *h = call->easy;
+    curl_easy_reset(h);
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) \
+    if (rc == CURLE_OK) \
+    rc = curl_easy_setopt(h, opt, val)
+    SET(CURLOPT_URL, c->url);
+    SET(CURLOPT_HTTPHEADER, c->headers);
+    SET(CURLOPT_POSTFIELDS, call->body);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, call);
+    SET(CURLOPT_PRIVATE, call);
+    SET(CURLOPT_ERRORBUFFER, call->errbuf);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TCP_NODELAY, 1L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, net->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, net->timeout_ms);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#undef SET
+    return rc == CURLE_OK ? SK_OK : SK_NOMEM;
+}
+
+/* One attempt: runs from start (first) or from a retry timer.  On failure
+ * to even queue the transfer, finishes the call. */
+static void attempt(void *ud)
+{
+    http_call *call = ud;
+    call->timer = NULL;
+    call->attempts++;
+    reset_attempt(call);
+    sk_status rc = setup_easy(call);
+    if (rc == SK_OK)
+        rc = loop_add_easy(call->k, call->easy, on_done, call);
+    if (rc != SK_OK) {
+        finish(call, rc, NULL,
+               err_new(rc, "could not start a request to %s", call->conn->url));
+        return;
+    }
+    call->in_loop = 1;
+}
+
+sk_status http_start(void *self, sk_kernel *k, const model_req *req,
+                     model_delta_fn on_delta, model_done_fn done, void *ud,
+                     void **handle, sk_err **err)
+{
+    http_conn *c = self;
+    *err = NULL;
+    if (handle)
+        *handle = NULL;
+    http_call *call = sk_calloc(1, sizeof *call);
+    if (!call)
+        return SK_NOMEM;
+    call->conn = c;
+    c->refs++;
+    call->k = k;
+    call->on_delta = on_delta;
+    call->done = done;
+    call->ud = ud;
+    call->stream = req->stream;
+    size_t max = kern_net_settings(k)->max_response_bytes;
+    /* The body ceiling is enforced in on_write against all the bytes of an
+     * attempt; the buffers' own ceilings only back it up. */
+    buf_init(&call->rx, max);
+    buf_init(&call->text, max);
+    buf_init(&call->line, max);
+    sse_init(&call->sse, 0);
+    call->body = c->proto->request_json(req, req->model && *req->model ? req->model
+                                                                       : c->model);
+    if (!call->body) {
+        call_free(call);
+        return SK_NOMEM;
+    }
+    call->body_len = strlen(call->body);
+    if (c->n_free)
+        call->easy = c->free_easy[--c->n_free];
+    else if (!(call->easy = curl_easy_init())) {
+        call_free(call);
+        *err = err_new(SK_NOMEM, "could not create an HTTP handle");
+        return SK_NOMEM;
+    }
+    call->attempts = 1;
+    reset_attempt(call);
+    sk_status rc = setup_easy(call);
+    if (rc == SK_OK)
+        rc = loop_add_easy(k, call->easy, on_done, call);
+    if (rc != SK_OK) {
+        call_free(call);
+        *err = err_new(rc, "could not start a request to %s", c->url);
+        return rc;
+    }
+    call->in_loop = 1;
+    if (handle)
+        *handle = call;
+    return SK_OK;
+}
+
+void http_cancel(void *self, sk_kernel *k, void *handle)
+{
+    (void)self;
+    http_call *call = handle;
+    if (!call)
+        return;
+    if (call->in_write) {
+        /* curl forbids removing a handle from inside its own callback:
+         * on_write aborts the transfer and on_done frees the call. */
+        call->cancelled = 1;
+        call->done = NULL;
+        return;
+    }
+    if (call->timer) {
+        loop_cancel(k, call->timer);
+        call->timer = NULL;
+    }
+    if (call->in_loop) {
+        loop_remove_easy(k, call->easy);
+        call->in_loop = 0;
+    }
+    call_free(call);
+}
+
+void http_destroy(void *self) { conn_unref(self); }
+
+void *http_conn_new(const http_proto *proto, const char *url, const char *model,
+                    const char *key, const char *const *headers, size_t n_headers)
+{
+    http_conn *c = sk_calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->proto = proto;
+    c->refs = 1;
+    c->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
+             (uint64_t)(uintptr_t)c;
+    if (!c->rng)
+        c->rng = 0x9e3779b97f4a7c15ULL;
+    if (!(c->url = sk_strdup(url)) || !(c->model = sk_strdup(model)))
+        goto nomem;
+    if (key && *key && !(c->key = sk_strdup(key)))
+        goto nomem;
+    /* "Expect:" stops curl waiting for 100-continue on large prompts. */
+    const char *fixed[] = {"Content-Type: application/json", "Expect:"};
+    struct curl_slist *h;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed + n_headers; i++) {
+        const char *line = i < 2 ? fixed[i] : headers[i - 2];
+        if (!(h = curl_slist_append(c->headers, line)))
+            goto nomem;
+        c->headers = h;
+    }
+    return c;
+nomem:
+    conn_unref(c);
+    return NULL;
+}
+
+/* ---- base URLs --------------------------------------------------------- */
+
+const char *http_find_base(const char *rest)
+{
+    for (const char *at = strchr(rest, '@'); at; at = strchr(at + 1, '@'))
+        if (strncmp(at + 1, "http://", 7) == 0 ||
+            strncmp(at + 1, "https://", 8) == 0)
+            return at;
+    return NULL;
+}
+
+/* ---- building JSON bodies ---------------------------------------------- */
+
+sk_status http_json_number(sk_buf *b, double d)
+{
+    char s[64];
+    snprintf(s, sizeof s, "%.15g", d);
+    if (strtod(s, NULL) != d)
+        snprintf(s, sizeof s, "%.17g", d);
+    return buf_adds(b, s);
+}
+
+sk_status http_json_key(sk_buf *b, int comma, const char *key)
+{
+    sk_status rc = comma ? buf_addc(b, ',') : SK_OK;
+    if (rc == SK_OK)
+        rc = buf_add_json_str(b, key, strlen(key));
+    if (rc == SK_OK)
+        rc = buf_addc(b, ':');
+    return rc;
+}
+
+sk_status http_json_strs(sk_buf *b, char *const *v, size_t n)
+{
+    sk_status rc = buf_addc(b, '[');
+    for (size_t i = 0; rc == SK_OK && i < n; i++) {
+        const char *s = v[i] ? v[i] : "";
+        if (i)
+            rc = buf_addc(b, ',');
+        if (rc == SK_OK)
+            rc = buf_add_json_str(b, s, strlen(s));
+    }
+    return rc == SK_OK ? buf_addc(b, ']') : rc;
+}

@@ -1,0 +1,697 @@
+/*
+ * openai.c -- the OpenAI chat completions wire format and connector.
+ *
+ * The oai_* functions are pure: they build request bodies and read reply
+ * bodies, streamed chunks and error bodies, and never touch the network
+ * (they are what the fuzz targets exercise).  The connector is that wire
+ * format as an http_proto, one per server flavor; http.c runs the
+ * requests.
+ *
+ * Works with anything that speaks the same protocol (OpenAI, vLLM,
+ * llama.cpp's server, Ollama's /v1, LiteLLM...): "openai:MODEL@BASEURL".
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/models.h"
+
+#define DEFAULT_BASE_URL "https://api.openai.com/v1"
+
+/* ======================================================================
+ * Wire format
+ * ====================================================================== */
+
+/* Adds "key":value for a setting that is set (finite; NAN means unset). */
+static sk_status add_opt_double(sk_buf *b, const char *key, double v)
+{
+    if (!isfinite(v))
+        return SK_OK;
+    sk_status rc = http_json_key(b, 1, key);
+    return rc == SK_OK ? http_json_number(b, v) : rc;
+}
+
+static sk_status add_str(sk_buf *b, const char *s)
+{
+    s = s ? s : "";
+    return buf_add_json_str(b, s, strlen(s));
+}
+
+/* Servers that speak this protocol differ in how they constrain output:
+ * OpenAI takes a response_format, llama.cpp's server a GBNF grammar or a
+ * json_schema, vLLM its guided_* fields.  The connector's flavor picks. */
+typedef enum oai_flavor { OAI_PLAIN, OAI_LLAMACPP, OAI_VLLM } oai_flavor;
+
+/* "llamacpp" / "vllm" / NULL or "" (plain); -1 for anything else. */
+static int flavor_of(const char *name)
+{
+    if (!name || !*name)
+        return OAI_PLAIN;
+    if (strcmp(name, "llamacpp") == 0)
+        return OAI_LLAMACPP;
+    if (strcmp(name, "vllm") == 0)
+        return OAI_VLLM;
+    return -1;
+}
+
+/* Appends s as a GBNF string literal, quotes included.  llama.cpp's
+ * grammar parser reads UTF-8 as is and knows \\ \" \n \r \t \xHH. */
+static sk_status add_gbnf_literal(sk_buf *b, const char *s)
+{
+    sk_status rc = buf_addc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; rc == SK_OK && *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            rc = buf_addc(b, '\\');
+            if (rc == SK_OK)
+                rc = buf_addc(b, (char)*p);
+        } else if (*p == '\n') {
+            rc = buf_adds(b, "\\n");
+        } else if (*p == '\r') {
+            rc = buf_adds(b, "\\r");
+        } else if (*p == '\t') {
+            rc = buf_adds(b, "\\t");
+        } else if (*p < 0x20 || *p == 0x7f) {
+            rc = buf_printf(b, "\\x%02X", *p);
+        } else {
+            rc = buf_addc(b, (char)*p);
+        }
+    }
+    return rc == SK_OK ? buf_addc(b, '"') : rc;
+}
+
+/* A GBNF grammar admitting exactly one of the choices:
+ * root ::= "yes" | "no".  Caller frees; NULL when memory ran out. */
+static char *choice_grammar(char *const *choices, size_t n)
+{
+    sk_buf g;
+    buf_init(&g, 0);
+    sk_status rc = buf_adds(&g, "root ::= ");
+    for (size_t i = 0; rc == SK_OK && i < n; i++) {
+        if (i)
+            rc = buf_adds(&g, " | ");
+        if (rc == SK_OK)
+            rc = add_gbnf_literal(&g, choices[i] ? choices[i] : "");
+    }
+    if (rc != SK_OK) {
+        buf_free(&g);
+        return NULL;
+    }
+    return buf_steal(&g);
+}
+
+/* Appends ,"key": and a JSON text as is (a schema from shape.c, already
+ * checked to be JSON). */
+static sk_status add_raw(sk_buf *b, const char *key, const char *json)
+{
+    sk_status rc = http_json_key(b, 1, key);
+    return rc == SK_OK ? buf_adds(b, json) : rc;
+}
+
+/* The constrained-output fields for the flavor.  A server is asked for
+ * one constraint only (llama.cpp rejects a json_schema with a grammar,
+ * vLLM more than one guided_* field): a schema first, then choices, a
+ * grammar or a pattern.  What a server cannot do is left out; the reply
+ * is validated either way. */
+static sk_status add_constraints(sk_buf *b, const model_req *req, oai_flavor fl)
+{
+    sk_status rc = SK_OK;
+    const char *schema = req->json_schema && *req->json_schema ? req->json_schema
+                                                               : NULL;
+    int choices = req->choices && req->n_choices > 0;
+    if (fl == OAI_VLLM) {
+        if (schema)
+            return add_raw(b, "guided_json", schema);
+        if (choices) {
+            rc = http_json_key(b, 1, "guided_choice");
+            return rc == SK_OK ? http_json_strs(b, req->choices, req->n_choices)
+                               : rc;
+        }
+        if (req->regex && *req->regex) {
+            rc = http_json_key(b, 1, "guided_regex");
+            return rc == SK_OK ? add_str(b, req->regex) : rc;
+        }
+        return SK_OK;
+    }
+    if (schema) {
+        /* llama.cpp reads its own top-level json_schema, and also the
+         * OpenAI form, which it prefers when both are present. */
+        if (fl == OAI_LLAMACPP)
+            rc = add_raw(b, "json_schema", schema);
+        if (rc == SK_OK)
+            rc = buf_adds(b, ",\"response_format\":{\"type\":\"json_schema\","
+                             "\"json_schema\":{\"name\":\"output\",\"schema\":");
+        if (rc == SK_OK)
+            rc = buf_adds(b, schema);
+        if (rc == SK_OK)
+            rc = buf_adds(b, ",\"strict\":true}}");
+        return rc;
+    }
+    if (fl != OAI_LLAMACPP)
+        return SK_OK;
+    if (req->grammar && *req->grammar) {
+        rc = http_json_key(b, 1, "grammar");
+        return rc == SK_OK ? add_str(b, req->grammar) : rc;
+    }
+    if (choices) {
+        char *g = choice_grammar(req->choices, req->n_choices);
+        if (!g)
+            return SK_NOMEM;
+        rc = http_json_key(b, 1, "grammar");
+        if (rc == SK_OK)
+            rc = add_str(b, g);
+        free(g);
+    }
+    return rc;
+}
+
+/* Built by hand on an sk_buf rather than with cJSON so that every
+ * allocation goes through sk_malloc (and allocation failures can be
+ * tested) and no intermediate tree is built for a large prompt. */
+static char *request_body(const model_req *req, const char *model,
+                          oai_flavor fl)
+{
+    sk_buf b;
+    buf_init(&b, 0);
+    sk_status rc = buf_adds(&b, "{\"model\":");
+    if (rc == SK_OK)
+        rc = add_str(&b, model ? model : req->model);
+    if (rc == SK_OK)
+        rc = buf_adds(&b, ",\"messages\":[");
+    for (size_t i = 0; rc == SK_OK && i < req->n_msgs; i++) {
+        if (i)
+            rc = buf_addc(&b, ',');
+        if (rc == SK_OK)
+            rc = buf_adds(&b, "{\"role\":");
+        if (rc == SK_OK)
+            rc = add_str(&b, req->msgs[i].role ? req->msgs[i].role : "user");
+        if (rc == SK_OK)
+            rc = buf_adds(&b, ",\"content\":");
+        if (rc == SK_OK)
+            rc = add_str(&b, req->msgs[i].content);
+        if (rc == SK_OK)
+            rc = buf_addc(&b, '}');
+    }
+    if (rc == SK_OK)
+        rc = buf_addc(&b, ']');
+    if (rc == SK_OK && req->max_tokens >= 0) {
+        rc = http_json_key(&b, 1, "max_tokens");
+        if (rc == SK_OK)
+            rc = buf_printf(&b, "%d", req->max_tokens);
+    }
+    if (rc == SK_OK)
+        rc = add_opt_double(&b, "temperature", req->temperature);
+    if (rc == SK_OK)
+        rc = add_opt_double(&b, "top_p", req->top_p);
+    if (rc == SK_OK)
+        rc = add_opt_double(&b, "presence_penalty", req->presence_penalty);
+    if (rc == SK_OK)
+        rc = add_opt_double(&b, "frequency_penalty", req->frequency_penalty);
+    if (rc == SK_OK && req->n_stop > 0) {
+        rc = http_json_key(&b, 1, "stop");
+        if (rc == SK_OK)
+            rc = http_json_strs(&b, req->stop, req->n_stop);
+    }
+    if (rc == SK_OK && req->logprobs) {
+        rc = buf_adds(&b, ",\"logprobs\":true");
+        if (rc == SK_OK && req->top_logprobs > 0)
+            rc = buf_printf(&b, ",\"top_logprobs\":%d", req->top_logprobs);
+        /* llama.cpp's own name for it, which older servers need */
+        if (rc == SK_OK && fl == OAI_LLAMACPP)
+            rc = buf_printf(&b, ",\"n_probs\":%d",
+                            req->top_logprobs > 0 ? req->top_logprobs : 1);
+    }
+    if (rc == SK_OK)
+        rc = add_constraints(&b, req, fl);
+    if (rc == SK_OK && req->stream)
+        rc = buf_adds(&b, ",\"stream\":true,"
+                          "\"stream_options\":{\"include_usage\":true}");
+    if (rc == SK_OK)
+        rc = buf_addc(&b, '}');
+    if (rc != SK_OK) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
+char *oai_request_json(const model_req *req, const char *model)
+{
+    return request_body(req, model, OAI_PLAIN);
+}
+
+/* The body for a server flavor ("llamacpp", "vllm"; NULL for plain).
+ * Caller frees; NULL when memory ran out or the flavor is unknown. */
+char *oai_request_json_flavor(const model_req *req, const char *model,
+                              const char *flavor)
+{
+    int fl = flavor_of(flavor);
+    return fl < 0 ? NULL : request_body(req, model, (oai_flavor)fl);
+}
+
+/* Sets *errmsg (caller frees; left NULL when memory ran out) and returns
+ * code. */
+static sk_status fail(char **errmsg, sk_status code, const char *fmt, ...)
+    SK_PRINTF(3, 4);
+static sk_status fail(char **errmsg, sk_status code, const char *fmt, ...)
+{
+    if (errmsg) {
+        va_list ap;
+        va_start(ap, fmt);
+        *errmsg = sk_vasprintf(fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* Replaces *slot with a copy of s (a JSON string item).  SK_NOMEM. */
+static sk_status set_str(char **slot, const cJSON *s)
+{
+    char *copy = sk_strdup(s->valuestring);
+    if (!copy)
+        return SK_NOMEM;
+    free(*slot);
+    *slot = copy;
+    return SK_OK;
+}
+
+static sk_status read_usage(const cJSON *usage, model_resp *r, char **errmsg)
+{
+    if (!usage || cJSON_IsNull(usage))
+        return SK_OK;
+    if (!cJSON_IsObject(usage))
+        return fail(errmsg, SK_PROTOCOL, "reply \"usage\" is not an object");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
+    if (cJSON_IsNumber(pt) && pt->valuedouble >= 0 && pt->valuedouble < 1e15)
+        r->prompt_tokens = (long)pt->valuedouble;
+    if (cJSON_IsNumber(ct) && ct->valuedouble >= 0 && ct->valuedouble < 1e15)
+        r->completion_tokens = (long)ct->valuedouble;
+    return SK_OK;
+}
+
+/* Appends choice.logprobs.content[] entries to r->logprobs.  A null or
+ * absent "logprobs" is fine (the server was not asked, or had none). */
+static sk_status read_logprobs(const cJSON *choice, model_resp *r,
+                               char **errmsg)
+{
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(choice, "logprobs");
+    if (!lp || cJSON_IsNull(lp))
+        return SK_OK;
+    if (!cJSON_IsObject(lp))
+        return fail(errmsg, SK_PROTOCOL, "reply \"logprobs\" is not an object");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(lp, "content");
+    if (!content || cJSON_IsNull(content))
+        return SK_OK;
+    if (!cJSON_IsArray(content))
+        return fail(errmsg, SK_PROTOCOL,
+                    "reply \"logprobs.content\" is not an array");
+    size_t n = (size_t)cJSON_GetArraySize(content);
+    if (n == 0)
+        return SK_OK;
+    sk_logprob *grown =
+        sk_realloc(r->logprobs, (r->n_logprobs + n) * sizeof *grown);
+    if (!grown)
+        return SK_NOMEM;
+    r->logprobs = grown;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, content)
+    {
+        const cJSON *tok = cJSON_GetObjectItemCaseSensitive(item, "token");
+        const cJSON *val = cJSON_GetObjectItemCaseSensitive(item, "logprob");
+        if (!cJSON_IsString(tok) || !cJSON_IsNumber(val))
+            return fail(errmsg, SK_PROTOCOL,
+                        "reply logprobs entry lacks \"token\" or \"logprob\"");
+        char *t = sk_strdup(tok->valuestring);
+        if (!t)
+            return SK_NOMEM;
+        r->logprobs[r->n_logprobs].token = t;
+        r->logprobs[r->n_logprobs].logprob = val->valuedouble;
+        r->n_logprobs++;
+    }
+    return SK_OK;
+}
+
+/* The error object's message when a 200 body is an error after all (some
+ * proxies do that), else NULL.  Borrowed from the tree. */
+static const char *embedded_error(const cJSON *root)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+    if (cJSON_IsString(e))
+        return e->valuestring;
+    if (cJSON_IsObject(e)) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        return cJSON_IsString(m) ? m->valuestring : "unknown error";
+    }
+    return NULL;
+}
+
+sk_status oai_parse_reply(const char *body, size_t len, model_resp **out,
+                          char **errmsg)
+{
+    *out = NULL;
+    if (errmsg)
+        *errmsg = NULL;
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    if (!root)
+        return fail(errmsg, SK_PROTOCOL, "reply is not valid JSON");
+    sk_status rc = SK_OK;
+    model_resp *r = NULL;
+    if (!cJSON_IsObject(root)) {
+        rc = fail(errmsg, SK_PROTOCOL, "reply is not a JSON object");
+        goto done;
+    }
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+    if (!choices) {
+        const char *e = embedded_error(root);
+        if (e)
+            rc = fail(errmsg, SK_MODEL, "%s", e);
+        else
+            rc = fail(errmsg, SK_PROTOCOL, "reply has no \"choices\"");
+        goto done;
+    }
+    if (!cJSON_IsArray(choices) || cJSON_GetArraySize(choices) == 0) {
+        rc = fail(errmsg, SK_PROTOCOL,
+                  "reply \"choices\" is not a non-empty array");
+        goto done;
+    }
+    const cJSON *choice = cJSON_GetArrayItem(choices, 0);
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(choice, "message");
+    if (!cJSON_IsObject(msg)) {
+        rc = fail(errmsg, SK_PROTOCOL,
+                  "reply choices[0] has no \"message\" object");
+        goto done;
+    }
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    const cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
+    if (!cJSON_IsString(content)) {
+        if (cJSON_IsString(finish) &&
+            strcmp(finish->valuestring, "content_filter") == 0)
+            rc = fail(errmsg, SK_FILTERED,
+                      "the server's content filter withheld the reply");
+        else
+            rc = fail(errmsg, SK_PROTOCOL,
+                      "reply choices[0].message.content is not a string");
+        goto done;
+    }
+    if (!(r = http_resp_new())) {
+        rc = SK_NOMEM;
+        goto done;
+    }
+    if ((rc = set_str(&r->text, content)) != SK_OK)
+        goto done;
+    if (cJSON_IsString(finish) && (rc = set_str(&r->finish_reason, finish)) != SK_OK)
+        goto done;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (cJSON_IsString(model) && (rc = set_str(&r->model, model)) != SK_OK)
+        goto done;
+    if ((rc = read_usage(cJSON_GetObjectItemCaseSensitive(root, "usage"), r,
+                         errmsg)) != SK_OK)
+        goto done;
+    rc = read_logprobs(choice, r, errmsg);
+done:
+    cJSON_Delete(root);
+    if (rc != SK_OK) {
+        resp_free(r);
+        return rc;
+    }
+    *out = r;
+    return SK_OK;
+}
+
+/* The stream's "data: [DONE]" sentinel is not a chunk: the caller
+ * recognises it (it ends the stream) and never passes it here, where it
+ * would be invalid JSON. */
+sk_status oai_apply_chunk(const char *data, size_t len, model_resp *resp,
+                          sk_buf *text, const char **delta, size_t *delta_len,
+                          char **errmsg)
+{
+    *delta = NULL;
+    *delta_len = 0;
+    if (errmsg)
+        *errmsg = NULL;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    if (!root)
+        return fail(errmsg, SK_PROTOCOL, "stream chunk is not valid JSON");
+    sk_status rc = SK_OK;
+    if (!cJSON_IsObject(root)) {
+        rc = fail(errmsg, SK_PROTOCOL, "stream chunk is not a JSON object");
+        goto done;
+    }
+    const char *e = embedded_error(root);
+    if (e) {
+        rc = fail(errmsg, SK_MODEL, "%s", e);
+        goto done;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (cJSON_IsString(model) && !resp->model &&
+        (rc = set_str(&resp->model, model)) != SK_OK)
+        goto done;
+    if ((rc = read_usage(cJSON_GetObjectItemCaseSensitive(root, "usage"), resp,
+                         errmsg)) != SK_OK)
+        goto done;
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+    if (!choices || cJSON_IsNull(choices))
+        goto done; /* e.g. a usage-only chunk from a lenient server */
+    if (!cJSON_IsArray(choices)) {
+        rc = fail(errmsg, SK_PROTOCOL, "stream chunk \"choices\" is not an array");
+        goto done;
+    }
+    const cJSON *choice = cJSON_GetArrayItem(choices, 0);
+    if (!choice)
+        goto done; /* the final usage chunk has "choices": [] */
+    if (!cJSON_IsObject(choice)) {
+        rc = fail(errmsg, SK_PROTOCOL, "stream chunk choice is not an object");
+        goto done;
+    }
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(choice, "delta");
+    if (d && !cJSON_IsNull(d)) {
+        if (!cJSON_IsObject(d)) {
+            rc = fail(errmsg, SK_PROTOCOL, "stream chunk \"delta\" is not an object");
+            goto done;
+        }
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(d, "content");
+        if (cJSON_IsString(c)) {
+            size_t n = strlen(c->valuestring), before = text->len;
+            if (n) {
+                if ((rc = buf_add(text, c->valuestring, n)) != SK_OK) {
+                    if (rc == SK_TOO_LARGE)
+                        fail(errmsg, rc, "streamed reply too large");
+                    goto done;
+                }
+                *delta = text->p + before;
+                *delta_len = n;
+            }
+        } else if (c && !cJSON_IsNull(c)) {
+            rc = fail(errmsg, SK_PROTOCOL,
+                      "stream chunk delta.content is not a string");
+            goto done;
+        }
+    }
+    const cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
+    if (cJSON_IsString(finish) && (rc = set_str(&resp->finish_reason, finish)) != SK_OK)
+        goto done;
+    rc = read_logprobs(choice, resp, errmsg);
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+char *oai_error_message(const char *body, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    if (!root)
+        return NULL;
+    const char *msg = NULL;
+    if (cJSON_IsObject(root)) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "message");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "detail");
+        if (cJSON_IsObject(e)) {
+            const cJSON *em = cJSON_GetObjectItemCaseSensitive(e, "message");
+            if (cJSON_IsString(em))
+                msg = em->valuestring;
+        } else if (cJSON_IsString(e)) {
+            msg = e->valuestring;
+        }
+        if (!msg && cJSON_IsString(m))
+            msg = m->valuestring;
+        if (!msg && cJSON_IsString(d))
+            msg = d->valuestring;
+        if (!msg && cJSON_IsArray(d)) {
+            /* FastAPI validation errors: [{"loc":..., "msg": "..."}] */
+            const cJSON *first = cJSON_GetArrayItem(d, 0);
+            const cJSON *dm = cJSON_GetObjectItemCaseSensitive(first, "msg");
+            if (cJSON_IsString(dm))
+                msg = dm->valuestring;
+        }
+    }
+    char *copy = msg ? sk_strdup(msg) : NULL;
+    cJSON_Delete(root);
+    return copy;
+}
+
+/* ======================================================================
+ * Connector
+ * ====================================================================== */
+
+/* One stream event.  "data: [DONE]" is the end marker; an "error" event
+ * carries an error body.  A chunk with a finish_reason makes the reply
+ * whole (some servers never send [DONE]) but later chunks still count:
+ * the usage chunk comes after it. */
+static sk_status apply_event(const char *event, const char *data, size_t len,
+                             model_resp *resp, sk_buf *text, const char **delta,
+                             size_t *delta_len, int *end, char **errmsg)
+{
+    *delta = NULL;
+    *delta_len = 0;
+    if (errmsg)
+        *errmsg = NULL;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        *end = 1;
+        return SK_OK;
+    }
+    if (strcmp(event, "error") == 0) {
+        if (errmsg)
+            *errmsg = oai_error_message(data, len);
+        return SK_MODEL;
+    }
+    sk_status rc = oai_apply_chunk(data, len, resp, text, delta, delta_len, errmsg);
+    if (rc == SK_OK && resp->finish_reason && !*end)
+        *end = -1;
+    return rc;
+}
+
+/* One per flavor, so that a connector holds its body builder as a plain
+ * function pointer; indexed by oai_flavor. */
+static char *request_json_llamacpp(const model_req *req, const char *model)
+{
+    return request_body(req, model, OAI_LLAMACPP);
+}
+
+static char *request_json_vllm(const model_req *req, const char *model)
+{
+    return request_body(req, model, OAI_VLLM);
+}
+
+#define OAI_PROTO(body)                     \
+    {                                       \
+        .ndjson = 0,                        \
+        .request_json = body,               \
+        .parse_reply = oai_parse_reply,     \
+        .apply_event = apply_event,         \
+        .error_message = oai_error_message, \
+        .retryable = http_retryable_status, \
+    }
+
+static const http_proto oai_protos[] = {
+    [OAI_PLAIN] = OAI_PROTO(oai_request_json),
+    [OAI_LLAMACPP] = OAI_PROTO(request_json_llamacpp),
+    [OAI_VLLM] = OAI_PROTO(request_json_vllm),
+};
+
+static const conn_vt openai_vt = {
+    .name = "openai",
+    .start = http_start,
+    .cancel = http_cancel,
+    .destroy = http_destroy,
+};
+
+/* Frees a header line that may hold the key, wiping it first. */
+static void free_secret(char *s)
+{
+    if (s) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+/* The connector for rest ("MODEL[@URL]") speaking fl's dialect.  Its
+ * spec keeps the flavor so that traces and the kernel's connector cache
+ * tell flavors apart. */
+static sk_connector *open_flavor(const char *rest, oai_flavor fl,
+                                 const char *flavor, sk_err **err)
+{
+    *err = NULL;
+    if (!rest || !*rest || *rest == '@') {
+        *err = err_new(SK_USAGE, "openai model spec needs a model name "
+                                 "(openai:MODEL or openai:MODEL@URL)");
+        return NULL;
+    }
+    const char *at = http_find_base(rest);
+    if (!at && strchr(rest, '@')) {
+        *err = err_new(SK_USAGE, "openai model spec \"%s\": the base URL must "
+                                 "start with http:// or https://", rest);
+        return NULL;
+    }
+    const char *base = at ? at + 1 : getenv("OPENAI_BASE_URL");
+    if (!base || !*base)
+        base = DEFAULT_BASE_URL;
+    size_t base_len = strlen(base);
+    while (base_len && base[base_len - 1] == '/')
+        base_len--;
+    const char *key = getenv("OPENAI_API_KEY");
+    if (key && !*key)
+        key = NULL;
+    char *url = NULL, *auth = NULL;
+    sk_connector *conn = NULL;
+    size_t model_len = at ? (size_t)(at - rest) : strlen(rest);
+    if (!(url = sk_asprintf("%.*s/chat/completions", (int)base_len, base)) ||
+        (key && !(auth = sk_asprintf("Authorization: Bearer %s", key))) ||
+        !(conn = sk_calloc(1, sizeof *conn)) ||
+        !(conn->model = sk_strndup(rest, model_len)))
+        goto nomem;
+    conn->spec = fl == OAI_PLAIN ? sk_asprintf("openai:%s", rest)
+                                 : sk_asprintf("openai+%s:%s", flavor, rest);
+    if (!conn->spec)
+        goto nomem;
+    const char *headers[] = {"Accept: application/json, text/event-stream", auth};
+    conn->self = http_conn_new(&oai_protos[fl], url, conn->model, key, headers,
+                               auth ? 2 : 1);
+    if (!conn->self)
+        goto nomem;
+    conn->endpoint = url;
+    free_secret(auth);
+    conn->vt = &openai_vt;
+    return conn;
+nomem:
+    free(url);
+    free_secret(auth);
+    if (conn) {
+        free(conn->model);
+        free(conn->spec);
+        free(conn);
+    }
+    *err = err_new(SK_NOMEM, "out of memory");
+    return NULL;
+}
+
+static sk_connector *open_plain(sk_kernel *k, const char *kind, const char *rest,
+                                sk_err **err)
+{
+    (void)k;
+    (void)kind;
+    *err = NULL;
+    return open_flavor(rest, OAI_PLAIN, NULL, err);
+}
+
+/* "openai+FLAVOR:...": the server's extras, "llamacpp" (grammar, n_probs)
+ * or "vllm" (guided_json, guided_regex, guided_choice). */
+static sk_connector *open_flavored(sk_kernel *k, const char *kind, const char *rest,
+                                   sk_err **err)
+{
+    (void)k;
+    *err = NULL;
+    const char *flavor = kind + strlen("openai+");
+    int fl = flavor_of(flavor);
+    if (fl < 0 || fl == OAI_PLAIN) {
+        *err = err_new(SK_NOT_FOUND, "unknown server flavor \"%s\" (known: "
+                                     "openai+llamacpp, openai+vllm)", flavor);
+        return NULL;
+    }
+    return open_flavor(rest, (oai_flavor)fl, flavor, err);
+}
+
+const conn_kind conn_kind_openai = {"openai", open_plain};
+const conn_kind conn_kind_openai_flavor = {"openai+", open_flavored};

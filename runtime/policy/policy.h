@@ -1,0 +1,185 @@
+/*
+ * policy.h -- what a function's policy decides, as pure functions: the
+ * policy itself and the uncertainty detectors (policy.c), PII redaction
+ * (redact.c), the shapes an answer must have (shape.c).  Above formats;
+ * the core's stages call it.
+ */
+#ifndef SKEIN_POLICY_H
+#define SKEIN_POLICY_H
+
+#include "formats/formats.h"
+
+/* ---- PII redaction (redact.c) ------------------------------------------
+ * Replaces personal data and secrets with stable placeholders before text
+ * leaves the machine, and puts the originals back into the reply. */
+typedef struct rd_rules rd_rules;
+typedef struct rd_map rd_map;
+
+/* The built-in rules: EMAIL, PHONE, CARD (Luhn-checked), IBAN (mod-97
+ * checked), IP (v4 and v6), SECRET (API keys and tokens). */
+SK_HIDDEN sk_status rd_rules_default(rd_rules **out);
+/* An empty rule set (custom rules only).  NULL on allocation failure. */
+SK_HIDDEN rd_rules *rd_rules_new(void);
+/* Adds a rule; placeholders read "[NAME_n]".  SK_CONFIG with *errmsg on
+ * a bad pattern or name. */
+SK_HIDDEN sk_status rd_rules_add(rd_rules *r, const char *name,
+                                 const char *pattern, char **errmsg);
+SK_HIDDEN void rd_rules_free(rd_rules *r);
+SK_HIDDEN rd_map *rd_map_new(void);
+SK_HIDDEN void rd_map_free(rd_map *m);
+SK_HIDDEN size_t rd_map_count(const rd_map *m);
+/* Redacts text into *out (caller frees); the same value always gets the
+ * same placeholder within one map. */
+SK_HIDDEN sk_status rd_redact(const rd_rules *r, rd_map *m, const char *text,
+                              char **out);
+/* Puts the originals back for every placeholder of m found in text. */
+SK_HIDDEN sk_status rd_restore(const rd_map *m, const char *text, char **out);
+/* 1 when a model spec or URL points at this machine (127.0.0.0/8, ::1,
+ * localhost) or is in-process (scripted:). */
+SK_HIDDEN int rd_is_local(const char *spec);
+
+/* ---- output shapes (runtime/policy/shape.c) ------------------------------------
+ * A function can require the shape of its answer, with skein's "output"
+ * key in config.json:
+ *   "output": {"json_schema": {...}}            a JSON value matching it
+ *   "output": {"choice": ["yes", "no"]}          exactly one of these
+ *   "output": {"regex": "^\\d{4}-\\d{2}-\\d{2}$"} a match for the pattern
+ * with optional "retries" (default 2).  Where the server can constrain
+ * decoding, the connector asks it to; the answer is validated either way,
+ * and a failing answer is retried with the problem fed back. */
+typedef struct sk_shape sk_shape;
+/* Parses the value of "output" (JSON text).  SK_CONFIG with *errmsg
+ * "origin: output.json_schema: ..." (caller frees). */
+SK_HIDDEN sk_status shape_parse(const char *json, size_t len, const char *origin,
+                                sk_shape **out, char **errmsg);
+SK_HIDDEN sk_shape *shape_clone(const sk_shape *s);
+SK_HIDDEN void shape_free(sk_shape *s);
+/* 1 when reply fits.  Otherwise 0 and *problem (caller frees) says what
+ * is wrong, in words fit to send back to the model ("$.age: expected an
+ * integer, got \"ten\"").  -1 on allocation failure.  For JSON schemas the
+ * JSON may be wrapped in a code fence or prose: *clean (caller frees)
+ * gets the bare JSON text (or the trimmed choice) when non-NULL. */
+SK_HIDDEN int shape_check(const sk_shape *s, const char *reply, char **problem,
+                          char **clean);
+SK_HIDDEN int shape_retries(const sk_shape *s);
+/* The model_req fields for this shape: json_schema text (borrowed from
+ * s, or NULL), choices (borrowed), regex (borrowed). */
+SK_HIDDEN void shape_request(const sk_shape *s, const char **json_schema,
+                             char *const **choices, size_t *n_choices,
+                             const char **regex);
+/* A JSON schema validator on its own (type, enum, const, required,
+ * properties, additionalProperties, items, minItems/maxItems,
+ * minLength/maxLength, pattern, minimum/maximum, exclusive forms,
+ * anyOf/oneOf/allOf basics).  Same contract as shape_check. */
+SK_HIDDEN int shape_validate_json(const char *schema_json, const char *json,
+                                  char **problem);
+
+/* ---- policies: uncertainty, cascade, review, filters, redaction --------
+ * A function's policy comes from skein's own keys in its config.json
+ * ("uncertainty", "models", "review", "filters", "redact"), optionally
+ * overlaid per call by a JSON object of the same shape.  policy.c. */
+typedef struct pol_filter {
+    char *name;        /* the rule's name, reported in SK_FILTERED errors */
+    void *re;          /* pcre2_code*: a deterministic rule, or NULL */
+    char *function;    /* a model-based rule: a function (Filter.Content) */
+    char *policy;      /* passed to that function as {{$policy}} */
+} pol_filter;
+
+typedef struct sk_policy {
+    /* uncertainty signals */
+    int protocol;          /* append the UNSURE instruction, detect the
+                              marker line; default 0 */
+    int hedging;           /* match hedging phrases; default 1 */
+    void *hedge_re;        /* pcre2_code*: the phrases as one pattern */
+    int want_logprobs;     /* ask the server for logprobs; default 0 */
+    int check_logprobs;    /* judge logprobs when the reply has them;
+                              default 1 */
+    double min_mean_prob;  /* uncertain below this mean token probability;
+                              default 0.5 */
+    double min_token_prob; /* uncertain if any token is below; default 0
+                              (off) */
+    int samples;           /* self-consistency: answers to sample; 1 off */
+    double min_agreement;  /* share of samples that must agree; 0.5 */
+    char *judge;           /* a function comparing answers, or NULL for
+                              normalised exact match */
+    /* escalation cascade: model specs, cheapest first (n 0: none) */
+    char **models;
+    size_t n_models;
+    /* self-review */
+    char *review;          /* the review function, or NULL */
+    int review_rounds;     /* revisions before raising; default 2 */
+    /* content filters */
+    pol_filter *in_filters;
+    size_t n_in;
+    pol_filter *out_filters;
+    size_t n_out;
+    /* PII redaction: -1 auto (on for non-loopback endpoints), 0, 1 */
+    int redact;
+    struct rd_rules *redact_rules; /* extra rules, or NULL */
+    /* the response cache: -1 auto (deterministic calls: temperature 0),
+     * 0 off, 1 on */
+    int cache;
+    /* the required shape of the answer ("output"), or NULL */
+    struct sk_shape *shape;
+    /* a reply cut by the token limit: 0 raise `truncated` (default), N ask
+     * the model to continue up to N times, -1 accept it ("truncated") */
+    int continuations;
+} sk_policy;
+
+/* Parses the policy keys of a config.json document or a per-call
+ * override object.  base (may be NULL for the defaults) is copied first,
+ * then what json sets replaces it.  Unknown keys are ignored.  Errors are
+ * SK_CONFIG with *errmsg "origin: message" (caller frees). */
+SK_HIDDEN sk_status pol_parse(const char *json, size_t len, const char *origin,
+                              const sk_policy *base, sk_policy **out,
+                              char **errmsg);
+SK_HIDDEN void pol_free(sk_policy *p);
+
+/* A detector's finding. */
+typedef struct unc_verdict {
+    int uncertain;
+    char *reason;      /* e.g. "hedging: \"I'm not sure\"" (caller frees) */
+    char *question;    /* the clarifying question, or NULL */
+    double confidence; /* in [0,1], or -1 when unknown */
+} unc_verdict;
+SK_HIDDEN void unc_verdict_clear(unc_verdict *v);
+
+/* The instruction appended to a prompt when p->protocol is on.  Static. */
+SK_HIDDEN const char *unc_protocol_instruction(void);
+/* The explicit marker and hedging phrases in a reply. */
+SK_HIDDEN sk_status unc_check_text(const sk_policy *p, const char *reply,
+                                   unc_verdict *v);
+/* One token of a reply and its log probability. */
+typedef struct sk_logprob {
+    char *token;
+    double logprob;
+} sk_logprob;
+
+/* Confidence from per-token logprobs: mean and minimum probability. */
+SK_HIDDEN sk_status unc_check_logprobs(const sk_policy *p,
+                                       const sk_logprob *lp, size_t n,
+                                       unc_verdict *v);
+/* Agreement of n answers by normalised exact match (case, whitespace and
+ * trailing punctuation folded): the share of answers equal to the most
+ * common one, whose index goes to *majority. */
+SK_HIDDEN double unc_agreement(char *const *answers, size_t n,
+                               size_t *majority);
+
+/* The detail object of an uncertainty error.  Caller frees. */
+SK_HIDDEN char *unc_detail_json(const char *reason, const char *question,
+                                double confidence, char *const *candidates,
+                                size_t n, const char *output);
+
+/* A review function's reply: 1 for PASS; 0 for FAIL with *critique set
+ * (caller frees); a reply that is neither is a FAIL whose critique says
+ * so. */
+SK_HIDDEN int rev_parse(const char *reply, char **critique);
+/* A model-based filter's reply: 1 for ALLOW; 0 for BLOCK with *reason. */
+SK_HIDDEN int flt_parse(const char *reply, char **reason);
+/* A deterministic filter rule: 1 if it matches text (the match goes to
+ * *matched when non-NULL, caller frees), 0 if not, -1 on a match error
+ * (a runaway pattern), -2 when memory ran out. */
+SK_HIDDEN int pol_filter_match(const pol_filter *f, const char *text,
+                               char **matched);
+
+#endif /* SKEIN_POLICY_H */
