@@ -423,9 +423,11 @@ TEST(test_json_schema)
     if (!k)
         return;
     /* bounded fields: unbounded ones let the model ramble until
-     * max_tokens cuts the JSON off */
+     * max_tokens cuts the JSON off.  The grammar still lets up to 21
+     * whitespace characters sit between tokens, so the cap leaves room
+     * for them: a cut reply is an error (truncated), not an answer. */
     const char *config =
-        "{\"completion\":{\"max_tokens\":64},"
+        "{\"completion\":{\"max_tokens\":256},"
         "\"output\":{\"json_schema\":{\"type\":\"object\",\"properties\":{"
         "\"name\":{\"type\":\"string\",\"maxLength\":12},"
         "\"age\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9}},"
