@@ -641,7 +641,25 @@ static sk_status run_step(agent *a, int step, const char *manual,
 
     char *obs = NULL;
     if (r.answer && *r.answer) {
-        /* done below */
+        /* A step's reply is the agent's protocol, read by the agent, so
+         * Agent.Step turns the asks-back signal off; the final answer is
+         * the user's, and one that asks the user back is uncertainty. */
+        size_t qb, qe;
+        int ask = unc_asks_back(r.answer, a->o->goal, &qb, &qe);
+        if (ask < 0) {
+            reply_free(&r);
+            return kern_fail(k, NULL);
+        }
+        if (ask) {
+            char *q = sk_strndup(r.answer + qb, qe - qb);
+            reply_free(&r);
+            if (!q)
+                return kern_fail(k, NULL);
+            st = sk_raise_uncertain(k, "asks back: the agent's final answer "
+                                    "asks instead of answering", q, -1);
+            free(q);
+            return st;
+        }
     } else if (r.answer) {
         free(r.answer);
         r.answer = NULL;

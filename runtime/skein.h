@@ -298,6 +298,25 @@ SK_API const char *sk_call_result(const sk_call *c);
 SK_API const char *sk_call_errmsg(const sk_call *c);
 /* The error as a JSON object, as sk_error_json.  Caller frees. */
 SK_API sk_status sk_call_error_json(const sk_call *c, char **out);
+/* What the uncertainty checks measured on a finished semantic call, as a
+ * JSON object (borrowed from the call), or NULL (a native function, or a
+ * call that failed before its reply was checked):
+ *   {"model": "...", "answer": "...", "raised": "asks_back" | null,
+ *    "signals": {"asks_back": false, "logprob": 0.93, "agreement": 1, ...}}
+ * Every signal the function's policy enables is scored, whether or not
+ * an earlier one raised: `skein eval` and `skein calibrate` read this. */
+SK_API const char *sk_call_signals(const sk_call *c);
+
+/* Fits the threshold on a signal's scores (in [0,1]; a negative score is
+ * "none") from labelled outcomes, so that, with probability 1 - delta
+ * over the examples, an answer scoring at or above it is wrong with
+ * probability at most alpha (exact binomial tests over a fixed grid of
+ * thresholds, Bonferroni-corrected).  SK_OK with *threshold; SK_DATA
+ * when none can be certified, with *why (static): too few examples (see
+ * *min_n, the least that could work), or too many errors. */
+SK_API sk_status sk_calibrate(const double *score, const int *correct, size_t n,
+                              double alpha, double delta, double *threshold,
+                              size_t *min_n, const char **why);
 SK_API void sk_call_free(sk_call *c);
 
 /* Token usage summed over every model call the kernel has made. */

@@ -48,7 +48,7 @@ end)
 print("result: " .. reply)
 
 print("\n== 3. an escalation cascade: cheap model first, stronger if unsure")
--- Offline, a canned "small" model hedges and a canned "strong" one answers.
+-- Offline, a canned "small" model asks back and a canned "strong" one answers.
 -- With a real model, put your cheap and strong specs here.
 local cascade = offline
   and { "scripted:" .. here .. "clarify-model.json", "scripted:" .. here .. "clarify-strong.json" }

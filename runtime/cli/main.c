@@ -25,26 +25,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "skein.h"
+#include "eval.h"
 
 #define INPUT_CEILING ((size_t)64 << 20) /* ceiling on stdin and template files */
 
-/* Exit codes; `skein --help` documents them. */
-enum {
-    EXIT_OK = 0,
-    EXIT_RUNTIME = 1,
-    EXIT_USAGE = 2,
-    EXIT_TEMPLATE = 3,
-    EXIT_MODEL = 4,
-    EXIT_SCRIPT = 5,
-    EXIT_NOT_FOUND = 6,
-    EXIT_UNCERTAIN = 7,
-    EXIT_REJECTED = 8,
-    EXIT_PLAN = 9,
-    EXIT_LIMIT = 10,
-    EXIT_DATA = 11,
-    EXIT_TRUNCATED = 12
-};
 
 typedef struct cli {
     const char *model;
@@ -81,6 +65,13 @@ typedef struct cli {
     int stream; /* -1: when stdout is a terminal */
     int no_calls;
     int json;
+    const char *data;   /* eval/calibrate --data FILE */
+    const char *check;  /* --check Skill.Fn */
+    const char *plot;   /* eval --plot FILE.svg */
+    const char *signal; /* calibrate --signal NAME */
+    double alpha, delta, test;
+    long seed;
+    int dry_run;
     char **run_args; /* `run`: everything after the script */
     int n_run_args;
     const char *argv0;
@@ -88,7 +79,8 @@ typedef struct cli {
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
-                                       "df", "cache", "help", NULL};
+                                       "df", "cache", "eval", "calibrate", "help",
+                                       NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -104,6 +96,10 @@ static const char USAGE[] =
     "  agent GOAL        a step-by-step agent over the functions\n"
     "  df FILE.csv TEXT  transform a CSV in English (SQL on SQLite)\n"
     "  cache [clear]     show the response cache (where, entries, size), or empty it\n"
+    "  eval Skill.Fn     run a function over labelled examples (--data FILE.jsonl):\n"
+    "                    accuracy, signals, risk and coverage, calls, time\n"
+    "  calibrate Skill.Fn  fit an uncertainty threshold with a stated error rate\n"
+    "                    (--data FILE.jsonl --alpha 0.1) into its config.json\n"
     "  help [COMMAND]    show help for a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -243,6 +239,34 @@ static const char USAGE_DF[] =
     "(\"ai\" allows ai()), and runs within the sql_timeout_ms, sql_max_rows\n"
     "and sql_max_bytes limits (raise them with --option).\n";
 
+static const char USAGE_EVAL[] =
+    "usage: skein eval Skill.Fn --data FILE.jsonl [--check Skill.Fn] [--json]\n"
+    "                  [--plot FILE.svg] [--policy JSON] [--concurrency N]\n"
+    "       skein calibrate Skill.Fn --data FILE.jsonl [--signal NAME]\n"
+    "                  [--alpha 0.1] [--delta 0.1] [--test FRACTION] [--seed N]\n"
+    "                  [--dry-run]\n"
+    "\n"
+    "Each line of the data is a JSON object: its strings are the function's\n"
+    "variables, and \"expected\" the right answer (compared with case,\n"
+    "spacing, quotes and trailing punctuation folded), unless --check names\n"
+    "a function that is given input (the answer), expected and task (the\n"
+    "line) and answers yes or no.\n"
+    "\n"
+    "eval runs the function as configured and prints accuracy, how often each\n"
+    "signal raised, escalations, review flips, calls, tokens, wall time, and\n"
+    "risk (wrong among answered) and coverage (share answered) at each\n"
+    "threshold of every signal that gave scores; --json prints the same as\n"
+    "one object, --plot draws the risk-coverage curves as SVG.\n"
+    "\n"
+    "calibrate scores every example on one signal (logprob, agreement,\n"
+    "entropy, self_check, verbalized) with raising off, and fits the lowest\n"
+    "threshold for which, with probability 1 - delta, an answer at or above\n"
+    "it is wrong with probability at most alpha.  It writes the result into\n"
+    "the skill's config.json as uncertainty.calibrated (signal, threshold,\n"
+    "alpha, delta, n, date); --dry-run only prints it.  --test holds out a\n"
+    "seeded share of the examples and reports whether the bound held on\n"
+    "them.  Too few examples for the alpha asked is exit code 11.\n";
+
 static const char *command_usage(const char *cmd)
 {
     if (strcmp(cmd, "df") == 0)
@@ -269,6 +293,8 @@ static const char *command_usage(const char *cmd)
         return USAGE_HELP;
     if (strcmp(cmd, "cache") == 0)
         return USAGE_CACHE;
+    if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
+        return USAGE_EVAL;
     return NULL;
 }
 
@@ -473,7 +499,8 @@ static const char *const OPTIONS[] = {
     "--json", "--policy", "--task", "--reviewer", "--save", "--run", "--dot",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
-    "--option", "--no-cache", NULL};
+    "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
+    "--delta", "--test", "--seed", "--dry-run", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -545,6 +572,34 @@ static int parse(cli *o, int argc, char **argv)
             o->concurrency = strtol(v, &end, 10);
             if (*end || o->concurrency < 1 || o->concurrency > 10000)
                 return usage_error("--concurrency expects a number from 1 to %s", "10000", NULL);
+        } else if ((v = opt_value(a, "--data", argc, argv, &i, &missing))) {
+            o->data = v;
+        } else if ((v = opt_value(a, "--check", argc, argv, &i, &missing))) {
+            o->check = v;
+        } else if ((v = opt_value(a, "--plot", argc, argv, &i, &missing))) {
+            o->plot = v;
+        } else if ((v = opt_value(a, "--signal", argc, argv, &i, &missing))) {
+            o->signal = v;
+        } else if ((v = opt_value(a, "--alpha", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "--delta", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "--test", argc, argv, &i, &missing))) {
+            char *end;
+            double d = strtod(v, &end);
+            if (*end || !(d > 0 && d < 1))
+                return usage_error("%s expects a number between 0 and 1", a, NULL);
+            if (strncmp(a, "--alpha", 7) == 0)
+                o->alpha = d;
+            else if (strncmp(a, "--delta", 7) == 0)
+                o->delta = d;
+            else
+                o->test = d;
+        } else if ((v = opt_value(a, "--seed", argc, argv, &i, &missing))) {
+            char *end;
+            o->seed = strtol(v, &end, 10);
+            if (*end)
+                return usage_error("--seed expects a whole number, got '%s'", v, NULL);
+        } else if (strcmp(a, "--dry-run") == 0) {
+            o->dry_run = 1;
         } else if ((v = opt_value(a, "--functions", argc, argv, &i, &missing))) {
             o->functions = v;
         } else if ((v = opt_value(a, "--max-steps", argc, argv, &i, &missing)) ||
@@ -1322,6 +1377,26 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }
 
+/* ---- eval and calibrate ---------------------------------------------------- */
+
+static int cmd_eval(const cli *o, sk_kernel *k, int calibrate)
+{
+    const char *cmd = calibrate ? "calibrate" : "eval";
+    if (o->n_pos < 1)
+        return usage_error("%s: missing the function name (Skill.Fn)", cmd, NULL);
+    if (o->n_pos > 1)
+        return usage_error("unexpected argument '%s'", o->pos[1], NULL);
+    if (!o->data)
+        return usage_error("%s: missing --data FILE.jsonl (labelled examples)", cmd, NULL);
+    eval_opts e = {
+        .function = o->pos[0], .data = o->data, .check = o->check, .policy = o->policy,
+        .plot = o->plot, .signal = o->signal, .alpha = o->alpha, .delta = o->delta,
+        .test = o->test, .seed = o->seed, .concurrency = o->concurrency, .json = o->json,
+        .quiet = o->quiet, .dry_run = o->dry_run,
+    };
+    return calibrate ? cli_calibrate(k, &e) : cli_eval(k, &e);
+}
+
 /* ---- render -------------------------------------------------------------- */
 
 static int cmd_render(const cli *o, sk_kernel *k)
@@ -1774,6 +1849,8 @@ static int run_command(cli *o)
             rc = cmd_agent(o, k);
         else if (strcmp(cmd, "cache") == 0)
             rc = cmd_cache(o, k);
+        else if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
+            rc = cmd_eval(o, k, strcmp(cmd, "calibrate") == 0);
         else
             rc = cmd_skills(o, k);
     }

@@ -255,6 +255,17 @@ SK_HIDDEN int kern_quiet(const sk_kernel *k);
  * otherwise err (callee takes it). */
 typedef void (*inv_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
 
+/* What an invoke reports besides its text: the uncertainty stage's record
+ * of the final attempt (JSON: model, each signal's score, what raised,
+ * the answer it judged) and the accepted reply's logprobs.  Owned by
+ * whoever asked for it; inv_out_clear frees the contents. */
+typedef struct inv_out {
+    char *signals;
+    sk_logprob *lp;
+    size_t n_lp;
+} inv_out;
+SK_HIDDEN void inv_out_clear(inv_out *o);
+
 typedef struct inv_opts {
     const char *model;       /* borrowed; copied by inv_start */
     sk_stream_fn stream;
@@ -270,6 +281,7 @@ typedef struct inv_opts {
                                 model's output under this grant (checked
                                 by inv_lookup); implies untrusted.  NULL:
                                 the user (or the user's code) named it */
+    inv_out *out;            /* filled before done is called, or NULL */
 } inv_opts;
 
 /* The one function lookup every call goes through: name ("Skill.Fn", or

@@ -331,6 +331,7 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
         v->stream_ud = opts->stream_ud;
         v->no_cache = opts->no_cache;
         v->untrusted = opts->untrusted || opts->grant;
+        v->out = opts->out;
         if (opts->model && !(v->model_override = sk_strdup(opts->model))) {
             inv_free(v);
             return NULL;
@@ -450,7 +451,8 @@ void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
         return;
     }
     v->sub_next = next;
-    inv_opts so = {.untrusted = v->untrusted};
+    inv_out_clear(&v->sub_out);
+    inv_opts so = {.untrusted = v->untrusted, .out = &v->sub_out};
     sk_status st = inv_start(v->k, f, vars, v->depth + 1, &so, sub_done, v, &err);
     sk_vars_free(vars);
     if (st != SK_OK) {
@@ -468,7 +470,26 @@ struct sk_call {
     sk_status st;
     char *text;
     sk_err *err;
+    inv_out out;
 };
+
+void inv_out_clear(inv_out *o)
+{
+    if (!o)
+        return;
+    free(o->signals);
+    for (size_t i = 0; i < o->n_lp; i++)
+        free(o->lp[i].token);
+    free(o->lp);
+    o->signals = NULL;
+    o->lp = NULL;
+    o->n_lp = 0;
+}
+
+const char *sk_call_signals(const sk_call *c)
+{
+    return c && c->done ? c->out.signals : NULL;
+}
 
 static void call_done(void *ud, sk_status st, char *text, sk_err *err)
 {
@@ -477,6 +498,7 @@ static void call_done(void *ud, sk_status st, char *text, sk_err *err)
     if (c->orphan) {
         free(text);
         err_free(err);
+        inv_out_clear(&c->out);
         free(c);
         return;
     }
@@ -554,7 +576,9 @@ static sk_status call_start(sk_kernel *k, const char *name, const sk_vars *vars,
         return kern_fail(k, NULL);
     c->k = k;
     sk_err *err = NULL;
-    sk_status st = inv_start_name(k, name, NULL, vars, k->native_depth, io,
+    inv_opts with = *io;
+    with.out = &c->out;
+    sk_status st = inv_start_name(k, name, NULL, vars, k->native_depth, &with,
                                   call_done, c, &err);
     if (st != SK_OK) {
         free(c);
@@ -655,6 +679,7 @@ void sk_call_free(sk_call *c)
     }
     free(c->text);
     err_free(c->err);
+    inv_out_clear(&c->out);
     free(c);
 }
 

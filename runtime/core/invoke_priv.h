@@ -35,6 +35,7 @@ struct inv {
     void *stream_ud;
     int no_cache;              /* the caller caches: skip the response cache */
     int untrusted;             /* a model chose this call (inherited) */
+    inv_out *out;              /* the caller's, or NULL */
     inv_done_fn done;
     void *ud;
 
@@ -80,6 +81,12 @@ struct inv {
     char *shape_feedback;      /* appended to the prompt when asking again */
     char **critiques;
     size_t n_critiques;
+
+    /* the uncertainty stage (9) of this attempt */
+    double sc[SIG_COUNT];      /* each signal's score, -1 not computed */
+    int asked;                 /* the text checks found an ask */
+    unc_verdict tv;            /* what the text checks found */
+    inv_out sub_out;           /* the self-check judge's report */
 };
 
 /* Ends the invoke: hands text or err to its caller and frees v. */

@@ -128,6 +128,9 @@ static void attempt_free(inv *v)
     buf_free(&v->held);
     buf_free(&v->partial);
     v->continued = 0;
+    unc_verdict_clear(&v->tv);
+    inv_out_clear(&v->sub_out);
+    v->asked = 0;
     free(v->spec);
     v->spec = NULL;
 }
@@ -430,6 +433,10 @@ static void on_delta(void *ud, const char *text, size_t len)
 static void start_request(mreq *q);
 static void after_samples(inv *v);
 static void judged(inv *v, sk_status st, char *text, sk_err *err);
+static int answer_is_label(const inv *v);
+static void self_check(inv *v);
+static void self_checked(inv *v, sk_status st, char *text, sk_err *err);
+static void decide(inv *v);
 
 /* ---- the response cache, limits and recording --------------------------- */
 
@@ -785,13 +792,15 @@ static void start_request(mreq *q)
         .n_msgs = v->n_send,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
         .max_tokens = s ? s->max_tokens : -1,
-        .temperature = s ? s->temperature : NAN,
+        /* samples want variety: a temperature of their own */
+        .temperature = v->n_samples > 1 ? v->pol->sample_temperature
+                       : s ? s->temperature : NAN,
         .top_p = s ? s->top_p : NAN,
         .presence_penalty = s ? s->presence_penalty : NAN,
         .frequency_penalty = s ? s->frequency_penalty : NAN,
         .stop = s ? s->stop : NULL,
         .n_stop = s ? s->n_stop : 0,
-        .logprobs = v->pol->want_logprobs,
+        .logprobs = v->pol->want_logprobs || v->pol->cal_signal == SIG_LOGPROB,
         .stream = v->streaming && q->i == 0,
     };
     if (v->pol->shape)
@@ -890,8 +899,11 @@ static sk_status build_send(inv *v)
             return SK_NOMEM;
         const char *content = v->msgs[i].content;
         char *with = NULL;
-        if (v->pol->protocol && i == v->n_msgs - 1) {
-            if (!(with = sk_asprintf("%s%s", content, unc_protocol_instruction())))
+        if ((v->pol->protocol || v->pol->verbalized) && i == v->n_msgs - 1) {
+            if (!(with = sk_asprintf("%s%s%s", content,
+                                     v->pol->protocol ? unc_protocol_instruction() : "",
+                                     v->pol->verbalized ? unc_verbal_instruction()
+                                                        : "")))
                 return SK_NOMEM;
             content = with;
         }
@@ -932,6 +944,7 @@ static int later_stages_may_change(const inv *v, size_t n)
 {
     const sk_policy *p = v->pol;
     return n > 1 || cascade_len(v) > 1 || p->protocol || p->hedging ||
+           p->asks_back || p->verbalized || p->self_check || p->cal_signal ||
            p->check_logprobs || p->shape || p->n_out || p->review;
 }
 
@@ -978,6 +991,8 @@ static void start_attempt(inv *v)
         return;
     }
     v->n_samples = n;
+    for (int i = 0; i < SIG_COUNT; i++)
+        v->sc[i] = -1;
     for (size_t i = 0; i < n; i++) {
         v->reqs[i].v = v;
         v->reqs[i].i = i;
@@ -1131,6 +1146,15 @@ static void accept_reply(inv *v)
     free(v->reply);
     v->reply = v->texts[v->pick];
     v->texts[v->pick] = NULL;
+    const model_resp *r = v->reqs[v->pick].resp;
+    if (v->out && r->n_logprobs && !v->out->lp &&
+        (v->out->lp = sk_calloc(r->n_logprobs, sizeof *v->out->lp))) {
+        for (size_t i = 0; i < r->n_logprobs; i++) {
+            v->out->lp[i].logprob = r->logprobs[i].logprob;
+            v->out->lp[i].token = sk_strdup(r->logprobs[i].token ? r->logprobs[i].token : "");
+        }
+        v->out->n_lp = r->n_logprobs;
+    }
     if (v->pol->shape) {
         char *problem = NULL, *clean = NULL;
         int fit = shape_check(v->pol->shape, v->reply, &problem, &clean);
@@ -1220,57 +1244,67 @@ static void after_samples(inv *v)
             return;
         }
     }
-    unc_verdict vd = {0, NULL, NULL, -1};
-    v->pick = 0;
-    if (n > 1) {
-        double agree = unc_agreement(v->texts, n, &v->pick);
-        if (v->pol->judge) {
-            /* a judge decides whether the samples agree in substance */
-            sk_buf b;
-            buf_init(&b, 0);
-            sk_status rc = SK_OK;
-            for (size_t i = 0; rc == SK_OK && i < n; i++)
-                rc = buf_printf(&b, "Answer %zu:\n%s\n\n", i + 1, v->texts[i]);
-            sk_vars *jv = NULL;
-            if (rc != SK_OK || sk_vars_new(&jv) != SK_OK ||
-                sk_vars_set(jv, "input", b.p ? b.p : "") != SK_OK ||
-                sk_vars_set(jv, "task", v->plain) != SK_OK) {
-                buf_free(&b);
-                sk_vars_free(jv);
+    /* a stated confidence is read and taken off every sample */
+    double *said = NULL;
+    if (v->pol->verbalized || v->pol->cal_signal == SIG_VERBAL) {
+        if (!(said = sk_calloc(n, sizeof *said))) {
+            fail(v, NULL);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            char *rest = NULL;
+            said[i] = 0; /* asked to say, and did not: no confidence */
+            int found = unc_verbal_parse(v->texts[i], &said[i], &rest);
+            if (found < 0) {
+                free(said);
                 fail(v, NULL);
                 return;
             }
-            buf_free(&b);
-            inv_sub(v, v->pol->judge, jv, judged);
-            return;
-        }
-        if (agree < v->pol->min_agreement) {
-            vd.uncertain = 1;
-            vd.confidence = agree;
-            vd.reason = sk_asprintf("self-consistency: %.0f%% of %zu samples agree "
-                                    "(below %.0f%%)",
-                                    agree * 100, n, v->pol->min_agreement * 100);
-            uncertain(v, &vd);
-            return;
+            if (found) {
+                free(v->texts[i]);
+                v->texts[i] = rest;
+            }
         }
     }
-    sk_status rc = unc_check_text(v->pol, v->texts[v->pick], &vd);
-    if (rc == SK_OK && !vd.uncertain) {
-        const model_resp *r = v->reqs[v->pick].resp;
-        unc_verdict_clear(&vd);
-        rc = unc_check_logprobs(v->pol, r->logprobs, r->n_logprobs, &vd);
+    v->pick = 0;
+    if (n > 1) {
+        double ent = 1;
+        v->sc[SIG_AGREEMENT] = unc_clusters(v->texts, n, &v->pick, &ent);
+        v->sc[SIG_ENTROPY] = ent;
     }
+    if (said)
+        v->sc[SIG_VERBAL] = said[v->pick];
+    free(said);
+    sk_status rc = unc_check_text(v->pol, v->texts[v->pick], v->plain, &v->tv);
     if (rc != SK_OK) {
-        unc_verdict_clear(&vd);
         fail(v, NULL);
         return;
     }
-    if (vd.uncertain) {
-        uncertain(v, &vd);
+    v->asked = v->tv.uncertain;
+    const model_resp *r = v->reqs[v->pick].resp;
+    v->sc[SIG_LOGPROB] = unc_logprob_score(r->logprobs, r->n_logprobs,
+                                           answer_is_label(v));
+    if (n > 1 && v->pol->judge) {
+        /* a judge decides whether the samples agree in substance */
+        sk_buf b;
+        buf_init(&b, 0);
+        rc = SK_OK;
+        for (size_t i = 0; rc == SK_OK && i < n; i++)
+            rc = buf_printf(&b, "Answer %zu:\n%s\n\n", i + 1, v->texts[i]);
+        sk_vars *jv = NULL;
+        if (rc != SK_OK || sk_vars_new(&jv) != SK_OK ||
+            sk_vars_set(jv, "input", b.p ? b.p : "") != SK_OK ||
+            sk_vars_set(jv, "task", v->plain) != SK_OK) {
+            buf_free(&b);
+            sk_vars_free(jv);
+            fail(v, NULL);
+            return;
+        }
+        buf_free(&b);
+        inv_sub(v, v->pol->judge, jv, judged);
         return;
     }
-    unc_verdict_clear(&vd);
-    accept_reply(v);
+    self_check(v);
 }
 
 static void judged(inv *v, sk_status st, char *text, sk_err *err)
@@ -1283,17 +1317,196 @@ static void judged(inv *v, sk_status st, char *text, sk_err *err)
     char *why = NULL;
     int agree = rev_parse(text, &why);
     free(text);
-    if (!agree) {
-        unc_verdict vd = {1, NULL, NULL, -1};
-        vd.reason = sk_asprintf("self-consistency: the judge %s found the %zu "
-                                "samples disagree%s%s",
-                                v->pol->judge, v->n_samples, why ? ": " : "",
-                                why ? why : "");
-        free(why);
+    free(why);
+    /* the judge's verdict is the agreement: all or none */
+    v->sc[SIG_AGREEMENT] = agree ? 1 : 0;
+    v->sc[SIG_ENTROPY] = agree ? 1 : 0;
+    self_check(v);
+}
+
+/* Whether the answer is a label: the function's shape is a choice. */
+static int answer_is_label(const inv *v)
+{
+    char *const *choices = NULL;
+    size_t n = 0;
+    const char *schema = NULL, *regex = NULL;
+    if (!v->pol->shape)
+        return 0;
+    shape_request(v->pol->shape, &schema, &choices, &n, &regex);
+    return n > 0;
+}
+
+/* The P(True) self-check: a fresh-context judge reads the request and the
+ * answer, and its verdict token's probability is the score. */
+static void self_check(inv *v)
+{
+    const char *fn = v->pol->self_check;
+    if (!fn && v->pol->cal_signal == SIG_SELF_CHECK)
+        fn = UNC_SELF_CHECK_FN;
+    if (!fn) {
+        decide(v);
+        return;
+    }
+    sk_vars *jv = NULL;
+    if (sk_vars_new(&jv) != SK_OK || sk_vars_set(jv, "input", v->texts[v->pick]) != SK_OK ||
+        sk_vars_set(jv, "task", v->plain) != SK_OK) {
+        sk_vars_free(jv);
+        fail(v, NULL);
+        return;
+    }
+    inv_sub(v, fn, jv, self_checked);
+}
+
+static void self_checked(inv *v, sk_status st, char *text, sk_err *err)
+{
+    if (st != SK_OK) {
+        free(text);
+        fail(v, err);
+        return;
+    }
+    double p = unc_self_check_score(text, v->sub_out.lp, v->sub_out.n_lp);
+    /* a judge that gives no verdict has not vouched for the answer */
+    v->sc[SIG_SELF_CHECK] = p < 0 ? 0 : p;
+    free(text);
+    decide(v);
+}
+
+/* The record of this attempt's checks, for sk_call_signals. */
+static void write_signals(inv *v, const char *raised)
+{
+    if (!v->out)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return;
+    cJSON_AddStringToObject(o, "model", v->spec ? v->spec : "");
+    cJSON_AddStringToObject(o, "answer", v->texts[v->pick] ? v->texts[v->pick] : "");
+    if (raised)
+        cJSON_AddStringToObject(o, "raised", raised);
+    else
+        cJSON_AddNullToObject(o, "raised");
+    cJSON *sg = cJSON_AddObjectToObject(o, "signals");
+    if (sg) {
+        const sk_policy *p = v->pol;
+        if (p->asks_back || p->protocol || p->hedging)
+            cJSON_AddBoolToObject(sg, "asks_back", v->asked);
+        for (int i = 1; i < SIG_COUNT; i++)
+            if (v->sc[i] >= 0)
+                cJSON_AddNumberToObject(sg, unc_signal_name((unc_signal)i),
+                                        round(v->sc[i] * 1e6) / 1e6);
+    }
+    if (v->n_samples > 1) {
+        cJSON *c = cJSON_AddArrayToObject(o, "samples");
+        for (size_t i = 0; c && i < v->n_samples; i++)
+            cJSON_AddItemToArray(c, cJSON_CreateString(v->texts[i] ? v->texts[i] : ""));
+    }
+    char *js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(v->out->signals);
+    v->out->signals = js ? sk_strdup(js) : NULL;
+    cJSON_free(js);
+}
+
+/* Which signal raises, in a fixed order: the text checks, agreement,
+ * logprobs, the stated confidence, the self-check, and a calibrated
+ * threshold (which replaces its signal's default one).  The verdict goes
+ * to *vd; 0 when none raises. */
+static sk_status first_raise(inv *v, unc_verdict *vd, const char **which)
+{
+    const sk_policy *p = v->pol;
+    unc_signal cal = p->cal_signal;
+    *which = NULL;
+    if (v->tv.uncertain) {
+        *vd = v->tv;
+        memset(&v->tv, 0, sizeof v->tv);
+        *which = strncmp(vd->reason ? vd->reason : "", "protocol", 8) == 0 ? "protocol"
+                 : strncmp(vd->reason ? vd->reason : "", "hedging", 7) == 0 ? "hedging"
+                                                                            : "asks_back";
+        return SK_OK;
+    }
+    double a = v->sc[SIG_AGREEMENT], en = v->sc[SIG_ENTROPY];
+    if (a >= 0 && cal != SIG_AGREEMENT && a < p->min_agreement) {
+        vd->confidence = a;
+        vd->reason = p->judge
+                         ? sk_asprintf("self-consistency: the judge %s found the %zu "
+                                       "samples disagree",
+                                       p->judge, v->n_samples)
+                         : sk_asprintf("self-consistency: %.0f%% of %zu samples agree "
+                                       "(below %.0f%%)",
+                                       a * 100, v->n_samples, p->min_agreement * 100);
+        *which = "agreement";
+    } else if (en >= 0 && cal != SIG_ENTROPY && p->min_entropy_score > 0 &&
+               en < p->min_entropy_score) {
+        vd->confidence = en;
+        vd->reason = sk_asprintf("semantic entropy: score %.2f over %zu samples "
+                                 "(below %.2f)",
+                                 en, v->n_samples, p->min_entropy_score);
+        *which = "entropy";
+    } else if (cal != SIG_LOGPROB) {
+        const model_resp *r = v->reqs[v->pick].resp;
+        sk_status rc = unc_check_logprobs(p, r->logprobs, r->n_logprobs,
+                                          answer_is_label(v), vd);
+        if (rc != SK_OK)
+            return rc;
+        if (vd->uncertain)
+            *which = "logprob";
+        else
+            unc_verdict_clear(vd);
+    }
+    if (!*which && v->sc[SIG_VERBAL] >= 0 && cal != SIG_VERBAL &&
+        v->sc[SIG_VERBAL] < p->min_verbal) {
+        vd->confidence = v->sc[SIG_VERBAL];
+        vd->reason = sk_asprintf("verbalized: the model states %.0f%% confidence "
+                                 "(below %.0f%%)",
+                                 v->sc[SIG_VERBAL] * 100, p->min_verbal * 100);
+        *which = "verbalized";
+    }
+    if (!*which && v->sc[SIG_SELF_CHECK] >= 0 && cal != SIG_SELF_CHECK &&
+        v->sc[SIG_SELF_CHECK] < p->min_self_check) {
+        vd->confidence = v->sc[SIG_SELF_CHECK];
+        vd->reason = sk_asprintf("self-check: P(True) %.2f (below %.2f)",
+                                 v->sc[SIG_SELF_CHECK], p->min_self_check);
+        *which = "self_check";
+    }
+    if (!*which && cal) {
+        double sc = v->sc[cal];
+        if (sc < p->cal_threshold) {
+            vd->confidence = sc;
+            if (sc < 0)
+                vd->reason = sk_asprintf("calibrated: no %s score to judge (the "
+                                         "server gave none)",
+                                         unc_signal_name(cal));
+            else
+                vd->reason = sk_asprintf("calibrated: %s %.3f < %.3f (alpha %.2f)",
+                                         unc_signal_name(cal), sc, p->cal_threshold,
+                                         p->cal_alpha);
+            *which = unc_signal_name(cal);
+        }
+    }
+    if (*which) {
+        vd->uncertain = 1;
+        if (!vd->reason)
+            return SK_NOMEM;
+    }
+    return SK_OK;
+}
+
+/* Stage 9's decision, once every enabled signal has a score. */
+static void decide(inv *v)
+{
+    unc_verdict vd = {0, NULL, NULL, -1};
+    const char *which = NULL;
+    if (first_raise(v, &vd, &which) != SK_OK) {
+        unc_verdict_clear(&vd);
+        fail(v, NULL);
+        return;
+    }
+    write_signals(v, which);
+    if (vd.uncertain && v->pol->raise) {
         uncertain(v, &vd);
         return;
     }
-    free(why);
+    unc_verdict_clear(&vd);
     accept_reply(v);
 }
 

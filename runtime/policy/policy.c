@@ -232,6 +232,7 @@ void pol_free(sk_policy *p)
     pol_priv *pp = (pol_priv *)p;
     pcre2_code_free(p->hedge_re);
     free(p->judge);
+    free(p->self_check);
     strv_free(p->models, p->n_models);
     free(p->review);
     filters_free(p->in_filters, p->n_in);
@@ -244,16 +245,29 @@ void pol_free(sk_policy *p)
 
 static void uncertainty_defaults(sk_policy *p)
 {
+    p->raise = 1;
     p->protocol = 0;
-    p->hedging = 1;
+    p->asks_back = 1;
+    p->hedging = 0;
+    pcre2_code_free(p->hedge_re);
+    p->hedge_re = NULL;
     p->want_logprobs = 0;
     p->check_logprobs = 1;
     p->min_mean_prob = 0.5;
     p->min_token_prob = 0.0;
     p->samples = 1;
+    p->sample_temperature = 0.7;
     p->min_agreement = 0.5;
+    p->min_entropy_score = 0;
     free(p->judge);
     p->judge = NULL;
+    free(p->self_check);
+    p->self_check = NULL;
+    p->min_self_check = 0.5;
+    p->verbalized = 0;
+    p->min_verbal = 0.5;
+    p->cal_signal = SIG_NONE;
+    p->cal_threshold = p->cal_alpha = 0;
 }
 
 /* A new policy holding the defaults.  Caller frees with pol_free. */
@@ -267,10 +281,6 @@ static pol_priv *policy_defaults(void)
     p->review_rounds = 2;
     p->redact = -1;
     p->cache = -1;
-    if (default_hedge_re((pcre2_code **)&p->hedge_re) != SK_OK) {
-        pol_free(p);
-        return NULL;
-    }
     return pp;
 }
 
@@ -336,7 +346,7 @@ static pol_priv *policy_copy(const pol_priv *base, char **errmsg)
     /* Drop every borrowed pointer before anything can fail, so pol_free
      * on a half-built copy frees only what the copy owns. */
     p->hedge_re = NULL;
-    p->judge = p->review = NULL;
+    p->judge = p->review = p->self_check = NULL;
     p->models = NULL;
     p->n_models = 0;
     p->in_filters = p->out_filters = NULL;
@@ -349,6 +359,8 @@ static pol_priv *policy_copy(const pol_priv *base, char **errmsg)
     if (b->shape && !(p->shape = shape_clone(b->shape)))
         goto fail;
     if (b->judge && !(p->judge = sk_strdup(b->judge)))
+        goto fail;
+    if (b->self_check && !(p->self_check = sk_strdup(b->self_check)))
         goto fail;
     if (b->review && !(p->review = sk_strdup(b->review)))
         goto fail;
@@ -581,6 +593,8 @@ static sk_status parse_logprobs(px *x, sk_policy *p, const cJSON *v)
     if (!cJSON_IsObject(v))
         return fail(x, "uncertainty.logprobs must be true, false or an "
                        "object");
+    /* a threshold needs them: ask unless told not to */
+    p->want_logprobs = p->check_logprobs = 1;
     sk_status rc;
     if ((rc = get_bool(x, v, "request", "uncertainty.logprobs.request",
                        &p->want_logprobs)) != SK_OK ||
@@ -594,6 +608,70 @@ static sk_status parse_logprobs(px *x, sk_policy *p, const cJSON *v)
     return SK_OK;
 }
 
+static sk_status parse_sample_temperature(px *x, sk_policy *p, const cJSON *obj)
+{
+    const cJSON *v = cJSON_GetObjectItem(obj, "sample_temperature");
+    double d;
+    if (is_unset(v))
+        return SK_OK;
+    if (!cfg_number(v, &d) || d < 0.0 || d > 2.0)
+        return fail(x, "uncertainty.sample_temperature must be a number "
+                       "from 0 to 2");
+    p->sample_temperature = d;
+    return SK_OK;
+}
+
+/* true: the built-in judge; a name: that function; false: off. */
+static sk_status parse_self_check(px *x, sk_policy *p, const cJSON *v)
+{
+    if (cJSON_IsTrue(v))
+        return set_str(&p->self_check, UNC_SELF_CHECK_FN);
+    return get_function(x, v, "uncertainty.self_check", &p->self_check);
+}
+
+/* What `skein calibrate` writes: {"signal", "threshold", "alpha", "n",
+ * "date"}; false drops it.  The signal it names is turned on. */
+static sk_status parse_calibrated(px *x, sk_policy *p, const cJSON *v)
+{
+    if (is_unset(v))
+        return SK_OK;
+    if (cJSON_IsFalse(v)) {
+        p->cal_signal = SIG_NONE;
+        return SK_OK;
+    }
+    if (!cJSON_IsObject(v))
+        return fail(x, "uncertainty.calibrated must be an object or false");
+    const cJSON *sig = cJSON_GetObjectItem(v, "signal");
+    unc_signal s = cJSON_IsString(sig) ? unc_signal_from_name(sig->valuestring)
+                                       : SIG_NONE;
+    if (s == SIG_NONE)
+        return fail(x, "uncertainty.calibrated.signal must be one of "
+                       "logprob, agreement, entropy, self_check, verbalized");
+    double t = -1, a = -1;
+    sk_status rc;
+    if ((rc = get_prob(x, v, "threshold", "uncertainty.calibrated.threshold",
+                       &t)) != SK_OK ||
+        (rc = get_prob(x, v, "alpha", "uncertainty.calibrated.alpha", &a)) !=
+            SK_OK)
+        return rc;
+    if (t < 0)
+        return fail(x, "uncertainty.calibrated.threshold is missing");
+    p->cal_signal = s;
+    p->cal_threshold = t;
+    p->cal_alpha = a < 0 ? 0 : a;
+    if (s == SIG_LOGPROB)
+        p->want_logprobs = p->check_logprobs = 1;
+    else if (s == SIG_VERBAL)
+        p->verbalized = 1;
+    else if (s == SIG_SELF_CHECK && !p->self_check)
+        return set_str(&p->self_check, UNC_SELF_CHECK_FN);
+    else if ((s == SIG_AGREEMENT || s == SIG_ENTROPY) && p->samples < 2)
+        return fail(x, "uncertainty.calibrated.signal %s needs "
+                       "uncertainty.samples of 2 or more",
+                    unc_signal_name(s));
+    return SK_OK;
+}
+
 /* false turns every signal off; true restores the defaults of this
  * section; an object sets what it names. */
 static sk_status parse_uncertainty(px *x, sk_policy *p, const cJSON *v)
@@ -601,16 +679,17 @@ static sk_status parse_uncertainty(px *x, sk_policy *p, const cJSON *v)
     if (is_unset(v))
         return SK_OK;
     if (cJSON_IsFalse(v)) {
-        p->protocol = p->hedging = 0;
+        p->protocol = p->hedging = p->asks_back = p->verbalized = 0;
         p->want_logprobs = p->check_logprobs = 0;
         p->samples = 1;
+        p->cal_signal = SIG_NONE;
+        if (set_str(&p->self_check, NULL) != SK_OK)
+            return SK_NOMEM;
         return set_str(&p->judge, NULL);
     }
     if (cJSON_IsTrue(v)) {
         uncertainty_defaults(p);
-        pcre2_code_free(p->hedge_re);
-        p->hedge_re = NULL;
-        return default_hedge_re((pcre2_code **)&p->hedge_re);
+        return SK_OK;
     }
     if (!cJSON_IsObject(v))
         return fail(x, "uncertainty must be true, false or an object");
@@ -626,7 +705,24 @@ static sk_status parse_uncertainty(px *x, sk_policy *p, const cJSON *v)
         (rc = get_prob(x, v, "agreement", "uncertainty.agreement",
                        &p->min_agreement)) != SK_OK ||
         (rc = get_function(x, cJSON_GetObjectItem(v, "judge"),
-                           "uncertainty.judge", &p->judge)) != SK_OK)
+                           "uncertainty.judge", &p->judge)) != SK_OK ||
+        (rc = get_bool(x, v, "raise", "uncertainty.raise", &p->raise)) !=
+            SK_OK ||
+        (rc = get_bool(x, v, "asks_back", "uncertainty.asks_back",
+                       &p->asks_back)) != SK_OK ||
+        (rc = get_prob(x, v, "entropy", "uncertainty.entropy",
+                       &p->min_entropy_score)) != SK_OK ||
+        (rc = get_bool(x, v, "verbalized", "uncertainty.verbalized",
+                       &p->verbalized)) != SK_OK ||
+        (rc = get_prob(x, v, "min_verbalized", "uncertainty.min_verbalized",
+                       &p->min_verbal)) != SK_OK ||
+        (rc = get_prob(x, v, "min_self_check", "uncertainty.min_self_check",
+                       &p->min_self_check)) != SK_OK ||
+        (rc = parse_sample_temperature(x, p, v)) != SK_OK ||
+        (rc = parse_self_check(x, p, cJSON_GetObjectItem(v, "self_check"))) !=
+            SK_OK ||
+        (rc = parse_calibrated(x, p, cJSON_GetObjectItem(v, "calibrated"))) !=
+            SK_OK)
         return rc;
     return SK_OK;
 }
@@ -1192,7 +1288,7 @@ static int last_question(const char *s, size_t len, size_t *qb, size_t *qe)
 /* Overwrites *v (clear it first if it holds strings).  The reply is
  * borrowed; v's strings are the caller's to free with unc_verdict_clear. */
 sk_status unc_check_text(const sk_policy *p, const char *reply,
-                         unc_verdict *v)
+                         const char *input, unc_verdict *v)
 {
     v->uncertain = 0;
     v->reason = v->question = NULL;
@@ -1210,6 +1306,22 @@ sk_status unc_check_text(const sk_policy *p, const char *reply,
             return SK_NOMEM;
         }
         return SK_OK;
+    }
+    if (p->asks_back) {
+        int a = unc_asks_back(reply, input, &b, &e);
+        if (a < 0)
+            return SK_NOMEM;
+        if (a) {
+            v->uncertain = 1;
+            v->reason = sk_strdup("asks back: the reply asks instead of "
+                                  "answering");
+            v->question = sk_strndup(reply + b, e - b);
+            if (!v->reason || !v->question) {
+                unc_verdict_clear(v);
+                return SK_NOMEM;
+            }
+            return SK_OK;
+        }
     }
     if (!p->hedging || !p->hedge_re)
         return SK_OK;
@@ -1246,7 +1358,7 @@ static size_t utf8_cut(const char *s, size_t len, size_t max)
 /* Overwrites *v; lp is borrowed.  confidence is the mean token
  * probability whenever there were logprobs to judge. */
 sk_status unc_check_logprobs(const sk_policy *p, const sk_logprob *lp,
-                             size_t n, unc_verdict *v)
+                             size_t n, int label, unc_verdict *v)
 {
     v->uncertain = 0;
     v->reason = v->question = NULL;
@@ -1269,7 +1381,16 @@ sk_status unc_check_logprobs(const sk_policy *p, const sk_logprob *lp,
     }
     double mean = sum / (double)n;
     v->confidence = mean;
-    if (mean < p->min_mean_prob) {
+    if (label) {
+        double pl = unc_logprob_score(lp, n, 1);
+        v->confidence = pl;
+        if (pl >= 0 && pl < p->min_mean_prob) {
+            v->uncertain = 1;
+            v->reason = sk_asprintf("logprobs: the label's probability %.2f "
+                                    "< %.2f",
+                                    pl, p->min_mean_prob);
+        }
+    } else if (mean < p->min_mean_prob) {
         v->uncertain = 1;
         v->reason = sk_asprintf("logprobs: mean token probability %.2f < "
                                 "%.2f",

@@ -85,11 +85,34 @@ typedef struct pol_filter {
     char *policy;      /* passed to that function as {{$policy}} */
 } pol_filter;
 
+/* The built-in P(True) judge (skills/Uncertainty/SelfCheck). */
+#define UNC_SELF_CHECK_FN "Uncertainty.SelfCheck"
+
+/* The signals whose score a calibration can set a threshold on. */
+typedef enum unc_signal {
+    SIG_NONE = 0,
+    SIG_LOGPROB,    /* the chosen label's probability, or the mean token
+                       probability of free text */
+    SIG_AGREEMENT,  /* share of samples in the largest answer cluster */
+    SIG_ENTROPY,    /* semantic entropy over the clusters, as 1 - H/log n */
+    SIG_SELF_CHECK, /* P(True) of a fresh-context judge */
+    SIG_VERBAL,     /* the model's own CONFIDENCE line */
+    SIG_COUNT
+} unc_signal;
+/* "logprob", ...; NULL for SIG_NONE.  unc_signal_from_name: SIG_NONE for
+ * an unknown name. */
+SK_HIDDEN const char *unc_signal_name(unc_signal s);
+SK_HIDDEN unc_signal unc_signal_from_name(const char *name);
+
 typedef struct sk_policy {
     /* uncertainty signals */
+    int raise;             /* 0: compute and report the signals, never
+                              raise or escalate (eval, calibrate) */
     int protocol;          /* append the UNSURE instruction, detect the
                               marker line; default 0 */
-    int hedging;           /* match hedging phrases; default 1 */
+    int asks_back;         /* a reply that asks the user instead of doing
+                              the task; default 1 */
+    int hedging;           /* match hedging phrases; default 0 (opt-in) */
     void *hedge_re;        /* pcre2_code*: the phrases as one pattern */
     int want_logprobs;     /* ask the server for logprobs; default 0 */
     int check_logprobs;    /* judge logprobs when the reply has them;
@@ -99,9 +122,18 @@ typedef struct sk_policy {
     double min_token_prob; /* uncertain if any token is below; default 0
                               (off) */
     int samples;           /* self-consistency: answers to sample; 1 off */
+    double sample_temperature; /* the samples' own temperature; 0.7 */
     double min_agreement;  /* share of samples that must agree; 0.5 */
+    double min_entropy_score; /* uncertain below this 1 - H/log n; 0 off */
     char *judge;           /* a function comparing answers, or NULL for
-                              normalised exact match */
+                              normalised match of the extracted answers */
+    char *self_check;      /* the P(True) judge function, or NULL */
+    double min_self_check; /* uncertain below this P(True); 0.5 */
+    int verbalized;        /* ask for a CONFIDENCE line; default 0 */
+    double min_verbal;     /* uncertain below this stated confidence; 0.5 */
+    /* a calibrated threshold ("calibrated" in config.json) */
+    unc_signal cal_signal;
+    double cal_threshold, cal_alpha;
     /* escalation cascade: model specs, cheapest first (n 0: none) */
     char **models;
     size_t n_models;
@@ -146,19 +178,68 @@ SK_HIDDEN void unc_verdict_clear(unc_verdict *v);
 
 /* The instruction appended to a prompt when p->protocol is on.  Static. */
 SK_HIDDEN const char *unc_protocol_instruction(void);
-/* The explicit marker and hedging phrases in a reply. */
+/* The explicit marker, a reply that asks back (input: the prompt the
+ * model read, may be NULL) and the opt-in hedging phrases. */
 SK_HIDDEN sk_status unc_check_text(const sk_policy *p, const char *reply,
-                                   unc_verdict *v);
+                                   const char *input, unc_verdict *v);
 /* One token of a reply and its log probability. */
 typedef struct sk_logprob {
     char *token;
     double logprob;
 } sk_logprob;
 
-/* Confidence from per-token logprobs: mean and minimum probability. */
+/* Confidence from per-token logprobs: for a label (label != 0) the
+ * probability of the label as a whole, the product over its tokens;
+ * otherwise the mean token probability, and the minimum. */
 SK_HIDDEN sk_status unc_check_logprobs(const sk_policy *p,
                                        const sk_logprob *lp, size_t n,
-                                       unc_verdict *v);
+                                       int label, unc_verdict *v);
+/* The probability unc_check_logprobs judges (-1 without logprobs). */
+SK_HIDDEN double unc_logprob_score(const sk_logprob *lp, size_t n, int label);
+
+/* A reply that asks the user back instead of doing the task.  input (the
+ * prompt the model read, may be NULL) excuses a question it already held;
+ * quoted text and offers after a done task do not count.  1 with the
+ * asking sentence's bounds in reply, 0 if not, -1 when memory ran out. */
+SK_HIDDEN int unc_asks_back(const char *reply, const char *input, size_t *qb,
+                            size_t *qe);
+
+/* The instruction appended when p->verbalized is on.  Static. */
+SK_HIDDEN const char *unc_verbal_instruction(void);
+/* Finds the CONFIDENCE line: its value in [0,1] goes to *conf, and the
+ * reply without the line to *rest (caller frees).  0 when there is none
+ * (*rest NULL), -1 when memory ran out. */
+SK_HIDDEN int unc_verbal_parse(const char *reply, double *conf, char **rest);
+
+/* The final answer of a reply, for comparing samples: the last "Answer:"
+ * or "Final answer:" line, else a \boxed{...}, else the whole reply.
+ * Bounds into reply. */
+SK_HIDDEN void unc_extract_answer(const char *reply, size_t *b, size_t *e);
+/* Clusters n answers (the extracted answers, normalised) and returns the
+ * share of the largest cluster; *entropy_score (may be NULL) gets
+ * 1 - H/log n, where H is the entropy over the clusters (1 when all
+ * agree, 0 when all differ). */
+SK_HIDDEN double unc_clusters(char *const *answers, size_t n, size_t *majority,
+                              double *entropy_score);
+/* P(True) from a self-check judge's reply: the verdict word, weighted by
+ * its token's probability when lp has it.  -1 when the reply has no
+ * verdict. */
+SK_HIDDEN double unc_self_check_score(const char *reply, const sk_logprob *lp,
+                                      size_t n);
+
+/* ---- calibration ------------------------------------------------------
+ * The threshold on a signal's score under which skein raises, fitted on
+ * labelled (score, correct) pairs so that, with probability 1 - delta over
+ * the calibration set, an answer skein does not raise on is wrong with
+ * probability at most alpha (Learn then Test: fixed-sequence binomial
+ * tests from the strictest threshold down).  0 with *threshold; -1 when
+ * no threshold is certified (too few examples, or too many errors even
+ * among the most confident: *why says which, static). */
+SK_HIDDEN int cal_fit(const double *score, const int *correct, size_t n,
+                      double alpha, double delta, double *threshold,
+                      const char **why);
+/* The least n for which a threshold could be certified at all. */
+SK_HIDDEN size_t cal_min_n(double alpha, double delta);
 /* Agreement of n answers by normalised exact match (case, whitespace and
  * trailing punctuation folded): the share of answers equal to the most
  * common one, whose index goes to *majority. */

@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         text[size] = '\0';
         unc_verdict v = {0};
         copy->protocol = 1;
-        if (unc_check_text(copy, text, &v) != SK_OK ||
+        if (unc_check_text(copy, text, NULL, &v) != SK_OK ||
             (v.uncertain && !v.reason))
             abort();
         unc_verdict_clear(&v);

@@ -109,6 +109,11 @@ static void setup_model(void)
              "Thought: I'm not sure what you mean; perhaps the widget.\n"
              "Action: Inventory.Lookup(item=\"widget\")");
 
+    /* a final answer that asks the user back */
+    add_rule(rules, "ASKER",
+             "Thought: The goal names no warehouse.\n"
+             "Final Answer: Which warehouse do you mean, north or south?");
+
     /* a failing tool: its error becomes the observation */
     add_rule(rules, "(?s)FAILING.*Observation: error: [^\\n]*no item called gizmo",
              "Thought: No gizmos.\nFinal Answer: none in stock");
@@ -516,6 +521,13 @@ TEST(test_uncertainty_propagates)
     CHECK_INT(run(k, "HEDGY count", NULL, &answer), SK_OK);
     CHECK_STR(answer, "maybe 12");
     sk_free(answer);
+
+    /* ... but a final answer that asks the user back is */
+    CHECK_INT(run(k, "ASKER stock", NULL, &answer), SK_UNCERTAIN);
+    CHECK(answer == NULL);
+    CHECK_STR(sk_error_get(k, "question"),
+              "Which warehouse do you mean, north or south?");
+    CHECK_CONTAINS(sk_errmsg(k), "asks back");
     sk_kernel_free(k);
 }
 

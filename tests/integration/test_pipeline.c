@@ -35,8 +35,8 @@ static void setup_files(void)
         ".json");
     snprintf(rules, sizeof rules, "scripted:%s", r);
     const char *s = tu_tmpfile(
-        "{\"rules\":[{\"match\":\"^cascade\",\"reply\":\"It depends on what you mean.\"},"
-        "{\"match\":\"^both\",\"reply\":\"I'm not sure.\"}]}", ".json");
+        "{\"rules\":[{\"match\":\"^cascade\",\"reply\":\"Which one do you mean?\"},"
+        "{\"match\":\"^both\",\"reply\":\"Do you want the total or the average?\"}]}", ".json");
     snprintf(small, sizeof small, "scripted:%s", s);
     const char *b = tu_tmpfile(
         "{\"rules\":[{\"match\":\"^cascade\",\"reply\":\"42\"},"
@@ -85,9 +85,9 @@ TEST(test_hedging_and_chain)
     sk_status st;
     char *out = run(k, "U.Outer", "x", NULL, &st);
     CHECK(st == SK_UNCERTAIN && !out);
-    CHECK_CONTAINS(sk_errmsg(k), "U.Inner is uncertain: hedging");
+    CHECK_CONTAINS(sk_errmsg(k), "U.Inner is uncertain: asks back");
     CHECK_STR(sk_error_get(k, "question"), "Do you mean the capital?");
-    CHECK_CONTAINS(sk_error_get(k, "reason"), "not sure");
+    CHECK_CONTAINS(sk_error_get(k, "reason"), "asks instead of answering");
     CHECK_STR(sk_error_get(k, "output"), "I'm not sure what you want. Do you mean the capital?");
     char *js = NULL;
     sk_error_json(k, &js);
@@ -96,9 +96,14 @@ TEST(test_hedging_and_chain)
     CHECK_CONTAINS(js, "\"chain\":[\"U.Inner\",\"U.Mid\",\"U.Outer\"]");
     sk_free(js);
     /* the signal can be turned off per call and per function */
-    out = run(k, "U.Inner", "x", "{\"uncertainty\": {\"hedging\": false}}", &st);
+    out = run(k, "U.Inner", "x", "{\"uncertainty\": {\"asks_back\": false}}", &st);
     CHECK(st == SK_OK);
     sk_free(out);
+    /* hedge phrases are an opt-in signal of their own */
+    out = run(k, "U.Inner", "x",
+              "{\"uncertainty\": {\"asks_back\": false, \"hedging\": true}}", &st);
+    CHECK(st == SK_UNCERTAIN && !out);
+    CHECK_STR(sk_error_get(k, "reason"), "hedging: \"I'm not sure\"");
     CHECK(sk_kernel_add_semantic(k, "U", "Calm", "hedge {{$input}}",
                                  "{\"uncertainty\": false}") == SK_OK);
     out = run(k, "U.Calm", "x", NULL, &st);
@@ -106,7 +111,7 @@ TEST(test_hedging_and_chain)
     sk_free(out);
     sk_usage u;
     sk_kernel_usage(k, &u);
-    CHECK_INT(u.uncertain, 1);
+    CHECK_INT(u.uncertain, 2);
     sk_kernel_free(k);
 }
 

@@ -76,7 +76,7 @@ TEST(test_cache_keeps_uncertainty)
 
 TEST(test_cache_keeps_the_cascade)
 {
-    const char *small = tu_tmpfile("{\"rules\":[{\"match\":\"^ask\",\"reply\":\"It depends on what you mean.\"}]}", ".json");
+    const char *small = tu_tmpfile("{\"rules\":[{\"match\":\"^ask\",\"reply\":\"Which one do you mean?\"}]}", ".json");
     const char *big = tu_tmpfile("{\"rules\":[{\"match\":\"^ask\",\"reply\":\"42\"}]}", ".json");
     sk_kernel *k = kernel("{\"rules\":[]}");
     char cfg[1024];
@@ -233,10 +233,13 @@ TEST(test_nothing_streams_that_a_check_replaces)
         "{\"match\":\"(?s)yes or no.*previous answer\",\"reply\":\"yes\"},"
         "{\"match\":\"^maybe\",\"reply\":\"I'm not sure, but probably yes\"},"
         "{\"match\":\"yes or no\",\"reply\":\"Probably, I think it might be\"},"
+        "{\"match\":\"^asks\",\"reply\":\"Do you want the total or the average?\"},"
         "{\"match\":\"^free\",\"reply\":\"streamed as it came\"}]}");
     CHECK(sk_kernel_add_semantic(k, "S", "YesNo", "yes or no: {{$input}}",
               "{\"uncertainty\": false, \"output\": {\"choice\": [\"yes\", \"no\"]}}") == SK_OK);
-    CHECK(sk_kernel_add_semantic(k, "S", "Hedged", "maybe {{$input}}", NULL) == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "S", "Hedged", "maybe {{$input}}",
+              "{\"uncertainty\": {\"hedging\": true}}") == SK_OK);
+    CHECK(sk_kernel_add_semantic(k, "S", "Asks", "asks {{$input}}", NULL) == SK_OK);
     CHECK(sk_kernel_add_semantic(k, "S", "Free", "free {{$input}}", "{\"uncertainty\": false}") == SK_OK);
     sk_buf got = {0};
     sk_invoke_opts o = {.stream = collect, .stream_ud = &got};
@@ -249,6 +252,9 @@ TEST(test_nothing_streams_that_a_check_replaces)
     CHECK(got.len == 0); /* the replaced answer never reached the caller */
     sk_free(out);
     CHECK_INT(sk_invoke(k, "S.Hedged", v, &o, &out), SK_UNCERTAIN);
+    CHECK(got.len == 0);
+    /* the default signal acts on the whole reply, so nothing streams */
+    CHECK_INT(sk_invoke(k, "S.Asks", v, &o, &out), SK_UNCERTAIN);
     CHECK(got.len == 0);
     CHECK_INT(sk_invoke(k, "S.Free", v, &o, &out), SK_OK);
     CHECK_STR(got.p, "streamed as it came");

@@ -7,18 +7,18 @@ skein.set_model("scripted:fixtures/unsure.json")
 skein.set_option("quiet", "1")
 
 -- three levels: a template (Outer) calls a Lua native (Mid) that invokes
--- a semantic function (Deep) whose reply hedges
+-- a semantic function (Deep) whose reply asks the user back
 skein.prompt("L.Deep", "Deep: {{$input}}")
 skein.define("L.Mid", function(args) return "mid(" .. skein.invoke("L.Deep", args.input) .. ")" end)
 skein.prompt("L.Outer", "Fine: {{L.Mid $input}}")
 
-local e = T.raises("hedging deep down", skein.invoke, "L.Outer", "the report")
+local e = T.raises("asking back deep down", skein.invoke, "L.Outer", "the report")
 T.check(skein.is_error(e), "an error table")
 T.eq(e.kind, "uncertain", "kind")
 T.eq(e["function"], "L.Deep", "raised in L.Deep")
 T.eq(table.concat(e.chain, ","), "L.Deep,L.Mid,L.Outer", "chain through template, Lua, template")
 T.eq(e.question, "Do you mean the Q3 report?", "the question travels")
-T.match(e.reason, "^hedging", "the reason")
+T.match(e.reason, "^asks back", "the reason")
 T.match(e.output, "not sure which report", "the raw output")
 
 -- pcall inside the native does not lose it: a native that catches and
@@ -72,9 +72,13 @@ T.eq(e.kind, "uncertain", "uncertain out of a parallel branch")
 T.eq(e.question, "Which one?", "question out of a parallel branch")
 
 -- per-call policy as a table: the signal off for this call only
-T.eq(skein.invoke("L.Deep", "x", { policy = { uncertainty = { hedging = false } } }),
-  "I'm not sure which report you mean. Do you mean the Q3 report?", "hedging off per call")
-T.raises("hedging back on", skein.invoke, "L.Deep", "x")
+T.eq(skein.invoke("L.Deep", "x", { policy = { uncertainty = { asks_back = false } } }),
+  "I'm not sure which report you mean. Do you mean the Q3 report?", "asks-back off per call")
+T.raises("asks-back back on", skein.invoke, "L.Deep", "x")
+-- hedge phrases are an opt-in
+e = T.raises("hedging opted in", skein.invoke, "L.Deep", "x",
+  { policy = { uncertainty = { asks_back = false, hedging = true } } })
+T.match(e.reason, "^hedging", "the hedging reason")
 T.raises("bad policy value", skein.invoke, "L.Deep", "x", { policy = { review = print } })
 
 -- review from Lua, with a reviewer of our own

@@ -49,7 +49,7 @@ static void check_text(const sk_policy *p, const char *reply, int uncertain,
                        const char *reason, const char *question)
 {
     unc_verdict v = {0};
-    CHECK_INT(unc_check_text(p, reply, &v), SK_OK);
+    CHECK_INT(unc_check_text(p, reply, NULL, &v), SK_OK);
     CHECK_INT(v.uncertain, uncertain);
     if (!uncertain) {
         CHECK(v.reason == NULL);
@@ -71,8 +71,15 @@ TEST(test_defaults)
     if (!p)
         return;
     CHECK_INT(p->protocol, 0);
-    CHECK_INT(p->hedging, 1);
-    CHECK(p->hedge_re != NULL);
+    /* Hedge phrases are an opt-in; a reply that asks back is the default
+     * signal. */
+    CHECK_INT(p->hedging, 0);
+    CHECK(p->hedge_re == NULL);
+    CHECK_INT(p->asks_back, 1);
+    CHECK_INT(p->raise, 1);
+    CHECK(p->sample_temperature == 0.7);
+    CHECK_INT(p->self_check, 0);
+    CHECK_INT(p->verbalized, 0);
     CHECK_INT(p->want_logprobs, 0);
     CHECK_INT(p->check_logprobs, 1);
     CHECK(p->min_mean_prob == 0.5);
@@ -91,7 +98,7 @@ TEST(test_defaults)
 
     /* Blank text and a config with none of our keys are the defaults. */
     p = parse("  \n ", NULL, NULL);
-    CHECK(p && p->hedging == 1 && p->samples == 1);
+    CHECK(p && p->hedging == 0 && p->asks_back == 1 && p->samples == 1);
     pol_free(p);
     p = parse("{\"schema\": 1, \"description\": \"x\", \"models\": null}",
               NULL, NULL);
@@ -123,8 +130,8 @@ TEST(test_uncertainty_keys)
 
     /* "uncertainty": true restores this section's defaults. */
     sk_policy *q = parse("{\"uncertainty\": true}", p, NULL);
-    CHECK(q && q->protocol == 0 && q->hedging == 1 && q->hedge_re &&
-          q->samples == 1 && q->judge == NULL && q->min_mean_prob == 0.5);
+    CHECK(q && q->protocol == 0 && q->hedging == 0 && !q->hedge_re &&
+          q->asks_back == 1 && q->samples == 1 && q->judge == NULL && q->min_mean_prob == 0.5);
     pol_free(q);
 
     /* The shorthand false turns every signal off. */
@@ -160,8 +167,12 @@ TEST(test_hedging_lists)
     if (!p)
         return;
     check_text(p, "Maybe it is Paris.", 1, "hedging: \"Maybe\"", NULL);
-    check_text(p, "It is perhaps Lyon. Which city?", 1,
-               "hedging: \"perhaps\"", "Which city?");
+    check_text(p, "It is perhaps Lyon, or Nice?", 1, "hedging: \"perhaps\"",
+               "It is perhaps Lyon, or Nice?");
+    /* A reply that asks back says so first, whatever the phrases. */
+    check_text(p, "Perhaps. Which city do you mean?", 1,
+               "asks back: the reply asks instead of answering",
+               "Which city do you mean?");
     /* The default phrases are gone. */
     check_text(p, "I'm not sure.", 0, NULL, NULL);
 
@@ -334,7 +345,8 @@ TEST(test_overlay)
     CHECK(base != NULL);
     if (!base)
         return;
-    sk_policy *o = parse("{\"uncertainty\": {\"agreement\": 0.9},"
+    sk_policy *o = parse("{\"uncertainty\": {\"agreement\": 0.9,"
+                         " \"hedging\": true},"
                          " \"models\": [\"openai:c\"]}",
                          base, NULL);
     CHECK(o != NULL);
@@ -517,7 +529,14 @@ TEST(test_permissive)
 
 TEST(test_hedging_default)
 {
+    /* Off by default: an ordinary answer with a hedge word is an answer. */
     sk_policy *p = parse(NULL, NULL, NULL);
+    check_text(p, "It depends on the weather.", 0, NULL, NULL);
+    check_text(p, "I am not sure, but I think his arms were too short.", 0,
+               NULL, NULL);
+    pol_free(p);
+    /* The built-in phrase list, opted in. */
+    p = parse("{\"uncertainty\": {\"hedging\": true}}", NULL, NULL);
     if (!p) {
         CHECK(0);
         return;
@@ -528,16 +547,22 @@ TEST(test_hedging_default)
     check_text(p, "This depends entirely on your budget.", 0, NULL, NULL);
     check_text(p, "The capital of France is Paris.", 0, NULL, NULL);
     check_text(p, "This is unambiguous: 42.", 0, NULL, NULL);
+    /* A reply that asks back is named so, and the user sees its
+     * questions. */
     check_text(p, "I’m not sure what you want. Do you need the total? Or "
                   "the average?",
-               1, "hedging: \"I’m not sure\"", "Or the average?");
+               1, "asks back: the reply asks instead of answering",
+               "Do you need the total? Or the average?");
+    check_text(p, "I’m not sure it rains.", 1, "hedging: \"I’m not sure\"",
+               NULL);
     check_text(p, "I don’t have enough information to answer.", 1,
                "hedging: \"I don’t have enough information\"", NULL);
     check_text(p, "The word is AMBIGUOUS here.", 1, "hedging: \"AMBIGUOUS\"",
                NULL);
     check_text(p, "There are several\ninterpretations of x.", 1,
                "hedging: \"There are several\ninterpretations\"", NULL);
-    check_text(p, "Did you mean 3.5 or 4?", 1, "hedging: \"Did you mean\"",
+    check_text(p, "Did you mean 3.5 or 4?", 1,
+               "asks back: the reply asks instead of answering",
                "Did you mean 3.5 or 4?");
     check_text(p, "One possible reading is literal.", 1, NULL, NULL);
     check_text(p, "Without more context I would guess 7.", 1, NULL, NULL);
@@ -551,8 +576,9 @@ TEST(test_hedging_default)
 
 TEST(test_protocol)
 {
-    sk_policy *p = parse("{\"uncertainty\": {\"protocol\": true}}", NULL,
-                         NULL);
+    sk_policy *p = parse("{\"uncertainty\": {\"protocol\": true,"
+                         " \"hedging\": true}}",
+                         NULL, NULL);
     if (!p) {
         CHECK(0);
         return;
@@ -583,14 +609,14 @@ TEST(test_logprobs)
     sk_logprob lp[2] = {{"Par", 0.0}, {"is", -INFINITY}};
     unc_verdict v = {0};
     /* Mean exactly at the threshold (0.5) is not uncertain. */
-    CHECK_INT(unc_check_logprobs(p, lp, 2, &v), SK_OK);
+    CHECK_INT(unc_check_logprobs(p, lp, 2, 0, &v), SK_OK);
     CHECK_INT(v.uncertain, 0);
     CHECK(v.confidence == 0.5);
     CHECK(v.reason == NULL);
     unc_verdict_clear(&v);
 
     p->min_mean_prob = 0.51;
-    CHECK_INT(unc_check_logprobs(p, lp, 2, &v), SK_OK);
+    CHECK_INT(unc_check_logprobs(p, lp, 2, 0, &v), SK_OK);
     CHECK_INT(v.uncertain, 1);
     CHECK_STR(v.reason, "logprobs: mean token probability 0.50 < 0.51");
     unc_verdict_clear(&v);
@@ -598,7 +624,7 @@ TEST(test_logprobs)
     /* The per-token floor, off at 0, names the weakest token. */
     p->min_mean_prob = 0.5;
     p->min_token_prob = 0.05;
-    CHECK_INT(unc_check_logprobs(p, lp, 2, &v), SK_OK);
+    CHECK_INT(unc_check_logprobs(p, lp, 2, 0, &v), SK_OK);
     CHECK_INT(v.uncertain, 1);
     CHECK_STR(v.reason, "logprobs: token \"is\" probability 0.00 < 0.05");
     unc_verdict_clear(&v);
@@ -606,16 +632,16 @@ TEST(test_logprobs)
     sk_logprob sure[3] = {{"a", 0.0}, {"b", 0.0}, {"c", 0.0}};
     p->min_mean_prob = 1.0;
     p->min_token_prob = 1.0;
-    CHECK_INT(unc_check_logprobs(p, sure, 3, &v), SK_OK);
+    CHECK_INT(unc_check_logprobs(p, sure, 3, 0, &v), SK_OK);
     CHECK_INT(v.uncertain, 0);
     CHECK(v.confidence == 1.0);
     unc_verdict_clear(&v);
 
     /* Nothing to judge, or judging off: no confidence. */
-    CHECK_INT(unc_check_logprobs(p, sure, 0, &v), SK_OK);
+    CHECK_INT(unc_check_logprobs(p, sure, 0, 0, &v), SK_OK);
     CHECK(v.uncertain == 0 && v.confidence == -1);
     p->check_logprobs = 0;
-    CHECK_INT(unc_check_logprobs(p, lp, 2, &v), SK_OK);
+    CHECK_INT(unc_check_logprobs(p, lp, 2, 0, &v), SK_OK);
     CHECK(v.uncertain == 0 && v.confidence == -1);
     unc_verdict_clear(&v);
     pol_free(p);
@@ -754,7 +780,7 @@ TEST(test_alloc_failures)
     for (long n = 1; n < 100 && !done; n++) {
         unc_verdict v = {0};
         sk_alloc_fail_at(n);
-        sk_status rc = unc_check_text(base, "maybe. Which one?", &v);
+        sk_status rc = unc_check_text(base, "maybe. Which one?", NULL, &v);
         sk_alloc_fail_at(0);
         if (rc == SK_NOMEM) {
             seen_nomem = 1;
