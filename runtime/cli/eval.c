@@ -546,6 +546,8 @@ int cli_eval(sk_kernel *k, const eval_opts *e)
         cJSON_AddNumberToObject(rv, "wrong_to_right", (double)w2r);
         cJSON_AddNumberToObject(o, "escalations", (double)(u1.escalations - u0.escalations));
         cJSON_AddNumberToObject(o, "calls", (double)(u1.calls - u0.calls));
+        cJSON_AddNumberToObject(o, "cache_hits",
+                                (double)(u1.cache_hits - u0.cache_hits));
         cJSON_AddNumberToObject(o, "tokens", (double)(u1.prompt_tokens - u0.prompt_tokens +
                                                       u1.completion_tokens -
                                                       u0.completion_tokens));
@@ -570,7 +572,8 @@ int cli_eval(sk_kernel *k, const eval_opts *e)
         printf("  escalations    %ld\n", u1.escalations - u0.escalations);
         printf("  review         %zu changed: right to wrong %zu, wrong to right %zu\n",
                reviewed, r2w, w2r);
-        printf("  calls          %ld, tokens %ld in + %ld out\n", u1.calls - u0.calls,
+        printf("  calls          %ld (%ld more from the cache), tokens %ld in + %ld out\n",
+               u1.calls - u0.calls, u1.cache_hits - u0.cache_hits,
                u1.prompt_tokens - u0.prompt_tokens,
                u1.completion_tokens - u0.completion_tokens);
         printf("  wall time      %.2f s\n", wall / 1000.0);
@@ -604,6 +607,36 @@ static size_t signal_index(const char *name)
         if (strcmp(SIGNALS[i], name) == 0)
             return i;
     return N_SIGNALS;
+}
+
+/* cJSON's formatted output with two-space indents and "key": value, the
+ * way the skill folders are written (a JSON string holds no raw tab, so
+ * every tab is layout).  Caller frees. */
+static char *json_pretty(const cJSON *item)
+{
+    char *t = cJSON_Print(item);
+    if (!t)
+        return NULL;
+    size_t n = 0;
+    for (const char *c = t; *c; c++)
+        n += *c == '\t' ? 2 : 1;
+    char *out = malloc(n + 1), *o = out;
+    if (out) {
+        int bol = 1;
+        for (const char *c = t; *c; c++) {
+            if (*c == '\t') {
+                *o++ = ' ';
+                if (bol)
+                    *o++ = ' ';
+                continue;
+            }
+            bol = *c == '\n';
+            *o++ = *c;
+        }
+        *o = '\0';
+    }
+    cJSON_free(t);
+    return out;
 }
 
 /* Sets uncertainty.calibrated in the skill's config.json, keeping the
@@ -643,7 +676,7 @@ static int write_calibration(const char *dir, const cJSON *cal)
     }
     cJSON_DeleteItemFromObject(unc, "calibrated");
     cJSON_AddItemToObject(unc, "calibrated", cJSON_Duplicate(cal, 1));
-    char *out = cJSON_Print(root);
+    char *out = json_pretty(root);
     cJSON_Delete(root);
     if (!out)
         return EXIT_RUNTIME;
@@ -652,7 +685,7 @@ static int write_calibration(const char *dir, const cJSON *cal)
     int ok = f && fputs(out, f) >= 0 && fputc('\n', f) != EOF;
     if (f && fclose(f) != 0)
         ok = 0;
-    cJSON_free(out);
+    free(out);
     if (!ok || rename(tmp, path) != 0) {
         fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
         unlink(tmp);
@@ -798,12 +831,12 @@ int cli_calibrate(sk_kernel *k, const eval_opts *e)
                tacc == 0 || (double)twrong / tacc <= alpha ? "held" : "did NOT hold");
     printf("  wall time      %.2f s\n", (now_ms() - t0) / 1000.0);
     if (e->dry_run || !fi.path) {
-        char *s = cJSON_Print(cal);
+        char *s = json_pretty(cal);
         printf("%s\"uncertainty\": {\"calibrated\": %s}\n",
                fi.path ? "not written (--dry-run): " : "the function has no folder; "
                                                       "put this in its config: ",
                s ? s : "");
-        cJSON_free(s);
+        free(s);
     } else {
         rc = write_calibration(fi.path, cal);
         if (rc == EXIT_OK)

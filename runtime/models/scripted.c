@@ -59,6 +59,7 @@ typedef struct scripted {
     pcre2_match_data *md;
     sk_kernel *k;
     int announced;
+    unsigned long long digest; /* FNV-1a of the file's bytes */
 } scripted;
 
 typedef struct sreq {
@@ -351,12 +352,16 @@ static sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err *
         free(text);
         return NULL;
     }
+    unsigned long long digest = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++)
+        digest = (digest ^ (unsigned char)text[i]) * 0x100000001b3ULL;
     free(text);
     scripted *s = sk_calloc(1, sizeof *s);
     sk_connector *c = sk_calloc(1, sizeof *c);
     char *msg = NULL;
     if (!s || !c || !(s->path = sk_strdup(rest)))
         goto nomem;
+    s->digest = digest;
     s->k = k;
     s->mctx = pcre2_match_context_create(NULL);
     s->md = pcre2_match_data_create(1, NULL);
@@ -396,7 +401,9 @@ static sk_connector *conn_scripted_open(sk_kernel *k, const char *rest, sk_err *
     c->vt = &scripted_vt;
     c->self = s;
     c->model = sk_strdup("scripted");
-    c->endpoint = sk_strdup(rest);
+    /* The endpoint names the rules themselves, so two files of one name
+     * (or one file, edited) never share cached answers. */
+    c->endpoint = sk_asprintf("%s#%016llx", rest, (unsigned long long)s->digest);
     if (!c->model || !c->endpoint) {
         conn_close(c);
         return NULL;

@@ -739,22 +739,32 @@ static double binom_cdf(size_t k, size_t m, double p)
     return sum > 1 ? 1 : sum;
 }
 
-/* The thresholds a calibration may choose, fixed before any data is seen
- * (the bound holds for a data-chosen one by the union bound over these):
- * every 0.05, and finer near 1, where label probabilities sit. */
-static const double cal_grid[] = {
-    0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60,
-    0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.975, 0.99, 0.995, 0.999,
-};
-#define CAL_GRID (sizeof cal_grid / sizeof cal_grid[0])
+/* The thresholds a calibration may choose, fixed before any data is seen:
+ * every 0.01, then finer near 1, where label probabilities sit.  They are
+ * tested from the highest down (fixed-sequence testing, as in Learn then
+ * Test, Angelopoulos et al. 2021): the order does not depend on the data,
+ * so each test runs at the full level delta and the family of tests still
+ * errs with probability at most delta. */
+#define CAL_STEPS 99 /* 0.01 .. 0.99 */
+static const double cal_fine[] = {0.995, 0.999};
+#define CAL_GRID (CAL_STEPS + sizeof cal_fine / sizeof cal_fine[0])
+
+/* The g-th threshold, from the highest (g = 0) down. */
+static double cal_grid(size_t g)
+{
+    size_t nf = sizeof cal_fine / sizeof cal_fine[0];
+    if (g < nf)
+        return cal_fine[nf - 1 - g];
+    return (double)(CAL_STEPS - (g - nf)) / 100.0;
+}
 
 size_t cal_min_n(double alpha, double delta)
 {
     /* with no error among m accepted answers, the test rejects "risk >
-     * alpha" once (1 - alpha)^m <= delta / grid size */
+     * alpha" once (1 - alpha)^m <= delta */
     if (!(alpha > 0 && alpha < 1 && delta > 0 && delta < 1))
         return (size_t)-1;
-    return (size_t)ceil(log(delta / (double)CAL_GRID) / log1p(-alpha));
+    return (size_t)ceil(log(delta) / log1p(-alpha));
 }
 
 int cal_fit(const double *score, const int *correct, size_t n, double alpha,
@@ -766,23 +776,30 @@ int cal_fit(const double *score, const int *correct, size_t n, double alpha,
         *why = "too few examples";
         return -1;
     }
-    /* For each threshold, the null "an accepted answer is wrong with
-     * probability above alpha" is rejected by an exact binomial test at
-     * level delta / grid size (Bonferroni); the lowest threshold whose
-     * null is rejected accepts the most. */
+    /* At each threshold the null "an accepted answer is wrong with
+     * probability above alpha" meets an exact binomial test at level
+     * delta; going down while it is rejected, the last threshold rejected
+     * accepts the most answers.  The sequence starts where a tenth of
+     * the examples (and at least the minimum) pass: a start chosen from
+     * the scores alone, never from which answers are right, so the
+     * sequence stays fixed with respect to the outcomes it tests, and a
+     * single early error among a handful of top scores cannot end it. */
+    size_t start = n / 10 > need ? n / 10 : need;
     int certified = 0;
-    double level = delta / (double)CAL_GRID;
-    for (size_t g = 0; g < CAL_GRID && !certified; g++) {
+    for (size_t g = 0; g < CAL_GRID; g++) {
+        double t = cal_grid(g);
         size_t accepted = 0, errors = 0;
         for (size_t i = 0; i < n; i++)
-            if (score[i] >= cal_grid[g]) {
+            if (score[i] >= t) {
                 accepted++;
                 errors += !correct[i];
             }
-        if (accepted >= need && binom_cdf(errors, accepted, alpha) <= level) {
-            certified = 1;
-            *threshold = cal_grid[g];
-        }
+        if (accepted < start)
+            continue; /* not yet where the sequence starts */
+        if (binom_cdf(errors, accepted, alpha) > delta)
+            break;
+        certified = 1;
+        *threshold = t;
     }
     if (!certified) {
         *why = "too many wrong answers even among the most confident";

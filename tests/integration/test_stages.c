@@ -3,7 +3,7 @@
  *   the cache and the checks: a hit ends as the call it stands for did
  *     (uncertain, escalated, filtered, rejected, shaped alike);
  *   the cache and the endpoint: two servers behind one model name never
- *     share answers;
+ *     share answers, nor two versions of one scripted model's rules;
  *   truncation and everything after it: a cut reply is never taken for a
  *     whole one, never cached, and continues where the function asks;
  *   streaming and the checks: nothing streams that a check may replace;
@@ -163,6 +163,36 @@ TEST(test_cache_keys_on_the_endpoint)
     tu_mock_stop(pid_b);
 }
 
+TEST(test_cache_keys_on_the_scripted_rules)
+{
+    /* one scripted file, rewritten between runs: the new rules answer */
+    const char *path = tu_tmpfile("{\"rules\":[{\"match\":\".\",\"reply\":\"first\"}]}", ".json");
+    char spec[300];
+    snprintf(spec, sizeof spec, "scripted:%s", path);
+    const char *want[2] = {"first", "second"};
+    for (int i = 0; i < 2; i++) {
+        if (i) {
+            FILE *f = fopen(path, "w");
+            CHECK(f != NULL);
+            if (!f)
+                return;
+            fputs("{\"rules\":[{\"match\":\".\",\"reply\":\"second\"}]}", f);
+            fclose(f);
+        }
+        sk_kernel *k = NULL;
+        CHECK(sk_kernel_new(&k) == SK_OK);
+        sk_kernel_set_option(k, "quiet", "1");
+        CHECK(sk_kernel_set_model(k, spec) == SK_OK);
+        CHECK(sk_kernel_add_semantic(k, "E", "Say", "say {{$input}}",
+                                     "{" DETERMINISTIC ", \"uncertainty\": false}") == SK_OK);
+        char *out;
+        CHECK_INT(call(k, "E.Say", "x", &out), SK_OK);
+        CHECK_STR(out, want[i]);
+        sk_free(out);
+        sk_kernel_free(k);
+    }
+}
+
 TEST(test_no_cache_option)
 {
     sk_kernel *k = kernel("{\"rules\":[{\"match\":\".\",\"reply\":\"ok\"}]}");
@@ -302,6 +332,7 @@ int main(void)
     RUN(test_cache_keeps_the_cascade);
     RUN(test_cache_keeps_filters_review_and_shape);
     RUN(test_cache_keys_on_the_endpoint);
+    RUN(test_cache_keys_on_the_scripted_rules);
     RUN(test_no_cache_option);
     RUN(test_truncated_is_never_whole);
     RUN(test_nothing_streams_that_a_check_replaces);

@@ -86,7 +86,8 @@ TEST(sk_samples_load_unchanged)
               SK_OK);
     CHECK_INT(sk_errcode(k), SK_OK);
     static const char *want[] = {
-        "FunSkill.Excuses",        "SummarizePlugin.Summarize",
+        "FunPlugin.Joke",          "FunSkill.Excuses",
+        "SummarizePlugin.Summarize",
         "SummarizeSkill.Summarize", "WriterPlugin.ShortPoem",
         "WriterSkill.Brainstorm",  "WriterSkill.ShortPoem",
     };
