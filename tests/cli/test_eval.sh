@@ -12,7 +12,7 @@ FX=fixtures
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_SKILLS_PATH= OPENAI_API_KEY= OPENAI_BASE_URL= SKEIN_TRACE=
-export XDG_CACHE_HOME="$TMP/cache"
+export SKEIN_CACHE="$TMP/cache.db"
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); }
