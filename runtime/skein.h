@@ -348,6 +348,8 @@ typedef struct sk_model_usage {
     long completion_tokens;
     long failures;
     long long busy_ms;      /* summed request latency */
+    long answered;          /* calls whose final answer this model gave
+                             * (in a cascade: not escalated past it) */
 } sk_model_usage;
 SK_API size_t sk_kernel_model_usage_count(const sk_kernel *k);
 SK_API sk_status sk_kernel_model_usage_at(const sk_kernel *k, size_t i,

@@ -856,15 +856,56 @@ static int clarify(sk_kernel *k, const char *name, sk_vars *vars)
     char *question = q ? strdup(q) : NULL;
     const char *r = sk_error_get(k, "reason");
     fprintf(stderr, "skein: %s is unsure (%s).\n", name, r ? r : sk_errmsg(k));
-    fprintf(stderr, "%s\nyour answer (empty to give up)> ",
-            question ? question : "What exactly do you want?");
+    /* the answers the samples gave, each once: the user may pick one */
+    enum { MAX_SHOWN = 5, CLIP = 200 };
+    char *cand[MAX_SHOWN];
+    int n_cand = 0;
+    char *js = NULL;
+    if (sk_error_json(k, &js) == SK_OK && js) {
+        cJSON *d = cJSON_Parse(js);
+        const cJSON *c, *arr = cJSON_GetObjectItemCaseSensitive(d, "candidates");
+        cJSON_ArrayForEach(c, arr)
+        {
+            if (n_cand == MAX_SHOWN || !cJSON_IsString(c) || !*c->valuestring)
+                continue;
+            int seen = 0;
+            for (int i = 0; i < n_cand; i++)
+                seen |= strcmp(cand[i], c->valuestring) == 0;
+            if (!seen && (cand[n_cand] = strdup(c->valuestring)))
+                n_cand++;
+        }
+        cJSON_Delete(d);
+        sk_free(js);
+    }
+    if (n_cand > 1) {
+        fprintf(stderr, "The answers it gave:\n");
+        for (int i = 0; i < n_cand; i++) {
+            size_t len = strlen(cand[i]);
+            fprintf(stderr, "  %d) %.*s%s\n", i + 1, (int)(len > CLIP ? CLIP : len),
+                    cand[i], len > CLIP ? "..." : "");
+        }
+    }
+    fprintf(stderr, "%s\nyour answer%s (empty to give up)> ",
+            question ? question : "What exactly do you want?",
+            n_cand > 1 ? ", or the number of one above" : "");
     fflush(stderr);
     char line[4096];
     if (!fgets(line, sizeof line, stdin)) {
+        for (int i = 0; i < n_cand; i++)
+            free(cand[i]);
         free(question);
         return 0;
     }
     line[strcspn(line, "\r\n")] = '\0';
+    /* a number picks a candidate: the model is told which answer is meant,
+     * and the call runs again through every check */
+    char *end = NULL;
+    long pick = n_cand > 1 && line[0] ? strtol(line, &end, 10) : 0;
+    if (end && *end == '\0' && pick >= 1 && pick <= n_cand)
+        snprintf(line, sizeof line, "Of the answers you gave, this is the one I "
+                                    "mean: %.3900s", cand[pick - 1]);
+    for (int i = 0; i < n_cand; i++)
+        free(cand[i]);
     const char *prev = sk_vars_get(vars, "clarification");
     size_t need = strlen(line) + (prev ? strlen(prev) + 1 : 0) + 1;
     char *clar = line[0] ? malloc(need) : NULL;
@@ -1770,16 +1811,19 @@ static void print_stats(sk_kernel *k)
     sk_usage u;
     sk_kernel_usage(k, &u);
     size_t n = sk_kernel_model_usage_count(k);
-    fprintf(stderr, "\n%-44s %7s %7s %9s %9s %6s %9s\n", "model", "calls", "cached",
-            "tokens in", "out", "failed", "busy ms");
+    fprintf(stderr, "\n%-38s %7s %7s %8s %9s %9s %6s %9s\n", "model", "calls", "cached",
+            "answered", "tokens in", "out", "failed", "busy ms");
+    long answered = 0;
     for (size_t i = 0; i < n; i++) {
         sk_model_usage m;
         sk_kernel_model_usage_at(k, i, &m);
-        fprintf(stderr, "%-44.44s %7ld %7ld %9ld %9ld %6ld %9lld\n", m.model, m.calls,
-                m.cache_hits, m.prompt_tokens, m.completion_tokens, m.failures, m.busy_ms);
+        answered += m.answered;
+        fprintf(stderr, "%-38.38s %7ld %7ld %8ld %9ld %9ld %6ld %9lld\n", m.model, m.calls,
+                m.cache_hits, m.answered, m.prompt_tokens, m.completion_tokens, m.failures,
+                m.busy_ms);
     }
-    fprintf(stderr, "%-44s %7ld %7ld %9ld %9ld %6ld\n", "all models", u.calls, u.cache_hits,
-            u.prompt_tokens, u.completion_tokens, u.failures);
+    fprintf(stderr, "%-38s %7ld %7ld %8ld %9ld %9ld %6ld\n", "all models", u.calls,
+            u.cache_hits, answered, u.prompt_tokens, u.completion_tokens, u.failures);
     fprintf(stderr, "retries %ld, escalations %ld, uncertain %ld, reviews %ld, "
                     "filtered %ld, redacted %ld, wall time %lld ms\n",
             u.retries, u.escalations, u.uncertain, u.reviews, u.filtered, u.redacted,

@@ -66,6 +66,7 @@ struct inv_queue {
 
 static void start_attempt(inv *v);
 static void run_review(inv *v);
+static void finish_answered(inv *v, char *out);
 
 /* ---- tracing ----------------------------------------------------------- */
 
@@ -1533,7 +1534,7 @@ static void reviewed(inv *v, sk_status st, char *text, sk_err *err)
         free(critique);
         char *out = v->reply;
         v->reply = NULL;
-        inv_finish(v, SK_OK, out, NULL);
+        finish_answered(v, out);
         return;
     }
     char **c = sk_realloc(v->critiques, (v->n_critiques + 1) * sizeof *c);
@@ -1590,12 +1591,21 @@ static void reviewed(inv *v, sk_status st, char *text, sk_err *err)
     fail(v, e);
 }
 
+/* The call ends with this model's answer: count it for the model. */
+static void finish_answered(inv *v, char *out)
+{
+    sk_model_usage *mu = kern_model_usage(v->k, v->spec);
+    if (mu)
+        mu->answered++;
+    inv_finish(v, SK_OK, out, NULL);
+}
+
 static void run_review(inv *v)
 {
     if (!v->pol->review) {
         char *out = v->reply;
         v->reply = NULL;
-        inv_finish(v, SK_OK, out, NULL);
+        finish_answered(v, out);
         return;
     }
     sk_vars *rv = NULL;

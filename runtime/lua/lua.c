@@ -1643,6 +1643,8 @@ static int l_usage(lua_State *L)
         lua_setfield(L, -2, "failures");
         lua_pushinteger(L, (lua_Integer)mu.busy_ms);
         lua_setfield(L, -2, "busy_ms");
+        lua_pushinteger(L, mu.answered);
+        lua_setfield(L, -2, "answered");
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "models");

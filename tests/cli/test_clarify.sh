@@ -46,6 +46,17 @@ if command -v script >/dev/null 2>&1; then
   expect_in "interactive result" "$tty" "Q3 revenue rose 12%."
   expect_in "trace records the clarification" "$(cat "$TMP/trace.jsonl")" '"type":"clarified","function":"U.Report","handled_by":"cli"'
   expect_in "trace records where it was raised" "$(cat "$TMP/trace.jsonl")" '"type":"uncertain","function":"U.Report"'
+  # disagreeing samples are shown as candidates; a number picks one
+  printf '2\n' | script -qec "${SK[*]} invoke U.City --input south" /dev/null >"$TMP/tty" 2>&1
+  rc=$?
+  tty=$(tr -d '\r' <"$TMP/tty")
+  expect_eq "candidates rc" "$rc" 0
+  expect_in "candidates listed" "$tty" "The answers it gave:"
+  expect_in "candidate 1" "$tty" "1) Lyon"
+  expect_in "candidate 2" "$tty" "2) Nice"
+  expect_in "candidate 3" "$tty" "3) Lille"
+  expect_in "candidates prompt" "$tty" "or the number of one above"
+  expect_eq "picked candidate is the answer" "$(printf '%s\n' "$tty" | tail -1 | sed 's/.*> //')" "Nice"
   # an empty answer gives up with exit 7
   printf '\n' | script -qec "${SK[*]} invoke U.Report --input revenue" /dev/null >"$TMP/tty" 2>&1
   expect_eq "interactive give up rc" "$?" 7

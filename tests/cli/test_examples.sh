@@ -30,6 +30,11 @@ expect_in "clarify raises" "$out" "raised: kind=uncertain in Assistant.Message"
 expect_in "clarify asks" "$out" "question: Do you mean the team channel or your manager?"
 expect_in "clarify retries" "$out" "to the team channel."
 expect_in "clarify escalates" "$out" "model calls: 2, escalations: 1"
+# --stats says which model answered: the strong one, once
+err=$("$BIN" --stats run scripts/clarify.lua 2>&1 >/dev/null </dev/null)
+expect_in "stats answered column" "$err" "answered"
+strong=$(printf '%s\n' "$err" | grep '^scripted:scripts/clarify-strong.json')
+expect_eq "stats strong model answered" "$(echo $strong | awk '{print $2, $4}')" "1 1"
 
 out=$("$BIN" run scripts/review.lua 2>/dev/null </dev/null); rc=$?
 expect_eq "review rc" "$rc" 0

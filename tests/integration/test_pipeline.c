@@ -36,10 +36,12 @@ static void setup_files(void)
     snprintf(rules, sizeof rules, "scripted:%s", r);
     const char *s = tu_tmpfile(
         "{\"rules\":[{\"match\":\"^cascade\",\"reply\":\"Which one do you mean?\"},"
+        "{\"match\":\"^label\",\"reply\":\"bug\",\"logprobs\":[[\"bug\",-1.2]]},"
         "{\"match\":\"^both\",\"reply\":\"Do you want the total or the average?\"}]}", ".json");
     snprintf(small, sizeof small, "scripted:%s", s);
     const char *b = tu_tmpfile(
         "{\"rules\":[{\"match\":\"^cascade\",\"reply\":\"42\"},"
+        "{\"match\":\"^label\",\"reply\":\"billing\",\"logprobs\":[[\"billing\",-0.01]]},"
         "{\"match\":\"^both\",\"reply\":\"Could you clarify which one?\"}]}", ".json");
     snprintf(big, sizeof big, "scripted:%s", b);
     const char *t = tu_tmpfile("", ".jsonl");
@@ -235,6 +237,16 @@ TEST(test_cascade)
     sk_kernel_usage(k, &u);
     CHECK_INT(u.escalations, 1);
     CHECK_INT(u.calls, 2);
+    /* each model asked once; the strong one gave the answer */
+    sk_model_usage mu[2];
+    CHECK_INT(sk_kernel_model_usage_count(k), 2);
+    CHECK_INT(sk_kernel_model_usage_at(k, 0, &mu[0]), SK_OK);
+    CHECK_INT(sk_kernel_model_usage_at(k, 1, &mu[1]), SK_OK);
+    CHECK_STR(mu[0].model, small);
+    CHECK_INT(mu[0].calls, 1);
+    CHECK_INT(mu[0].answered, 0);
+    CHECK_STR(mu[1].model, big);
+    CHECK_INT(mu[1].answered, 1);
     /* unsure everywhere: raised after the last model */
     out = run(k, "C.Both", "q", NULL, &st);
     CHECK(st == SK_UNCERTAIN);
@@ -242,11 +254,43 @@ TEST(test_cascade)
     sk_kernel_usage(k, &u);
     CHECK_INT(u.escalations, 2);
     CHECK_INT(u.calls, 4);
+    sk_kernel_model_usage_at(k, 1, &mu[1]);
+    CHECK_INT(mu[1].answered, 1); /* a raised call is nobody's answer */
     sk_kernel_free(k);
     char *t = slurp(trace_path);
     CHECK_CONTAINS(t, "\"type\":\"escalate\",\"function\":\"C.Ask\"");
     CHECK_CONTAINS(t, small + 9);
     free(t);
+}
+
+/* A calibrated threshold decides the cascade: the cheap model's label
+ * below it goes to the strong one. */
+TEST(test_cascade_on_the_calibrated_signal)
+{
+    sk_kernel *k = kernel();
+    char cfg[1200];
+    snprintf(cfg, sizeof cfg,
+             "{\"models\": [\"%s\", \"%s\"], \"output\": {\"choice\": "
+             "[\"billing\", \"bug\"]}, \"uncertainty\": {\"calibrated\": "
+             "{\"signal\": \"logprob\", \"threshold\": 0.5, \"alpha\": 0.1}}}",
+             small, big);
+    CHECK(sk_kernel_add_semantic(k, "C", "Label", "label {{$input}}", cfg) == SK_OK);
+    sk_status st;
+    char *out = run(k, "C.Label", "q", NULL, &st);
+    CHECK_INT(st, SK_OK);
+    CHECK_STR(out, "billing"); /* exp(-1.2) = 0.30 < 0.5: escalated */
+    sk_free(out);
+    sk_usage u;
+    sk_kernel_usage(k, &u);
+    CHECK_INT(u.escalations, 1);
+    /* the same threshold lowered under the cheap label: it answers */
+    out = run(k, "C.Label", "q",
+              "{\"uncertainty\": {\"calibrated\": {\"signal\": \"logprob\","
+              " \"threshold\": 0.25, \"alpha\": 0.1}}}", &st);
+    CHECK_INT(st, SK_OK);
+    CHECK_STR(out, "bug");
+    sk_free(out);
+    sk_kernel_free(k);
 }
 
 TEST(test_review)
@@ -631,6 +675,7 @@ int main(void)
     RUN(test_self_consistency);
     RUN(test_native_raise);
     RUN(test_cascade);
+    RUN(test_cascade_on_the_calibrated_signal);
     RUN(test_review);
     RUN(test_filters);
     RUN(test_bad_policy);
