@@ -310,8 +310,9 @@ SK_API const char *sk_call_signals(const sk_call *c);
 /* Fits the threshold on a signal's scores (in [0,1]; a negative score is
  * "none") from labelled outcomes, so that, with probability 1 - delta
  * over the examples, an answer scoring at or above it is wrong with
- * probability at most alpha (exact binomial tests over a fixed grid of
- * thresholds, Bonferroni-corrected).  SK_OK with *threshold; SK_DATA
+ * probability at most alpha (exact binomial tests down a fixed grid of
+ * thresholds, highest first, stopping at the first that fails: Learn
+ * then Test's fixed-sequence testing).  SK_OK with *threshold; SK_DATA
  * when none can be certified, with *why (static): too few examples (see
  * *min_n, the least that could work), or too many errors. */
 SK_API sk_status sk_calibrate(const double *score, const int *correct, size_t n,

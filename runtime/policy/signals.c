@@ -566,32 +566,22 @@ void unc_extract_answer(const char *reply, size_t *b, size_t *e)
     size_t len = strlen(s);
     *b = 0;
     *e = len;
-    /* the last "Answer:" / "Final answer:" line */
-    const char *line = s, *hit = NULL;
+    /* the last "Answer:" ("Final answer:", "**Answer:**"), to its line's
+     * end */
+    const char *hit = NULL;
     size_t hit_len = 0;
-    while (*line) {
-        const char *nl = strchr(line, '\n');
-        size_t ll = nl ? (size_t)(nl - line) : strlen(line);
-        const char *c = line;
-        while (c < line + ll && (*c == ' ' || *c == '*' || *c == '#' || *c == '_'))
-            c++;
-        size_t skip = 0;
-        if (strncasecmp(c, "final answer", 12) == 0)
-            skip = 12;
-        else if (strncasecmp(c, "answer", 6) == 0)
-            skip = 6;
-        if (skip) {
-            const char *d = c + skip;
-            while (*d == '*' || *d == '_')
-                d++;
-            if (*d == ':') {
-                hit = d + 1;
-                hit_len = ll - (size_t)(hit - line);
-            }
-        }
-        if (!nl)
-            break;
-        line = nl + 1;
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (strncasecmp(s + i, "answer", 6) != 0 ||
+            (i > 0 && isalnum((unsigned char)s[i - 1])))
+            continue;
+        const char *d = s + i + 6;
+        while (*d == '*' || *d == '_')
+            d++;
+        if (*d != ':')
+            continue;
+        hit = d + 1;
+        const char *nl = strchr(hit, '\n');
+        hit_len = nl ? (size_t)(nl - hit) : strlen(hit);
     }
     if (hit) {
         size_t hb = (size_t)(hit - s), he = hb + hit_len;
