@@ -70,35 +70,70 @@ static const char strong_re[] =
     "need|mean|be\\s+(?:using|targeting))"
     "|\\b(?:which|what)\\s+(?:[\\w'\\x{2019}-]+\\s+){0,4}(?:should|shall)\\s+I"
     "\\s+(?:use|translate|target|write|pick|choose|assume|focus|cover)"
-    "|\\bI\\s+(?:would\\s+|will\\s+|'d\\s+)?need\\s+(?:a\\s+bit\\s+|a\\s+"
-    "little\\s+|some\\s+)?(?:more|additional|further)\\s+(?:information|"
-    "context|details?)"
-    "|\\bI\\s+(?:would\\s+|will\\s+)?need\\s+to\\s+know\\b"
+    "|\\bI(?:\\s+would|\\s+will|(?:'|\\x{2019})d|(?:'|\\x{2019})ll)?\\s+(?:also\\s+)?"
+    "need\\s+(?:a\\s+bit\\s+|a\\s+little\\s+|some\\s+|a\\s+few\\s+|a\\s+couple\\s+"
+    "(?:of\\s+)?|the\\s+following\\s+)?(?:more\\s+|additional\\s+|further\\s+)?"
+    "(?:information|context|details?|specifics|answers)\\b"
+    "|\\bI(?:\\s+would|\\s+will|(?:'|\\x{2019})d|(?:'|\\x{2019})ll)?\\s+(?:also\\s+)?"
+    "need\\s+to\\s+know\\b"
+    "|^\\W*(?:please\\s+)?let\\s+me\\s+know\\s+(?:which|what|whether|how|who|"
+    "where|when)\\b"
     "|\\b(?:more|additional|further)\\s+(?:information|context|details)\\s+"
     "(?:is|are)\\s+(?:needed|required)"
-    "|\\bI(?:'|\\x{2019})?m\\s+not\\s+(?:sure|clear|certain)\\s+(?:what|"
-    "which)\\s+(?:you|language|file|one|kind|type|format)"
-    "|\\bI\\s+am\\s+not\\s+(?:sure|clear|certain)\\s+(?:what|which)\\s+(?:you|"
-    "language|file|one|kind|type|format)"
+    "|\\bI(?:(?:'|\\x{2019})?m|\\s+am)\\s+not\\s+(?:sure|clear|certain)\\s+(?:what|"
+    "which)\\s+(?:[\\w'\\x{2019}-]+\\s+){0,3}(?:you|language|file|one|kind|type|"
+    "format)\\b"
+    "|\\btell\\s+me\\s+(?:whether|which|what|if|how|who|where|when|a\\s+(?:little|"
+    "bit)|more|about)\\b"
     "|\\bit(?:'|\\x{2019})?s\\s+(?:not\\s+clear|unclear)\\s+(?:what|which)\\s+"
     "you";
 
 /* Something the task needs is missing: an ask whatever the task. */
 static const char missing_re[] =
     "\\b(?:please|kindly)\\s+(?:paste|provide|share|send|upload|include|"
-    "give|attach)\\s+(?:me\\s+|in\\s+|over\\s+)?(?:the|your|a|an|some|it)\\b"
+    "give|attach|supply)\\s+(?:me\\s+|in\\s+|over\\s+)?(?:the|your|a|an|some|it)\\b"
     "|\\b(?:could|can|would)\\s+you\\s+(?:please\\s+)?(?:paste|upload|attach|"
     "include)\\b"
-    "|\\b(?:is|seems|looks|appears)\\s+(?:to\\s+be\\s+)?(?:missing|empty)\\b"
+    "|\\b(?:could|can|would)\\s+you\\s+(?:please\\s+)?(?:provide|share|give\\s+me)"
+    "\\s+(?:a\\s+(?:bit|little)\\s+|a\\s+few\\s+)?(?:more|some|additional)\\s+"
+    "(?:details|information|context)\\b"
+    "|\\b(?:it|this|that|(?:the|your)\\s+(?:[\\w-]+\\s+)?(?:message|text|input|file|"
+    "document|attachment|prompt|e-?mail|list|table|request|question|code|data|"
+    "section|field|context|body))\\s+(?:is|"
+    "seems|looks|appears)\\s+(?:to\\s+be\\s+)?(?:missing|empty|blank)\\b"
+    "|\\bnothing\\s+(?:seems|appears)\\s+to\\s+(?:be|have\\s+been)\\s+(?:attached|"
+    "included|pasted|provided|shared|listed)\\b"
+    "|\\b(?:didn(?:'|\\x{2019})?t|did\\s+not|wasn(?:'|\\x{2019})?t|weren(?:'|\\x{2019})?t|"
+    "was\\s+not|were\\s+not)\\s+(?:get\\s+)?(?:included|attached|pasted|provided|"
+    "shared|come\\s+through)\\b"
+    "|^\\W*(?:please\\s+)?(?:paste|send|share|upload)\\s+(?:it|them|(?:the|your|"
+    "me)\\s+[\\w'\\x{2019}-]+)(?:\\s+[\\w'\\x{2019}-]+){0,6}?\\s+(?:in|here|below|"
+    "with\\s+me|over)\\b"
+    "|\\b(?:as\\s+far\\s+as\\s+I\\s+can\\s+go|can(?:'|\\x{2019})?t\\s+(?:go\\s+(?:any\\s+)?"
+    "further|continue|finish|complete\\s+(?:it|this)))\\s+without\\b"
+
+    "|\\bto\\s+(?:make|write|draft|tailor|personali[sz]e|fill|build|calculate|"
+    "give|do|plan|estimate|answer)\\b[^.?!\\n]{0,60}\\bI(?:\\s+will|\\s+would|"
+    "(?:'|\\x{2019})ll|(?:'|\\x{2019})d)?\\s+(?:also\\s+|first\\s+)?need\\b"
     "|\\bI\\s+(?:don(?:'|\\x{2019})?t|do\\s+not|can(?:'|\\x{2019})?t|cannot)\\s+"
     "(?:see|find)\\s+(?:a|an|the|any)\\b"
     "|\\bI\\s+(?:don(?:'|\\x{2019})?t|do\\s+not)\\s+know\\s+(?:which|what|who|"
     "where|when|how)\\b"
     "|\\bnothing\\s+(?:was|is|has\\s+been)\\s+(?:included|attached|provided|"
-    "given|pasted|shared)\\b"
+    "given|pasted|shared|listed)\\b"
     "|\\b(?:a\\s+(?:couple|few)\\s+(?:of\\s+)?(?:quick\\s+)?questions|quick\\s+"
     "questions?)\\b"
-    "|\\bit\\s+would\\s+help\\s+(?:me\\s+)?to\\s+know\\b";
+    "|\\bit\\s+would\\s+help\\s+(?:me\\s+)?to\\s+know\\b"
+    "|\\bI\\s+(?:need|would\\s+need|(?:'|\\x{2019})d\\s+need)\\s+(?:more|some|"
+    "additional)\\s+(?:context|information|details)\\s+(?:to|before)\\s+(?:I\\s+can\\s+)?"
+    "(?:answer|help|write|do|draft|complete|give|start)\\b"
+    "|\\b(?:please|kindly)\\s+(?:type|write|spell|list|describe)(?:\\s+out)?\\s+"
+    "(?:the|your|a|an|it|what)\\b"
+    "|\\bI\\s+(?:can(?:'|\\x{2019})?t|cannot|am\\s+unable\\s+to|(?:'|\\x{2019})m\\s+"
+    "unable\\s+to)\\s+(?:view|see|open|read)\\s+(?:images|attachments|files|links|"
+    "the\\s+(?:image|attachment|file|link|screenshot))\\b"
+    "|\\bI\\s+(?:don(?:'|\\x{2019})?t|do\\s+not)\\s+have\\s+(?:any\\s+)?(?:earlier|"
+    "prior|previous)\\s+context\\b";
 
 /* A question about the task itself (what the user wants of it): an ask
  * even in a composed text, where requests to a third party are content. */
@@ -109,17 +144,54 @@ static const char meta_re[] =
     "|\\b(?:which|what)\\s+(?:[\\w'\\x{2019}-]+\\s+){0,4}should\\b"
     "|\\b\\w+\\s+(?:of|about|for|on)\\s+what\\s*\\?"
     "|\\bwhat,?\\s+exactly\\s*\\?"
-    "|\\bwho\\s+is\\s+(?:it|the\\s+\\w+|this)\\s+for\\b";
+    "|\\bwho\\s+is\\s+(?:it|the\\s+\\w+|this)\\s+for\\b"
+    "|\\bin\\s+what\\s+(?:sense|way)\\b"
+    "|\\bwhat\\s+(?:[\\w'\\x{2019}-]+\\s+){0,3}is\\s+(?:this|it)\\s+for\\b"
+    "|\\b(?:which|what)\\s+(?:[\\w'\\x{2019}-]+\\s+){0,4}(?:are|were)\\s+you\\s+"
+    "\\w+ing\\b";
+
+/* The model saying what it needs from the user: an ask in a statement,
+ * though not in a question ("Do I need a visa?" is someone's question). */
+static const char need_re[] =
+    "\\bI(?:\\s+will|\\s+would|(?:'|\\x{2019})ll|(?:'|\\x{2019})d)?\\s+(?:also\\s+|first\\s+)?"
+    "need\\s*(?::|(?:the|your|a|an|some|a\\s+few|a\\s+couple|more|to\\s+know|to\\s+"
+    "see|to\\s+have)\\b)";
+
+/* A lead-in that puts the task on hold for a question: in a question, an
+ * ask wherever it stands. */
+static const char lead_re[] =
+    "\\b(?:quick\\s+check|one\\s+thing\\s+first|but\\s+first|first,?\\s+(?:a|one)\\s+"
+    "(?:quick\\s+)?question|before\\s+I\\s+(?:start|begin|draft|write|answer|"
+    "proceed|go\\s+ahead|can|dive\\s+in|get\\s+started|do\\s+that|put|translate|"
+    "rewrite|summari[sz]e|edit|convert))\\b"
+    "|\\b(?:tell|give|send|share)\\s+me\\b[^.?!\\n]{0,80}\\bfirst\\b";
+
+/* Follow-ups that hand the next step to the user: part of an ask, never
+ * one alone. */
+static const char handoff_re[] =
+    "\\b(?:if|once|when)\\s+you\\s+(?:can\\s+)?(?:paste|share|send|provide|upload|"
+    "give\\s+me|tell\\s+me|attach|let\\s+me\\s+know)\\b";
+
+/* A reply that opens by asking the user about their own request; a
+ * rhetorical opener does not count. */
+static const char rhetorical_re[] =
+    "^\\W*(?:have\\s+you\\s+ever|did\\s+you\\s+know|ever\\s+wonder|what\\s+if|"
+    "why\\s+not|who\\s+doesn(?:'|\\x{2019})?t|isn(?:'|\\x{2019})?t\\s+it|"
+    "wouldn(?:'|\\x{2019})?t\\s+it)\\b";
 
 /* The task asks for a composed text (its questions speak to someone
  * else), or to transform a text that holds questions. */
 static const char compose_re[] =
-    "\\b(?:write|draft|compose|create|generate|make\\s+up|come\\s+up\\s+with|"
-    "tell|give\\s+me)\\s+(?:me\\s+)?(?:[\\w'-]+\\s+){0,4}(?:e-?mail|message|"
+    "\\b(?:(?:good|some|a\\s+few|\\d+|ten|five|three)\\s+(?:[\\w'-]+\\s+){0,2}"
+    "questions?\\b)"
+    "|\\b(?:write|draft|compose|create|generate|make\\s+up|come\\s+up\\s+with|"
+    "brainstorm|suggest|list|propose|outline|make|tell|give\\s+me)\\s+(?:me\\s+)?(?:[\\w'-]+\\s+){0,4}(?:e-?mail|message|"
     "note|letter|reply|response|text|post|tweet|copy|questions?|riddle|joke|"
     "story|poem|dialogue|script|quiz|faq|prompt|announcement|invitation|"
     "survey|interview|error|greeting|sms|haiku|limerick|verse|song|lyrics|"
-    "sonnet|rhyme|slogan|tagline|headline)";
+    "sonnet|rhyme|slogan|tagline|headline|talk|speech|presentation|pitch|"
+    "lesson|article|essay|blog|newsletter|ad|advert)"
+    "|\\b(?:ask(?:ing)?|quiz(?:zing)?|interview(?:ing)?)\\s+me\\b";
 static const char transform_re[] =
     "\\b(?:translate|paraphrase|rephrase|reword|rewrite|make\\s+(?:this|it)"
     "|correct\\s+(?:this|the|it|my)|proofread|fix\\s+the\\s+grammar|traduire|"
@@ -142,14 +214,18 @@ static const char weak_re[] =
 #define ASK_MAX_REST_STRONG 60 /* words besides the asking that still */
 #define ASK_MAX_REST_WEAK 12   /* leave the task undone */
 #define ASK_MAX_BYTES 65536    /* longer replies are read up to here */
+#define ASK_OPENING_WORDS 8    /* a greeting before the reply's first question */
+#define ASK_MAX_REST_COMPOSED 30 /* ... when the task was to compose a text */
+#define ASK_CODE_LINE_WORDS 4  /* a line of code in a fence weighs this much */
 
 enum { RE_STRONG, RE_WEAK, RE_MISSING, RE_META, RE_COMPOSE, RE_TRANSFORM,
-       RE_COUNT };
+       RE_LEAD, RE_HANDOFF, RE_RHETORICAL, RE_NEED, RE_COUNT };
 
 static const char *ask_pattern(int i)
 {
     static const char *const pats[RE_COUNT] = {
         strong_re, weak_re, missing_re, meta_re, compose_re, transform_re,
+        lead_re, handoff_re, rhetorical_re, need_re,
     };
     return pats[i];
 }
@@ -175,6 +251,8 @@ static void ask_re_compile(void)
     for (int i = 0; i < RE_COUNT; i++)
         if (!(ask_re[i] = compile(ask_pattern(i))))
             ask_re_ok = 0;
+        else
+            (void)pcre2_jit_compile(ask_re[i], PCRE2_JIT_COMPLETE); /* else interpreted */
 }
 
 static int matches(const pcre2_code *re, pcre2_match_data *md, const char *s,
@@ -320,6 +398,86 @@ static size_t fold(const char *s, size_t b, size_t e, char *out)
     return n;
 }
 
+/* Whether the sentence starting at s[b] sits on a list item's line: a
+ * bullet or a number before it on its line. */
+static int list_item(const char *s, size_t b)
+{
+    size_t ls = b;
+    while (ls > 0 && s[ls - 1] != '\n')
+        ls--;
+    size_t j = ls;
+    while (s[j] == ' ' || s[j] == '\t')
+        j++;
+    size_t mk = j; /* past the marker */
+    if (s[j] == '-' || s[j] == '*' || s[j] == '+')
+        mk = j + 1;
+    else if (strncmp(s + j, "\xE2\x80\xA2", 3) == 0)
+        mk = j + 3; /* U+2022 bullet */
+    else {
+        size_t d = j;
+        while (isdigit((unsigned char)s[d]))
+            d++;
+        if (d > j && (s[d] == '.' || s[d] == ')'))
+            mk = d + 1;
+    }
+    if (mk == j)
+        return 0;
+    while (s[mk] == ' ' || s[mk] == '\t')
+        mk++;
+    /* the sentence is the item's first, marker included or not */
+    return b >= j && b <= mk;
+}
+
+/* The non-blank lines inside ``` fences. */
+static size_t code_lines(const char *s, size_t len)
+{
+    size_t n = 0;
+    int fence = 0;
+    for (size_t i = 0; i < len;) {
+        size_t e = i;
+        while (e < len && s[e] != '\n')
+            e++;
+        size_t j = i;
+        while (j < e && (s[j] == ' ' || s[j] == '\t'))
+            j++;
+        if (e - j >= 3 && strncmp(s + j, "```", 3) == 0)
+            fence = !fence;
+        else if (fence && j < e)
+            n++;
+        i = e + 1;
+    }
+    return n;
+}
+
+/* Whether the '.' at s[i] ends an abbreviation ("e.g.", "etc.", "Dr.")
+ * or an initial rather than a sentence; from is the sentence's start. */
+static int abbreviation(const char *s, size_t from, size_t i)
+{
+    static const char *const abbr[] = {"e.g", "i.e", "etc", "vs", "cf", "mr",
+                                       "mrs", "ms", "dr", "approx", "incl",
+                                       "fig"};
+    size_t w = i;
+    while (w > from && !isspace((unsigned char)s[w - 1]) && s[w - 1] != '(')
+        w--;
+    size_t wl = i - w;
+    if (wl == 1 && isupper((unsigned char)s[w]))
+        return 1; /* an initial: "J. Smith" */
+    size_t d = w;
+    while (d < i && isdigit((unsigned char)s[d]))
+        d++;
+    if (d == i && wl > 0 && wl <= 3) {
+        size_t ls = w;
+        while (ls > from && (s[ls - 1] == ' ' || s[ls - 1] == '\t'))
+            ls--;
+        if (ls == 0 || s[ls - 1] == '\n')
+            return 1; /* a list's number: "2. What ..." */
+    }
+    for (size_t k = 0; k < sizeof abbr / sizeof abbr[0]; k++)
+        if (wl == strlen(abbr[k]) && strncasecmp(s + w, abbr[k], wl) == 0)
+            return 1;
+    return 0;
+}
+
 typedef struct sent {
     size_t b, e;   /* in the reply, without leading space */
     int question;  /* ends in '?' */
@@ -347,6 +505,9 @@ int unc_asks_back(const char *reply, const char *input, size_t *qb, size_t *qe)
     const pcre2_code *missing = ask_re[RE_MISSING], *meta = ask_re[RE_META];
     const pcre2_code *compose = ask_re[RE_COMPOSE];
     const pcre2_code *transform = ask_re[RE_TRANSFORM];
+    const pcre2_code *lead = ask_re[RE_LEAD], *handoff = ask_re[RE_HANDOFF];
+    const pcre2_code *rhetorical = ask_re[RE_RHETORICAL];
+    const pcre2_code *need = ask_re[RE_NEED];
     pcre2_match_data *md = ask_re_ok ? pcre2_match_data_create(4, NULL) : NULL;
     if (!m || !sq || !ss || !md)
         goto done;
@@ -377,7 +538,8 @@ int unc_asks_back(const char *reply, const char *input, size_t *qb, size_t *qe)
     for (size_t i = 0; i <= len && n < ASK_MAX_SENTS; i++) {
         int end = i == len || m[i] == '\n' || m[i] == '?' ||
                   ((m[i] == '.' || m[i] == '!') &&
-                   (i + 1 == len || isspace((unsigned char)m[i + 1])));
+                   (i + 1 == len || isspace((unsigned char)m[i + 1])) &&
+                   !(m[i] == '.' && abbreviation(m, b, i)));
         if (!end)
             continue;
         size_t e = i < len && m[i] != '\n' ? i + 1 : i;
@@ -391,26 +553,49 @@ int unc_asks_back(const char *reply, const char *input, size_t *qb, size_t *qe)
         }
         b = i + 1;
     }
-    size_t words_total = count_words(reply, 0, len);
+    /* code the reply wrote is work done: each line weighs as words */
+    size_t words_total = count_words(reply, 0, len) + ASK_CODE_LINE_WORDS * code_lines(reply, len);
     size_t ask_words = 0;
     int strongest = 0;
     size_t at = 0;
+    size_t words_before = 0, words_left = 0;
+    for (size_t i = 0; i < n; i++)
+        words_left += count_words(reply, ss[i].b, ss[i].e);
     for (size_t i = 0; i < n; i++) {
+        /* once even every sentence left could not make the reply an ask,
+         * it is not one: a long answer costs a few sentences' matching */
+        if (ask_words + words_left + ASK_MAX_REST_STRONG < words_total)
+            break;
+        words_left -= count_words(reply, ss[i].b, ss[i].e);
         const char *t = m + ss[i].b;
         size_t tl = ss[i].e - ss[i].b;
+        size_t opening = words_before <= ASK_OPENING_WORDS;
+        words_before += count_words(reply, ss[i].b, ss[i].e);
         int a = 0;
-        if (matches(missing, md, t, tl))
+        if (matches(missing, md, t, tl) ||
+            (!ss[i].question && task != TRANSFORMED && matches(need, md, t, tl)))
             a = 2;
         else if (task == TRANSFORMED)
             a = 0; /* the text's own questions, transformed */
-        else if (ss[i].question && matches(meta, md, t, tl))
+        else if (ss[i].question && (matches(meta, md, t, tl) ||
+                                    matches(lead, md, t, tl)))
             a = 2;
         else if (task == COMPOSED)
             a = 0; /* a composed text speaks to its reader */
         else if (matches(strong, md, t, tl))
             a = 2;
         else if (ss[i].question && matches(weak, md, t, tl))
-            a = 1;
+            /* opening with a question about the user's request, or after
+             * a lead-in that holds the task, is an ask; elsewhere it may
+             * be an offer after a done task */
+            a = (opening && !matches(rhetorical, md, t, tl)) ||
+                        matches(lead, md, t, tl)
+                    ? 2
+                    : 1;
+        else if (ss[i].question && matches(lead, md, t, tl))
+            a = 2;
+        else if (matches(handoff, md, t, tl))
+            a = -1; /* counted with an ask, never one alone */
         if (!a)
             continue;
         /* the prompt held this question: it is data, not an ask */
@@ -421,22 +606,35 @@ int unc_asks_back(const char *reply, const char *input, size_t *qb, size_t *qe)
         }
         ss[i].ask = a;
         ask_words += count_words(reply, ss[i].b, ss[i].e);
-        if (a >= strongest) {
+        if (a > 0 && a >= strongest) {
             strongest = a;
             at = i;
         }
+    }
+    /* the items of a list that an ask introduces ("I need:", "a few
+     * questions:") are part of the ask */
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (ss[i].ask <= 0 || m[ss[i].e - 1] != ':')
+            continue;
+        for (size_t j = i + 1; j < n && list_item(reply, ss[j].b); j++)
+            if (!ss[j].ask) {
+                ss[j].ask = -1;
+                ask_words += count_words(reply, ss[j].b, ss[j].e);
+            }
     }
     rc = 0;
     if (strongest) {
         size_t rest = words_total - ask_words;
         size_t limit = strongest == 2 ? ASK_MAX_REST_STRONG : ASK_MAX_REST_WEAK;
+        if (task == COMPOSED && limit > ASK_MAX_REST_COMPOSED)
+            limit = ASK_MAX_REST_COMPOSED; /* a composed text is long; an ask is not */
         if (rest <= limit) {
             rc = 1;
             /* the user is shown the asking questions, from the first to
              * the last question after it; else the strongest ask */
             size_t first = n, last = n;
             for (size_t i = 0; i < n; i++) {
-                if (first == n && ss[i].ask && ss[i].question)
+                if (first == n && ss[i].ask > 0 && ss[i].question)
                     first = i;
                 if (first < n && ss[i].question)
                     last = i;

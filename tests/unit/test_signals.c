@@ -1,12 +1,16 @@
 /* test_signals.c -- the uncertainty signals and their calibration.
  *
- * The default detector (asks back) is measured on a labelled set of
- * replies (tests/data/uncertainty/asks_back.jsonl: ordinary answers that
- * carry hedge-like words, and replies that truly ask back), and its
- * false-positive and false-negative rates are printed and held low.  The
- * calibration's guarantee is tested statistically: answers whose scores
- * and correctness come from a known distribution, many seeded random
- * splits, and the error rate on held-out answers that pass the threshold. */
+ * The default detector (asks back) is measured on labelled replies in
+ * tests/data/uncertainty: ordinary answers that carry hedge-like words and
+ * questions, and replies that truly ask back.  asks_back.jsonl,
+ * asks_back_2.jsonl and asks_back_3.jsonl were each written apart from the
+ * detector and then used to tune it, so they guard against regressions;
+ * asks_back_unseen.jsonl was written apart and never tuned on, so its
+ * rates are the honest ones.
+ * All rates are printed and held under ceilings.  The calibration's
+ * guarantee is tested statistically: answers whose scores and
+ * correctness come from a known distribution, many seeded trials, and the
+ * true risk of each fitted threshold. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +21,12 @@
 #include "all.h"
 #include "testutil.h"
 
-/* ceilings on the default detector's error rates over the labelled set */
+/* ceilings on the default detector's error rates: on the sets it was
+ * tuned on, and on the one it never saw */
 #define MAX_FALSE_POSITIVE 0.03
-#define MAX_FALSE_NEGATIVE 0.10
+#define MAX_FALSE_NEGATIVE 0.05
+#define MAX_FRESH_FALSE_POSITIVE 0.03
+#define MAX_FRESH_FALSE_NEGATIVE 0.25
 
 static char *slurp(const char *path)
 {
@@ -40,12 +47,13 @@ static char *slurp(const char *path)
     return s;
 }
 
-TEST(test_asks_back_labelled_set)
+/* Runs the detector over one labelled set; prints and returns its rates. */
+static int measure(const char *path, double *fpr, double *fnr)
 {
-    char *all = slurp("data/uncertainty/asks_back.jsonl");
+    char *all = slurp(path);
     CHECK(all != NULL);
     if (!all)
-        return;
+        return 0;
     int pos = 0, neg = 0, fp = 0, fn = 0, line_no = 0;
     for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
         line_no++;
@@ -57,38 +65,58 @@ TEST(test_asks_back_labelled_set)
         const cJSON *reply = cJSON_GetObjectItem(j, "reply");
         const cJSON *asks = cJSON_GetObjectItem(j, "asks");
         CHECK(cJSON_IsString(task) && cJSON_IsString(reply) && cJSON_IsBool(asks));
+        if (!cJSON_IsString(task) || !cJSON_IsString(reply)) {
+            cJSON_Delete(j);
+            continue;
+        }
         size_t qb = 0, qe = 0;
         int got = unc_asks_back(reply->valuestring, task->valuestring, &qb, &qe);
         CHECK(got >= 0);
-        int want = cJSON_IsTrue(asks);
-        if (want) {
+        if (cJSON_IsTrue(asks)) {
             pos++;
             if (!got) {
                 fn++;
-                fprintf(stderr, "  missed ask (line %d): %.100s\n", line_no,
+                fprintf(stderr, "  %s:%d: missed ask: %.100s\n", path, line_no,
                         reply->valuestring);
             }
         } else {
             neg++;
             if (got) {
                 fp++;
-                fprintf(stderr, "  false alarm (line %d): %.*s\n", line_no,
+                fprintf(stderr, "  %s:%d: false alarm: %.*s\n", path, line_no,
                         (int)(qe - qb), reply->valuestring + qb);
             }
         }
-        /* the question it reports is a sentence of the reply */
+        /* the question it reports is a stretch of the reply */
         if (got)
             CHECK(qe > qb && qe <= strlen(reply->valuestring));
         cJSON_Delete(j);
     }
     free(all);
-    CHECK(pos >= 30 && neg >= 60);
-    double fpr = neg ? (double)fp / neg : 1, fnr = pos ? (double)fn / pos : 1;
-    printf("asks back over the labelled set: %d answers, %d asks; "
-           "false positives %d (%.1f%%), false negatives %d (%.1f%%)\n",
-           neg, pos, fp, fpr * 100, fn, fnr * 100);
+    *fpr = neg ? (double)fp / neg : 1;
+    *fnr = pos ? (double)fn / pos : 1;
+    printf("asks back over %s: %d answers, %d asks; false positives %d "
+           "(%.1f%%), false negatives %d (%.1f%%)\n",
+           path, neg, pos, fp, *fpr * 100, fn, *fnr * 100);
+    return neg + pos;
+}
+
+TEST(test_asks_back_labelled_sets)
+{
+    double fpr, fnr;
+    CHECK(measure("data/uncertainty/asks_back.jsonl", &fpr, &fnr) >= 100);
     CHECK(fpr <= MAX_FALSE_POSITIVE);
     CHECK(fnr <= MAX_FALSE_NEGATIVE);
+    CHECK(measure("data/uncertainty/asks_back_2.jsonl", &fpr, &fnr) >= 80);
+    CHECK(fpr <= MAX_FALSE_POSITIVE);
+    CHECK(fnr <= MAX_FALSE_NEGATIVE);
+    CHECK(measure("data/uncertainty/asks_back_3.jsonl", &fpr, &fnr) >= 100);
+    CHECK(fpr <= MAX_FALSE_POSITIVE);
+    CHECK(fnr <= MAX_FALSE_NEGATIVE);
+    /* the set it never saw */
+    CHECK(measure("data/uncertainty/asks_back_unseen.jsonl", &fpr, &fnr) >= 120);
+    CHECK(fpr <= MAX_FRESH_FALSE_POSITIVE);
+    CHECK(fnr <= MAX_FRESH_FALSE_NEGATIVE);
 }
 
 TEST(test_asks_back_cases)
@@ -110,6 +138,13 @@ TEST(test_asks_back_cases)
     CHECK_INT(unc_asks_back("Could you clarify which file you mean?",
                             "Translate to English: Could you clarify which file "
                             "you mean?",
+                            &b, &e),
+              0);
+    /* ... whatever the task: here the answer is the question it quotes */
+    CHECK_INT(unc_asks_back("Could you clarify which plan you mean?",
+                            "Chat log:\nAgent: Could you clarify which plan you "
+                            "mean?\nCustomer: the family one\nWhat was the "
+                            "agent's last line?",
                             &b, &e),
               0);
     /* dialogue in quotes is a character's, not the reply's */
@@ -344,7 +379,7 @@ TEST(test_calibrated_policy)
 
 int main(void)
 {
-    RUN(test_asks_back_labelled_set);
+    RUN(test_asks_back_labelled_sets);
     RUN(test_asks_back_cases);
     RUN(test_logprob_label_score);
     RUN(test_verbal_and_extraction);
