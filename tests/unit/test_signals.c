@@ -147,6 +147,30 @@ TEST(test_asks_back_cases)
                             "agent's last line?",
                             &b, &e),
               0);
+    /* a rhetorical opener is the start of an answer */
+    CHECK_INT(unc_asks_back("Have you ever wondered why your sky is blue? Sunlight "
+                            "scatters off the molecules of the air, and the short "
+                            "blue waves scatter far more than the red ones.",
+                            "Why is the sky blue?", &b, &e),
+              0);
+    /* an opening question about the user's own request is an ask, however
+     * long the explanation after it */
+    CHECK_INT(unc_asks_back("Which database are you on? The syntax for dates differs "
+                            "a lot between them: PostgreSQL has date_trunc, MySQL "
+                            "has DATE_FORMAT, and SQLite has strftime, so the query "
+                            "changes with it.",
+                            "Write SQL for sales per month", &b, &e),
+              1);
+    /* a lead-in that holds the task asks, even in a composed text */
+    CHECK_INT(unc_asks_back("Love this idea, and I can make it punchy. Quick check "
+                            "before I draft anything, is the launch on the 12th?",
+                            "Write a tweet announcing our launch", &b, &e),
+              1);
+    /* "e.g." does not cut a question in two */
+    CHECK_INT(unc_asks_back("Noted. And the dates, in what format should they be "
+                            "(e.g. 2024-03-01 or 01/03/2024)?",
+                            "Write a function that parses the dates", &b, &e),
+              1);
     /* dialogue in quotes is a character's, not the reply's */
     CHECK_INT(unc_asks_back("\"Could you tell me the way?\" asked Tom. The old "
                             "man pointed north, and Tom walked on.",
