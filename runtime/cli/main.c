@@ -886,7 +886,9 @@ static int clarify(sk_kernel *k, const char *name, sk_vars *vars)
         }
     }
     fprintf(stderr, "%s\nyour answer%s (empty to give up)> ",
-            question ? question : "What exactly do you want?",
+            question ? question
+                     : n_cand > 1 ? "Which of these do you mean, or what else?"
+                                  : "What exactly do you want?",
             n_cand > 1 ? ", or the number of one above" : "");
     fflush(stderr);
     char line[4096];
