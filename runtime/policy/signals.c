@@ -240,7 +240,8 @@ static pcre2_code *compile(const char *pat)
 
 /* The detector's patterns, compiled once per process and shared by all
  * threads (a compiled pattern is read-only; match data is per call).
- * Left to the process's end. */
+ * Freed when the library is unloaded (the Lua module is dlclose'd by
+ * lua_close) or the process ends. */
 static pcre2_code *ask_re[RE_COUNT];
 static int ask_re_ok;
 static pthread_once_t ask_re_once = PTHREAD_ONCE_INIT;
@@ -253,6 +254,14 @@ static void ask_re_compile(void)
             ask_re_ok = 0;
         else
             (void)pcre2_jit_compile(ask_re[i], PCRE2_JIT_COMPLETE); /* else interpreted */
+}
+
+__attribute__((destructor)) static void ask_re_free(void)
+{
+    for (int i = 0; i < RE_COUNT; i++) {
+        pcre2_code_free(ask_re[i]);
+        ask_re[i] = NULL;
+    }
 }
 
 static int matches(const pcre2_code *re, pcre2_match_data *md, const char *s,

@@ -8,11 +8,15 @@ if ! command -v lua5.4 >/dev/null 2>&1; then
   exit 0
 fi
 # A sanitizer build of the module needs its runtimes loaded first, since
-# the stock interpreter is not built with them.
+# the stock interpreter is not built with them.  The module is preloaded
+# too, so lua_close's dlclose does not unload it and the libraries it
+# brings (gnutls, p11-kit: thread-local storage): GCC 12's LeakSanitizer
+# crashes at exit reading the thread-local blocks of unloaded libraries
+# ("Tracer caught signal 11").  require() still finds it by LUA_CPATH.
 so=${CPATH_SO/\?/skein}
 if [ -f "$so" ]; then
   pre=$(ldd "$so" 2>/dev/null | awk '/lib(asan|ubsan)\.so/ {print $3}' | tr '\n' ' ')
-  [ -n "$pre" ] && export LD_PRELOAD="$pre"
+  [ -n "$pre" ] && export LD_PRELOAD="$pre $(cd "$(dirname "$so")" && pwd)/$(basename "$so")"
 fi
 export SKEIN_CONFIG=/nonexistent SKEIN_SKILLS_PATH= OPENAI_API_KEY= OPENAI_BASE_URL= SKEIN_TRACE=
 passed=0 failed=0
