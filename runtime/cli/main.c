@@ -12,11 +12,13 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -1225,13 +1227,51 @@ static const char *jl_vars(const char *line, sk_vars **out)
 }
 
 /* Writes the head item's outcome as one line; returns its status. */
-static sk_status jl_emit(jl_item *it)
+/* Writes all of s, retrying short writes; 0, or -1 with errno (EPIPE when
+ * the reader went away). */
+static int write_all(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Set by SIGINT and SIGTERM during --jsonl: stop reading, settle, exit. */
+static volatile sig_atomic_t jl_stop;
+static void jl_on_signal(int sig) { jl_stop = sig; }
+
+#define JL_GRACE_MS 5000 /* how long calls in flight may finish after a stop */
+
+static long long mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* One result line, written and flushed at once: a line on stdout is whole
+ * or absent.  *wrote is 0 when stdout is gone. */
+static sk_status jl_emit(jl_item *it, int *wrote)
 {
     sk_status st = SK_OK;
     cJSON *o = cJSON_CreateObject();
     if (it->error_json) {
         st = it->error;
         cJSON_AddItemToObject(o, "error", cJSON_Parse(it->error_json));
+    } else if (!sk_call_done(it->call)) {
+        /* stopped before it finished: its line says so, in its place */
+        st = SK_CANCELLED;
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "kind", "cancelled");
+        cJSON_AddStringToObject(e, "message", "stopped before the call finished");
+        cJSON_AddNumberToObject(e, "line", (double)it->line);
     } else {
         st = sk_call_status(it->call);
         if (st == SK_OK) {
@@ -1244,9 +1284,16 @@ static sk_status jl_emit(jl_item *it)
         }
     }
     char *line = cJSON_PrintUnformatted(o);
+    *wrote = 1;
     if (line) {
-        fputs(line, stdout);
-        putchar('\n');
+        size_t n = strlen(line);
+        char *l = malloc(n + 2);
+        if (l) {
+            memcpy(l, line, n);
+            l[n] = '\n';
+            *wrote = write_all(1, l, n + 1) == 0;
+            free(l);
+        }
     }
     cJSON_free(line);
     cJSON_Delete(o);
@@ -1271,11 +1318,33 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
     int progress = isatty(2);
     char *buf = NULL;
     size_t cap = 0;
-    int eof = 0;
+    int eof = 0, gone = 0;
+    long long deadline = 0;
+    /* SIGINT, SIGTERM: stop reading, let the calls in flight finish for up
+     * to JL_GRACE_MS, write every line in order (an unfinished one as a
+     * "cancelled" error), exit 128 + the signal.  A closed stdout (EPIPE)
+     * stops the same way, exit 141.  No SA_RESTART, so a read or a wait
+     * that the signal interrupts returns. */
+    struct sigaction sa = {0}, old_int, old_term, old_pipe;
+    sa.sa_handler = jl_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, &old_pipe);
+    fflush(stdout);
     while (!eof || count) {
+        if ((jl_stop || gone) && !eof)
+            eof = 1;
+        if ((jl_stop || gone) && !deadline)
+            deadline = mono_ms() + (gone ? 0 : JL_GRACE_MS);
         /* fill the window */
         while (!eof && count < window) {
             ssize_t n = getline(&buf, &cap, stdin);
+            if (n < 0 && jl_stop) {
+                eof = 1;
+                break;
+            }
             if (n < 0) {
                 eof = 1;
                 break;
@@ -1315,9 +1384,20 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
             }
             count++;
         }
-        /* emit finished items at the head, in input order */
-        while (count && (ring[head].error_json || sk_call_done(ring[head].call))) {
-            sk_status st = jl_emit(&ring[head]);
+        /* emit finished items at the head, in input order; past the
+         * deadline, the unfinished ones too */
+        int late = deadline && mono_ms() >= deadline;
+        while (count && (late || ring[head].error_json || sk_call_done(ring[head].call))) {
+            int wrote = 1;
+            sk_status st = gone ? SK_CANCELLED : jl_emit(&ring[head], &wrote);
+            if (gone) {
+                sk_call_free(ring[head].call);
+                free(ring[head].error_json);
+                ring[head].call = NULL;
+                ring[head].error_json = NULL;
+            }
+            if (!wrote)
+                gone = 1;
             if (st != SK_OK && first == SK_OK)
                 first = st;
             head = (head + 1) % window;
@@ -1331,10 +1411,23 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
     }
     free(buf);
     free(ring);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
     if (progress)
         fputc('\n', stderr);
-    if (fflush(stdout) != 0)
-        return EXIT_RUNTIME;
+    /* Stopped: every line is written; calls still in flight are abandoned
+     * (their connections close with the process) rather than waited for
+     * in sk_kernel_free, so the stop is bounded by the grace period. */
+    if (gone) {
+        fflush(NULL);
+        _exit(128 + SIGPIPE);
+    }
+    if (jl_stop) {
+        fprintf(stderr, "skein: stopped by signal %d after %ld lines\n", (int)jl_stop, done);
+        fflush(NULL);
+        _exit(128 + jl_stop);
+    }
     return exit_code(first);
 }
 
