@@ -158,6 +158,11 @@ SK_API const char *sk_kernel_model(const sk_kernel *k);
  *   "allow_dangerously_set_content"  "1" inserts every value into chat
  *                         markup as written (Semantic Kernel's factory-wide
  *                         switch); by default values are encoded
+ *   "journal"             a SQLite file that records every model exchange
+ *                         as it completes, by exact request and occurrence;
+ *                         a later kernel with the same journal is served
+ *                         from it (the CLI's --journal).  Once per kernel;
+ *                         SK_IO when the file cannot be a journal
  * Borrows both strings. */
 SK_API sk_status sk_kernel_set_option(sk_kernel *k, const char *name,
                                       const char *value);
@@ -337,6 +342,7 @@ typedef struct sk_usage {
     long cache_hits;        /* model calls answered by the response cache */
     long cache_misses;      /* cacheable calls that went to the model */
     long long wall_ms;      /* since the kernel was made */
+    long journal_hits;      /* model calls answered by the run's journal */
 } sk_usage;
 SK_API void sk_kernel_usage(const sk_kernel *k, sk_usage *out);
 

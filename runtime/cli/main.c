@@ -55,6 +55,7 @@ typedef struct cli {
     const char *functions; /* plan/agent --functions a,b */
     int run_plan;          /* plan --run */
     const char *db;        /* --db FILE */
+    const char *journal;   /* --journal FILE */
     const char *out;       /* df --out FILE */
     int show_sql;          /* df --sql */
     int jsonl;             /* invoke --jsonl */
@@ -110,6 +111,9 @@ static const char USAGE[] =
     "                    built-in skills, ./skills and SKEIN_SKILLS_PATH)\n"
     "  --trace FILE      append one JSON line per model call to FILE\n"
     "  --db FILE         keep DataFrames in this SQLite file (default: memory)\n"
+    "  --journal FILE    record every model exchange in FILE as it completes; run\n"
+    "                    the same command again with it to resume: what was\n"
+    "                    answered is served from it, only the rest is paid for\n"
     "  --stats           print usage on stderr at the end: calls, cache hits,\n"
     "                    tokens per model, retries, escalations, wall time\n"
     "  --no-cache        read and write no cache in this run\n"
@@ -502,7 +506,7 @@ static const char *const OPTIONS[] = {
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
     "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
-    "--delta", "--test", "--seed", "--dry-run", NULL};
+    "--delta", "--test", "--seed", "--dry-run", "--journal", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -567,6 +571,8 @@ static int parse(cli *o, int argc, char **argv)
             o->save = v;
         } else if ((v = opt_value(a, "--db", argc, argv, &i, &missing))) {
             o->db = v;
+        } else if ((v = opt_value(a, "--journal", argc, argv, &i, &missing))) {
+            o->journal = v;
         } else if ((v = opt_value(a, "--out", argc, argv, &i, &missing))) {
             o->out = v;
         } else if ((v = opt_value(a, "--concurrency", argc, argv, &i, &missing))) {
@@ -681,6 +687,8 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
     if (o->allow_os && (st = sk_kernel_set_option(k, "allow_os", "1")) != SK_OK)
         return report(o, k, st);
     if (o->no_cache && (st = sk_kernel_set_option(k, "cache", "0")) != SK_OK)
+        return report(o, k, st);
+    if (o->journal && (st = sk_kernel_set_option(k, "journal", o->journal)) != SK_OK)
         return report(o, k, st);
     for (size_t i = 0; i < o->n_options; i++) {
         char name[64];
@@ -1901,7 +1909,7 @@ static int cmd_cache(const cli *o, sk_kernel *k)
 }
 
 /* --stats: what the run cost, per model and in all, on stderr. */
-static void print_stats(sk_kernel *k)
+static void print_stats(sk_kernel *k, int journal)
 {
     sk_usage u;
     sk_kernel_usage(k, &u);
@@ -1923,6 +1931,8 @@ static void print_stats(sk_kernel *k)
                     "filtered %ld, redacted %ld, wall time %lld ms\n",
             u.retries, u.escalations, u.uncertain, u.reviews, u.filtered, u.redacted,
             u.wall_ms);
+    if (journal)
+        fprintf(stderr, "served from the journal %ld\n", u.journal_hits);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -1994,7 +2004,7 @@ static int run_command(cli *o)
             rc = cmd_skills(o, k);
     }
     if (o->stats && k)
-        print_stats(k);
+        print_stats(k, o->journal != NULL);
     /* The state first: its finalizers may still use the kernel. */
     if (L)
         lua_close(L);

@@ -331,6 +331,18 @@ SK_HIDDEN void kern_cache_del(sk_kernel *k, const char *key);
 /* Option cache = 0 (--no-cache): no cache is read or written. */
 SK_HIDDEN int kern_cache_off(const sk_kernel *k);
 
+/* The run's journal (runtime/core/journal.c), option journal: each model
+ * exchange by its exact request and occurrence, committed as it completes.
+ * journal_open is the option's setter; kern_journal_next numbers the
+ * identical requests of a run (0, 1, ...; -1 with no journal). */
+SK_HIDDEN sk_status journal_open(sk_kernel *k, const char *path);
+SK_HIDDEN int kern_journal_on(sk_kernel *k);
+SK_HIDDEN long kern_journal_next(sk_kernel *k, const char *key);
+SK_HIDDEN sk_status kern_journal_get(sk_kernel *k, const char *key, long occ,
+                                     char **value);
+SK_HIDDEN void kern_journal_put(sk_kernel *k, const char *key, long occ,
+                                const char *value);
+
 /* The bounds on every statement that holds generated SQL (options
  * sql_timeout_ms, sql_max_rows, sql_max_bytes; 0: none). */
 typedef struct kern_sql {
@@ -390,7 +402,8 @@ typedef struct trace_rec {
     long long start_ms, end_ms;
     int attempts;
     const sk_err *err;
-    const char *cache;       /* "hit", "miss", or NULL when not cacheable */
+    const char *cache;       /* "hit", "miss", "journal" (served from the
+                                run's journal), or NULL when not cacheable */
 } trace_rec;
 SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
 /* Appends {"time":..., <members>} to the trace. */

@@ -585,6 +585,8 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         kern_ok(k);
         return SK_OK;
     }
+    if (strcmp(name, "journal") == 0)
+        return journal_open(k, value);
     long v;
     struct {
         const char *name;

@@ -56,6 +56,8 @@ struct mreq {
     mreq *next_wait;
     long long t0;
     char *cache_key;  /* the response cache's key, when cacheable */
+    char *journal_key; /* the exact request, when the run keeps a journal */
+    long journal_occ;  /* which of the run's identical requests this is */
     long est_tokens;  /* counted against the endpoint's limits */
     int admitted;     /* lim_admit let it start */
 };
@@ -111,6 +113,7 @@ static void attempt_free(inv *v)
     for (size_t i = 0; v->reqs && i < v->n_samples; i++) {
         resp_free(v->reqs[i].resp);
         free(v->reqs[i].cache_key);
+        free(v->reqs[i].journal_key);
     }
     free(v->reqs);
     v->reqs = NULL;
@@ -585,16 +588,27 @@ static model_resp *resp_from_cache(const char *value)
     return r;
 }
 
-/* A cached reply: no request, no tokens, counted as a hit. */
-static void answer_from_cache(mreq *q, model_resp *r)
+/* A reply from the response cache or the run's journal: no request, no
+ * tokens, counted as a hit of its source. */
+static void answer_from_store(mreq *q, model_resp *r, int journaled)
 {
     inv *v = q->v;
     sk_kernel *k = v->k;
     const char *text = r->text;
-    kern_usage(k)->cache_hits++;
-    sk_model_usage *mu = kern_model_usage(k, v->spec);
-    if (mu)
-        mu->cache_hits++;
+    if (journaled) {
+        kern_usage(k)->journal_hits++;
+    } else {
+        kern_usage(k)->cache_hits++;
+        sk_model_usage *mu = kern_model_usage(k, v->spec);
+        if (mu)
+            mu->cache_hits++;
+        /* the journal holds what this run saw, from wherever it came */
+        if (q->journal_key) {
+            char *value = resp_to_cache(r);
+            kern_journal_put(k, q->journal_key, q->journal_occ, value);
+            free(value);
+        }
+    }
     long long now = loop_now_ms();
     trace_rec rec = {
         .function = v->name,
@@ -604,7 +618,7 @@ static void answer_from_cache(mreq *q, model_resp *r)
         .resp = r,
         .start_ms = now,
         .end_ms = now,
-        .cache = "hit",
+        .cache = journaled ? "journal" : "hit",
     };
     trace_model_call(k, &rec);
     if (v->streaming && q->i == 0)
@@ -757,6 +771,13 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
             free(value);
         }
     }
+    /* the journal keeps every answer the run received, cut ones too: the
+     * re-run must see what this run saw, and end the same way */
+    if (q->journal_key && st == SK_OK && resp && resp->text) {
+        char *value = resp_to_cache(resp);
+        kern_journal_put(k, q->journal_key, q->journal_occ, value);
+        free(value);
+    }
     record_exchange(v, resp, err);
     /* the trace shows the prompt as sent: redacted, with any instruction */
     trace_rec rec = {
@@ -807,6 +828,21 @@ static void start_request(mreq *q)
     if (v->pol->shape)
         shape_request(v->pol->shape, &req.json_schema, &req.choices, &req.n_choices,
                       &req.regex);
+    /* the run's journal: this exact request's answer, if it was had */
+    if (!q->journal_key && kern_journal_on(k)) {
+        q->journal_key = cache_key(v, &req);
+        q->journal_occ = q->journal_key ? kern_journal_next(k, q->journal_key) : -1;
+    }
+    if (q->journal_key) {
+        char *hit = NULL;
+        kern_journal_get(k, q->journal_key, q->journal_occ, &hit);
+        model_resp *got = hit ? resp_from_cache(hit) : NULL;
+        free(hit);
+        if (got) {
+            answer_from_store(q, got, 1);
+            return;
+        }
+    }
     /* the response cache, for deterministic calls */
     if (!q->cache_key && cacheable(v))
         q->cache_key = cache_key(v, &req);
@@ -816,7 +852,7 @@ static void start_request(mreq *q)
         model_resp *cached = hit ? resp_from_cache(hit) : NULL;
         free(hit);
         if (cached) {
-            answer_from_cache(q, cached);
+            answer_from_store(q, cached, 0);
             return;
         }
     }
@@ -1070,6 +1106,7 @@ static int handle_truncation(inv *v)
         pipe_trace(v, "continue", "model", v->spec, "round", n, (char *)NULL);
         resp_free(v->reqs[0].resp);
         free(v->reqs[0].cache_key);
+        free(v->reqs[0].journal_key);
         memset(&v->reqs[0], 0, sizeof v->reqs[0]);
         v->reqs[0].v = v;
         v->pending_samples = 1;

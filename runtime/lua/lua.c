@@ -1616,6 +1616,7 @@ static int l_usage(lua_State *L)
         {"redacted", offsetof(sk_usage, redacted)},
         {"cache_hits", offsetof(sk_usage, cache_hits)},
         {"cache_misses", offsetof(sk_usage, cache_misses)},
+        {"journal_hits", offsetof(sk_usage, journal_hits)},
     };
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
         lua_pushinteger(L, *(const long *)((const char *)&u + more[i].off));

@@ -23,6 +23,11 @@
  *     "echo": false,                 true: reply with a chat completion
  *                                    whose content is the request's last
  *                                    user message (when no response fits)
+ *     "echo_nonce": false,           true: the echo ends " #N", N the
+ *                                    request's number (1, 2, ...; "n" in
+ *                                    the log), so that no two replies are
+ *                                    alike, as at a temperature above 0
+ *     "echo_delay_ms": 0,            before an echo starts
  *     "responses": [                 served in order; the last one repeats
  *       { "status": 200,
  *         "headers": {"Retry-After": "1"},
@@ -119,6 +124,9 @@ typedef struct conn {
 static cJSON *scenario;
 static cJSON *responses;   /* array, or NULL */
 static int echo_mode;
+static int echo_nonce;
+static long echo_delay_ms;
+static long n_requests; /* requests received, the one being planned included */
 static int log_fd = -1;
 static long idle_exit_ms = 30000;
 static long served_in_order;
@@ -370,6 +378,7 @@ static void log_request(const request *r)
         return;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "inflight", in_flight() + 1);
+    cJSON_AddNumberToObject(o, "n", (double)n_requests);
     cJSON_AddStringToObject(o, "method", r->method);
     cJSON_AddStringToObject(o, "path", r->path);
     cJSON_AddItemReferenceToObject(o, "headers", r->headers);
@@ -672,7 +681,7 @@ static void plan_response(conn *c, const request *r)
 {
     cJSON *req = cJSON_ParseWithLength(r->body, r->body_len);
     const cJSON *spec = pick_response(r);
-    long delay = num_field(spec, "delay_ms", 0);
+    long delay = num_field(spec, "delay_ms", spec ? 0 : echo_delay_ms);
     long chunk_delay = num_field(spec, "chunk_delay_ms", 0);
     int status = (int)num_field(spec, "status", 200);
     const char *action = spec ? cJSON_GetStringValue(cJSON_GetObjectItem(spec, "action")) : NULL;
@@ -810,6 +819,12 @@ static void plan_response(conn *c, const request *r)
         body = cJSON_PrintUnformatted(b);
     } else if (spec && cJSON_IsString(b = cJSON_GetObjectItem(spec, "reply"))) {
         body = completion_json(spec, req, b->valuestring);
+    } else if (echo_mode && echo_nonce) {
+        const char *m = last_user_message(req);
+        sb t = {0};
+        sb_printf(&t, "%s #%ld", m ? m : "", n_requests);
+        body = completion_json(spec, req, t.p);
+        free(t.p);
     } else if (echo_mode) {
         body = completion_json(spec, req, last_user_message(req));
     } else if (!spec) {
@@ -895,6 +910,7 @@ static int next_request(conn *c)
         }
         return 0;
     }
+    n_requests++;
     log_request(&r);
     plan_response(c, &r);
     request_free(&r);
@@ -1008,6 +1024,8 @@ static void load_scenario(const char *path)
     if (responses && !cJSON_IsArray(responses))
         die("%s: \"responses\" must be an array", path);
     echo_mode = cJSON_IsTrue(cJSON_GetObjectItem(scenario, "echo"));
+    echo_nonce = cJSON_IsTrue(cJSON_GetObjectItem(scenario, "echo_nonce"));
+    echo_delay_ms = num_field(scenario, "echo_delay_ms", 0);
     idle_exit_ms = num_field(scenario, "idle_exit_ms", 30000);
     const char *log = cJSON_GetStringValue(cJSON_GetObjectItem(scenario, "log"));
     if (log && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)
