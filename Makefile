@@ -62,6 +62,14 @@ test-local-model: deps
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest -R local_model --output-on-failure
 
+# scripts/dask_map.py on a Dask LocalCluster (Debian's python3-distributed,
+# for /usr/bin/python3): 2,000 rows on loopback, a worker killed mid-run.
+.PHONY: test-dask
+test-dask: build
+	$(call need_pkgs,python3-distributed procps)
+	SKEIN_BIN=$(CURDIR)/$(BUILD)/skein SKEIN_MOCKSERVER=$(CURDIR)/$(BUILD)/tests/skein-mockserver \
+	  bash tests/dask/test_dask_map.sh
+
 # Installs Debian packages a target needs beyond the base deps (as root,
 # like tools/install-deps.sh; otherwise prints the command and fails).
 define need_pkgs
