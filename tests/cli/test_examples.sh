@@ -13,7 +13,9 @@ bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 expect_eq() { if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2], want [$3]"; fi; }
 expect_in() { case "$2" in *"$3"*) ok ;; *) bad "$1: [$2] lacks [$3]" ;; esac; }
 
-export SKEIN_CACHE=$(mktemp -u)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+export SKEIN_CACHE=$TMP/cache.db
 out=$("$BIN" run scripts/demo.lua 2>/dev/null </dev/null); rc=$?
 expect_eq "demo rc" "$rc" 0
 expect_in "demo calls the model" "$out" "4 model calls, 1 answered from the cache"
@@ -51,7 +53,7 @@ expect_in "agent observes" "$out" "Observation: 90.00"
 expect_in "agent answers" "$out" "answer: Buying all 12 widgets in stock would cost 90.00."
 
 export SKEIN_CACHE=off
-out=$("$BIN" run scripts/sales.lua "$(mktemp -u)" 2>/dev/null </dev/null); rc=$?
+out=$("$BIN" run scripts/sales.lua "$TMP/sales.csv" 2>/dev/null </dev/null); rc=$?
 expect_eq "sales rc" "$rc" 0
 expect_in "sales loads" "$out" "24 rows: dept TEXT, week INTEGER, sales INTEGER, note TEXT"
 expect_in "sales transforms" "$out" "PARTITION BY dept"

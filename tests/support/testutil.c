@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,42 @@ int tu_finish(void)
     return tu_failed ? 1 : 0;
 }
 
+/* Every file tu_tmpfile made, removed when the test exits (by the process
+ * that made them, not by a forked child that exits). */
+static char **made;
+static size_t n_made;
+static pid_t made_by;
+
+static void remove_made(void)
+{
+    for (size_t i = 0; i < n_made; i++) {
+        if (getpid() == made_by)
+            unlink(made[i]);
+        free(made[i]);
+    }
+    free(made);
+    made = NULL;
+    n_made = 0;
+}
+
+static void note_made(const char *path)
+{
+    char **grown = realloc(made, (n_made + 1) * sizeof *made);
+    char *copy = strdup(path);
+    if (!grown || !copy) {
+        free(copy);
+        if (grown)
+            made = grown;
+        return;
+    }
+    made = grown;
+    made[n_made++] = copy;
+    if (!made_by) {
+        made_by = getpid();
+        atexit(remove_made);
+    }
+}
+
 const char *tu_tmpfile(const char *text, const char *suffix)
 {
     static char paths[8][256];
@@ -27,6 +64,7 @@ const char *tu_tmpfile(const char *text, const char *suffix)
     int fd = mkstemps(p, suffix ? (int)strlen(suffix) : 0);
     if (fd < 0)
         return NULL;
+    note_made(p);
     size_t n = strlen(text);
     if (write(fd, text, n) != (ssize_t)n) {
         close(fd);
