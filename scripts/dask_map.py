@@ -144,12 +144,14 @@ def main():
     parts = [rows[i:i + a.rows] for i in range(0, len(rows), a.rows)]
 
     t0 = time.monotonic()
-    cluster = None
+    cluster = scratch = None
     if a.scheduler:
         client = Client(a.scheduler)
     else:
+        scratch = tempfile.mkdtemp(prefix="dask_map-")
         cluster = LocalCluster(n_workers=a.workers, threads_per_worker=a.threads,
-                               processes=True, host="127.0.0.1", dashboard_address=None)
+                               processes=True, host="127.0.0.1", dashboard_address=None,
+                               local_directory=scratch)
         client = Client(cluster)
     try:
         futures = [client.submit(run_partition, i, part, skein, skein_args, a.function,
@@ -184,6 +186,7 @@ def main():
         client.close()
         if cluster:
             cluster.close()
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
