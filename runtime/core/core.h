@@ -376,6 +376,9 @@ SK_HIDDEN size_t kern_skill_loaders(const sk_kernel *k, const char **file,
  * own. */
 SK_HIDDEN void **kern_cache_slot(sk_kernel *k);
 SK_HIDDEN void cache_shutdown(sk_kernel *k);
+/* The journal's slot and shutdown (runtime/core/journal.c), as the cache's. */
+SK_HIDDEN void **kern_journal_slot(sk_kernel *k);
+SK_HIDDEN void journal_shutdown(sk_kernel *k);
 /* A kernel with the core alone: no connector kinds, no Lua (init.c's
  * sk_kernel_new adds the rest).  As sk_kernel_new otherwise. */
 SK_HIDDEN sk_status kern_new(sk_kernel **out);

@@ -35,13 +35,7 @@ typedef struct journal {
     int warned;
 } journal;
 
-static const char journal_key_; /* the kernel slot's key */
-
-static journal *journal_state(sk_kernel *k)
-{
-    void **slot = kern_slot(k, &journal_key_);
-    return slot ? *slot : NULL;
-}
+static journal *journal_state(sk_kernel *k) { return *kern_journal_slot(k); }
 
 static void journal_close(journal *j)
 {
@@ -55,13 +49,11 @@ static void journal_close(journal *j)
     free(j);
 }
 
-static void journal_shutdown(sk_kernel *k)
+void journal_shutdown(sk_kernel *k)
 {
-    void **slot = kern_slot(k, &journal_key_);
-    if (slot && *slot) {
-        journal_close(*slot);
-        *slot = NULL;
-    }
+    void **slot = kern_journal_slot(k);
+    journal_close(*slot);
+    *slot = NULL;
 }
 
 static void journal_warn(sk_kernel *k, journal *j, const char *why)
@@ -86,9 +78,7 @@ static const char schema[] =
 
 sk_status journal_open(sk_kernel *k, const char *path)
 {
-    void **slot = kern_slot(k, &journal_key_);
-    if (!slot)
-        return kern_fail(k, NULL);
+    void **slot = kern_journal_slot(k);
     if (*slot)
         return kern_failf(k, SK_USAGE, "option journal: this run already keeps "
                           "the journal %s", ((journal *)*slot)->path);
@@ -156,10 +146,6 @@ sk_status journal_open(sk_kernel *k, const char *path)
         sqlite3_free(msg);
         journal_close(j);
         return s;
-    }
-    if (kern_on_free(k, 5, journal_shutdown) != SK_OK) {
-        journal_close(j);
-        return kern_fail(k, NULL);
     }
     *slot = j;
     kern_ok(k);

@@ -101,6 +101,7 @@ long kern_model_inflight(const sk_kernel *k) { return k->model_inflight; }
 const kern_net *kern_net_settings(const sk_kernel *k) { return &k->net; }
 const kern_sql *kern_sql_limits(const sk_kernel *k) { return &k->sql; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
+void **kern_journal_slot(sk_kernel *k) { return &k->journal; }
 
 void **kern_slot(sk_kernel *k, const void *key)
 {
@@ -372,6 +373,7 @@ void sk_kernel_free(sk_kernel *k)
     for (size_t i = 0; i < k->n_hooks; i++)
         k->hooks[i].fn(k);
     cache_shutdown(k);
+    journal_shutdown(k);
     free(k->db_path);
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);

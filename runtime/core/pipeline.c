@@ -759,23 +759,20 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
         lim_done(k, v->spec, q->est_tokens, actual);
         q->admitted = 0;
     }
-    if (q->cache_key) {
-        /* a cut reply is kept only where the function continues cut
-         * replies: elsewhere it is an error, and errors are not kept */
+    /* The cache keeps a whole reply (a cut one only where the function
+     * continues cut replies: elsewhere it is an error, and errors are not
+     * kept).  The journal keeps every answer the run received, cut ones
+     * too: the re-run must see what this run saw, and end the same way. */
+    if (q->cache_key)
         u->cache_misses++;
-        if (st == SK_OK && resp && resp->text &&
-            (!truncated(resp) || v->pol->continuations > 0)) {
-            char *value = resp_to_cache(resp);
-            if (value)
-                kern_cache_put(k, q->cache_key, value);
-            free(value);
-        }
-    }
-    /* the journal keeps every answer the run received, cut ones too: the
-     * re-run must see what this run saw, and end the same way */
-    if (q->journal_key && st == SK_OK && resp && resp->text) {
+    int keep = st == SK_OK && resp && resp->text;
+    int cache_it = keep && q->cache_key && (!truncated(resp) || v->pol->continuations > 0);
+    if (cache_it || (keep && q->journal_key)) {
         char *value = resp_to_cache(resp);
-        kern_journal_put(k, q->journal_key, q->journal_occ, value);
+        if (value && cache_it)
+            kern_cache_put(k, q->cache_key, value);
+        if (q->journal_key)
+            kern_journal_put(k, q->journal_key, q->journal_occ, value);
         free(value);
     }
     record_exchange(v, resp, err);
@@ -843,9 +840,9 @@ static void start_request(mreq *q)
             return;
         }
     }
-    /* the response cache, for deterministic calls */
+    /* the response cache, for deterministic calls: the same key */
     if (!q->cache_key && cacheable(v))
-        q->cache_key = cache_key(v, &req);
+        q->cache_key = q->journal_key ? sk_strdup(q->journal_key) : cache_key(v, &req);
     if (q->cache_key) {
         char *hit = NULL;
         kern_cache_get(k, q->cache_key, &hit);
