@@ -5,28 +5,8 @@
 # reply (" #N"), as a model at temperature > 0 would never repeat itself,
 # so a repeated call shows in the output as well as in the server's count.
 set -u
-BIN=${SKEIN_BIN:?SKEIN_BIN must name the skein binary}
-MOCK=${SKEIN_MOCKSERVER:?SKEIN_MOCKSERVER must name the mock server}
 cd "$(dirname "$0")" || exit 1
-TMP=$(mktemp -d)
-mock=
-trap 'kill $mock 2>/dev/null; rm -rf "$TMP"' EXIT
-export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_SKILLS_PATH= OPENAI_API_KEY= OPENAI_BASE_URL= SKEIN_TRACE=
-export SKEIN_CACHE=off
-
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-expect_eq() { if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2], want [$3]"; fi; }
-
-start_mock() { # scenario file
-  [ -n "$mock" ] && kill "$mock" 2>/dev/null
-  "$MOCK" "$1" > "$TMP/port" &
-  mock=$!
-  for _ in $(seq 50); do [ -s "$TMP/port" ] && break; sleep 0.1; done
-  MODEL="openai:m@http://127.0.0.1:$(head -1 "$TMP/port")/v1"
-}
-requests() { wc -l < "$TMP/log.jsonl" | tr -d ' '; }
+. ../support/lib.sh
 
 printf '{"log": "%s", "echo": true, "echo_nonce": true, "echo_delay_ms": 40}' \
   "$TMP/log.jsonl" > "$TMP/echo.json"
@@ -107,11 +87,7 @@ total=$(requests)
 repeats=$((total - N))
 echo "journal: $attempt runs, $kills killed, $total requests for $N lines ($repeats repeated)"
 [ "$repeats" -le $((kills * 8)) ] && ok || bad "$repeats requests repeated over $kills kills of 8 in flight"
-# the server's last answer for each prompt, then each output line against it
-sed -E 's/.*"n":([0-9]+),.*content\\":\\"(item [0-9]+)\\".*/\2 #\1/' "$TMP/log.jsonl" \
-  | awk '{ last[$1 " " $2] = $3 } END { for (k in last) print k " " last[k] }' | sort > "$TMP/last"
-sed -E 's/^\{"result":"(item [0-9]+) (#[0-9]+)"\}$/\1 \2/' "$TMP/out.$attempt" | sort > "$TMP/got"
-cmp -s "$TMP/last" "$TMP/got" && ok || bad "a line's answer is not the server's last for its prompt: $(diff "$TMP/last" "$TMP/got" | head -5)"
+last_answers "$TMP/out.$attempt" && ok || bad "a line's answer is not the server's last for its prompt"
 
 # ---- once finished, running it again calls nothing and prints the same
 before=$(requests)
@@ -245,5 +221,4 @@ expect_eq "no such folder: exit" "$?" 3
 "${SK[@]}" invoke J.Echo --journal > /dev/null 2> "$TMP/err"
 expect_eq "--journal with no file: usage" "$?" 2
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,29 +5,14 @@
 # in order, and with a journal per partition only the calls in flight in
 # the killed worker are paid twice.  `make test-dask` runs it.
 set -u
-BIN=${SKEIN_BIN:?SKEIN_BIN must name the skein binary}
-MOCK=${SKEIN_MOCKSERVER:?SKEIN_MOCKSERVER must name the mock server}
 PY=${SKEIN_PYTHON:-/usr/bin/python3}
 cd "$(dirname "$0")/../.." || exit 1
-TMP=$(mktemp -d)
-mock= driver=
-trap 'kill $mock $driver 2>/dev/null; rm -rf "$TMP"' EXIT
-export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_SKILLS_PATH= OPENAI_API_KEY= OPENAI_BASE_URL= SKEIN_TRACE=
-export SKEIN_CACHE=off
-
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-expect_eq() { if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2], want [$3]"; fi; }
+. tests/support/lib.sh
 
 "$PY" -c 'import distributed' 2>/dev/null || { echo "needs $PY with Dask distributed (python3-distributed)" >&2; exit 1; }
 
 printf '{"log": "%s", "echo": true, "echo_nonce": true, "echo_delay_ms": 20}' "$TMP/log.jsonl" > "$TMP/scen.json"
-"$MOCK" "$TMP/scen.json" > "$TMP/port" &
-mock=$!
-for _ in $(seq 50); do [ -s "$TMP/port" ] && break; sleep 0.1; done
-MODEL="openai:m@http://127.0.0.1:$(head -1 "$TMP/port")/v1"
-requests() { wc -l < "$TMP/log.jsonl" | tr -d ' '; }
+start_mock "$TMP/scen.json"
 
 mkdir -p "$TMP/skills/J/Echo"
 printf 'item {{$input}}' > "$TMP/skills/J/Echo/skprompt.txt"
@@ -47,6 +32,7 @@ run() { # out, journal dir or "", kill or ""
   "$PY" scripts/dask_map.py J.Echo "$TMP/rows.csv" "$1" --rows 250 --concurrency 8 \
     --workers 2 --skein "$BIN" "${jd[@]}" -- --model "$MODEL" --skills "$TMP/skills" 2> "$TMP/err" &
   driver=$!
+  EXTRA_PIDS=$driver
   KILLED=
   if [ -n "$3" ]; then
     for _ in $(seq 1200); do [ "$(requests)" -ge 600 ] && break; sleep 0.05; done
@@ -57,7 +43,7 @@ run() { # out, journal dir or "", kill or ""
   fi
   wait "$driver"
   RC=$?
-  driver=
+  EXTRA_PIDS=
 }
 
 run "$TMP/out" "$TMP/journals" kill
@@ -70,10 +56,7 @@ echo "dask: killed worker $KILLED; $(requests) requests for $N rows, $paid paid 
 # only the killed partition's calls in flight (8) may repeat
 [ "$paid" -ge 0 ] && [ "$paid" -le 8 ] && ok || bad "$paid calls paid twice with journals"
 # each row's answer is the server's last for it: no answered call repeated
-sed -E 's/.*"n":([0-9]+),.*content\\":\\"(item [0-9]+)\\".*/\2 #\1/' "$TMP/log.jsonl" \
-  | awk '{ last[$1 " " $2] = $3 } END { for (k in last) print k " " last[k] }' | sort > "$TMP/last"
-sed -E 's/^\{"result":"(item [0-9]+) (#[0-9]+)"\}$/\1 \2/' "$TMP/out" | sort > "$TMP/got"
-cmp -s "$TMP/last" "$TMP/got" && ok || bad "a row's answer is not the server's last for it"
+last_answers "$TMP/out" && ok || bad "a row's answer is not the server's last for it"
 ls "$TMP" | grep -q '^\.dask_map-' && bad "a temporary output was left behind" || ok
 
 # the same without journals, for comparison: the killed partition runs again
@@ -90,5 +73,4 @@ echo "dask: without journals, $(($(requests) - N)) calls paid twice"
 grep -q 'unknown function' "$TMP/err3" && ok || bad "bad function: $(tail -3 "$TMP/err3")"
 [ ! -e "$TMP/out3" ] && ok || bad "a failed run left an output"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
