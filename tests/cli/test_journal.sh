@@ -203,6 +203,19 @@ repeats=$(($(requests) - 200))
 [ "$repeats" -le 8 ] && ok || bad "ai_map resumed: $repeats rows paid twice (at most 8 were in flight)"
 echo "ai_map: killed after $first requests, $repeats paid twice"
 
+# ---- a reply cut by the token limit: the re-run ends the same way,
+# truncated (exit 12), from the journal and without a call
+printf '{"log": "%s", "responses": [{"json": {"id": "c", "object": "chat.completion", "model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": "half a rep"}, "finish_reason": "length"}]}}]}' \
+  "$TMP/log.jsonl" > "$TMP/cut.json"
+start_mock "$TMP/cut.json"
+: > "$TMP/log.jsonl"
+"${SK[@]}" --model "$MODEL" --journal "$TMP/cut.db" invoke J.Echo --input x > /dev/null 2>&1
+expect_eq "cut reply: exit" "$?" 12
+"${SK[@]}" --model "$MODEL" --journal "$TMP/cut.db" invoke J.Echo --input x > /dev/null 2>&1
+expect_eq "cut reply re-run: truncated again" "$?" 12
+expect_eq "cut reply re-run: from the journal" "$(requests)" 1
+start_mock "$TMP/echo.json"
+
 # ---- bad journals: a clear error, exit 3, and the file untouched
 printf 'x\n1\n' > "$TMP/sales.csv"
 printf 'local df = require("skein").df.read_csv(arg[1], { table = "sales" }); print(df:count())' > "$TMP/mk.lua"
