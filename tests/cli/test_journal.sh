@@ -216,6 +216,53 @@ expect_eq "cut reply re-run: truncated again" "$?" 12
 expect_eq "cut reply re-run: from the journal" "$(requests)" 1
 start_mock "$TMP/echo.json"
 
+# ---- where the journal meets the other stages on the same path
+cat > "$TMP/meet.json" <<JSON
+{"log": "$TMP/log.jsonl", "echo": true, "echo_nonce": true, "responses": [
+  {"match": "\\"model\\":\\"small\\"", "reply": "Which country do you mean?"},
+  {"match": "Text.Upper", "reply": "1. Text.Lower(input=\\"a\\")"}]}
+JSON
+start_mock "$TMP/meet.json"
+URL=${MODEL#openai:m@}
+mkdir -p "$TMP/skills/J/Det"
+printf 'det {{$input}}' > "$TMP/skills/J/Det/skprompt.txt"
+printf '{"schema": 1, "type": "completion", "uncertainty": false, "execution_settings": {"default": {"temperature": 0}}}\n' \
+  > "$TMP/skills/J/Det/config.json"
+# the cache: a hit is journaled too, so the journal alone replays the run
+: > "$TMP/log.jsonl"
+SKEIN_CACHE=$TMP/cache.db "${SK[@]}" --model "$MODEL" invoke J.Det --input c > "$TMP/c1"
+SKEIN_CACHE=$TMP/cache.db "${SK[@]}" --model "$MODEL" --journal "$TMP/c.db" invoke J.Det --input c > "$TMP/c2"
+expect_eq "cache hit: one request in all" "$(requests)" 1
+"${SK[@]}" --model "$MODEL" --journal "$TMP/c.db" invoke J.Det --input c > "$TMP/c3"
+expect_eq "cache off: the journal serves what the cache gave" "$(requests)" 1
+expect_eq "cache off: the same answer" "$(cat "$TMP/c3")" "$(cat "$TMP/c1")"
+# streaming: an answer from the journal streams like one from the model
+"${SK[@]}" --model "$MODEL" --journal "$TMP/s.db" invoke J.Echo --input s --stream --policy '{"uncertainty": false}' > "$TMP/s1"
+before=$(requests)
+"${SK[@]}" --model "$MODEL" --journal "$TMP/s.db" invoke J.Echo --input s --stream --policy '{"uncertainty": false}' > "$TMP/s2"
+expect_eq "stream from the journal: no request" "$(requests)" "$before"
+expect_eq "stream from the journal: the same text" "$(cat "$TMP/s2")" "$(cat "$TMP/s1")"
+# a cascade: the re-run escalates as the first run did, with no call
+casc="{\"models\": [\"openai:small@$URL\", \"openai:big@$URL\"]}"
+: > "$TMP/log.jsonl"
+"${SK[@]}" --journal "$TMP/k.db" --stats invoke J.Ask --input where --policy "$casc" > "$TMP/k1" 2> "$TMP/k1.err"
+expect_eq "cascade: exit" "$?" 0
+expect_eq "cascade: small, then big" "$(requests)" 2
+"${SK[@]}" --journal "$TMP/k.db" --stats invoke J.Ask --input where --policy "$casc" > "$TMP/k2" 2> "$TMP/k2.err"
+expect_eq "cascade from the journal: no request" "$(requests)" 2
+expect_eq "cascade from the journal: the big model's answer" "$(cat "$TMP/k2")" "$(cat "$TMP/k1")"
+grep -q 'escalations 1' "$TMP/k2.err" && ok || bad "cascade from the journal: not escalated: $(cat "$TMP/k2.err")"
+# the trust boundary: a plan served from the journal is checked again
+: > "$TMP/log.jsonl"
+"${SK[@]}" --model "$MODEL" --journal "$TMP/p.db" plan "lower it" --functions Text.Upper --run > /dev/null 2> "$TMP/p1.err"
+expect_eq "plan outside --functions: exit" "$?" 9
+paid=$(requests)
+"${SK[@]}" --model "$MODEL" --journal "$TMP/p.db" plan "lower it" --functions Text.Upper --run > /dev/null 2> "$TMP/p2.err"
+expect_eq "the same plan from the journal: still refused" "$?" 9
+expect_eq "the same plan from the journal: no request" "$(requests)" "$paid"
+grep -q 'Text.Lower is not allowed' "$TMP/p2.err" && ok || bad "plan from the journal: $(cat "$TMP/p2.err")"
+start_mock "$TMP/echo.json"
+
 # ---- bad journals: a clear error, exit 3, and the file untouched
 printf 'x\n1\n' > "$TMP/sales.csv"
 printf 'local df = require("skein").df.read_csv(arg[1], { table = "sales" }); print(df:count())' > "$TMP/mk.lua"
