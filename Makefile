@@ -46,6 +46,7 @@ mutate: deps
 bench: build
 	bash bench/run.sh $(BUILD) | tee -a bench/RESULTS.md
 	bash bench/df_bench.sh $(BUILD) | tee -a bench/RESULTS.md
+	if /usr/bin/python3 -c 'import distributed' 2>/dev/null; then bash bench/dask_bench.sh $(BUILD) | tee -a bench/RESULTS.md; fi
 
 install: build
 	cmake --install $(BUILD)
@@ -62,13 +63,17 @@ test-local-model: deps
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest -R local_model --output-on-failure
 
-# scripts/dask_map.py on a Dask LocalCluster (Debian's python3-distributed,
-# for /usr/bin/python3): 2,000 rows on loopback, a worker killed mid-run.
-.PHONY: test-dask
-test-dask: build
-	$(call need_pkgs,python3-distributed procps)
+# The batch contract inside an existing engine: scripts/dask_map.py on a
+# Dask LocalCluster (Debian's python3-distributed, for /usr/bin/python3),
+# 2,000 rows with a worker killed mid-run; and the README's GNU parallel
+# recipe with one skein process killed mid-run.
+.PHONY: test-scaleout
+test-scaleout: build
+	$(call need_pkgs,python3-distributed parallel procps)
 	SKEIN_BIN=$(CURDIR)/$(BUILD)/skein SKEIN_MOCKSERVER=$(CURDIR)/$(BUILD)/tests/skein-mockserver \
-	  bash tests/dask/test_dask_map.sh
+	  bash tests/scaleout/test_dask_map.sh
+	SKEIN_BIN=$(CURDIR)/$(BUILD)/skein SKEIN_MOCKSERVER=$(CURDIR)/$(BUILD)/tests/skein-mockserver \
+	  bash tests/scaleout/test_gnu_parallel.sh
 
 # Installs Debian packages a target needs beyond the base deps (as root,
 # like tools/install-deps.sh; otherwise prints the command and fails).

@@ -3,7 +3,7 @@
 # loopback: 2,000 rows against the loopback server, one worker process
 # killed with kill -9 mid-run.  The output holds every row exactly once,
 # in order, and with a journal per partition only the calls in flight in
-# the killed worker are paid twice.  `make test-dask` runs it.
+# the killed worker are paid twice.  `make test-scaleout` runs it.
 set -u
 PY=${SKEIN_PYTHON:-/usr/bin/python3}
 cd "$(dirname "$0")/../.." || exit 1
