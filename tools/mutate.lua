@@ -109,8 +109,10 @@ for n, m in ipairs(list) do
   else
     write(path, text:sub(1, at - 1) .. m.replace .. text:sub(at + #m.find))
     local built = sh("cmake --build " .. q(build) .. " -j " .. args.jobs .. quiet)
+    -- the first failing test settles it: stop there (ctest runs the tests
+    -- that failed last time first, so a caught mutation is quick to tell)
     local caught = not built or not sh("cd " .. q(build) .. " && ctest -j " .. args.jobs
-                                       .. " --timeout 300" .. quiet)
+                                       .. " --timeout 300 --stop-on-failure" .. quiet)
     write(path, text)
     if not built then
       print("does not build: fix the mutation")
