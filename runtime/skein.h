@@ -291,9 +291,11 @@ SK_API sk_status sk_invoke_async(sk_kernel *k, const char *name,
                                  const sk_invoke_opts *opts, sk_call **out);
 /* Runs the loop until the call finishes; returns its status. */
 SK_API sk_status sk_call_wait(sk_call *c);
-/* Runs the loop for at most timeout_ms (0: only what is ready; -1: until
- * every call in flight has finished).  Returns the number of calls still
- * in flight. */
+/* Runs the loop until one of the calls in flight finishes, for at most
+ * timeout_ms (0: only what is ready; -1: until every call in flight has
+ * finished).  Returns the number of calls still in flight.  A caller
+ * keeping N calls in flight starts the next one as soon as this returns,
+ * so a finished call never waits out the rest of the timeout. */
 SK_API size_t sk_kernel_run(sk_kernel *k, int timeout_ms);
 SK_API int sk_call_done(const sk_call *c);
 SK_API sk_status sk_call_status(const sk_call *c);

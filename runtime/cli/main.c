@@ -1314,8 +1314,13 @@ static sk_status jl_emit(jl_item *it, int *wrote)
 
 static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
 {
+    /* `window` calls in flight at once; finished results wait in the ring
+     * (four windows, at least 256 lines) for the lines before them, so
+     * one slow call does not stop new calls from starting. */
     size_t window = o->concurrency > 0 ? (size_t)o->concurrency : 16;
-    jl_item *ring = calloc(window, sizeof *ring);
+    size_t cap = window * 4 < 256 ? 256 : window * 4;
+    size_t inflight = 0;
+    jl_item *ring = calloc(cap, sizeof *ring);
     if (!ring) {
         fprintf(stderr, "skein: out of memory\n");
         return EXIT_RUNTIME;
@@ -1325,7 +1330,7 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
     sk_status first = SK_OK;
     int progress = isatty(2);
     char *buf = NULL;
-    size_t cap = 0;
+    size_t bufcap = 0;
     int eof = 0, gone = 0;
     long long deadline = 0;
     /* SIGINT, SIGTERM: stop reading, let the calls in flight finish for up
@@ -1347,8 +1352,8 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
         if ((jl_stop || gone) && !deadline)
             deadline = mono_ms() + (gone ? 0 : JL_GRACE_MS);
         /* fill the window */
-        while (!eof && count < window) {
-            ssize_t n = getline(&buf, &cap, stdin);
+        while (!eof && count < cap && inflight < window) {
+            ssize_t n = getline(&buf, &bufcap, stdin);
             if (n < 0 && jl_stop) {
                 eof = 1;
                 break;
@@ -1361,13 +1366,15 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
                 buf[--n] = '\0';
             if (n == 0)
                 continue; /* blank lines are skipped */
-            jl_item *it = &ring[(head + count) % window];
+            jl_item *it = &ring[(head + count) % cap];
             it->line = ++lines;
             sk_vars *vars = NULL;
             const char *bad = (size_t)n > JSONL_LINE_MAX ? "line longer than 16 MiB"
                                                          : jl_vars(buf, &vars);
             if (!bad) {
                 sk_status st = sk_invoke_async(k, name, vars, NULL, &it->call);
+                if (st == SK_OK)
+                    inflight++;
                 if (st != SK_OK) {
                     char *ej = NULL;
                     it->error = st;
@@ -1408,14 +1415,14 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
                 gone = 1;
             if (st != SK_OK && first == SK_OK)
                 first = st;
-            head = (head + 1) % window;
+            head = (head + 1) % cap;
             count--;
             done++;
         }
         if (progress)
-            fprintf(stderr, "\r  %ld lines done, %zu in flight ", done, count);
+            fprintf(stderr, "\r  %ld lines done, %zu in flight ", done, inflight);
         if (count)
-            sk_kernel_run(k, 50);
+            inflight = sk_kernel_run(k, 50);
     }
     free(buf);
     free(ring);

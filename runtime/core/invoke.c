@@ -503,6 +503,7 @@ static void call_done(void *ud, sk_status st, char *text, sk_err *err)
         return;
     }
     c->done = 1;
+    c->k->calls_finished++;
     c->st = st;
     c->text = text;
     c->err = err;
@@ -625,6 +626,7 @@ size_t sk_kernel_run(sk_kernel *k, int timeout_ms)
     if (!k)
         return 0;
     long long until = timeout_ms >= 0 ? loop_now_ms() + timeout_ms : 0;
+    long finished = k->calls_finished;
     do {
         long left = 1000;
         if (timeout_ms >= 0) {
@@ -634,7 +636,8 @@ size_t sk_kernel_run(sk_kernel *k, int timeout_ms)
         if (!loop_pump(k, (int)left))
             break;
     } while (k->calls_inflight > 0 &&
-             (timeout_ms < 0 || loop_now_ms() < until));
+             (timeout_ms < 0 ||
+              (loop_now_ms() < until && k->calls_finished == finished)));
     return (size_t)(k->calls_inflight > 0 ? k->calls_inflight : 0);
 }
 

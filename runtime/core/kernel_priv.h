@@ -88,6 +88,7 @@ struct sk_kernel {
 
     /* invoke path */
     long calls_inflight;       /* top-level sk_call objects unfinished */
+    long calls_finished;       /* top-level sk_call objects finished so far */
     long model_inflight;       /* model requests started, not finished */
     inv_queue *waiting;        /* model requests held back by max_inflight */
     int native_depth;          /* depth of the native function running */

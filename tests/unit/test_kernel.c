@@ -75,6 +75,7 @@ static const char *rules_path(void)
             "{\"rules\":["
             "{\"match\":\"^Summarize: (?s:.*)HELLO\",\"reply\":\"a greeting\"},"
             "{\"match\":\"^slow\",\"reply\":\"done\",\"delay_ms\":200},"
+            "{\"match\":\"^glacial\",\"reply\":\"done\",\"delay_ms\":2000},"
             "{\"match\":\"^broken\",\"error\":{\"kind\":\"model\",\"message\":\"server on fire\",\"http_status\":500}},"
             "{\"match\":\"^echo\",\"reply\":\"<{{echo}}>\"},"
             "{\"match\":\"^twice\",\"replies\":[\"one\",\"two\"]},"
@@ -383,6 +384,18 @@ TEST(test_concurrency)
         sk_call_free(calls[i]);
     }
     CHECK_INT(ok, 10);
+    /* sk_kernel_run returns once a call finishes, not at its timeout, so a
+     * caller that keeps N calls in flight refills at once: a quick call
+     * beside a 2 s one ends the run with the slow one still in flight */
+    sk_kernel_add_semantic(k, "W", "Glacial", "glacial {{$input}}", NULL);
+    sk_kernel_add_semantic(k, "W", "Quick", "echo {{$input}}", NULL);
+    sk_call *slow, *quick;
+    CHECK(sk_invoke_async(k, "W.Glacial", NULL, NULL, &slow) == SK_OK);
+    CHECK(sk_invoke_async(k, "W.Quick", NULL, NULL, &quick) == SK_OK);
+    CHECK_INT(sk_kernel_run(k, 60000), 1);
+    CHECK(sk_call_done(quick) && !sk_call_done(slow));
+    sk_call_free(quick);
+    sk_call_free(slow);
     /* a call freed before it finishes is cleaned up by the loop */
     sk_call *c;
     sk_invoke_async(k, "W.Slow", NULL, NULL, &c);
