@@ -36,7 +36,10 @@ mkdir -p "$TMP/j"
 : > "$TMP/log.jsonl"
 run "$TMP/out"
 wait_requests 600
-victim=$(pgrep -n -f -- "--journal $TMP/j/part-")
+# the newest skein process itself, not a shell parallel may have put
+# around it (killing that would orphan the skein and let the retry run
+# beside it)
+victim=$(pgrep -n -f -- "^$BIN .*--journal $TMP/j/part-")
 [ -n "$victim" ] && kill -9 "$victim" && ok || bad "no skein process to kill"
 wait "$PAR"
 expect_eq "a chunk's skein killed: exit" "$?" 0
@@ -52,8 +55,7 @@ rm -rf "$TMP/j"; mkdir -p "$TMP/j"
 : > "$TMP/log.jsonl"
 run "$TMP/out2"
 wait_requests 900
-pkill -9 -f -- "--journal $TMP/j/part-"
-kill -9 "$PAR" 2>/dev/null; { wait "$PAR"; } 2>/dev/null
+{ kill -9 "$PAR"; pkill -9 -f -- "--journal $TMP/j/part-"; wait "$PAR"; } 2>/dev/null
 first=$(requests)
 run "$TMP/out2"
 wait "$PAR"
