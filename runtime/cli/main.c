@@ -27,9 +27,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "eval.h"
-
-#define INPUT_CEILING ((size_t)64 << 20) /* ceiling on stdin and template files */
+#include "cli.h"
 
 
 typedef struct cli {
@@ -123,7 +121,7 @@ static const char USAGE[] =
     "  --option NAME=VALUE  set a kernel option for this run (repeatable), e.g.\n"
     "                    sql_max_rows=5000000 or timeout_ms=30000\n"
     "  --quiet           no notices on stderr\n"
-    "  --json-errors     also print errors as JSON (the default when stderr\n"
+    "  --json-errors     print errors as JSON, not text (the default when stderr\n"
     "                    is not a terminal)\n"
     "  -h, --help        show this help\n"
     "  --version         print the version\n"
@@ -275,6 +273,8 @@ static const char USAGE_EVAL[] =
 
 static const char *command_usage(const char *cmd)
 {
+    if (!cmd)
+        return USAGE;
     if (strcmp(cmd, "df") == 0)
         return USAGE_DF;
     if (strcmp(cmd, "plan") == 0)
@@ -285,8 +285,6 @@ static const char *command_usage(const char *cmd)
         return USAGE_AGENT;
     if (strcmp(cmd, "review") == 0)
         return USAGE_REVIEW;
-    if (!cmd)
-        return USAGE;
     if (strcmp(cmd, "invoke") == 0)
         return USAGE_INVOKE;
     if (strcmp(cmd, "render") == 0)
@@ -306,49 +304,7 @@ static const char *command_usage(const char *cmd)
 
 /* ---- errors ------------------------------------------------------------- */
 
-static int exit_code(sk_status st)
-{
-    switch (st) {
-    case SK_OK:
-        return EXIT_OK;
-    case SK_USAGE:
-        return EXIT_USAGE;
-    case SK_IO:
-    case SK_TEMPLATE:
-    case SK_CONFIG:
-        return EXIT_TEMPLATE;
-    case SK_MODEL:
-    case SK_NETWORK:
-    case SK_TIMEOUT:
-    case SK_PROTOCOL:
-    case SK_TOO_LARGE:
-        return EXIT_MODEL;
-    case SK_SCRIPT:
-        return EXIT_SCRIPT;
-    case SK_NOT_FOUND:
-        return EXIT_NOT_FOUND;
-    case SK_UNCERTAIN:
-        return EXIT_UNCERTAIN;
-    case SK_REJECTED:
-    case SK_FILTERED:
-    case SK_DENIED:
-        return EXIT_REJECTED;
-    case SK_PLAN:
-        return EXIT_PLAN;
-    case SK_QUERY:
-    case SK_DATA:
-        return EXIT_DATA;
-    case SK_LIMIT:
-        return EXIT_LIMIT;
-    case SK_TRUNCATED:
-        return EXIT_TRUNCATED;
-    case SK_NOMEM:
-    case SK_CANCELLED:
-    case SK_RECURSION:
-        return EXIT_RUNTIME;
-    }
-    return EXIT_RUNTIME;
-}
+static int exit_code(sk_status st) { return cli_exit_code(st); }
 
 static sk_status kind_status(const char *kind)
 {
@@ -358,29 +314,21 @@ static sk_status kind_status(const char *kind)
     return SK_SCRIPT;
 }
 
-static int want_json(const cli *o) { return o->json_errors || !isatty(2); }
-
+/* A usage error (exit 2): fmt with one %s for arg, and a suggestion. */
 static int usage_error(const char *fmt, const char *arg, const char *hint)
 {
-    fprintf(stderr, "skein: ");
-    fprintf(stderr, fmt, arg);
+    char msg[1024];
+    snprintf(msg, sizeof msg, fmt, arg);
     if (hint)
-        fprintf(stderr, " (did you mean '%s'?)", hint);
-    fprintf(stderr, "\nTry 'skein --help'.\n");
-    return EXIT_USAGE;
+        return cli_usage("%s (did you mean '%s'?)", msg, hint);
+    return cli_usage("%s", msg);
 }
 
 /* Reports the kernel's last error and returns the exit code for it. */
 static int report(const cli *o, sk_kernel *k, sk_status st)
 {
-    fprintf(stderr, "skein: %s\n", k ? sk_errmsg(k) : sk_strerror(st));
-    if (k && want_json(o)) {
-        char *json = NULL;
-        if (sk_error_json(k, &json) == SK_OK && json)
-            fprintf(stderr, "%s\n", json);
-        sk_free(json);
-    }
-    return exit_code(st);
+    (void)o;
+    return cli_report(k, st, NULL);
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -427,50 +375,7 @@ static const char *closest_command(const char *word)
     return best;
 }
 
-/* Reads all of f up to INPUT_CEILING.  Caller frees.  NULL with errno set on
- * failure (EFBIG past the ceiling). */
-static char *read_all(FILE *f, size_t *len)
-{
-    size_t cap = 8192, n = 0;
-    char *p = malloc(cap);
-    if (!p)
-        return NULL;
-    for (;;) {
-        if (cap - n < 4096) {
-            if (cap > INPUT_CEILING) {
-                free(p);
-                errno = EFBIG;
-                return NULL;
-            }
-            char *q = realloc(p, cap * 2 + 1);
-            if (!q) {
-                free(p);
-                return NULL;
-            }
-            p = q;
-            cap = cap * 2 + 1;
-        }
-        size_t got = fread(p + n, 1, cap - n - 1, f);
-        n += got;
-        if (n > INPUT_CEILING) {
-            free(p);
-            errno = EFBIG;
-            return NULL;
-        }
-        if (got == 0) {
-            if (ferror(f)) {
-                int e = errno;
-                free(p);
-                errno = e ? e : EIO;
-                return NULL;
-            }
-            break;
-        }
-    }
-    p[n] = '\0';
-    *len = n;
-    return p;
-}
+#define read_all cli_read_all
 
 static int is_dir(const char *path)
 {
@@ -698,21 +603,16 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
             return usage_error("--option: unknown option '%s'", o->options[i], NULL);
         memcpy(name, o->options[i], n);
         name[n] = '\0';
-        if ((st = sk_kernel_set_option(k, name, eq + 1)) != SK_OK) {
-            fprintf(stderr, "skein: --option %s: %s\n", o->options[i], sk_errmsg(k));
-            return EXIT_USAGE;
-        }
+        if ((st = sk_kernel_set_option(k, name, eq + 1)) != SK_OK)
+            return cli_usage("--option %s: %s", o->options[i], sk_errmsg(k));
     }
     if (L && (st = sk_lua_open(k, L)) != SK_OK)
         return report(o, k, st);
     if ((st = sk_kernel_load_default_skills(k)) != SK_OK)
         return report(o, k, st);
     for (size_t i = 0; i < o->n_skills; i++) {
-        if (!is_dir(o->skills[i])) {
-            fprintf(stderr, "skein: --skills %s: not a directory\n",
-                    o->skills[i]);
-            return EXIT_TEMPLATE;
-        }
+        if (!is_dir(o->skills[i]))
+            return cli_error(SK_IO, NULL, "--skills %s: not a directory", o->skills[i]);
         if ((st = sk_kernel_load_skills(k, o->skills[i])) != SK_OK)
             return report(o, k, st);
     }
@@ -732,20 +632,16 @@ static int make_vars(const cli *o, sk_kernel *k, sk_vars **out)
         const char *eq = strchr(o->vars[i], '=');
         size_t n = (size_t)(eq - o->vars[i]);
         char name[256];
-        if (n >= sizeof name) {
-            fprintf(stderr, "skein: --var name too long\n");
-            return EXIT_USAGE;
-        }
+        if (n >= sizeof name)
+            return cli_usage("--var: the name is longer than %zu bytes", sizeof name - 1);
         memcpy(name, o->vars[i], n);
         name[n] = '\0';
         st = sk_vars_set(*out, name, eq + 1);
     }
     if (st == SK_OK && o->input)
         st = sk_vars_set(*out, "input", o->input);
-    if (st != SK_OK) {
-        fprintf(stderr, "skein: %s\n", sk_strerror(st));
-        return EXIT_RUNTIME;
-    }
+    if (st != SK_OK)
+        return cli_error(st, NULL, "%s", sk_strerror(st));
     (void)k;
     return -1;
 }
@@ -796,22 +692,22 @@ static void stream_out(void *ud, const char *text, size_t len)
     s->last = text[len - 1];
 }
 
-static void no_model_hint(sk_kernel *k, const char *name, sk_status st)
+/* The hint for an error that comes from having no model, or NULL. */
+static const char *no_model_hint(sk_kernel *k, const char *name, sk_status st)
 {
     sk_function_info fi;
     if (st != SK_NOT_FOUND && st != SK_CONFIG)
-        return;
+        return NULL;
     if (strstr(sk_errmsg(k), "--model"))
-        return; /* the kernel's message says it already */
+        return NULL; /* the kernel's message says it already */
     if (sk_kernel_model(k) || sk_kernel_function_find(k, name, &fi) != SK_OK)
-        return;
+        return NULL;
     if (strcmp(fi.kind, "semantic") != 0)
-        return;
-    fprintf(stderr, "hint: no model is configured; set SKEIN_MODEL or "
-                    "OPENAI_API_KEY, or pass --model\n");
+        return NULL;
+    return "no model is configured; set SKEIN_MODEL or OPENAI_API_KEY, or pass --model";
 }
 
-static void json_str(FILE *f, const char *s);
+#define json_str cli_json_str
 
 /* s as a JSON string literal.  Caller frees. */
 static char *json_quote(const char *s)
@@ -966,9 +862,8 @@ static int cmd_review(const cli *o, sk_kernel *k)
         if (none)
             return usage_error("%s", "review: give the text with --input or on stdin",
                                NULL);
-        fprintf(stderr, "skein: reading stdin: %s\n",
-                errno == EFBIG ? "input larger than 64 MiB" : strerror(errno));
-        return EXIT_RUNTIME;
+        return cli_error(SK_IO, NULL, "reading stdin: %s",
+                         errno == EFBIG ? "input larger than 64 MiB" : strerror(errno));
     }
     if (!*text) {
         free(text);
@@ -986,7 +881,7 @@ static int cmd_review(const cli *o, sk_kernel *k)
         return report(o, k, st);
     if (passed) {
         puts("PASS");
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        return EXIT_OK; /* cli_stdout_done reports a failed write */
     }
     printf("FAIL: %s\n", critique ? critique : "");
     sk_free(critique);
@@ -1001,19 +896,15 @@ static int read_input_file(const char *path, char **text, size_t *len)
 {
     int from_stdin = strcmp(path, "-") == 0;
     FILE *f = from_stdin ? stdin : fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
-        return EXIT_TEMPLATE;
-    }
+    if (!f)
+        return cli_error(SK_IO, NULL, "%s: %s", path, strerror(errno));
     *text = read_all(f, len);
     int saved = errno;
     if (!from_stdin)
         fclose(f);
-    if (!*text) {
-        fprintf(stderr, "skein: %s: %s\n", path,
-                saved == EFBIG ? "larger than 64 MiB" : strerror(saved));
-        return EXIT_TEMPLATE;
-    }
+    if (!*text)
+        return cli_error(SK_IO, NULL, "%s: %s", path,
+                         saved == EFBIG ? "larger than 64 MiB" : strerror(saved));
     return -1;
 }
 
@@ -1036,10 +927,14 @@ static size_t split_functions(const char *list, char *buf, size_t bufsize,
 static int write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) == EOF || fclose(f) != 0) {
-        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
-        return EXIT_TEMPLATE;
+    int failed = !f || fputs(text, f) == EOF;
+    int e = errno;
+    if (f && fclose(f) != 0 && !failed) {
+        failed = 1;
+        e = errno;
     }
+    if (failed)
+        return cli_error(SK_IO, NULL, "%s: %s", path, strerror(e));
     return EXIT_OK;
 }
 
@@ -1070,7 +965,7 @@ static int run_plan(const cli *o, sk_kernel *k, sk_plan *p)
     if (!n || out[n - 1] != '\n')
         putchar('\n');
     sk_free(out);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 static int cmd_plan(const cli *o, sk_kernel *k)
@@ -1087,11 +982,8 @@ static int cmd_plan(const cli *o, sk_kernel *k)
         po.only = names;
     sk_plan *p = NULL;
     sk_status st = sk_plan_create(k, o->pos[0], &po, &p);
-    if (st != SK_OK) {
-        int rc = report(o, k, st);
-        no_model_hint(k, "Planner.Create", st);
-        return rc;
-    }
+    if (st != SK_OK)
+        return cli_report(k, st, no_model_hint(k, "Planner.Create", st));
     char *text = sk_plan_text(p);
     int rc = EXIT_OK;
     if (o->save && text)
@@ -1177,14 +1069,11 @@ static int cmd_agent(const cli *o, sk_kernel *k)
         ao.on_step = agent_step_out;
     char *answer = NULL;
     sk_status st = sk_agent_run(k, &ao, &answer);
-    if (st != SK_OK) {
-        int rc = report(o, k, st);
-        no_model_hint(k, "Agent.Step", st);
-        return rc;
-    }
+    if (st != SK_OK)
+        return cli_report(k, st, no_model_hint(k, "Agent.Step", st));
     puts(answer);
     sk_free(answer);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- batch mode: JSON lines ------------------------------------------- */
@@ -1278,6 +1167,7 @@ static sk_status jl_emit(jl_item *it, int *wrote)
         st = SK_CANCELLED;
         cJSON *e = cJSON_AddObjectToObject(o, "error");
         cJSON_AddStringToObject(e, "kind", "cancelled");
+        cJSON_AddNumberToObject(e, "code", exit_code(SK_CANCELLED));
         cJSON_AddStringToObject(e, "message", "stopped before the call finished");
         cJSON_AddNumberToObject(e, "line", (double)it->line);
     } else {
@@ -1290,6 +1180,15 @@ static sk_status jl_emit(jl_item *it, int *wrote)
             cJSON_AddItemToObject(o, "error", ej ? cJSON_Parse(ej) : cJSON_CreateNull());
             sk_free(ej);
         }
+    }
+    /* as on stderr, an error's code is the exit code it would end with */
+    cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
+    if (cJSON_IsObject(err)) {
+        cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+        if (cJSON_IsNumber(code))
+            cJSON_SetNumberValue(code, exit_code(st));
+        else
+            cJSON_AddNumberToObject(err, "code", exit_code(st));
     }
     char *line = cJSON_PrintUnformatted(o);
     *wrote = 1;
@@ -1316,10 +1215,8 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
 {
     size_t window = o->concurrency > 0 ? (size_t)o->concurrency : 16;
     jl_item *ring = calloc(window, sizeof *ring);
-    if (!ring) {
-        fprintf(stderr, "skein: out of memory\n");
-        return EXIT_RUNTIME;
-    }
+    if (!ring)
+        return cli_error(SK_NOMEM, NULL, "out of memory");
     size_t head = 0, count = 0;
     long lines = 0, done = 0;
     sk_status first = SK_OK;
@@ -1386,8 +1283,9 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
                 it->error_json = malloc(need);
                 if (it->error_json)
                     snprintf(it->error_json, need,
-                             "{\"kind\":\"data\",\"message\":%s,\"line\":%ld}",
-                             q ? q : "\"\"", it->line);
+                             "{\"kind\":\"data\",\"code\":%d,\"message\":%s,"
+                             "\"line\":%ld}",
+                             EXIT_DATA, q ? q : "\"\"", it->line);
                 free(q);
             }
             count++;
@@ -1432,7 +1330,8 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
         _exit(128 + SIGPIPE);
     }
     if (jl_stop) {
-        fprintf(stderr, "skein: stopped by signal %d after %ld lines\n", (int)jl_stop, done);
+        cli_fail("cancelled", 128 + jl_stop, NULL, "stopped by signal %d after %ld lines",
+                 (int)jl_stop, done);
         fflush(NULL);
         _exit(128 + jl_stop);
     }
@@ -1460,11 +1359,10 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
         size_t len = 0;
         char *in = read_all(stdin, &len);
         if (!in) {
-            fprintf(stderr, "skein: reading stdin: %s\n",
-                    errno == EFBIG ? "input larger than 64 MiB"
-                                   : strerror(errno));
+            int e = errno;
             sk_vars_free(vars);
-            return EXIT_RUNTIME;
+            return cli_error(SK_IO, NULL, "reading stdin: %s",
+                             e == EFBIG ? "input larger than 64 MiB" : strerror(e));
         }
         if (len && in[len - 1] == '\n') {
             in[--len] = '\0';
@@ -1475,8 +1373,7 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
         free(in);
         if (st != SK_OK) {
             sk_vars_free(vars);
-            fprintf(stderr, "skein: %s\n", sk_strerror(st));
-            return EXIT_RUNTIME;
+            return cli_error(st, NULL, "%s", sk_strerror(st));
         }
     }
     int stream = o->stream >= 0 ? o->stream : isatty(1);
@@ -1504,9 +1401,7 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     if (st != SK_OK) {
         if (ss.bytes && ss.last != '\n')
             putchar('\n');
-        rc = report(o, k, st);
-        no_model_hint(k, name, st);
-        return rc;
+        return cli_report(k, st, no_model_hint(k, name, st));
     }
     if (ss.bytes) {
         if (ss.last != '\n')
@@ -1518,7 +1413,7 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
             putchar('\n');
     }
     sk_free(out);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- eval and calibrate ---------------------------------------------------- */
@@ -1580,30 +1475,10 @@ static int cmd_render(const cli *o, sk_kernel *k)
     if (!n || out[n - 1] != '\n')
         putchar('\n');
     sk_free(out);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- skills -------------------------------------------------------------- */
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
 
 static int cmd_skills(const cli *o, sk_kernel *k)
 {
@@ -1647,7 +1522,7 @@ static int cmd_skills(const cli *o, sk_kernel *k)
             fputs("]}", stdout);
         }
         fputs("]\n", stdout);
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        return EXIT_OK; /* cli_stdout_done reports a failed write */
     }
     int w = 8;
     for (size_t i = 0; i < n; i++) {
@@ -1676,7 +1551,7 @@ static int cmd_skills(const cli *o, sk_kernel *k)
             putchar('\n');
         }
     }
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- run ----------------------------------------------------------------- */
@@ -1707,13 +1582,13 @@ static const char *str_field(lua_State *L, int idx, const char *key)
     return s;
 }
 
-/* Prints an uncaught script error (the wrapper from run_msghandler at the
+/* Reports an uncaught Lua error (the wrapper from run_msghandler at the
  * top) and returns the exit code: a skein error table exits by its kind,
- * anything else is a script error. */
-/* Reports an uncaught Lua error: "skein: kind: message", the traceback
- * (unless tracebacks is 0, for commands written in Lua whose frames mean
- * nothing to the user), and, when wanted, the error table as JSON with
- * every field it carries (question, sql, plan_step, ...). */
+ * anything else is a script error.  On a terminal: "skein: kind:
+ * message" and the traceback (unless tracebacks is 0, for commands
+ * written in Lua whose frames mean nothing to the user); otherwise the
+ * error table as JSON with every field it carries (question, sql,
+ * plan_step, ..., and the traceback). */
 static int report_lua_error(const cli *o, lua_State *L, int tracebacks)
 {
     int w = lua_gettop(L);
@@ -1731,23 +1606,35 @@ static int report_lua_error(const cli *o, lua_State *L, int tracebacks)
         msg = str_field(L, v, "message");
     }
     sk_status st = SK_SCRIPT;
+    const char *inner = NULL;
+    int plain = 0; /* not a skein error: its text alone */
     if (kind && msg) {
         st = kind_status(kind);
-        fprintf(stderr, "skein: %s: %s\n", kind, msg);
-        const char *inner = str_field(L, v, "traceback");
-        if (inner && tracebacks)
-            fprintf(stderr, "%s\n", inner);
+        inner = str_field(L, v, "traceback");
     } else {
-        msg = luaL_tolstring(L, v, NULL);
-        fprintf(stderr, "skein: %s\n", msg);
+        msg = luaL_tolstring(L, v, NULL); /* [.., msg]: kept until the end */
         kind = "script";
+        plain = 1;
     }
-    if (tb && tracebacks)
-        fprintf(stderr, "%s\n", tb);
-    if (want_json(o)) {
+    /* the terminal's form: "kind: message", then the tracebacks */
+    const char *tb1 = inner && tracebacks ? inner : "";
+    const char *tb2 = tb && tracebacks ? tb : "";
+    size_t need = strlen(kind) + strlen(msg) + strlen(tb1) + strlen(tb2) + 8;
+    char *text = malloc(need);
+    if (text) {
+        if (plain)
+            snprintf(text, need, "%s", msg);
+        else
+            snprintf(text, need, "%s: %s", kind, msg);
+        if (*tb1)
+            snprintf(text + strlen(text), need - strlen(text), "\n%s", tb1);
+        if (*tb2)
+            snprintf(text + strlen(text), need - strlen(text), "\n%s", tb2);
+    }
+    {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "kind", kind);
-        cJSON_AddNumberToObject(j, "code", (int)st);
+        cJSON_AddNumberToObject(j, "code", exit_code(st));
         cJSON_AddStringToObject(j, "message", msg);
         if (lua_istable(L, v)) {
             lua_pushnil(L);
@@ -1775,11 +1662,15 @@ static int report_lua_error(const cli *o, lua_State *L, int tracebacks)
                 lua_pop(L, 1);
             }
         }
-        char *text = cJSON_PrintUnformatted(j);
-        if (text)
-            fprintf(stderr, "%s\n", text);
-        cJSON_free(text);
+        if (tb && tracebacks && !inner)
+            cJSON_AddStringToObject(j, "traceback", tb);
+        else if (inner && tracebacks)
+            cJSON_AddStringToObject(j, "traceback", inner);
+        char *json = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
+        cli_report_json(json, exit_code(st), text ? text : msg, NULL);
+        cJSON_free(json);
+        free(text);
     }
     lua_settop(L, w - 1);
     return exit_code(st);
@@ -1807,9 +1698,10 @@ static int cmd_run(const cli *o, lua_State *L)
 
     int st = luaL_loadfile(L, strcmp(script, "-") == 0 ? NULL : script);
     if (st != LUA_OK) {
-        fprintf(stderr, "skein: %s\n", lua_tostring(L, -1));
+        int rc = st == LUA_ERRFILE ? cli_error(SK_IO, NULL, "%s", lua_tostring(L, -1))
+                                   : cli_error(SK_SCRIPT, NULL, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
-        return st == LUA_ERRFILE ? EXIT_TEMPLATE : EXIT_SCRIPT;
+        return rc;
     }
     luaL_checkstack(L, o->n_run_args + 3, "too many arguments");
     for (int i = 0; i < o->n_run_args; i++)
@@ -1856,10 +1748,8 @@ static const char DF_CHUNK[] =
 
 static int cmd_df(const cli *o, lua_State *L)
 {
-    if (luaL_loadbuffer(L, DF_CHUNK, sizeof DF_CHUNK - 1, "=skein df") != LUA_OK) {
-        fprintf(stderr, "skein: %s\n", lua_tostring(L, -1));
-        return EXIT_RUNTIME;
-    }
+    if (luaL_loadbuffer(L, DF_CHUNK, sizeof DF_CHUNK - 1, "=skein df") != LUA_OK)
+        return cli_fail("runtime", EXIT_RUNTIME, NULL, "%s", lua_tostring(L, -1));
     lua_pushstring(L, o->pos[0]);
     lua_pushstring(L, o->pos[1]);
     lua_pushboolean(L, o->show_sql);
@@ -1878,7 +1768,7 @@ static int cmd_df(const cli *o, lua_State *L)
     lua_remove(L, base);
     if (st != LUA_OK)
         return report_lua_error(o, L, 0);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- cache ---------------------------------------------------------------- */
@@ -1902,10 +1792,10 @@ static int cmd_cache(const cli *o, sk_kernel *k)
         if ((st = sk_kernel_cache_clear(k)) != SK_OK)
             return report(o, k, st);
         printf("cleared %lld answers (%lld bytes) from %s\n", entries, bytes, path);
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        return EXIT_OK; /* cli_stdout_done reports a failed write */
     }
     printf("%s\n%lld answers, %lld bytes\n", path, entries, bytes);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* --stats: what the run cost, per model and in all, on stderr. */
@@ -1967,14 +1857,12 @@ static int run_command(cli *o)
                                NULL);
         L = luaL_newstate();
         if (!L) {
-            fprintf(stderr, "skein: cannot create a Lua state\n");
-            return EXIT_RUNTIME;
+            return cli_error(SK_NOMEM, NULL, "cannot create a Lua state");
         }
         lua_pushcfunction(L, openlibs);
         if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-            fprintf(stderr, "skein: cannot open the Lua libraries\n");
             lua_close(L);
-            return EXIT_RUNTIME;
+            return cli_error(SK_NOMEM, NULL, "cannot open the Lua libraries");
         }
     }
     sk_kernel *k = NULL;
@@ -2014,6 +1902,11 @@ static int run_command(cli *o)
 
 int main(int argc, char **argv)
 {
+    cli_stdio_init();
+    /* the error format is known before the first error can happen */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--json-errors") == 0)
+            cli_errors_json(1);
     cli o;
     memset(&o, 0, sizeof o);
     o.stream = -1;
@@ -2024,8 +1917,7 @@ int main(int argc, char **argv)
     o.vars = calloc(slots, sizeof *o.vars);
     o.options = calloc(slots, sizeof *o.options);
     if (!o.skills || !o.pos || !o.vars || !o.options) {
-        fprintf(stderr, "skein: out of memory\n");
-        return EXIT_RUNTIME;
+        return cli_error(SK_NOMEM, NULL, "out of memory");
     }
     int rc = parse(&o, argc, argv);
     if (rc < 0) {
@@ -2045,5 +1937,5 @@ int main(int argc, char **argv)
     free(o.pos);
     free(o.vars);
     free(o.options);
-    return rc;
+    return cli_stdout_done(rc);
 }

@@ -1,0 +1,70 @@
+/*
+ * cli.h -- what the files of the `skein` command share beyond the exit
+ * codes (eval.h): how a failure is reported (errors.c), the standard
+ * streams (errors.c).  The command line uses only skein.h of the
+ * library.
+ */
+#ifndef SKEIN_CLI_H
+#define SKEIN_CLI_H
+
+#include <stdio.h>
+
+#include "eval.h"
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CLI_PRINTF(a, b)
+#endif
+
+/* ---- errors (errors.c) ------------------------------------------------
+ * A failure is printed once, in one format: "skein: message" (and a
+ * "hint: ..." line) when stderr is a terminal; otherwise, or after
+ * cli_errors_json(1) (--json-errors), one JSON object on one line whose
+ * "code" is the exit code the command ends with.  Each function returns
+ * that exit code. */
+void cli_errors_json(int on);
+int cli_errors_are_json(void);
+/* The exit code for a library status (README "Exit codes"). */
+int cli_exit_code(sk_status st);
+/* A failure of kind `kind` ("io", "usage", ...) ending the command with
+ * exit_code.  hint may be NULL. */
+int cli_fail(const char *kind, int exit_code, const char *hint, const char *fmt, ...)
+    CLI_PRINTF(4, 5);
+/* The same for a library status: its kind and exit code. */
+int cli_error(sk_status st, const char *hint, const char *fmt, ...) CLI_PRINTF(3, 4);
+/* A usage error (exit 2); the text form adds "Try 'skein --help'.". */
+int cli_usage(const char *fmt, ...) CLI_PRINTF(1, 2);
+/* The kernel's last error (st): its message, or its JSON with every field
+ * the library gives (function, chain, question, ...). */
+int cli_report(sk_kernel *k, sk_status st, const char *hint);
+/* An error already described as JSON by the library (sk_error_json,
+ * sk_call_error_json, or an object built by the caller): printed as its
+ * "message" on a terminal, else as JSON with code set to exit_code.
+ * Borrows json; text (may be NULL: the message) is the terminal form. */
+int cli_report_json(const char *json, int exit_code, const char *text, const char *hint);
+/* Rewrites the "code" of an error object given as JSON to exit_code.
+ * Caller frees with free(); NULL when json is not an object. */
+char *cli_error_with_exit_code(const char *json, int exit_code);
+
+/* ---- the standard streams (errors.c) ----------------------------------
+ * cli_stdio_init, first thing in main: a closed 0, 1 or 2 is opened on
+ * /dev/null so that no file the process opens later (curl's socketpair, a
+ * database) takes its number; a closed stdout is opened read-only, so
+ * that writing the output fails and the command says so.
+ * cli_stdout_done, last: flushes stdout; a write that failed (a full
+ * disk, a closed stdout) is reported once and turns a success into exit
+ * 3.  It also runs at exit, for the paths that call exit() themselves
+ * (os.exit in a script). */
+void cli_stdio_init(void);
+int cli_stdout_done(int rc);
+
+/* ---- shared helpers (errors.c) ---------------------------------------- */
+#define CLI_INPUT_CEILING ((size_t)64 << 20) /* stdin, templates, plans */
+/* Reads all of f up to CLI_INPUT_CEILING.  Caller frees.  NULL with errno
+ * set on failure (EFBIG past the ceiling). */
+char *cli_read_all(FILE *f, size_t *len);
+/* s as a JSON string literal on f. */
+void cli_json_str(FILE *f, const char *s);
+
+#endif
