@@ -124,15 +124,47 @@ SK_API sk_status sk_errcode(const sk_kernel *k);
 SK_API sk_status sk_error_json(const sk_kernel *k, char **out);
 
 /* Sets the default model: "openai:MODEL", "openai:MODEL@http://host/v1",
- * "scripted:FILE.json".  Borrows spec. */
+ * "scripted:FILE.json", or the name of one (sk_kernel_set_alias).  An
+ * unknown name is SK_USAGE, with the known ones in sk_errmsg.  Borrows
+ * spec. */
 SK_API sk_status sk_kernel_set_model(sk_kernel *k, const char *spec);
 /* Names a model for a service id, so that a function whose config.json
  * asks for that service (default_services, execution_settings keys) runs
  * on it.  Borrows both strings. */
 SK_API sk_status sk_kernel_set_service(sk_kernel *k, const char *id,
                                        const char *spec);
-/* The default model spec, or NULL when none is configured.  Borrowed. */
+/* Names a model: "fast" for "openai:gpt-4o-mini", as the config file's
+ * "aliases" do.  Wherever a model is taken (sk_kernel_set_model, the
+ * CLI's --model, SKEIN_MODEL, "model" in the config file or in a
+ * function's config.json, a policy's "models"), a name without ':' is an
+ * alias or a service id, and stands for its spec.  A name may not hold
+ * ':'.  Borrows both strings. */
+SK_API sk_status sk_kernel_set_alias(sk_kernel *k, const char *name,
+                                     const char *spec);
+/* The default model spec (an alias resolved), or NULL when none is
+ * configured.  Borrowed. */
 SK_API const char *sk_kernel_model(const sk_kernel *k);
+
+/* The names the kernel knows for models, aliases and service ids, in the
+ * order they were set.  Strings borrowed from the kernel until the name
+ * is set again or the kernel freed. */
+typedef struct sk_model_name {
+    const char *name;
+    const char *spec;  /* KIND:MODEL */
+    int alias;         /* 1: an alias (sk_kernel_set_alias, "aliases"),
+                          0: a service id (sk_kernel_set_service,
+                          "services") */
+} sk_model_name;
+SK_API size_t sk_kernel_model_name_count(const sk_kernel *k);
+/* SK_USAGE past the end. */
+SK_API sk_status sk_kernel_model_name_at(const sk_kernel *k, size_t i,
+                                         sk_model_name *out);
+/* The connector kinds the kernel can open, by the prefix of the spec they
+ * answer to: "openai", "ollama", ...; a name ending in '+' is a family
+ * whose flavor follows ("openai+" for "openai+llamacpp:...").  Static
+ * strings; NULL past the end. */
+SK_API size_t sk_kernel_connector_kind_count(const sk_kernel *k);
+SK_API const char *sk_kernel_connector_kind_at(const sk_kernel *k, size_t i);
 
 /* Kernel options, by name, as text:
  *   "timeout_ms"          total time per model request (default 120000)

@@ -1,8 +1,9 @@
 /*
  * cli.h -- what the files of the `skein` command share beyond the exit
  * codes (eval.h): how a failure is reported (errors.c), the standard
- * streams (errors.c).  The command line uses only skein.h of the
- * library.
+ * streams (errors.c), and the commands that live in files of their own
+ * (models.c, ...), each with the options main.c parsed for it.  The
+ * command line uses only skein.h of the library.
  */
 #ifndef SKEIN_CLI_H
 #define SKEIN_CLI_H
@@ -15,6 +16,15 @@
 #define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define CLI_PRINTF(a, b)
+/* ---- commands in files of their own ----------------------------------- */
+
+/* `skein models` (models.c): the default model, the names for models, the
+ * connector kinds; as JSON with json. */
+int cli_models(sk_kernel *k, int json);
+/* spec with URL credentials masked ("user:***@", "?api-key=***").
+ * Caller frees; NULL when memory ran out. */
+char *cli_mask_spec(const char *spec);
+
 #endif
 
 /* ---- errors (errors.c) ------------------------------------------------
@@ -66,5 +76,14 @@ int cli_stdout_done(int rc);
 char *cli_read_all(FILE *f, size_t *len);
 /* s as a JSON string literal on f. */
 void cli_json_str(FILE *f, const char *s);
+
+/* ---- commands in files of their own ----------------------------------- */
+
+/* `skein models` (models.c): the default model, the names for models, the
+ * connector kinds; as JSON with json. */
+int cli_models(sk_kernel *k, int json);
+/* spec with URL credentials masked ("user:***@", "?api-key=***").
+ * Caller frees; NULL when memory ran out. */
+char *cli_mask_spec(const char *spec);
 
 #endif

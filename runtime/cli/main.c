@@ -80,8 +80,8 @@ typedef struct cli {
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
-                                       "df", "cache", "eval", "calibrate", "help",
-                                       NULL};
+                                       "df", "cache", "eval", "calibrate", "models",
+                                       "help", NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -101,10 +101,13 @@ static const char USAGE[] =
     "                    accuracy, signals, risk and coverage, calls, time\n"
     "  calibrate Skill.Fn  fit an uncertainty threshold with a stated error rate\n"
     "                    (--data FILE.jsonl --alpha 0.1) into its config.json\n"
+    "  models            the default model, the names the config file gives\n"
+    "                    models (aliases), and the connector kinds\n"
     "  help [COMMAND]    show help for a command\n"
     "\n"
     "Options (before or after the command):\n"
-    "  --model SPEC      default model: openai:MODEL[@URL] or scripted:FILE.json\n"
+    "  -m, --model SPEC  default model: openai:MODEL[@URL], scripted:FILE.json, or\n"
+    "                    a name from the config file's \"aliases\" or \"services\"\n"
     "  --skills DIR      load skills from DIR too (repeatable; overrides the\n"
     "                    built-in skills, ./skills and SKEIN_SKILLS_PATH)\n"
     "  --trace FILE      append one JSON line per model call to FILE\n"
@@ -193,6 +196,16 @@ static const char USAGE_RUN[] =
     "ARGS from 1.  An uncaught skein error exits with its kind's code.\n";
 
 static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
+
+static const char USAGE_MODELS[] =
+    "usage: skein models [--json]\n"
+    "\n"
+    "Lists the default model, the names the config file gives models (its\n"
+    "\"aliases\" and the service ids of its \"services\": --model NAME takes\n"
+    "either), each with its connector kind, and the connector kinds a model\n"
+    "spec can start with.  Credentials in a URL are masked.  --json prints\n"
+    "{\"default\": {\"spec\", \"kind\"} or null, \"names\": [{\"name\", \"spec\",\n"
+    "\"kind\", \"from\"}], \"kinds\": [...]}.\n";
 
 static const char USAGE_CACHE[] =
     "usage: skein cache [clear]\n"
@@ -295,6 +308,8 @@ static const char *command_usage(const char *cmd)
         return USAGE_RUN;
     if (strcmp(cmd, "help") == 0)
         return USAGE_HELP;
+    if (strcmp(cmd, "models") == 0)
+        return USAGE_MODELS;
     if (strcmp(cmd, "cache") == 0)
         return USAGE_CACHE;
     if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
@@ -449,7 +464,8 @@ static int parse(cli *o, int argc, char **argv)
         const char *v;
         if (strcmp(a, "--") == 0) {
             only_positional = 1;
-        } else if ((v = opt_value(a, "--model", argc, argv, &i, &missing))) {
+        } else if ((v = opt_value(a, "--model", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "-m", argc, argv, &i, &missing))) {
             o->model = v;
         } else if ((v = opt_value(a, "--skills", argc, argv, &i, &missing))) {
             o->skills[o->n_skills++] = v;
@@ -1888,6 +1904,9 @@ static int run_command(cli *o)
             rc = cmd_cache(o, k);
         else if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
             rc = cmd_eval(o, k, strcmp(cmd, "calibrate") == 0);
+        else if (strcmp(cmd, "models") == 0)
+            rc = o->n_pos ? usage_error("models: unexpected argument '%s'", o->pos[0], NULL)
+                          : cli_models(k, o->json);
         else
             rc = cmd_skills(o, k);
     }

@@ -80,6 +80,10 @@ SK_HIDDEN sk_function *reg_find_short(const sk_kernel *k, const char *name,
 SK_HIDDEN long kern_model_inflight(const sk_kernel *k);
 /* The model spec configured for a service id, or NULL.  Borrowed. */
 SK_HIDDEN const char *kern_service(const sk_kernel *k, const char *id);
+/* spec itself when it reads KIND:MODEL; the spec of the alias or service
+ * of that name when there is one; else spec (NULL stays NULL).  Every
+ * place a model is named goes through it.  Borrowed. */
+SK_HIDDEN const char *kern_resolve_model(const sk_kernel *k, const char *spec);
 
 /* Builds a semantic function from template and config text (config may be
  * NULL).  tpl_origin / cfg_origin name the files in errors.  On failure

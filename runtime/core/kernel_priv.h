@@ -44,6 +44,7 @@ struct sk_kernel {
     sk_connector **conns;
     size_t n_conns;
     char **service_ids, **service_specs;
+    unsigned char *service_alias; /* 1: set as an alias, 0: a service id */
     size_t n_services;
 
     /* settings */

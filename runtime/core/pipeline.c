@@ -387,7 +387,7 @@ char *pipe_model_id(sk_kernel *k, const char *name)
     size_t n = pol && pol->n_models ? pol->n_models : 1;
     for (size_t i = 0; rc == SK_OK && i < n; i++) {
         const char *service = NULL;
-        const char *spec = model_for(k, f, pol, i, &service);
+        const char *spec = kern_resolve_model(k, model_for(k, f, pol, i, &service));
         rc = buf_printf(&b, "%s%s", i ? " > " : "", spec ? spec : "(none)");
     }
     if (rc != SK_OK) {
@@ -987,7 +987,7 @@ static void start_attempt(inv *v)
 {
     sk_kernel *k = v->k;
     const char *service = NULL;
-    const char *spec = choose_model(v, &service);
+    const char *spec = kern_resolve_model(k, choose_model(v, &service));
     if (!spec) {
         fail(v, err_new(SK_CONFIG,
                         "no model configured for %s: set SKEIN_MODEL (e.g. "
