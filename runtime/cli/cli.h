@@ -18,6 +18,24 @@
 #define CLI_PRINTF(a, b)
 /* ---- commands in files of their own ----------------------------------- */
 
+/* `skein logs` (logs.c). */
+typedef struct logs_opts {
+    const char *action;       /* NULL or "list", "path", "status", "on", "off" */
+    long count;               /* -n; -1: the default (3, a conversation whole) */
+    const char *search;       /* -q WORDS */
+    int last_conversation;    /* -c */
+    const char *conversation; /* --cid ID */
+    const char *model;        /* -m, resolved to its spec */
+    const char *function;     /* --function NAME */
+    int json;
+    int truncate;             /* -t */
+} logs_opts;
+int cli_logs(sk_kernel *k, const logs_opts *o);
+/* The conversation of the newest call in the history (of function, when
+ * given): *out, caller frees, or NULL when there is none.  Returns -1, or
+ * an exit code after reporting the error. */
+int cli_last_conversation(sk_kernel *k, const char *function, char **out);
+
 /* `skein models` (models.c): the default model, the names for models, the
  * connector kinds; as JSON with json. */
 int cli_models(sk_kernel *k, int json);
@@ -78,6 +96,24 @@ char *cli_read_all(FILE *f, size_t *len);
 void cli_json_str(FILE *f, const char *s);
 
 /* ---- commands in files of their own ----------------------------------- */
+
+/* `skein logs` (logs.c). */
+typedef struct logs_opts {
+    const char *action;       /* NULL or "list", "path", "status", "on", "off" */
+    long count;               /* -n; -1: the default (3, a conversation whole) */
+    const char *search;       /* -q WORDS */
+    int last_conversation;    /* -c */
+    const char *conversation; /* --cid ID */
+    const char *model;        /* -m, resolved to its spec */
+    const char *function;     /* --function NAME */
+    int json;
+    int truncate;             /* -t */
+} logs_opts;
+int cli_logs(sk_kernel *k, const logs_opts *o);
+/* The conversation of the newest call in the history (of function, when
+ * given): *out, caller frees, or NULL when there is none.  Returns -1, or
+ * an exit code after reporting the error. */
+int cli_last_conversation(sk_kernel *k, const char *function, char **out);
 
 /* `skein models` (models.c): the default model, the names for models, the
  * connector kinds; as JSON with json. */

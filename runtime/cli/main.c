@@ -73,6 +73,15 @@ typedef struct cli {
     double alpha, delta, test;
     long seed;
     int dry_run;
+    /* the conventions of llm: prompt, chat, logs */
+    const char *system;       /* -s, --system */
+    int cont;                 /* -c, --continue */
+    const char *conversation; /* --cid, --conversation */
+    long count;               /* logs -n; -1 when not given */
+    const char *search;       /* logs -q, --query */
+    const char *function;     /* logs --function */
+    int truncate;             /* logs -t */
+    int no_log, log;          /* --no-log, --log */
     char **run_args; /* `run`: everything after the script */
     int n_run_args;
     const char *argv0;
@@ -81,7 +90,7 @@ typedef struct cli {
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
                                        "df", "cache", "eval", "calibrate", "models",
-                                       "help", NULL};
+                                       "logs", "help", NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -103,6 +112,8 @@ static const char USAGE[] =
     "                    (--data FILE.jsonl --alpha 0.1) into its config.json\n"
     "  models            the default model, the names the config file gives\n"
     "                    models (aliases), and the connector kinds\n"
+    "  logs              the call history: list, search (-q), a conversation\n"
+    "                    (-c, --cid); logs path|status|on|off\n"
     "  help [COMMAND]    show help for a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -123,6 +134,8 @@ static const char USAGE[] =
     "                    os.execute, io.open, ... (refused by default)\n"
     "  --option NAME=VALUE  set a kernel option for this run (repeatable), e.g.\n"
     "                    sql_max_rows=5000000 or timeout_ms=30000\n"
+    "  --no-log          record nothing in the call history in this run\n"
+    "  --log             record in it even when `skein logs off` turned it off\n"
     "  --quiet           no notices on stderr\n"
     "  --json-errors     print errors as JSON, not text (the default when stderr\n"
     "                    is not a terminal)\n"
@@ -130,7 +143,7 @@ static const char USAGE[] =
     "  --version         print the version\n"
     "\n"
     "Environment: SKEIN_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, SKEIN_SKILLS_PATH,\n"
-    "SKEIN_TRACE.\n"
+    "SKEIN_TRACE, SKEIN_HISTORY (the call history's file, or off).\n"
     "\n"
     "Exit codes:\n"
     "  0  success\n"
@@ -196,6 +209,30 @@ static const char USAGE_RUN[] =
     "ARGS from 1.  An uncaught skein error exits with its kind's code.\n";
 
 static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
+
+static const char USAGE_LOGS[] =
+    "usage: skein logs [-n N] [-q WORDS] [-c | --cid ID] [-m MODEL]\n"
+    "                  [--function Skill.Fn] [--json] [-t]\n"
+    "       skein logs path | status | on | off\n"
+    "\n"
+    "Every model call is recorded in the call history, a SQLite file\n"
+    "($SKEIN_HISTORY, else $XDG_DATA_HOME/skein/history.db, else\n"
+    "~/.local/share/skein/history.db): the prompt and system prompt as sent,\n"
+    "the reply, the model, tokens, time, duration, the function and the\n"
+    "conversation.  Keys and other secrets are scrubbed before anything is\n"
+    "stored, and values that redaction replaced stay placeholders.\n"
+    "\n"
+    "logs lists the newest calls (-n N, default 3; -n 0 all), newest first.\n"
+    "-q WORDS lists the calls whose prompt, system prompt or reply holds\n"
+    "every word (full-text search), best match first.  -c shows the most\n"
+    "recent conversation and --cid ID that one, in order.  -m and --function\n"
+    "keep the calls to that model or of that function.  --json prints a JSON\n"
+    "array; -t cuts each text to one short line.\n"
+    "\n"
+    "logs path prints where the history is; status whether it records, and\n"
+    "how many calls and conversations it holds; off stops recording for\n"
+    "every later run (on starts again).  SKEIN_HISTORY=off, or --no-log for\n"
+    "one run, records nothing too; --log records even when it is off.\n";
 
 static const char USAGE_MODELS[] =
     "usage: skein models [--json]\n"
@@ -310,6 +347,8 @@ static const char *command_usage(const char *cmd)
         return USAGE_HELP;
     if (strcmp(cmd, "models") == 0)
         return USAGE_MODELS;
+    if (strcmp(cmd, "logs") == 0)
+        return USAGE_LOGS;
     if (strcmp(cmd, "cache") == 0)
         return USAGE_CACHE;
     if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
@@ -426,7 +465,9 @@ static const char *const OPTIONS[] = {
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
     "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
-    "--delta", "--test", "--seed", "--dry-run", "--journal", NULL};
+    "--delta", "--test", "--seed", "--dry-run", "--journal", "-m", "-s", "--system",
+    "-c", "--continue", "--cid", "--conversation", "-n", "-q", "--query", "--function",
+    "-t", "--truncate", "--no-log", "--log", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -467,6 +508,23 @@ static int parse(cli *o, int argc, char **argv)
         } else if ((v = opt_value(a, "--model", argc, argv, &i, &missing)) ||
                    (v = opt_value(a, "-m", argc, argv, &i, &missing))) {
             o->model = v;
+        } else if ((v = opt_value(a, "--system", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "-s", argc, argv, &i, &missing))) {
+            o->system = v;
+        } else if ((v = opt_value(a, "--cid", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "--conversation", argc, argv, &i, &missing))) {
+            o->conversation = v;
+        } else if ((v = opt_value(a, "--function", argc, argv, &i, &missing))) {
+            o->function = v;
+        } else if ((v = opt_value(a, "--query", argc, argv, &i, &missing)) ||
+                   (o->command && strcmp(o->command, "logs") == 0 &&
+                    (v = opt_value(a, "-q", argc, argv, &i, &missing)))) {
+            o->search = v; /* -q is --quiet but for logs, as in llm */
+        } else if ((v = opt_value(a, "-n", argc, argv, &i, &missing))) {
+            char *end;
+            o->count = strtol(v, &end, 10);
+            if (*end || o->count < 0 || end == v)
+                return usage_error("-n expects a whole number (0: all), got '%s'", v, NULL);
         } else if ((v = opt_value(a, "--skills", argc, argv, &i, &missing))) {
             o->skills[o->n_skills++] = v;
         } else if ((v = opt_value(a, "--trace", argc, argv, &i, &missing))) {
@@ -580,6 +638,14 @@ static int parse(cli *o, int argc, char **argv)
             o->jsonl = 1;
         } else if (strcmp(a, "--dot") == 0) {
             o->dot = 1;
+        } else if (strcmp(a, "--continue") == 0 || strcmp(a, "-c") == 0) {
+            o->cont = 1;
+        } else if (strcmp(a, "--truncate") == 0 || strcmp(a, "-t") == 0) {
+            o->truncate = 1;
+        } else if (strcmp(a, "--no-log") == 0) {
+            o->no_log = 1;
+        } else if (strcmp(a, "--log") == 0) {
+            o->log = 1;
         } else {
             return usage_error("unknown option '%s'", a, closest_option(a));
         }
@@ -610,6 +676,15 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
     if (o->no_cache && (st = sk_kernel_set_option(k, "cache", "0")) != SK_OK)
         return report(o, k, st);
     if (o->journal && (st = sk_kernel_set_option(k, "journal", o->journal)) != SK_OK)
+        return report(o, k, st);
+    if (o->log && o->no_log)
+        return usage_error("%s", "--log and --no-log contradict each other", NULL);
+    /* every model call goes to the user's history unless told otherwise;
+     * `logs` reads it wherever it is, even when it records nothing */
+    const char *history = o->no_log ? "off"
+                          : o->log || strcmp(o->command, "logs") == 0 ? "always"
+                                                                       : "auto";
+    if ((st = sk_kernel_set_option(k, "history", history)) != SK_OK)
         return report(o, k, st);
     for (size_t i = 0; i < o->n_options; i++) {
         char name[64];
@@ -1787,6 +1862,26 @@ static int cmd_df(const cli *o, lua_State *L)
     return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
+/* ---- logs ----------------------------------------------------------------- */
+
+static int cmd_logs(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos > 1)
+        return usage_error("logs: unexpected argument '%s'", o->pos[1], NULL);
+    logs_opts lo = {
+        .action = o->n_pos ? o->pos[0] : NULL,
+        .count = o->count,
+        .search = o->search,
+        .last_conversation = o->cont,
+        .conversation = o->conversation,
+        .model = o->model ? sk_kernel_model(k) : NULL,
+        .function = o->function,
+        .json = o->json,
+        .truncate = o->truncate,
+    };
+    return cli_logs(k, &lo);
+}
+
 /* ---- cache ---------------------------------------------------------------- */
 
 static int cmd_cache(const cli *o, sk_kernel *k)
@@ -1904,6 +1999,8 @@ static int run_command(cli *o)
             rc = cmd_cache(o, k);
         else if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
             rc = cmd_eval(o, k, strcmp(cmd, "calibrate") == 0);
+        else if (strcmp(cmd, "logs") == 0)
+            rc = cmd_logs(o, k);
         else if (strcmp(cmd, "models") == 0)
             rc = o->n_pos ? usage_error("models: unexpected argument '%s'", o->pos[0], NULL)
                           : cli_models(k, o->json);
@@ -1929,6 +2026,7 @@ int main(int argc, char **argv)
     cli o;
     memset(&o, 0, sizeof o);
     o.stream = -1;
+    o.count = -1;
     o.argv0 = argv[0];
     size_t slots = argc > 0 ? (size_t)argc : 1;
     o.skills = calloc(slots, sizeof *o.skills);

@@ -102,6 +102,7 @@ const kern_net *kern_net_settings(const sk_kernel *k) { return &k->net; }
 const kern_sql *kern_sql_limits(const sk_kernel *k) { return &k->sql; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
 void **kern_journal_slot(sk_kernel *k) { return &k->journal; }
+void **kern_history_slot(sk_kernel *k) { return &k->history; }
 
 void **kern_slot(sk_kernel *k, const void *key)
 {
@@ -234,6 +235,7 @@ static sk_status load_user_config(sk_kernel *k, int keep_model)
         return SK_CONFIG;
     }
     rc = SK_OK;
+    kern_history_note_config(k, doc); /* its secrets are never recorded */
     cJSON *services = cJSON_GetObjectItemCaseSensitive(doc, "services");
     cJSON *it;
     cJSON_ArrayForEach(it, services)
@@ -392,6 +394,7 @@ void sk_kernel_free(sk_kernel *k)
         k->hooks[i].fn(k);
     cache_shutdown(k);
     journal_shutdown(k);
+    history_shutdown(k);
     free(k->db_path);
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);
@@ -678,6 +681,12 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
     }
     if (strcmp(name, "journal") == 0)
         return journal_open(k, value);
+    if (strcmp(name, "history") == 0)
+        return history_set(k, value);
+    if (strcmp(name, "history_max_bytes") == 0)
+        return history_set_max(k, value);
+    if (strcmp(name, "conversation") == 0)
+        return history_set_conversation(k, value);
     long v;
     struct {
         const char *name;
