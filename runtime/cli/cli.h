@@ -2,7 +2,8 @@
  * cli.h -- what the files of the `skein` command share beyond the exit
  * codes (eval.h): how a failure is reported (errors.c), the standard
  * streams (errors.c), and the commands that live in files of their own
- * (models.c, ...), each with the options main.c parsed for it.  The
+ * (prompt.c, logs.c, models.c, ...), each with the options main.c parsed
+ * for it.  The
  * command line uses only skein.h of the library.
  */
 #ifndef SKEIN_CLI_H
@@ -17,6 +18,20 @@
 #else
 #define CLI_PRINTF(a, b)
 /* ---- commands in files of their own ----------------------------------- */
+
+/* `skein prompt` and `skein chat` (prompt.c). */
+typedef struct prompt_opts {
+    const char *text;         /* the prompt argument, or NULL */
+    const char *system;       /* -s */
+    const char *model;        /* -m as given (set on the kernel already), or NULL */
+    int cont;                 /* -c: continue the last conversation */
+    const char *conversation; /* --cid ID */
+    int stream;               /* -1: when stdout is a terminal */
+    int quiet;
+    const char *policy;       /* --policy JSON for each call */
+} prompt_opts;
+int cli_prompt(sk_kernel *k, const prompt_opts *p);
+int cli_chat(sk_kernel *k, const prompt_opts *p);
 
 /* `skein logs` (logs.c). */
 typedef struct logs_opts {
@@ -96,6 +111,20 @@ char *cli_read_all(FILE *f, size_t *len);
 void cli_json_str(FILE *f, const char *s);
 
 /* ---- commands in files of their own ----------------------------------- */
+
+/* `skein prompt` and `skein chat` (prompt.c). */
+typedef struct prompt_opts {
+    const char *text;         /* the prompt argument, or NULL */
+    const char *system;       /* -s */
+    const char *model;        /* -m as given (set on the kernel already), or NULL */
+    int cont;                 /* -c: continue the last conversation */
+    const char *conversation; /* --cid ID */
+    int stream;               /* -1: when stdout is a terminal */
+    int quiet;
+    const char *policy;       /* --policy JSON for each call */
+} prompt_opts;
+int cli_prompt(sk_kernel *k, const prompt_opts *p);
+int cli_chat(sk_kernel *k, const prompt_opts *p);
 
 /* `skein logs` (logs.c). */
 typedef struct logs_opts {

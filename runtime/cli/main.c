@@ -90,12 +90,15 @@ typedef struct cli {
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
                                        "df", "cache", "eval", "calibrate", "models",
-                                       "logs", "help", NULL};
+                                       "logs", "prompt", "chat", "help", NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
+    "  prompt TEXT       an ad hoc prompt (stdin, then TEXT) to the model: -s SYSTEM,\n"
+    "                    -m MODEL, -c to continue the last conversation\n"
+    "  chat              a conversation with the model, turn by turn (-c, --cid)\n"
     "  invoke Skill.Fn   run a function on --input or stdin, print the result\n"
     "  render FILE|-     render a prompt template, running its function calls\n"
     "  skills            list the functions that are loaded\n"
@@ -209,6 +212,34 @@ static const char USAGE_RUN[] =
     "ARGS from 1.  An uncaught skein error exits with its kind's code.\n";
 
 static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
+
+static const char USAGE_PROMPT[] =
+    "usage: skein prompt [TEXT] [-s SYSTEM] [-m MODEL] [-c | --cid ID]\n"
+    "                    [--stream | --no-stream] [--policy JSON] [--no-log]\n"
+    "\n"
+    "Sends an ad hoc prompt to the model and prints the reply, streaming it\n"
+    "when stdout is a terminal.  The prompt is TEXT, or what comes on stdin,\n"
+    "or both: stdin, a space, then TEXT (as `llm` builds it), so\n"
+    "`git diff | skein prompt 'describe these changes'` works.  -s sets a\n"
+    "system prompt; -m MODEL a model spec or a name from the config file.\n"
+    "\n"
+    "Each prompt starts a conversation in the call history (skein logs);\n"
+    "-c continues the most recent one, sending its turns again, with its\n"
+    "model unless -m says otherwise; --cid ID continues that one.\n";
+
+static const char USAGE_CHAT[] =
+    "usage: skein chat [-s SYSTEM] [-m MODEL] [-c | --cid ID] [--policy JSON]\n"
+    "\n"
+    "A conversation with the model: each line typed is sent with the turns\n"
+    "before it, and the reply printed (streamed at a terminal).  At a\n"
+    "terminal lines can be edited, and up and down recall earlier ones; from a\n"
+    "pipe each line is a message.  !multi starts a message of several lines\n"
+    "and !end sends it (!multi WORD ... !end WORD when the text holds a line\n"
+    "!end).  !exit, !quit (or exit, quit) or Ctrl-D ends it; !help shows this.\n"
+    "\n"
+    "The turns go to the call history as one conversation: -c continues the\n"
+    "most recent conversation of prompt or chat, --cid ID that one.  The\n"
+    "exit code is that of the first turn that failed, else 0.\n";
 
 static const char USAGE_LOGS[] =
     "usage: skein logs [-n N] [-q WORDS] [-c | --cid ID] [-m MODEL]\n"
@@ -349,6 +380,10 @@ static const char *command_usage(const char *cmd)
         return USAGE_MODELS;
     if (strcmp(cmd, "logs") == 0)
         return USAGE_LOGS;
+    if (strcmp(cmd, "prompt") == 0)
+        return USAGE_PROMPT;
+    if (strcmp(cmd, "chat") == 0)
+        return USAGE_CHAT;
     if (strcmp(cmd, "cache") == 0)
         return USAGE_CACHE;
     if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
@@ -1862,6 +1897,26 @@ static int cmd_df(const cli *o, lua_State *L)
     return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
+/* ---- prompt and chat ---------------------------------------------------------- */
+
+static int cmd_prompt(const cli *o, sk_kernel *k, int chat)
+{
+    if (o->n_pos > 1)
+        return usage_error("%s: give the prompt as one argument (quote it)",
+                           chat ? "chat" : "prompt", NULL);
+    prompt_opts po = {
+        .text = o->n_pos ? o->pos[0] : NULL,
+        .system = o->system,
+        .model = o->model,
+        .cont = o->cont,
+        .conversation = o->conversation,
+        .stream = o->stream,
+        .quiet = o->quiet,
+        .policy = o->policy,
+    };
+    return chat ? cli_chat(k, &po) : cli_prompt(k, &po);
+}
+
 /* ---- logs ----------------------------------------------------------------- */
 
 static int cmd_logs(const cli *o, sk_kernel *k)
@@ -2001,6 +2056,8 @@ static int run_command(cli *o)
             rc = cmd_eval(o, k, strcmp(cmd, "calibrate") == 0);
         else if (strcmp(cmd, "logs") == 0)
             rc = cmd_logs(o, k);
+        else if (strcmp(cmd, "prompt") == 0 || strcmp(cmd, "chat") == 0)
+            rc = cmd_prompt(o, k, strcmp(cmd, "chat") == 0);
         else if (strcmp(cmd, "models") == 0)
             rc = o->n_pos ? usage_error("models: unexpected argument '%s'", o->pos[0], NULL)
                           : cli_models(k, o->json);
