@@ -2,9 +2,8 @@
  * cli.h -- what the files of the `skein` command share beyond the exit
  * codes (eval.h): how a failure is reported (errors.c), the standard
  * streams (errors.c), and the commands that live in files of their own
- * (prompt.c, logs.c, models.c, ...), each with the options main.c parsed
- * for it.  The
- * command line uses only skein.h of the library.
+ * (prompt.c, logs.c, models.c, manual.c), each with the options main.c
+ * parsed for it.  The command line uses only skein.h of the library.
  */
 #ifndef SKEIN_CLI_H
 #define SKEIN_CLI_H
@@ -17,47 +16,6 @@
 #define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define CLI_PRINTF(a, b)
-/* ---- commands in files of their own ----------------------------------- */
-
-/* `skein prompt` and `skein chat` (prompt.c). */
-typedef struct prompt_opts {
-    const char *text;         /* the prompt argument, or NULL */
-    const char *system;       /* -s */
-    const char *model;        /* -m as given (set on the kernel already), or NULL */
-    int cont;                 /* -c: continue the last conversation */
-    const char *conversation; /* --cid ID */
-    int stream;               /* -1: when stdout is a terminal */
-    int quiet;
-    const char *policy;       /* --policy JSON for each call */
-} prompt_opts;
-int cli_prompt(sk_kernel *k, const prompt_opts *p);
-int cli_chat(sk_kernel *k, const prompt_opts *p);
-
-/* `skein logs` (logs.c). */
-typedef struct logs_opts {
-    const char *action;       /* NULL or "list", "path", "status", "on", "off" */
-    long count;               /* -n; -1: the default (3, a conversation whole) */
-    const char *search;       /* -q WORDS */
-    int last_conversation;    /* -c */
-    const char *conversation; /* --cid ID */
-    const char *model;        /* -m, resolved to its spec */
-    const char *function;     /* --function NAME */
-    int json;
-    int truncate;             /* -t */
-} logs_opts;
-int cli_logs(sk_kernel *k, const logs_opts *o);
-/* The conversation of the newest call in the history (of function, when
- * given): *out, caller frees, or NULL when there is none.  Returns -1, or
- * an exit code after reporting the error. */
-int cli_last_conversation(sk_kernel *k, const char *function, char **out);
-
-/* `skein models` (models.c): the default model, the names for models, the
- * connector kinds; as JSON with json. */
-int cli_models(sk_kernel *k, int json);
-/* spec with URL credentials masked ("user:***@", "?api-key=***").
- * Caller frees; NULL when memory ran out. */
-char *cli_mask_spec(const char *spec);
-
 #endif
 
 /* ---- errors (errors.c) ------------------------------------------------
@@ -150,5 +108,15 @@ int cli_models(sk_kernel *k, int json);
 /* spec with URL credentials masked ("user:***@", "?api-key=***").
  * Caller frees; NULL when memory ran out. */
 char *cli_mask_spec(const char *spec);
+
+/* `skein help --man` and `skein completion bash|zsh` (manual.c), made
+ * from the tables main.c keeps: the commands (usage gives each one's help
+ * text), the summary (`skein --help`), the options and those of them that
+ * take a value.  Each prints to stdout and returns the exit code. */
+typedef const char *(*cli_usage_fn)(const char *command);
+int cli_manual(const char *const *commands, cli_usage_fn usage, const char *summary);
+int cli_completion(const char *shell, const char *const *commands,
+                   const char *const *options, const char *const *value_options,
+                   const char *summary);
 
 #endif

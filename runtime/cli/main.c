@@ -82,6 +82,7 @@ typedef struct cli {
     const char *function;     /* logs --function */
     int truncate;             /* logs -t */
     int no_log, log;          /* --no-log, --log */
+    int man;                  /* help --man */
     char **run_args; /* `run`: everything after the script */
     int n_run_args;
     const char *argv0;
@@ -90,7 +91,8 @@ typedef struct cli {
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
                                        "df", "cache", "eval", "calibrate", "models",
-                                       "logs", "prompt", "chat", "help", NULL};
+                                       "logs", "prompt", "chat", "completion", "help",
+                                       NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
@@ -117,7 +119,8 @@ static const char USAGE[] =
     "                    models (aliases), and the connector kinds\n"
     "  logs              the call history: list, search (-q), a conversation\n"
     "                    (-c, --cid); logs path|status|on|off\n"
-    "  help [COMMAND]    show help for a command\n"
+    "  completion bash|zsh  print the shell completion script\n"
+    "  help [COMMAND]    show help for a command (help --man: the manual page)\n"
     "\n"
     "Options (before or after the command):\n"
     "  -m, --model SPEC  default model: openai:MODEL[@URL], scripted:FILE.json, or\n"
@@ -211,7 +214,23 @@ static const char USAGE_RUN[] =
     "(local skein = require(\"skein\")).  `arg` holds the script name at 0 and\n"
     "ARGS from 1.  An uncaught skein error exits with its kind's code.\n";
 
-static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
+static const char USAGE_HELP[] =
+    "usage: skein help [COMMAND]\n"
+    "       skein help --man\n"
+    "\n"
+    "Shows the help of a command, or of skein.  --man prints the manual page,\n"
+    "made of every command's help, as roff (what `make install` installs as\n"
+    "skein(1)).\n";
+
+static const char USAGE_COMPLETION[] =
+    "usage: skein completion bash|zsh\n"
+    "\n"
+    "Prints the completion script for the shell: commands, options, the\n"
+    "functions skein loads (with the --skills folders on the line), model\n"
+    "names and files.  `make install` installs both (bash-completion and\n"
+    "zsh site-functions); to load one by hand:\n"
+    "  source <(skein completion bash)     # in ~/.bashrc\n"
+    "  source <(skein completion zsh)      # in ~/.zshrc, after compinit\n";
 
 static const char USAGE_PROMPT[] =
     "usage: skein prompt [TEXT] [-s SYSTEM] [-m MODEL] [-c | --cid ID]\n"
@@ -384,6 +403,8 @@ static const char *command_usage(const char *cmd)
         return USAGE_PROMPT;
     if (strcmp(cmd, "chat") == 0)
         return USAGE_CHAT;
+    if (strcmp(cmd, "completion") == 0)
+        return USAGE_COMPLETION;
     if (strcmp(cmd, "cache") == 0)
         return USAGE_CACHE;
     if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
@@ -502,7 +523,15 @@ static const char *const OPTIONS[] = {
     "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
     "--delta", "--test", "--seed", "--dry-run", "--journal", "-m", "-s", "--system",
     "-c", "--continue", "--cid", "--conversation", "-n", "-q", "--query", "--function",
-    "-t", "--truncate", "--no-log", "--log", NULL};
+    "-t", "--truncate", "--no-log", "--log", "--man", NULL};
+
+/* The options that take a value (for the completions). */
+static const char *const VALUE_OPTIONS[] = {
+    "--model", "-m", "--skills", "--trace", "--var", "--option", "--input", "--policy",
+    "--task", "--reviewer", "--save", "--db", "--journal", "--out", "--concurrency",
+    "--data", "--check", "--plot", "--signal", "--alpha", "--delta", "--test", "--seed",
+    "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
+    "--system", "-s", "--cid", "--conversation", "--function", "--query", "-n", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -677,6 +706,8 @@ static int parse(cli *o, int argc, char **argv)
             o->cont = 1;
         } else if (strcmp(a, "--truncate") == 0 || strcmp(a, "-t") == 0) {
             o->truncate = 1;
+        } else if (strcmp(a, "--man") == 0) {
+            o->man = 1;
         } else if (strcmp(a, "--no-log") == 0) {
             o->no_log = 1;
         } else if (strcmp(a, "--log") == 0) {
@@ -2006,8 +2037,15 @@ static int help(const char *cmd)
 static int run_command(cli *o)
 {
     const char *cmd = o->command;
+    if (strcmp(cmd, "help") == 0 && o->man)
+        return o->n_pos ? usage_error("help --man: unexpected argument '%s'", o->pos[0], NULL)
+                        : cli_manual(COMMANDS, command_usage, USAGE);
     if (strcmp(cmd, "help") == 0)
         return help(o->n_pos ? o->pos[0] : NULL);
+    if (strcmp(cmd, "completion") == 0 && !o->help)
+        return o->n_pos > 1 ? usage_error("completion: unexpected argument '%s'", o->pos[1], NULL)
+                            : cli_completion(o->n_pos ? o->pos[0] : NULL, COMMANDS, OPTIONS,
+                                             VALUE_OPTIONS, USAGE);
     if (o->help)
         return help(cmd);
     if (!command_usage(cmd))

@@ -37,6 +37,11 @@ has "header" "$P/include/skein.h"
 has "shared library" "$P/lib/libskein.so"
 has "Lua module" "$P/lib/lua/5.4/skein.so"
 has "built-in skills" "$P/share/skein/skills/Writer/Summarize/skprompt.txt"
+has "manual page" "$P/share/man/man1/skein.1"
+has "bash completion" "$P/share/bash-completion/completions/skein"
+has "zsh completion" "$P/share/zsh/site-functions/_skein"
+MANPAGER=cat man -l "$P/share/man/man1/skein.1" 2>/dev/null | grep -q "skein - run programs" && ok ||
+  bad "the installed manual page does not render"
 expect_in "skein.pc names the prefix" "$(cat "$P/lib/pkgconfig/skein.pc" 2>/dev/null)" "prefix=$TMP/p"
 [ ! -e "$TMP/dest/usr/local" ] && ok || bad "make install PREFIX=...: something went to /usr/local"
 grep -q "$TMP/p/share/skein/skills" "$P/bin/skein" && ok ||
