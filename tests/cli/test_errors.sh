@@ -80,6 +80,8 @@ expect_not_in "JSON off a terminal: no text form" "$err" "skein: "
 printf '{"input":"x"}\nnot json\n' | "$BIN" --quiet invoke No.Such --jsonl >"$TMP/jl.out" 2>/dev/null
 expect_eq "--jsonl: the line's code is its exit code" "$(grep -c '"kind":"not_found","code":6,' "$TMP/jl.out")" 1
 expect_eq "--jsonl: a bad line's code" "$(grep -c '"kind":"data","code":11,' "$TMP/jl.out")" 1
+printf '{"input":"x"}\n' | "$BIN" --quiet --model "$SCRIPTED" --skills $FX/skills invoke Cli.Fail --jsonl >"$TMP/jl.out" 2>/dev/null
+expect_eq "--jsonl: a model error's code is 4, not its status" "$(grep -c '"kind":"model","code":4,' "$TMP/jl.out")" 1
 
 # ---- on a terminal: text only; --json-errors: JSON only
 if command -v script >/dev/null 2>&1; then

@@ -118,8 +118,9 @@ expect_in "a cache hit, as text" "$out" "from the cache"
 # ---- turning it off, and on
 n_calls() { "$BIN" logs status | sed -n 's/^calls: \([0-9]*\) .*/\1/p'; }
 before=$(n_calls)
-SKEIN_HISTORY=off "${SK[@]}" invoke Cli.Sem --input x >/dev/null
+HOME="$TMP/offhome" XDG_DATA_HOME= SKEIN_HISTORY=off "${SK[@]}" invoke Cli.Sem --input x >/dev/null
 expect_eq "SKEIN_HISTORY=off records nothing" "$(n_calls)" "$before"
+[ ! -e "$TMP/offhome" ] && ok || bad "SKEIN_HISTORY=off: something was written in the home folder"
 "${SK[@]}" --no-log invoke Cli.Sem --input x >/dev/null
 expect_eq "--no-log records nothing" "$(n_calls)" "$before"
 run "$BIN" logs off

@@ -70,6 +70,18 @@ expect_eq "bash: completion shells" "$(complete_bash "$BIN" completion z)" "zsh"
 expect_eq "bash: --signal" "$(complete_bash "$BIN" calibrate X --signal ent)" "entropy"
 printf '{"aliases": {"speedy": "scripted:x.json"}}' >"$TMP/config.json"
 expect_eq "bash: model names" "$(SKEIN_CONFIG="$TMP/config.json" complete_bash "$BIN" -m spe)" "speedy"
+# the completion's list of options that take a value is the parser's
+values=$(sed -n 's/^ *local value_options="\(.*\)"$/\1/p' "$BUILD/skein.bash")
+options=$(sed -n 's/^ *local options="\(.*\)"$/\1/p' "$BUILD/skein.bash")
+[ -n "$values" ] && [ -n "$options" ] && ok || bad "bash: no option lists in the script"
+for o in $options; do
+  case "$o" in --help|-h|--version) continue ;; esac
+  msg=$("$BIN" cache "$o" 2>&1 </dev/null)
+  case " $values " in
+    *" $o "*) expect_in "$o takes a value" "$msg" "needs a value" ;;
+    *) case "$msg" in *"needs a value"*) bad "$o takes no value, yet: $msg" ;; *) ok ;; esac ;;
+  esac
+done
 "$BIN" completion fish >/dev/null 2>&1
 expect_eq "completion for an unknown shell rc" "$?" 2
 "$BIN" completion >/dev/null 2>&1

@@ -123,12 +123,27 @@ expect_in "a failed turn: the error" "$(cat "$TMP/err")" '"kind":"model"'
 # ---- skein chat at a terminal: line editing, history, Ctrl-D
 if command -v script >/dev/null 2>&1; then
   : >"$TMP/log.jsonl"
-  # "wrld", Left three times, "o": "world"; then Up recalls it; Ctrl-D ends
-  printf 'wrld\033[D\033[D\033[Do\r' >"$TMP/keys"
-  printf '\033[A\r' >>"$TMP/keys"
-  printf '!multi\rfirst line\rsecond line\r!end\r' >>"$TMP/keys"
-  printf '\004' >>"$TMP/keys"
-  (sleep 0.5; cat "$TMP/keys"; sleep 3) | script -qec "${SK[*]} chat" /dev/null >"$TMP/tty" 2>&1
+  : >"$TMP/tty"
+  # Keys go in only once the prompt is there (line editing is on then),
+  # however slow the run: "wrld", Left three times, "o" makes "world"; Up
+  # recalls it; a !multi block; Ctrl-D ends.
+  prompts() { grep -o -F -- "$1" "$TMP/tty" 2>/dev/null | wc -l; }
+  type_at() { # N PROMPT KEYS: KEYS once PROMPT has shown N times
+    local i
+    for i in $(seq 1 1200); do [ "$(prompts "$2")" -ge "$1" ] && break; sleep 0.1; done
+    sleep 0.2
+    printf "$3"
+  }
+  {
+    type_at 1 "> " 'wrld\033[D\033[D\033[Do\r'
+    type_at 2 "> " '\033[A\r'
+    type_at 3 "> " '!multi\r'
+    type_at 1 ". " 'first line\r'
+    type_at 2 ". " 'second line\r'
+    type_at 3 ". " '!end\r'
+    type_at 4 "> " '\004'
+    sleep 2
+  } | script -qfec "${SK[*]} chat" /dev/null >"$TMP/tty" 2>&1
   rc=$?
   tty=$(tr -d '\r' <"$TMP/tty")
   expect_eq "terminal chat rc" "$rc" 0
