@@ -2137,8 +2137,10 @@ int main(int argc, char **argv)
             if (o.help) {
                 fputs(USAGE, stdout);
                 rc = EXIT_OK;
+            } else if (cli_errors_are_json()) {
+                rc = cli_usage("no command given (skein --help lists them)");
             } else {
-                fputs(USAGE, stderr);
+                fputs(USAGE, stderr); /* the text form of this usage error */
                 rc = EXIT_USAGE;
             }
         } else {

@@ -48,6 +48,7 @@ done
 
 # ---- every command's error path: one JSON object, code = exit code
 expect_json_error "usage: unknown command" 2 "$BIN" invok Text.Upper
+expect_json_error "usage: no command" 2 "$BIN"
 expect_json_error "usage: unknown option" 2 "$BIN" skills --jsn
 expect_json_error "usage: option without value" 2 "$BIN" --model
 expect_json_error "usage: help unknown" 2 "$BIN" help nosuch

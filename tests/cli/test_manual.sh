@@ -76,7 +76,7 @@ options=$(sed -n 's/^ *local options="\(.*\)"$/\1/p' "$BUILD/skein.bash")
 [ -n "$values" ] && [ -n "$options" ] && ok || bad "bash: no option lists in the script"
 for o in $options; do
   case "$o" in --help|-h|--version) continue ;; esac
-  msg=$("$BIN" cache "$o" 2>&1 </dev/null)
+  msg=$("$BIN" help "$o" 2>&1 </dev/null) # parsed before any kernel is made
   case " $values " in
     *" $o "*) expect_in "$o takes a value" "$msg" "needs a value" ;;
     *) case "$msg" in *"needs a value"*) bad "$o takes no value, yet: $msg" ;; *) ok ;; esac ;;
@@ -102,7 +102,7 @@ complete_line() {
   zpty -w z "PS1='> '; fpath=($ZF \$fpath); path=($ZBIN \$path); autoload -U compinit; compinit -u -D; unsetopt beep"
   zpty -w -n z "$1"$'\t'
   local out= chunk i
-  for i in {1..100}; do
+  for i in {1..600}; do
     sleep 0.1
     while zpty -r -t z chunk 2>/dev/null; do out+=$chunk; done
     [[ $out == *"$2"* ]] && break
