@@ -4,6 +4,8 @@
 BUILD      ?= build
 BUILD_SAN  ?= build-sanitize
 PREFIX     ?= /usr/local
+# set when PREFIX was given to this make, not taken from the default above
+PREFIX_GIVEN := $(filter command line environment environment override,$(origin PREFIX))
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
@@ -48,7 +50,16 @@ bench: build
 	bash bench/df_bench.sh $(BUILD) | tee -a bench/RESULTS.md
 	if /usr/bin/python3 -c 'import distributed' 2>/dev/null; then bash bench/dask_bench.sh $(BUILD) | tee -a bench/RESULTS.md; fi
 
+# A PREFIX given to this make (on the command line or in the environment)
+# wins over the one the build was configured with: the build is configured
+# again with it, and what depends on it (the path of the installed skills,
+# skein.pc) is rebuilt before installing.  Without one, the prefix the
+# build was configured with stays.  DESTDIR stages the install.
 install: build
+ifneq ($(PREFIX_GIVEN),)
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j $(JOBS)
+endif
 	cmake --install $(BUILD)
 
 clean:
@@ -59,7 +70,7 @@ clean:
 # into ~/.cache/skein/llama-server (several minutes); later runs reuse it.
 .PHONY: test-local-model
 test-local-model: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DSKEIN_LOCAL_MODEL=ON $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(if $(PREFIX_GIVEN),-DCMAKE_INSTALL_PREFIX=$(PREFIX)) -DSKEIN_LOCAL_MODEL=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest -R local_model --output-on-failure
 

@@ -13,7 +13,7 @@ PY=${SKEIN_PYTHON:-/usr/bin/python3}
 "$PY" -c 'import distributed' 2>/dev/null || { echo "needs $PY with python3-distributed" >&2; exit 1; }
 TMP=$(mktemp -d)
 trap 'kill "${MOCK_PID:-0}" 2>/dev/null || true; rm -rf "$TMP"' EXIT
-export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_CACHE=off SKEIN_QUIET=1
+export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_CACHE=off SKEIN_HISTORY=off SKEIN_QUIET=1
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 

@@ -10,7 +10,7 @@ SKEIN=$BUILD/skein
 MOCK=$BUILD/tests/skein-mockserver
 TMP=$(mktemp -d)
 trap 'kill "${MOCK_PID:-0}" 2>/dev/null || true; rm -rf "$TMP"' EXIT
-export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_CACHE=off SKEIN_QUIET=1
+export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_CACHE=off SKEIN_HISTORY=off SKEIN_QUIET=1
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
 secs() { calc "$2 - $1"; }

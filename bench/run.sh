@@ -19,7 +19,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_CACHE=off SKEIN_QUIET=1 OPENAI_API_KEY=bench
+export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_CACHE=off SKEIN_HISTORY=off SKEIN_QUIET=1 OPENAI_API_KEY=bench
 unset OPENAI_BASE_URL LANGCHAIN_TRACING_V2 LANGSMITH_TRACING 2>/dev/null || true
 log() { echo "bench: $*" >&2; }
 
@@ -233,7 +233,7 @@ StringOutputParser\`; curl: the same JSON body) to bench/fastmock.c on
 process measured by bench/rtime.c (GNU time's wall, user+sys CPU and
 peak RSS, at microsecond resolution); each cell
 is the median of $RUNS runs ($SLOW_RUNS for LangChain.js loops of 1000
-calls and for workload 6).  skein ran with SKEIN_CACHE=off, SKEIN_QUIET=1.
+calls and for workload 6).  skein ran with SKEIN_CACHE=off, SKEIN_HISTORY=off, SKEIN_QUIET=1.
 "per call" figures are marginal: (1000-call run - cold start) / 1000.
 "after start-up" (workload 6) is the wall time minus the same client's
 cold start; for the 50 ms chain and plan, where start-up noise would

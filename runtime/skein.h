@@ -124,15 +124,47 @@ SK_API sk_status sk_errcode(const sk_kernel *k);
 SK_API sk_status sk_error_json(const sk_kernel *k, char **out);
 
 /* Sets the default model: "openai:MODEL", "openai:MODEL@http://host/v1",
- * "scripted:FILE.json".  Borrows spec. */
+ * "scripted:FILE.json", or the name of one (sk_kernel_set_alias).  An
+ * unknown name is SK_USAGE, with the known ones in sk_errmsg.  Borrows
+ * spec. */
 SK_API sk_status sk_kernel_set_model(sk_kernel *k, const char *spec);
 /* Names a model for a service id, so that a function whose config.json
  * asks for that service (default_services, execution_settings keys) runs
  * on it.  Borrows both strings. */
 SK_API sk_status sk_kernel_set_service(sk_kernel *k, const char *id,
                                        const char *spec);
-/* The default model spec, or NULL when none is configured.  Borrowed. */
+/* Names a model: "fast" for "openai:gpt-4o-mini", as the config file's
+ * "aliases" do.  Wherever a model is taken (sk_kernel_set_model, the
+ * CLI's --model, SKEIN_MODEL, "model" in the config file or in a
+ * function's config.json, a policy's "models"), a name without ':' is an
+ * alias or a service id, and stands for its spec.  A name may not hold
+ * ':'.  Borrows both strings. */
+SK_API sk_status sk_kernel_set_alias(sk_kernel *k, const char *name,
+                                     const char *spec);
+/* The default model spec (an alias resolved), or NULL when none is
+ * configured.  Borrowed. */
 SK_API const char *sk_kernel_model(const sk_kernel *k);
+
+/* The names the kernel knows for models, aliases and service ids, in the
+ * order they were set.  Strings borrowed from the kernel until the name
+ * is set again or the kernel freed. */
+typedef struct sk_model_name {
+    const char *name;
+    const char *spec;  /* KIND:MODEL */
+    int alias;         /* 1: an alias (sk_kernel_set_alias, "aliases"),
+                          0: a service id (sk_kernel_set_service,
+                          "services") */
+} sk_model_name;
+SK_API size_t sk_kernel_model_name_count(const sk_kernel *k);
+/* SK_USAGE past the end. */
+SK_API sk_status sk_kernel_model_name_at(const sk_kernel *k, size_t i,
+                                         sk_model_name *out);
+/* The connector kinds the kernel can open, by the prefix of the spec they
+ * answer to: "openai", "ollama", ...; a name ending in '+' is a family
+ * whose flavor follows ("openai+" for "openai+llamacpp:...").  Static
+ * strings; NULL past the end. */
+SK_API size_t sk_kernel_connector_kind_count(const sk_kernel *k);
+SK_API const char *sk_kernel_connector_kind_at(const sk_kernel *k, size_t i);
 
 /* Kernel options, by name, as text:
  *   "timeout_ms"          total time per model request (default 120000)
@@ -163,6 +195,20 @@ SK_API const char *sk_kernel_model(const sk_kernel *k);
  *                         a later kernel with the same journal is served
  *                         from it (the CLI's --journal).  Once per kernel;
  *                         SK_IO when the file cannot be a journal
+ *   "history"             the call history (see sk_kernel_history): "off"
+ *                         (the default) or ""; "auto", the user's history
+ *                         ($SKEIN_HISTORY, else $XDG_DATA_HOME/skein/
+ *                         history.db, else ~/.local/share/skein/history.db)
+ *                         unless SKEIN_HISTORY=off or sk_kernel_history_switch
+ *                         turned it off (what the CLI sets); "always", the
+ *                         user's history even then (the CLI's --log); or a
+ *                         file.  Opened at the first call it records
+ *   "history_max_bytes"   the history file's bound: past it the oldest
+ *                         calls go (default 512 MiB; at least 65536)
+ *   "conversation"        the conversation the calls that follow belong to,
+ *                         in the history (1 to 64 letters, digits, '-',
+ *                         '_'); "" starts a new one.  A kernel starts one
+ *                         of its own, sortable by time (sk_kernel_conversation)
  * Borrows both strings. */
 SK_API sk_status sk_kernel_set_option(sk_kernel *k, const char *name,
                                       const char *value);
@@ -380,6 +426,76 @@ SK_API sk_status sk_kernel_cache_info(sk_kernel *k, const char **path,
                                       long long *entries, long long *bytes);
 /* Removes every entry from the response cache. */
 SK_API sk_status sk_kernel_cache_clear(sk_kernel *k);
+
+/* ---- the call history --------------------------------------------------- */
+
+/* With the option "history" on, every model call the kernel makes (a
+ * cache or journal hit included, a failure too) is kept in a SQLite file,
+ * searchable with FTS5: the prompt and system prompt as sent (values that
+ * redaction replaced stay placeholders), the reply as received, the
+ * model, tokens, when and how long, the function and the conversation.
+ * Secrets are scrubbed from every field first: the values of environment
+ * variables named like keys (*_API_KEY, *TOKEN*, *SECRET*, *PASSWORD*),
+ * secret values of the config file, credentials in model URLs, an
+ * Authorization line, and API keys, tokens and passwords the redaction
+ * rules recognise.  A history never fails a call: when it cannot be
+ * written, a notice says so once. */
+
+typedef struct sk_history_entry {
+    long long id;               /* increasing with time */
+    const char *conversation;
+    const char *time;           /* ISO 8601 UTC, when the call started */
+    const char *function;       /* "Skill.Fn", or NULL */
+    const char *model;          /* the spec, credentials scrubbed */
+    const char *system;         /* the system message, or NULL */
+    const char *prompt;         /* the last message sent */
+    const char *reply;          /* NULL when the call failed */
+    const char *error;          /* the error's message, or NULL */
+    const char *source;         /* "model", "cache", "journal" */
+    long prompt_tokens, completion_tokens; /* -1 when not known */
+    long long duration_ms;
+} sk_history_entry;
+
+typedef struct sk_history_query {
+    const char *search;       /* words that must all appear in the prompt,
+                                 system prompt or reply (each taken as a
+                                 word, never as query syntax); the best
+                                 matches come first.  NULL: every call */
+    const char *conversation; /* only this conversation, or NULL */
+    const char *function;     /* only calls of this function, or NULL */
+    const char *model;        /* only calls to this model spec, or NULL */
+    long limit;               /* the newest (or best) this many; 0: all */
+    int oldest_first;         /* those, oldest first (not with search) */
+} sk_history_query;
+
+/* Receives one entry, borrowed for the call; non-zero stops the query. */
+typedef int (*sk_history_fn)(void *ud, const sk_history_entry *e);
+
+/* Reads the kernel's history (q may be NULL: every call, newest first).
+ * A history not written yet has no entries.  SK_USAGE when the option
+ * history is off or the search has no word; SK_IO when the file is not a
+ * history. */
+SK_API sk_status sk_kernel_history(sk_kernel *k, const sk_history_query *q,
+                                   sk_history_fn fn, void *ud);
+
+typedef struct sk_history_info {
+    const char *path;         /* the file (also when it records nothing),
+                                 or NULL when it has no place */
+    const char *off;          /* why the user's history records nothing
+                                 ("SKEIN_HISTORY=off", "switched off
+                                 (skein logs off)", ...), or NULL */
+    long long calls, conversations, bytes; /* 0 before the first call */
+} sk_history_info;
+/* Where the history is and what it holds.  Strings borrowed from the
+ * kernel until its next call. */
+SK_API sk_status sk_kernel_history_info(sk_kernel *k, sk_history_info *out);
+/* Switches the user's history off (on 0) or back on, for every kernel
+ * from now on, as `llm logs off` does: a file beside it
+ * (history.db.off) says it is off.  SKEIN_HISTORY=off still wins. */
+SK_API sk_status sk_kernel_history_switch(sk_kernel *k, int on);
+/* The conversation the kernel's next calls belong to (option
+ * "conversation", else one the kernel made).  Borrowed. */
+SK_API const char *sk_kernel_conversation(sk_kernel *k);
 
 /* ---- uncertainty, review, filters -------------------------------------- */
 

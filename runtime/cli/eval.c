@@ -26,7 +26,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "eval.h"
+#include "cli.h"
 
 #define EVAL_MAX_LINES 1000000
 #define EVAL_LINE_MAX ((size_t)16 << 20)
@@ -129,10 +129,8 @@ static void example_free(example *x)
 static int read_data(const char *path, const char *check, example **out, size_t *n_out)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
-        return EXIT_TEMPLATE;
-    }
+    if (!f)
+        return cli_error(SK_IO, NULL, "%s: %s", path, strerror(errno));
     example *xs = NULL;
     size_t n = 0, cap = 0;
     char *buf = NULL;
@@ -150,28 +148,25 @@ static int read_data(const char *path, const char *check, example **out, size_t 
         if (!*c)
             continue;
         if ((size_t)len > EVAL_LINE_MAX || n >= EVAL_MAX_LINES) {
-            fprintf(stderr, "skein: %s:%ld: %s\n", path, line,
-                    n >= EVAL_MAX_LINES ? "more than 1,000,000 examples"
-                                        : "line longer than 16 MiB");
-            rc = EXIT_DATA;
+            rc = cli_error(SK_DATA, NULL, "%s:%ld: %s", path, line,
+                           n >= EVAL_MAX_LINES ? "more than 1,000,000 examples"
+                                               : "line longer than 16 MiB");
             break;
         }
         cJSON *j = cJSON_Parse(buf);
         if (!cJSON_IsObject(j)) {
             const char *at = cJSON_GetErrorPtr();
             long col = at && at >= buf && at <= buf + len ? (long)(at - buf) + 1 : 1;
-            fprintf(stderr, "skein: %s:%ld:%ld: not a JSON object\n", path, line, col);
             cJSON_Delete(j);
-            rc = EXIT_DATA;
+            rc = cli_error(SK_DATA, NULL, "%s:%ld:%ld: not a JSON object", path, line, col);
             break;
         }
         const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expected");
         if (!check && !cJSON_IsString(exp)) {
-            fprintf(stderr, "skein: %s:%ld:1: no \"expected\" answer (a string), and "
-                            "no --check function to judge the answer\n",
-                    path, line);
             cJSON_Delete(j);
-            rc = EXIT_DATA;
+            rc = cli_error(SK_DATA, NULL,
+                           "%s:%ld:1: no \"expected\" answer (a string), and no --check "
+                           "function to judge the answer", path, line);
             break;
         }
         if (n == cap) {
@@ -179,7 +174,7 @@ static int read_data(const char *path, const char *check, example **out, size_t 
             example *g = realloc(xs, nc * sizeof *g);
             if (!g) {
                 cJSON_Delete(j);
-                rc = EXIT_RUNTIME;
+                rc = cli_error(SK_NOMEM, NULL, "out of memory");
                 break;
             }
             xs = g;
@@ -195,7 +190,7 @@ static int read_data(const char *path, const char *check, example **out, size_t 
             x->score[s] = -1;
         cJSON_Delete(j);
         if (!x->json) {
-            rc = EXIT_RUNTIME;
+            rc = cli_error(SK_NOMEM, NULL, "out of memory");
             break;
         }
     }
@@ -203,8 +198,7 @@ static int read_data(const char *path, const char *check, example **out, size_t 
     if (f != stdin)
         fclose(f);
     if (rc == EXIT_OK && n == 0) {
-        fprintf(stderr, "skein: %s: no examples\n", path);
-        rc = EXIT_DATA;
+        rc = cli_error(SK_DATA, NULL, "%s: no examples", path);
     }
     if (rc != EXIT_OK) {
         for (size_t i = 0; i < n; i++)
@@ -302,13 +296,11 @@ static int run_all(sk_kernel *k, const eval_opts *e, const char *policy, example
             example *x = &xs[next++];
             sk_vars *v = example_vars(x);
             if (!v)
-                return EXIT_RUNTIME;
+                return cli_error(SK_NOMEM, NULL, "out of memory");
             sk_status st = sk_invoke_async(k, e->function, v, &io, &x->call);
             sk_vars_free(v);
-            if (st != SK_OK) {
-                fprintf(stderr, "skein: %s\n", sk_errmsg(k));
-                return st == SK_NOT_FOUND ? EXIT_NOT_FOUND : EXIT_RUNTIME;
-            }
+            if (st != SK_OK)
+                return cli_report(k, st, NULL);
             x->started = 1;
             inflight++;
         }
@@ -322,13 +314,12 @@ static int run_all(sk_kernel *k, const eval_opts *e, const char *policy, example
                     x->correct = x->answer ? same_answer(x->answer, x->expected) : 0;
                     x->final_correct = x->final ? same_answer(x->final, x->expected) : 0;
                 } else if (x->answer) {
-                    if (start_check(k, e->check, x, x->answer, &x->check) != SK_OK) {
-                        fprintf(stderr, "skein: --check: %s\n", sk_errmsg(k));
-                        return EXIT_NOT_FOUND;
-                    }
+                    if (start_check(k, e->check, x, x->answer, &x->check) != SK_OK)
+                        return cli_fail("not_found", EXIT_NOT_FOUND, NULL, "--check: %s",
+                                        sk_errmsg(k));
                     if (x->final && strcmp(x->final, x->answer) != 0 &&
                         start_check(k, e->check, x, x->final, &x->check_final) != SK_OK)
-                        return EXIT_RUNTIME;
+                        return cli_report(k, sk_errcode(k), NULL);
                 } else {
                     x->correct = x->final_correct = 0;
                 }
@@ -400,10 +391,8 @@ static int write_plot(const char *path, const char *fn, const example *xs, size_
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "skein: --plot %s: %s\n", path, strerror(errno));
-        return EXIT_TEMPLATE;
-    }
+    if (!f)
+        return cli_error(SK_IO, NULL, "--plot %s: %s", path, strerror(errno));
     static const char *const colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                           "#ff7f0e"};
     const int W = 640, H = 420, L = 60, R = 160, T = 40, B = 50;
@@ -461,9 +450,9 @@ static int write_plot(const char *path, const char *fn, const example *xs, size_
                 L + pw / 2, T + ph / 2);
     fputs("</svg>\n", f);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        fprintf(stderr, "skein: --plot %s: %s\n", path, strerror(errno));
+        int e = errno;
         unlink(tmp);
-        return EXIT_RUNTIME;
+        return cli_error(SK_IO, NULL, "--plot %s: %s", path, strerror(e));
     }
     return EXIT_OK;
 }
@@ -590,8 +579,6 @@ int cli_eval(sk_kernel *k, const eval_opts *e)
     }
     if (e->plot)
         rc = write_plot(e->plot, e->function, xs, n);
-    if (rc == EXIT_OK && fflush(stdout) != 0)
-        rc = EXIT_RUNTIME;
 done:
     for (size_t i = 0; i < n; i++)
         example_free(&xs[i]);
@@ -658,12 +645,9 @@ static int write_calibration(const char *dir, const cJSON *cal)
         }
         free(text);
         fclose(f);
-        if (!root) {
-            fprintf(stderr, "skein: %s: not valid JSON; the calibration was not "
-                            "written\n",
-                    path);
-            return EXIT_TEMPLATE;
-        }
+        if (!root)
+            return cli_error(SK_CONFIG, NULL,
+                             "%s: not valid JSON; the calibration was not written", path);
     } else {
         root = cJSON_CreateObject();
         cJSON_AddNumberToObject(root, "schema", 1);
@@ -679,7 +663,7 @@ static int write_calibration(const char *dir, const cJSON *cal)
     char *out = json_pretty(root);
     cJSON_Delete(root);
     if (!out)
-        return EXIT_RUNTIME;
+        return cli_error(SK_NOMEM, NULL, "out of memory");
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     f = fopen(tmp, "w");
     int ok = f && fputs(out, f) >= 0 && fputc('\n', f) != EOF;
@@ -687,9 +671,9 @@ static int write_calibration(const char *dir, const cJSON *cal)
         ok = 0;
     free(out);
     if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
+        int e = errno;
         unlink(tmp);
-        return EXIT_RUNTIME;
+        return cli_error(SK_IO, NULL, "%s: %s", path, strerror(e ? e : EIO));
     }
     return EXIT_OK;
 }
@@ -707,21 +691,16 @@ int cli_calibrate(sk_kernel *k, const eval_opts *e)
 {
     size_t sig = signal_index(e->signal ? e->signal : "logprob");
     if (sig == N_SIGNALS) {
-        fprintf(stderr, "skein: calibrate: unknown signal '%s' (logprob, agreement, "
-                        "entropy, self_check, verbalized)\n",
-                e->signal);
-        return EXIT_USAGE;
+        return cli_usage("calibrate: unknown signal '%s' (logprob, agreement, entropy, "
+                         "self_check, verbalized)", e->signal);
     }
     double alpha = e->alpha > 0 ? e->alpha : 0.1, delta = e->delta > 0 ? e->delta : 0.1;
     if (alpha >= 1 || delta >= 1) {
-        fprintf(stderr, "skein: calibrate: --alpha and --delta must be between 0 and 1\n");
-        return EXIT_USAGE;
+        return cli_usage("calibrate: --alpha and --delta must be between 0 and 1");
     }
     sk_function_info fi;
-    if (sk_kernel_function_find(k, e->function, &fi) != SK_OK) {
-        fprintf(stderr, "skein: %s\n", sk_errmsg(k));
-        return EXIT_NOT_FOUND;
-    }
+    if (sk_kernel_function_find(k, e->function, &fi) != SK_OK)
+        return cli_fail("not_found", EXIT_NOT_FOUND, NULL, "%s", sk_errmsg(k));
     example *xs = NULL;
     size_t n = 0;
     int rc = read_data(e->data, e->check, &xs, &n);
@@ -735,11 +714,10 @@ int cli_calibrate(sk_kernel *k, const eval_opts *e)
     const char *why = NULL;
     sk_calibrate(NULL, NULL, 0, alpha, delta, &th, &need, &why);
     if (n_cal < need) {
-        fprintf(stderr, "skein: calibrate: %zu calibration examples are too few for "
-                        "alpha %.3g at delta %.3g: at least %zu are needed, and more "
-                        "for a useful threshold\n",
-                n_cal, alpha, delta, need);
-        rc = EXIT_DATA;
+        rc = cli_error(SK_DATA, NULL,
+                       "calibrate: %zu calibration examples are too few for alpha %.3g at "
+                       "delta %.3g: at least %zu are needed, and more for a useful threshold",
+                       n_cal, alpha, delta, need);
         goto done;
     }
     rng = e->seed ? (unsigned long long)e->seed : 0x5EEDULL;
@@ -765,7 +743,7 @@ int cli_calibrate(sk_kernel *k, const eval_opts *e)
     if (!score || !ok) {
         free(score);
         free(ok);
-        rc = EXIT_RUNTIME;
+        rc = cli_error(SK_NOMEM, NULL, "out of memory");
         goto done;
     }
     size_t scored = 0;
@@ -775,10 +753,10 @@ int cli_calibrate(sk_kernel *k, const eval_opts *e)
         scored += score[i] >= 0;
     }
     if (!scored) {
-        fprintf(stderr, "skein: calibrate: no example got a %s score (%s)\n", SIGNALS[sig],
-                sig == 0   ? "the server returned no logprobs"
-                : sig <= 2 ? "set uncertainty.samples to 2 or more in the function's config"
-                           : "the judge or the model gave none");
+        cli_error(SK_DATA, NULL, "calibrate: no example got a %s score (%s)", SIGNALS[sig],
+                  sig == 0   ? "the server returned no logprobs"
+                  : sig <= 2 ? "set uncertainty.samples to 2 or more in the function's config"
+                             : "the judge or the model gave none");
         free(score);
         free(ok);
         rc = EXIT_DATA;
@@ -786,9 +764,9 @@ int cli_calibrate(sk_kernel *k, const eval_opts *e)
     }
     sk_status st = sk_calibrate(score, ok, n_cal, alpha, delta, &th, &need, &why);
     if (st != SK_OK) {
-        fprintf(stderr, "skein: calibrate: no threshold on %s keeps the error rate "
-                        "within alpha %.3g: %s\n",
-                SIGNALS[sig], alpha, why ? why : "unknown");
+        cli_error(SK_DATA, NULL, "calibrate: no threshold on %s keeps the error rate "
+                                 "within alpha %.3g: %s",
+                  SIGNALS[sig], alpha, why ? why : "unknown");
         free(score);
         free(ok);
         rc = EXIT_DATA;

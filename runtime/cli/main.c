@@ -27,9 +27,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "eval.h"
-
-#define INPUT_CEILING ((size_t)64 << 20) /* ceiling on stdin and template files */
+#include "cli.h"
 
 
 typedef struct cli {
@@ -75,6 +73,16 @@ typedef struct cli {
     double alpha, delta, test;
     long seed;
     int dry_run;
+    /* the conventions of llm: prompt, chat, logs */
+    const char *system;       /* -s, --system */
+    int cont;                 /* -c, --continue */
+    const char *conversation; /* --cid, --conversation */
+    long count;               /* logs -n; -1 when not given */
+    const char *search;       /* logs -q, --query */
+    const char *function;     /* logs --function */
+    int truncate;             /* logs -t */
+    int no_log, log;          /* --no-log, --log */
+    int man;                  /* help --man */
     char **run_args; /* `run`: everything after the script */
     int n_run_args;
     const char *argv0;
@@ -82,13 +90,17 @@ typedef struct cli {
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
-                                       "df", "cache", "eval", "calibrate", "help",
+                                       "df", "cache", "eval", "calibrate", "models",
+                                       "logs", "prompt", "chat", "completion", "help",
                                        NULL};
 
 static const char USAGE[] =
     "usage: skein [options] COMMAND [ARGS...]\n"
     "\n"
     "Commands:\n"
+    "  prompt TEXT       an ad hoc prompt (stdin, then TEXT) to the model: -s SYSTEM,\n"
+    "                    -m MODEL, -c to continue the last conversation\n"
+    "  chat              a conversation with the model, turn by turn (-c, --cid)\n"
     "  invoke Skill.Fn   run a function on --input or stdin, print the result\n"
     "  render FILE|-     render a prompt template, running its function calls\n"
     "  skills            list the functions that are loaded\n"
@@ -103,10 +115,16 @@ static const char USAGE[] =
     "                    accuracy, signals, risk and coverage, calls, time\n"
     "  calibrate Skill.Fn  fit an uncertainty threshold with a stated error rate\n"
     "                    (--data FILE.jsonl --alpha 0.1) into its config.json\n"
-    "  help [COMMAND]    show help for a command\n"
+    "  models            the default model, the names the config file gives\n"
+    "                    models (aliases), and the connector kinds\n"
+    "  logs              the call history: list, search (-q), a conversation\n"
+    "                    (-c, --cid); logs path|status|on|off\n"
+    "  completion bash|zsh  print the shell completion script\n"
+    "  help [COMMAND]    show help for a command (help --man: the manual page)\n"
     "\n"
     "Options (before or after the command):\n"
-    "  --model SPEC      default model: openai:MODEL[@URL] or scripted:FILE.json\n"
+    "  -m, --model SPEC  default model: openai:MODEL[@URL], scripted:FILE.json, or\n"
+    "                    a name from the config file's \"aliases\" or \"services\"\n"
     "  --skills DIR      load skills from DIR too (repeatable; overrides the\n"
     "                    built-in skills, ./skills and SKEIN_SKILLS_PATH)\n"
     "  --trace FILE      append one JSON line per model call to FILE\n"
@@ -122,14 +140,16 @@ static const char USAGE[] =
     "                    os.execute, io.open, ... (refused by default)\n"
     "  --option NAME=VALUE  set a kernel option for this run (repeatable), e.g.\n"
     "                    sql_max_rows=5000000 or timeout_ms=30000\n"
+    "  --no-log          record nothing in the call history in this run\n"
+    "  --log             record in it even when `skein logs off` turned it off\n"
     "  --quiet           no notices on stderr\n"
-    "  --json-errors     also print errors as JSON (the default when stderr\n"
+    "  --json-errors     print errors as JSON, not text (the default when stderr\n"
     "                    is not a terminal)\n"
     "  -h, --help        show this help\n"
     "  --version         print the version\n"
     "\n"
     "Environment: SKEIN_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, SKEIN_SKILLS_PATH,\n"
-    "SKEIN_TRACE.\n"
+    "SKEIN_TRACE, SKEIN_HISTORY (the call history's file, or off).\n"
     "\n"
     "Exit codes:\n"
     "  0  success\n"
@@ -194,7 +214,85 @@ static const char USAGE_RUN[] =
     "(local skein = require(\"skein\")).  `arg` holds the script name at 0 and\n"
     "ARGS from 1.  An uncaught skein error exits with its kind's code.\n";
 
-static const char USAGE_HELP[] = "usage: skein help [COMMAND]\n";
+static const char USAGE_HELP[] =
+    "usage: skein help [COMMAND]\n"
+    "       skein help --man\n"
+    "\n"
+    "Shows the help of a command, or of skein.  --man prints the manual page,\n"
+    "made of every command's help, as roff (what `make install` installs as\n"
+    "skein(1)).\n";
+
+static const char USAGE_COMPLETION[] =
+    "usage: skein completion bash|zsh\n"
+    "\n"
+    "Prints the completion script for the shell: commands, options, the\n"
+    "functions skein loads (with the --skills folders on the line), model\n"
+    "names and files.  `make install` installs both (bash-completion and\n"
+    "zsh site-functions); to load one by hand:\n"
+    "  source <(skein completion bash)     # in ~/.bashrc\n"
+    "  source <(skein completion zsh)      # in ~/.zshrc, after compinit\n";
+
+static const char USAGE_PROMPT[] =
+    "usage: skein prompt [TEXT] [-s SYSTEM] [-m MODEL] [-c | --cid ID]\n"
+    "                    [--stream | --no-stream] [--policy JSON] [--no-log]\n"
+    "\n"
+    "Sends an ad hoc prompt to the model and prints the reply, streaming it\n"
+    "when stdout is a terminal.  The prompt is TEXT, or what comes on stdin,\n"
+    "or both: stdin, a space, then TEXT (as `llm` builds it), so\n"
+    "`git diff | skein prompt 'describe these changes'` works.  -s sets a\n"
+    "system prompt; -m MODEL a model spec or a name from the config file.\n"
+    "\n"
+    "Each prompt starts a conversation in the call history (skein logs);\n"
+    "-c continues the most recent one, sending its turns again, with its\n"
+    "model unless -m says otherwise; --cid ID continues that one.\n";
+
+static const char USAGE_CHAT[] =
+    "usage: skein chat [-s SYSTEM] [-m MODEL] [-c | --cid ID] [--policy JSON]\n"
+    "\n"
+    "A conversation with the model: each line typed is sent with the turns\n"
+    "before it, and the reply printed (streamed at a terminal).  At a\n"
+    "terminal lines can be edited, and up and down recall earlier ones; from a\n"
+    "pipe each line is a message.  !multi starts a message of several lines\n"
+    "and !end sends it (!multi WORD ... !end WORD when the text holds a line\n"
+    "!end).  !exit, !quit (or exit, quit) or Ctrl-D ends it; !help shows this.\n"
+    "\n"
+    "The turns go to the call history as one conversation: -c continues the\n"
+    "most recent conversation of prompt or chat, --cid ID that one.  The\n"
+    "exit code is that of the first turn that failed, else 0.\n";
+
+static const char USAGE_LOGS[] =
+    "usage: skein logs [-n N] [-q WORDS] [-c | --cid ID] [-m MODEL]\n"
+    "                  [--function Skill.Fn] [--json] [-t]\n"
+    "       skein logs path | status | on | off\n"
+    "\n"
+    "Every model call is recorded in the call history, a SQLite file\n"
+    "($SKEIN_HISTORY, else $XDG_DATA_HOME/skein/history.db, else\n"
+    "~/.local/share/skein/history.db): the prompt and system prompt as sent,\n"
+    "the reply, the model, tokens, time, duration, the function and the\n"
+    "conversation.  Keys and other secrets are scrubbed before anything is\n"
+    "stored, and values that redaction replaced stay placeholders.\n"
+    "\n"
+    "logs lists the newest calls (-n N, default 3; -n 0 all), newest first.\n"
+    "-q WORDS lists the calls whose prompt, system prompt or reply holds\n"
+    "every word (full-text search), best match first.  -c shows the most\n"
+    "recent conversation and --cid ID that one, in order.  -m and --function\n"
+    "keep the calls to that model or of that function.  --json prints a JSON\n"
+    "array; -t cuts each text to one short line.\n"
+    "\n"
+    "logs path prints where the history is; status whether it records, and\n"
+    "how many calls and conversations it holds; off stops recording for\n"
+    "every later run (on starts again).  SKEIN_HISTORY=off, or --no-log for\n"
+    "one run, records nothing too; --log records even when it is off.\n";
+
+static const char USAGE_MODELS[] =
+    "usage: skein models [--json]\n"
+    "\n"
+    "Lists the default model, the names the config file gives models (its\n"
+    "\"aliases\" and the service ids of its \"services\": --model NAME takes\n"
+    "either), each with its connector kind, and the connector kinds a model\n"
+    "spec can start with.  Credentials in a URL are masked.  --json prints\n"
+    "{\"default\": {\"spec\", \"kind\"} or null, \"names\": [{\"name\", \"spec\",\n"
+    "\"kind\", \"from\"}], \"kinds\": [...]}.\n";
 
 static const char USAGE_CACHE[] =
     "usage: skein cache [clear]\n"
@@ -275,6 +373,8 @@ static const char USAGE_EVAL[] =
 
 static const char *command_usage(const char *cmd)
 {
+    if (!cmd)
+        return USAGE;
     if (strcmp(cmd, "df") == 0)
         return USAGE_DF;
     if (strcmp(cmd, "plan") == 0)
@@ -285,8 +385,6 @@ static const char *command_usage(const char *cmd)
         return USAGE_AGENT;
     if (strcmp(cmd, "review") == 0)
         return USAGE_REVIEW;
-    if (!cmd)
-        return USAGE;
     if (strcmp(cmd, "invoke") == 0)
         return USAGE_INVOKE;
     if (strcmp(cmd, "render") == 0)
@@ -297,6 +395,16 @@ static const char *command_usage(const char *cmd)
         return USAGE_RUN;
     if (strcmp(cmd, "help") == 0)
         return USAGE_HELP;
+    if (strcmp(cmd, "models") == 0)
+        return USAGE_MODELS;
+    if (strcmp(cmd, "logs") == 0)
+        return USAGE_LOGS;
+    if (strcmp(cmd, "prompt") == 0)
+        return USAGE_PROMPT;
+    if (strcmp(cmd, "chat") == 0)
+        return USAGE_CHAT;
+    if (strcmp(cmd, "completion") == 0)
+        return USAGE_COMPLETION;
     if (strcmp(cmd, "cache") == 0)
         return USAGE_CACHE;
     if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
@@ -306,49 +414,7 @@ static const char *command_usage(const char *cmd)
 
 /* ---- errors ------------------------------------------------------------- */
 
-static int exit_code(sk_status st)
-{
-    switch (st) {
-    case SK_OK:
-        return EXIT_OK;
-    case SK_USAGE:
-        return EXIT_USAGE;
-    case SK_IO:
-    case SK_TEMPLATE:
-    case SK_CONFIG:
-        return EXIT_TEMPLATE;
-    case SK_MODEL:
-    case SK_NETWORK:
-    case SK_TIMEOUT:
-    case SK_PROTOCOL:
-    case SK_TOO_LARGE:
-        return EXIT_MODEL;
-    case SK_SCRIPT:
-        return EXIT_SCRIPT;
-    case SK_NOT_FOUND:
-        return EXIT_NOT_FOUND;
-    case SK_UNCERTAIN:
-        return EXIT_UNCERTAIN;
-    case SK_REJECTED:
-    case SK_FILTERED:
-    case SK_DENIED:
-        return EXIT_REJECTED;
-    case SK_PLAN:
-        return EXIT_PLAN;
-    case SK_QUERY:
-    case SK_DATA:
-        return EXIT_DATA;
-    case SK_LIMIT:
-        return EXIT_LIMIT;
-    case SK_TRUNCATED:
-        return EXIT_TRUNCATED;
-    case SK_NOMEM:
-    case SK_CANCELLED:
-    case SK_RECURSION:
-        return EXIT_RUNTIME;
-    }
-    return EXIT_RUNTIME;
-}
+static int exit_code(sk_status st) { return cli_exit_code(st); }
 
 static sk_status kind_status(const char *kind)
 {
@@ -358,29 +424,21 @@ static sk_status kind_status(const char *kind)
     return SK_SCRIPT;
 }
 
-static int want_json(const cli *o) { return o->json_errors || !isatty(2); }
-
+/* A usage error (exit 2): fmt with one %s for arg, and a suggestion. */
 static int usage_error(const char *fmt, const char *arg, const char *hint)
 {
-    fprintf(stderr, "skein: ");
-    fprintf(stderr, fmt, arg);
+    char msg[1024];
+    snprintf(msg, sizeof msg, fmt, arg);
     if (hint)
-        fprintf(stderr, " (did you mean '%s'?)", hint);
-    fprintf(stderr, "\nTry 'skein --help'.\n");
-    return EXIT_USAGE;
+        return cli_usage("%s (did you mean '%s'?)", msg, hint);
+    return cli_usage("%s", msg);
 }
 
 /* Reports the kernel's last error and returns the exit code for it. */
 static int report(const cli *o, sk_kernel *k, sk_status st)
 {
-    fprintf(stderr, "skein: %s\n", k ? sk_errmsg(k) : sk_strerror(st));
-    if (k && want_json(o)) {
-        char *json = NULL;
-        if (sk_error_json(k, &json) == SK_OK && json)
-            fprintf(stderr, "%s\n", json);
-        sk_free(json);
-    }
-    return exit_code(st);
+    (void)o;
+    return cli_report(k, st, NULL);
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -427,50 +485,7 @@ static const char *closest_command(const char *word)
     return best;
 }
 
-/* Reads all of f up to INPUT_CEILING.  Caller frees.  NULL with errno set on
- * failure (EFBIG past the ceiling). */
-static char *read_all(FILE *f, size_t *len)
-{
-    size_t cap = 8192, n = 0;
-    char *p = malloc(cap);
-    if (!p)
-        return NULL;
-    for (;;) {
-        if (cap - n < 4096) {
-            if (cap > INPUT_CEILING) {
-                free(p);
-                errno = EFBIG;
-                return NULL;
-            }
-            char *q = realloc(p, cap * 2 + 1);
-            if (!q) {
-                free(p);
-                return NULL;
-            }
-            p = q;
-            cap = cap * 2 + 1;
-        }
-        size_t got = fread(p + n, 1, cap - n - 1, f);
-        n += got;
-        if (n > INPUT_CEILING) {
-            free(p);
-            errno = EFBIG;
-            return NULL;
-        }
-        if (got == 0) {
-            if (ferror(f)) {
-                int e = errno;
-                free(p);
-                errno = e ? e : EIO;
-                return NULL;
-            }
-            break;
-        }
-    }
-    p[n] = '\0';
-    *len = n;
-    return p;
-}
+#define read_all cli_read_all
 
 static int is_dir(const char *path)
 {
@@ -506,7 +521,17 @@ static const char *const OPTIONS[] = {
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
     "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
-    "--delta", "--test", "--seed", "--dry-run", "--journal", NULL};
+    "--delta", "--test", "--seed", "--dry-run", "--journal", "-m", "-s", "--system",
+    "-c", "--continue", "--cid", "--conversation", "-n", "-q", "--query", "--function",
+    "-t", "--truncate", "--no-log", "--log", "--man", NULL};
+
+/* The options that take a value (for the completions). */
+static const char *const VALUE_OPTIONS[] = {
+    "--model", "-m", "--skills", "--trace", "--var", "--option", "--input", "--policy",
+    "--task", "--reviewer", "--save", "--db", "--journal", "--out", "--concurrency",
+    "--data", "--check", "--plot", "--signal", "--alpha", "--delta", "--test", "--seed",
+    "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
+    "--system", "-s", "--cid", "--conversation", "--function", "--query", "-n", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -544,8 +569,26 @@ static int parse(cli *o, int argc, char **argv)
         const char *v;
         if (strcmp(a, "--") == 0) {
             only_positional = 1;
-        } else if ((v = opt_value(a, "--model", argc, argv, &i, &missing))) {
+        } else if ((v = opt_value(a, "--model", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "-m", argc, argv, &i, &missing))) {
             o->model = v;
+        } else if ((v = opt_value(a, "--system", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "-s", argc, argv, &i, &missing))) {
+            o->system = v;
+        } else if ((v = opt_value(a, "--cid", argc, argv, &i, &missing)) ||
+                   (v = opt_value(a, "--conversation", argc, argv, &i, &missing))) {
+            o->conversation = v;
+        } else if ((v = opt_value(a, "--function", argc, argv, &i, &missing))) {
+            o->function = v;
+        } else if ((v = opt_value(a, "--query", argc, argv, &i, &missing)) ||
+                   (o->command && strcmp(o->command, "logs") == 0 &&
+                    (v = opt_value(a, "-q", argc, argv, &i, &missing)))) {
+            o->search = v; /* -q is --quiet but for logs, as in llm */
+        } else if ((v = opt_value(a, "-n", argc, argv, &i, &missing))) {
+            char *end;
+            o->count = strtol(v, &end, 10);
+            if (*end || o->count < 0 || end == v)
+                return usage_error("-n expects a whole number (0: all), got '%s'", v, NULL);
         } else if ((v = opt_value(a, "--skills", argc, argv, &i, &missing))) {
             o->skills[o->n_skills++] = v;
         } else if ((v = opt_value(a, "--trace", argc, argv, &i, &missing))) {
@@ -659,6 +702,16 @@ static int parse(cli *o, int argc, char **argv)
             o->jsonl = 1;
         } else if (strcmp(a, "--dot") == 0) {
             o->dot = 1;
+        } else if (strcmp(a, "--continue") == 0 || strcmp(a, "-c") == 0) {
+            o->cont = 1;
+        } else if (strcmp(a, "--truncate") == 0 || strcmp(a, "-t") == 0) {
+            o->truncate = 1;
+        } else if (strcmp(a, "--man") == 0) {
+            o->man = 1;
+        } else if (strcmp(a, "--no-log") == 0) {
+            o->no_log = 1;
+        } else if (strcmp(a, "--log") == 0) {
+            o->log = 1;
         } else {
             return usage_error("unknown option '%s'", a, closest_option(a));
         }
@@ -690,6 +743,15 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
         return report(o, k, st);
     if (o->journal && (st = sk_kernel_set_option(k, "journal", o->journal)) != SK_OK)
         return report(o, k, st);
+    if (o->log && o->no_log)
+        return usage_error("%s", "--log and --no-log contradict each other", NULL);
+    /* every model call goes to the user's history unless told otherwise;
+     * `logs` reads it wherever it is, even when it records nothing */
+    const char *history = o->no_log ? "off"
+                          : o->log || strcmp(o->command, "logs") == 0 ? "always"
+                                                                       : "auto";
+    if ((st = sk_kernel_set_option(k, "history", history)) != SK_OK)
+        return report(o, k, st);
     for (size_t i = 0; i < o->n_options; i++) {
         char name[64];
         const char *eq = strchr(o->options[i], '=');
@@ -698,21 +760,16 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
             return usage_error("--option: unknown option '%s'", o->options[i], NULL);
         memcpy(name, o->options[i], n);
         name[n] = '\0';
-        if ((st = sk_kernel_set_option(k, name, eq + 1)) != SK_OK) {
-            fprintf(stderr, "skein: --option %s: %s\n", o->options[i], sk_errmsg(k));
-            return EXIT_USAGE;
-        }
+        if ((st = sk_kernel_set_option(k, name, eq + 1)) != SK_OK)
+            return cli_usage("--option %s: %s", o->options[i], sk_errmsg(k));
     }
     if (L && (st = sk_lua_open(k, L)) != SK_OK)
         return report(o, k, st);
     if ((st = sk_kernel_load_default_skills(k)) != SK_OK)
         return report(o, k, st);
     for (size_t i = 0; i < o->n_skills; i++) {
-        if (!is_dir(o->skills[i])) {
-            fprintf(stderr, "skein: --skills %s: not a directory\n",
-                    o->skills[i]);
-            return EXIT_TEMPLATE;
-        }
+        if (!is_dir(o->skills[i]))
+            return cli_error(SK_IO, NULL, "--skills %s: not a directory", o->skills[i]);
         if ((st = sk_kernel_load_skills(k, o->skills[i])) != SK_OK)
             return report(o, k, st);
     }
@@ -732,20 +789,16 @@ static int make_vars(const cli *o, sk_kernel *k, sk_vars **out)
         const char *eq = strchr(o->vars[i], '=');
         size_t n = (size_t)(eq - o->vars[i]);
         char name[256];
-        if (n >= sizeof name) {
-            fprintf(stderr, "skein: --var name too long\n");
-            return EXIT_USAGE;
-        }
+        if (n >= sizeof name)
+            return cli_usage("--var: the name is longer than %zu bytes", sizeof name - 1);
         memcpy(name, o->vars[i], n);
         name[n] = '\0';
         st = sk_vars_set(*out, name, eq + 1);
     }
     if (st == SK_OK && o->input)
         st = sk_vars_set(*out, "input", o->input);
-    if (st != SK_OK) {
-        fprintf(stderr, "skein: %s\n", sk_strerror(st));
-        return EXIT_RUNTIME;
-    }
+    if (st != SK_OK)
+        return cli_error(st, NULL, "%s", sk_strerror(st));
     (void)k;
     return -1;
 }
@@ -796,22 +849,22 @@ static void stream_out(void *ud, const char *text, size_t len)
     s->last = text[len - 1];
 }
 
-static void no_model_hint(sk_kernel *k, const char *name, sk_status st)
+/* The hint for an error that comes from having no model, or NULL. */
+static const char *no_model_hint(sk_kernel *k, const char *name, sk_status st)
 {
     sk_function_info fi;
     if (st != SK_NOT_FOUND && st != SK_CONFIG)
-        return;
+        return NULL;
     if (strstr(sk_errmsg(k), "--model"))
-        return; /* the kernel's message says it already */
+        return NULL; /* the kernel's message says it already */
     if (sk_kernel_model(k) || sk_kernel_function_find(k, name, &fi) != SK_OK)
-        return;
+        return NULL;
     if (strcmp(fi.kind, "semantic") != 0)
-        return;
-    fprintf(stderr, "hint: no model is configured; set SKEIN_MODEL or "
-                    "OPENAI_API_KEY, or pass --model\n");
+        return NULL;
+    return "no model is configured; set SKEIN_MODEL or OPENAI_API_KEY, or pass --model";
 }
 
-static void json_str(FILE *f, const char *s);
+#define json_str cli_json_str
 
 /* s as a JSON string literal.  Caller frees. */
 static char *json_quote(const char *s)
@@ -966,9 +1019,8 @@ static int cmd_review(const cli *o, sk_kernel *k)
         if (none)
             return usage_error("%s", "review: give the text with --input or on stdin",
                                NULL);
-        fprintf(stderr, "skein: reading stdin: %s\n",
-                errno == EFBIG ? "input larger than 64 MiB" : strerror(errno));
-        return EXIT_RUNTIME;
+        return cli_error(SK_IO, NULL, "reading stdin: %s",
+                         errno == EFBIG ? "input larger than 64 MiB" : strerror(errno));
     }
     if (!*text) {
         free(text);
@@ -986,7 +1038,7 @@ static int cmd_review(const cli *o, sk_kernel *k)
         return report(o, k, st);
     if (passed) {
         puts("PASS");
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        return EXIT_OK; /* cli_stdout_done reports a failed write */
     }
     printf("FAIL: %s\n", critique ? critique : "");
     sk_free(critique);
@@ -1001,19 +1053,15 @@ static int read_input_file(const char *path, char **text, size_t *len)
 {
     int from_stdin = strcmp(path, "-") == 0;
     FILE *f = from_stdin ? stdin : fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
-        return EXIT_TEMPLATE;
-    }
+    if (!f)
+        return cli_error(SK_IO, NULL, "%s: %s", path, strerror(errno));
     *text = read_all(f, len);
     int saved = errno;
     if (!from_stdin)
         fclose(f);
-    if (!*text) {
-        fprintf(stderr, "skein: %s: %s\n", path,
-                saved == EFBIG ? "larger than 64 MiB" : strerror(saved));
-        return EXIT_TEMPLATE;
-    }
+    if (!*text)
+        return cli_error(SK_IO, NULL, "%s: %s", path,
+                         saved == EFBIG ? "larger than 64 MiB" : strerror(saved));
     return -1;
 }
 
@@ -1036,10 +1084,14 @@ static size_t split_functions(const char *list, char *buf, size_t bufsize,
 static int write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) == EOF || fclose(f) != 0) {
-        fprintf(stderr, "skein: %s: %s\n", path, strerror(errno));
-        return EXIT_TEMPLATE;
+    int failed = !f || fputs(text, f) == EOF;
+    int e = errno;
+    if (f && fclose(f) != 0 && !failed) {
+        failed = 1;
+        e = errno;
     }
+    if (failed)
+        return cli_error(SK_IO, NULL, "%s: %s", path, strerror(e));
     return EXIT_OK;
 }
 
@@ -1070,7 +1122,7 @@ static int run_plan(const cli *o, sk_kernel *k, sk_plan *p)
     if (!n || out[n - 1] != '\n')
         putchar('\n');
     sk_free(out);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 static int cmd_plan(const cli *o, sk_kernel *k)
@@ -1087,11 +1139,8 @@ static int cmd_plan(const cli *o, sk_kernel *k)
         po.only = names;
     sk_plan *p = NULL;
     sk_status st = sk_plan_create(k, o->pos[0], &po, &p);
-    if (st != SK_OK) {
-        int rc = report(o, k, st);
-        no_model_hint(k, "Planner.Create", st);
-        return rc;
-    }
+    if (st != SK_OK)
+        return cli_report(k, st, no_model_hint(k, "Planner.Create", st));
     char *text = sk_plan_text(p);
     int rc = EXIT_OK;
     if (o->save && text)
@@ -1177,14 +1226,11 @@ static int cmd_agent(const cli *o, sk_kernel *k)
         ao.on_step = agent_step_out;
     char *answer = NULL;
     sk_status st = sk_agent_run(k, &ao, &answer);
-    if (st != SK_OK) {
-        int rc = report(o, k, st);
-        no_model_hint(k, "Agent.Step", st);
-        return rc;
-    }
+    if (st != SK_OK)
+        return cli_report(k, st, no_model_hint(k, "Agent.Step", st));
     puts(answer);
     sk_free(answer);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- batch mode: JSON lines ------------------------------------------- */
@@ -1278,6 +1324,7 @@ static sk_status jl_emit(jl_item *it, int *wrote)
         st = SK_CANCELLED;
         cJSON *e = cJSON_AddObjectToObject(o, "error");
         cJSON_AddStringToObject(e, "kind", "cancelled");
+        cJSON_AddNumberToObject(e, "code", exit_code(SK_CANCELLED));
         cJSON_AddStringToObject(e, "message", "stopped before the call finished");
         cJSON_AddNumberToObject(e, "line", (double)it->line);
     } else {
@@ -1290,6 +1337,15 @@ static sk_status jl_emit(jl_item *it, int *wrote)
             cJSON_AddItemToObject(o, "error", ej ? cJSON_Parse(ej) : cJSON_CreateNull());
             sk_free(ej);
         }
+    }
+    /* as on stderr, an error's code is the exit code it would end with */
+    cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
+    if (cJSON_IsObject(err)) {
+        cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
+        if (cJSON_IsNumber(code))
+            cJSON_SetNumberValue(code, exit_code(st));
+        else
+            cJSON_AddNumberToObject(err, "code", exit_code(st));
     }
     char *line = cJSON_PrintUnformatted(o);
     *wrote = 1;
@@ -1321,10 +1377,8 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
     size_t cap = window * 4 < 256 ? 256 : window * 4;
     size_t inflight = 0;
     jl_item *ring = calloc(cap, sizeof *ring);
-    if (!ring) {
-        fprintf(stderr, "skein: out of memory\n");
-        return EXIT_RUNTIME;
-    }
+    if (!ring)
+        return cli_error(SK_NOMEM, NULL, "out of memory");
     size_t head = 0, count = 0;
     long lines = 0, done = 0;
     sk_status first = SK_OK;
@@ -1393,8 +1447,9 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
                 it->error_json = malloc(need);
                 if (it->error_json)
                     snprintf(it->error_json, need,
-                             "{\"kind\":\"data\",\"message\":%s,\"line\":%ld}",
-                             q ? q : "\"\"", it->line);
+                             "{\"kind\":\"data\",\"code\":%d,\"message\":%s,"
+                             "\"line\":%ld}",
+                             EXIT_DATA, q ? q : "\"\"", it->line);
                 free(q);
             }
             count++;
@@ -1439,7 +1494,8 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
         _exit(128 + SIGPIPE);
     }
     if (jl_stop) {
-        fprintf(stderr, "skein: stopped by signal %d after %ld lines\n", (int)jl_stop, done);
+        cli_fail("cancelled", 128 + jl_stop, NULL, "stopped by signal %d after %ld lines",
+                 (int)jl_stop, done);
         fflush(NULL);
         _exit(128 + jl_stop);
     }
@@ -1467,11 +1523,10 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
         size_t len = 0;
         char *in = read_all(stdin, &len);
         if (!in) {
-            fprintf(stderr, "skein: reading stdin: %s\n",
-                    errno == EFBIG ? "input larger than 64 MiB"
-                                   : strerror(errno));
+            int e = errno;
             sk_vars_free(vars);
-            return EXIT_RUNTIME;
+            return cli_error(SK_IO, NULL, "reading stdin: %s",
+                             e == EFBIG ? "input larger than 64 MiB" : strerror(e));
         }
         if (len && in[len - 1] == '\n') {
             in[--len] = '\0';
@@ -1482,8 +1537,7 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
         free(in);
         if (st != SK_OK) {
             sk_vars_free(vars);
-            fprintf(stderr, "skein: %s\n", sk_strerror(st));
-            return EXIT_RUNTIME;
+            return cli_error(st, NULL, "%s", sk_strerror(st));
         }
     }
     int stream = o->stream >= 0 ? o->stream : isatty(1);
@@ -1511,9 +1565,7 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     if (st != SK_OK) {
         if (ss.bytes && ss.last != '\n')
             putchar('\n');
-        rc = report(o, k, st);
-        no_model_hint(k, name, st);
-        return rc;
+        return cli_report(k, st, no_model_hint(k, name, st));
     }
     if (ss.bytes) {
         if (ss.last != '\n')
@@ -1525,7 +1577,7 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
             putchar('\n');
     }
     sk_free(out);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- eval and calibrate ---------------------------------------------------- */
@@ -1587,30 +1639,10 @@ static int cmd_render(const cli *o, sk_kernel *k)
     if (!n || out[n - 1] != '\n')
         putchar('\n');
     sk_free(out);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- skills -------------------------------------------------------------- */
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
 
 static int cmd_skills(const cli *o, sk_kernel *k)
 {
@@ -1654,7 +1686,7 @@ static int cmd_skills(const cli *o, sk_kernel *k)
             fputs("]}", stdout);
         }
         fputs("]\n", stdout);
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        return EXIT_OK; /* cli_stdout_done reports a failed write */
     }
     int w = 8;
     for (size_t i = 0; i < n; i++) {
@@ -1683,7 +1715,7 @@ static int cmd_skills(const cli *o, sk_kernel *k)
             putchar('\n');
         }
     }
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* ---- run ----------------------------------------------------------------- */
@@ -1714,13 +1746,13 @@ static const char *str_field(lua_State *L, int idx, const char *key)
     return s;
 }
 
-/* Prints an uncaught script error (the wrapper from run_msghandler at the
+/* Reports an uncaught Lua error (the wrapper from run_msghandler at the
  * top) and returns the exit code: a skein error table exits by its kind,
- * anything else is a script error. */
-/* Reports an uncaught Lua error: "skein: kind: message", the traceback
- * (unless tracebacks is 0, for commands written in Lua whose frames mean
- * nothing to the user), and, when wanted, the error table as JSON with
- * every field it carries (question, sql, plan_step, ...). */
+ * anything else is a script error.  On a terminal: "skein: kind:
+ * message" and the traceback (unless tracebacks is 0, for commands
+ * written in Lua whose frames mean nothing to the user); otherwise the
+ * error table as JSON with every field it carries (question, sql,
+ * plan_step, ..., and the traceback). */
 static int report_lua_error(const cli *o, lua_State *L, int tracebacks)
 {
     int w = lua_gettop(L);
@@ -1738,23 +1770,35 @@ static int report_lua_error(const cli *o, lua_State *L, int tracebacks)
         msg = str_field(L, v, "message");
     }
     sk_status st = SK_SCRIPT;
+    const char *inner = NULL;
+    int plain = 0; /* not a skein error: its text alone */
     if (kind && msg) {
         st = kind_status(kind);
-        fprintf(stderr, "skein: %s: %s\n", kind, msg);
-        const char *inner = str_field(L, v, "traceback");
-        if (inner && tracebacks)
-            fprintf(stderr, "%s\n", inner);
+        inner = str_field(L, v, "traceback");
     } else {
-        msg = luaL_tolstring(L, v, NULL);
-        fprintf(stderr, "skein: %s\n", msg);
+        msg = luaL_tolstring(L, v, NULL); /* [.., msg]: kept until the end */
         kind = "script";
+        plain = 1;
     }
-    if (tb && tracebacks)
-        fprintf(stderr, "%s\n", tb);
-    if (want_json(o)) {
+    /* the terminal's form: "kind: message", then the tracebacks */
+    const char *tb1 = inner && tracebacks ? inner : "";
+    const char *tb2 = tb && tracebacks ? tb : "";
+    size_t need = strlen(kind) + strlen(msg) + strlen(tb1) + strlen(tb2) + 8;
+    char *text = malloc(need);
+    if (text) {
+        if (plain)
+            snprintf(text, need, "%s", msg);
+        else
+            snprintf(text, need, "%s: %s", kind, msg);
+        if (*tb1)
+            snprintf(text + strlen(text), need - strlen(text), "\n%s", tb1);
+        if (*tb2)
+            snprintf(text + strlen(text), need - strlen(text), "\n%s", tb2);
+    }
+    {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "kind", kind);
-        cJSON_AddNumberToObject(j, "code", (int)st);
+        cJSON_AddNumberToObject(j, "code", exit_code(st));
         cJSON_AddStringToObject(j, "message", msg);
         if (lua_istable(L, v)) {
             lua_pushnil(L);
@@ -1782,11 +1826,15 @@ static int report_lua_error(const cli *o, lua_State *L, int tracebacks)
                 lua_pop(L, 1);
             }
         }
-        char *text = cJSON_PrintUnformatted(j);
-        if (text)
-            fprintf(stderr, "%s\n", text);
-        cJSON_free(text);
+        if (tb && tracebacks && !inner)
+            cJSON_AddStringToObject(j, "traceback", tb);
+        else if (inner && tracebacks)
+            cJSON_AddStringToObject(j, "traceback", inner);
+        char *json = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
+        cli_report_json(json, exit_code(st), text ? text : msg, NULL);
+        cJSON_free(json);
+        free(text);
     }
     lua_settop(L, w - 1);
     return exit_code(st);
@@ -1814,9 +1862,10 @@ static int cmd_run(const cli *o, lua_State *L)
 
     int st = luaL_loadfile(L, strcmp(script, "-") == 0 ? NULL : script);
     if (st != LUA_OK) {
-        fprintf(stderr, "skein: %s\n", lua_tostring(L, -1));
+        int rc = st == LUA_ERRFILE ? cli_error(SK_IO, NULL, "%s", lua_tostring(L, -1))
+                                   : cli_error(SK_SCRIPT, NULL, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
-        return st == LUA_ERRFILE ? EXIT_TEMPLATE : EXIT_SCRIPT;
+        return rc;
     }
     luaL_checkstack(L, o->n_run_args + 3, "too many arguments");
     for (int i = 0; i < o->n_run_args; i++)
@@ -1863,10 +1912,8 @@ static const char DF_CHUNK[] =
 
 static int cmd_df(const cli *o, lua_State *L)
 {
-    if (luaL_loadbuffer(L, DF_CHUNK, sizeof DF_CHUNK - 1, "=skein df") != LUA_OK) {
-        fprintf(stderr, "skein: %s\n", lua_tostring(L, -1));
-        return EXIT_RUNTIME;
-    }
+    if (luaL_loadbuffer(L, DF_CHUNK, sizeof DF_CHUNK - 1, "=skein df") != LUA_OK)
+        return cli_fail("runtime", EXIT_RUNTIME, NULL, "%s", lua_tostring(L, -1));
     lua_pushstring(L, o->pos[0]);
     lua_pushstring(L, o->pos[1]);
     lua_pushboolean(L, o->show_sql);
@@ -1885,7 +1932,47 @@ static int cmd_df(const cli *o, lua_State *L)
     lua_remove(L, base);
     if (st != LUA_OK)
         return report_lua_error(o, L, 0);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
+}
+
+/* ---- prompt and chat ---------------------------------------------------------- */
+
+static int cmd_prompt(const cli *o, sk_kernel *k, int chat)
+{
+    if (o->n_pos > 1)
+        return usage_error("%s: give the prompt as one argument (quote it)",
+                           chat ? "chat" : "prompt", NULL);
+    prompt_opts po = {
+        .text = o->n_pos ? o->pos[0] : NULL,
+        .system = o->system,
+        .model = o->model,
+        .cont = o->cont,
+        .conversation = o->conversation,
+        .stream = o->stream,
+        .quiet = o->quiet,
+        .policy = o->policy,
+    };
+    return chat ? cli_chat(k, &po) : cli_prompt(k, &po);
+}
+
+/* ---- logs ----------------------------------------------------------------- */
+
+static int cmd_logs(const cli *o, sk_kernel *k)
+{
+    if (o->n_pos > 1)
+        return usage_error("logs: unexpected argument '%s'", o->pos[1], NULL);
+    logs_opts lo = {
+        .action = o->n_pos ? o->pos[0] : NULL,
+        .count = o->count,
+        .search = o->search,
+        .last_conversation = o->cont,
+        .conversation = o->conversation,
+        .model = o->model ? sk_kernel_model(k) : NULL,
+        .function = o->function,
+        .json = o->json,
+        .truncate = o->truncate,
+    };
+    return cli_logs(k, &lo);
 }
 
 /* ---- cache ---------------------------------------------------------------- */
@@ -1909,10 +1996,10 @@ static int cmd_cache(const cli *o, sk_kernel *k)
         if ((st = sk_kernel_cache_clear(k)) != SK_OK)
             return report(o, k, st);
         printf("cleared %lld answers (%lld bytes) from %s\n", entries, bytes, path);
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        return EXIT_OK; /* cli_stdout_done reports a failed write */
     }
     printf("%s\n%lld answers, %lld bytes\n", path, entries, bytes);
-    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    return EXIT_OK; /* cli_stdout_done reports a failed write */
 }
 
 /* --stats: what the run cost, per model and in all, on stderr. */
@@ -1957,8 +2044,15 @@ static int help(const char *cmd)
 static int run_command(cli *o)
 {
     const char *cmd = o->command;
+    if (strcmp(cmd, "help") == 0 && o->man)
+        return o->n_pos ? usage_error("help --man: unexpected argument '%s'", o->pos[0], NULL)
+                        : cli_manual(COMMANDS, command_usage, USAGE);
     if (strcmp(cmd, "help") == 0)
         return help(o->n_pos ? o->pos[0] : NULL);
+    if (strcmp(cmd, "completion") == 0 && !o->help)
+        return o->n_pos > 1 ? usage_error("completion: unexpected argument '%s'", o->pos[1], NULL)
+                            : cli_completion(o->n_pos ? o->pos[0] : NULL, COMMANDS, OPTIONS,
+                                             VALUE_OPTIONS, USAGE);
     if (o->help)
         return help(cmd);
     if (!command_usage(cmd))
@@ -1974,14 +2068,12 @@ static int run_command(cli *o)
                                NULL);
         L = luaL_newstate();
         if (!L) {
-            fprintf(stderr, "skein: cannot create a Lua state\n");
-            return EXIT_RUNTIME;
+            return cli_error(SK_NOMEM, NULL, "cannot create a Lua state");
         }
         lua_pushcfunction(L, openlibs);
         if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-            fprintf(stderr, "skein: cannot open the Lua libraries\n");
             lua_close(L);
-            return EXIT_RUNTIME;
+            return cli_error(SK_NOMEM, NULL, "cannot open the Lua libraries");
         }
     }
     sk_kernel *k = NULL;
@@ -2007,6 +2099,13 @@ static int run_command(cli *o)
             rc = cmd_cache(o, k);
         else if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
             rc = cmd_eval(o, k, strcmp(cmd, "calibrate") == 0);
+        else if (strcmp(cmd, "logs") == 0)
+            rc = cmd_logs(o, k);
+        else if (strcmp(cmd, "prompt") == 0 || strcmp(cmd, "chat") == 0)
+            rc = cmd_prompt(o, k, strcmp(cmd, "chat") == 0);
+        else if (strcmp(cmd, "models") == 0)
+            rc = o->n_pos ? usage_error("models: unexpected argument '%s'", o->pos[0], NULL)
+                          : cli_models(k, o->json);
         else
             rc = cmd_skills(o, k);
     }
@@ -2021,9 +2120,15 @@ static int run_command(cli *o)
 
 int main(int argc, char **argv)
 {
+    cli_stdio_init();
+    /* the error format is known before the first error can happen */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--json-errors") == 0)
+            cli_errors_json(1);
     cli o;
     memset(&o, 0, sizeof o);
     o.stream = -1;
+    o.count = -1;
     o.argv0 = argv[0];
     size_t slots = argc > 0 ? (size_t)argc : 1;
     o.skills = calloc(slots, sizeof *o.skills);
@@ -2031,8 +2136,7 @@ int main(int argc, char **argv)
     o.vars = calloc(slots, sizeof *o.vars);
     o.options = calloc(slots, sizeof *o.options);
     if (!o.skills || !o.pos || !o.vars || !o.options) {
-        fprintf(stderr, "skein: out of memory\n");
-        return EXIT_RUNTIME;
+        return cli_error(SK_NOMEM, NULL, "out of memory");
     }
     int rc = parse(&o, argc, argv);
     if (rc < 0) {
@@ -2040,8 +2144,10 @@ int main(int argc, char **argv)
             if (o.help) {
                 fputs(USAGE, stdout);
                 rc = EXIT_OK;
+            } else if (cli_errors_are_json()) {
+                rc = cli_usage("no command given (skein --help lists them)");
             } else {
-                fputs(USAGE, stderr);
+                fputs(USAGE, stderr); /* the text form of this usage error */
                 rc = EXIT_USAGE;
             }
         } else {
@@ -2052,5 +2158,5 @@ int main(int argc, char **argv)
     free(o.pos);
     free(o.vars);
     free(o.options);
-    return rc;
+    return cli_stdout_done(rc);
 }

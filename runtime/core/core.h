@@ -80,6 +80,10 @@ SK_HIDDEN sk_function *reg_find_short(const sk_kernel *k, const char *name,
 SK_HIDDEN long kern_model_inflight(const sk_kernel *k);
 /* The model spec configured for a service id, or NULL.  Borrowed. */
 SK_HIDDEN const char *kern_service(const sk_kernel *k, const char *id);
+/* spec itself when it reads KIND:MODEL; the spec of the alias or service
+ * of that name when there is one; else spec (NULL stays NULL).  Every
+ * place a model is named goes through it.  Borrowed. */
+SK_HIDDEN const char *kern_resolve_model(const sk_kernel *k, const char *spec);
 
 /* Builds a semantic function from template and config text (config may be
  * NULL).  tpl_origin / cfg_origin name the files in errors.  On failure
@@ -407,10 +411,26 @@ typedef struct trace_rec {
     const sk_err *err;
     const char *cache;       /* "hit", "miss", "journal" (served from the
                                 run's journal), or NULL when not cacheable */
+    const char *system;      /* the system message sent, or NULL */
 } trace_rec;
 SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
 /* Appends {"time":..., <members>} to the trace. */
 SK_HIDDEN void trace_event(sk_kernel *k, const char *members);
+
+/* The call history (runtime/core/history.c): options history,
+ * history_max_bytes and conversation, and the record of one model call,
+ * made beside its trace line.  kern_history_note_config learns the
+ * secret values of a parsed config file, never to be stored. */
+struct cJSON;
+SK_HIDDEN sk_status history_set(sk_kernel *k, const char *value);
+SK_HIDDEN sk_status history_set_max(sk_kernel *k, const char *value);
+SK_HIDDEN sk_status history_set_conversation(sk_kernel *k, const char *id);
+SK_HIDDEN void kern_history_put(sk_kernel *k, const trace_rec *r);
+SK_HIDDEN void kern_history_note_config(sk_kernel *k, const struct cJSON *doc);
+SK_HIDDEN void **kern_history_slot(sk_kernel *k);
+SK_HIDDEN void history_shutdown(sk_kernel *k);
+/* mkdir -p for the folder of path (0700); 0, or -1 with errno. */
+SK_HIDDEN int kern_make_parent_dirs(const char *path);
 /* The function's policy, parsed over the kernel's when stale.  Borrowed
  * from f.  On a bad policy returns NULL with *err set. */
 SK_HIDDEN const struct sk_policy *kern_policy(sk_kernel *k, sk_function *f,

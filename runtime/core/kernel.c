@@ -102,6 +102,7 @@ const kern_net *kern_net_settings(const sk_kernel *k) { return &k->net; }
 const kern_sql *kern_sql_limits(const sk_kernel *k) { return &k->sql; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
 void **kern_journal_slot(sk_kernel *k) { return &k->journal; }
+void **kern_history_slot(sk_kernel *k) { return &k->history; }
 
 void **kern_slot(sk_kernel *k, const void *key)
 {
@@ -199,9 +200,10 @@ static char *config_path(void)
 }
 
 /* Reads the user config file: {"model": SPEC, "services": {ID: SPEC},
- * "options": {NAME: VALUE}}.  A missing file is fine; a malformed one is
- * an error, reported with its path. */
-static sk_status load_user_config(sk_kernel *k)
+ * "aliases": {NAME: SPEC}, "options": {NAME: VALUE}, ...}.  A missing
+ * file is fine; a malformed one is an error, reported with its path.
+ * keep_model: SKEIN_MODEL is set, and wins over "model". */
+static sk_status load_user_config(sk_kernel *k, int keep_model)
 {
     char *path = config_path();
     if (!path)
@@ -233,9 +235,7 @@ static sk_status load_user_config(sk_kernel *k)
         return SK_CONFIG;
     }
     rc = SK_OK;
-    cJSON *model = cJSON_GetObjectItemCaseSensitive(doc, "model");
-    if (cJSON_IsString(model) && !k->model_spec)
-        rc = sk_kernel_set_model(k, model->valuestring);
+    kern_history_note_config(k, doc); /* its secrets are never recorded */
     cJSON *services = cJSON_GetObjectItemCaseSensitive(doc, "services");
     cJSON *it;
     cJSON_ArrayForEach(it, services)
@@ -243,6 +243,25 @@ static sk_status load_user_config(sk_kernel *k)
         if (rc == SK_OK && cJSON_IsString(it))
             rc = sk_kernel_set_service(k, it->string, it->valuestring);
     }
+    /* names for models, as `llm aliases` keeps them: --model NAME */
+    cJSON *aliases = cJSON_GetObjectItemCaseSensitive(doc, "aliases");
+    if (rc == SK_OK && aliases && !cJSON_IsObject(aliases))
+        rc = kern_failf(k, SK_CONFIG, "%s: \"aliases\" must be an object of "
+                        "NAME: \"KIND:MODEL\"", path);
+    cJSON_ArrayForEach(it, aliases)
+    {
+        if (rc != SK_OK)
+            break;
+        if (!cJSON_IsString(it))
+            rc = kern_failf(k, SK_CONFIG, "%s: aliases.%s: expected a model spec "
+                            "(\"KIND:MODEL\")", path, it->string);
+        else
+            rc = sk_kernel_set_alias(k, it->string, it->valuestring);
+    }
+    /* after the names, so that "model" may be one */
+    cJSON *model = cJSON_GetObjectItemCaseSensitive(doc, "model");
+    if (rc == SK_OK && cJSON_IsString(model) && !keep_model)
+        rc = sk_kernel_set_model(k, model->valuestring);
     if (rc == SK_USAGE) { /* a bad model spec: say which file */
         char *why = sk_strdup(sk_errmsg(k));
         rc = kern_failf(k, SK_CONFIG, "%s: %s", path, why ? why : "bad model");
@@ -334,12 +353,13 @@ sk_status kern_new(sk_kernel **out)
         free(k);
         return SK_NOMEM;
     }
-    sk_status rc = SK_OK;
+    /* SKEIN_MODEL wins over the config file's model, and may be one of
+     * the names the file gives, so it is set after the file is read */
     const char *env_model = getenv("SKEIN_MODEL");
-    if (env_model && *env_model)
+    int have_env = env_model && *env_model;
+    sk_status rc = load_user_config(k, have_env);
+    if (rc == SK_OK && have_env)
         rc = sk_kernel_set_model(k, env_model);
-    if (rc == SK_OK)
-        rc = load_user_config(k);
     if (rc == SK_OK && !k->model_spec) {
         const char *key = getenv("OPENAI_API_KEY");
         const char *base = getenv("OPENAI_BASE_URL");
@@ -374,6 +394,7 @@ void sk_kernel_free(sk_kernel *k)
         k->hooks[i].fn(k);
     cache_shutdown(k);
     journal_shutdown(k);
+    history_shutdown(k);
     free(k->db_path);
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);
@@ -388,6 +409,7 @@ void sk_kernel_free(sk_kernel *k)
     }
     free(k->service_ids);
     free(k->service_specs);
+    free(k->service_alias);
     pol_free(k->base_policy);
     free(k->base_policy_json);
     rd_rules_free(k->redact_rules);
@@ -411,15 +433,44 @@ static int valid_spec(const char *spec)
     return colon && colon != spec && colon[1];
 }
 
+/* The error for a model that is neither KIND:MODEL nor a known name. */
+static sk_status bad_model(sk_kernel *k, const char *spec)
+{
+    if (spec && *spec && !strchr(spec, ':')) {
+        sk_buf known;
+        buf_init(&known, 4096);
+        for (size_t i = 0; i < k->n_services; i++)
+            buf_printf(&known, "%s%s", i ? ", " : "", k->service_ids[i]);
+        sk_status rc = kern_failf(k, SK_USAGE,
+                                  "unknown model \"%s\": not KIND:MODEL (e.g. "
+                                  "openai:gpt-4o-mini), and no alias or service of "
+                                  "that name in the config file (%s%s)",
+                                  spec, known.len ? "known: " : "it names none",
+                                  known.len ? known.p : "");
+        buf_free(&known);
+        return rc;
+    }
+    return kern_failf(k, SK_USAGE,
+                      "invalid model \"%s\": expected KIND:MODEL, e.g. "
+                      "openai:gpt-4o-mini or scripted:rules.json",
+                      spec ? spec : "(null)");
+}
+
+const char *kern_resolve_model(const sk_kernel *k, const char *spec)
+{
+    if (!spec || strchr(spec, ':'))
+        return spec;
+    const char *named = kern_service(k, spec);
+    return named ? named : spec;
+}
+
 sk_status sk_kernel_set_model(sk_kernel *k, const char *spec)
 {
     if (!k)
         return SK_USAGE;
+    spec = kern_resolve_model(k, spec);
     if (!spec || !valid_spec(spec))
-        return kern_failf(k, SK_USAGE,
-                          "invalid model \"%s\": expected KIND:MODEL, e.g. "
-                          "openai:gpt-4o-mini or scripted:rules.json",
-                          spec ? spec : "(null)");
+        return bad_model(k, spec);
     char *copy = sk_strdup(spec);
     if (!copy)
         return kern_fail(k, NULL);
@@ -431,13 +482,19 @@ sk_status sk_kernel_set_model(sk_kernel *k, const char *spec)
 
 const char *sk_kernel_model(const sk_kernel *k) { return k ? k->model_spec : NULL; }
 
-sk_status sk_kernel_set_service(sk_kernel *k, const char *id, const char *spec)
+/* Names spec id, as a service id or an alias: one table, so that a
+ * function's default_services and --model find both. */
+static sk_status add_name(sk_kernel *k, const char *id, const char *spec, int alias)
 {
     if (!k || !id || !*id)
         return SK_USAGE;
+    const char *what = alias ? "alias" : "service";
+    if (alias && strchr(id, ':'))
+        return kern_failf(k, SK_USAGE, "alias \"%s\": a name has no ':' (that "
+                          "would read as KIND:MODEL)", id);
     if (!spec || !valid_spec(spec))
-        return kern_failf(k, SK_USAGE, "service %s: invalid model \"%s\"", id,
-                          spec ? spec : "(null)");
+        return kern_failf(k, SK_USAGE, "%s %s: invalid model \"%s\": expected "
+                          "KIND:MODEL", what, id, spec ? spec : "(null)");
     for (size_t i = 0; i < k->n_services; i++) {
         if (strcmp(k->service_ids[i], id) == 0) {
             char *c = sk_strdup(spec);
@@ -445,6 +502,7 @@ sk_status sk_kernel_set_service(sk_kernel *k, const char *id, const char *spec)
                 return kern_fail(k, NULL);
             free(k->service_specs[i]);
             k->service_specs[i] = c;
+            k->service_alias[i] = (unsigned char)alias;
             return SK_OK;
         }
     }
@@ -456,6 +514,10 @@ sk_status sk_kernel_set_service(sk_kernel *k, const char *id, const char *spec)
     if (!specs)
         return kern_fail(k, NULL);
     k->service_specs = specs;
+    unsigned char *flags = sk_realloc(k->service_alias, k->n_services + 1);
+    if (!flags)
+        return kern_fail(k, NULL);
+    k->service_alias = flags;
     char *i2 = sk_strdup(id), *s2 = sk_strdup(spec);
     if (!i2 || !s2) {
         free(i2);
@@ -464,8 +526,38 @@ sk_status sk_kernel_set_service(sk_kernel *k, const char *id, const char *spec)
     }
     k->service_ids[k->n_services] = i2;
     k->service_specs[k->n_services] = s2;
+    k->service_alias[k->n_services] = (unsigned char)alias;
     k->n_services++;
     return SK_OK;
+}
+
+sk_status sk_kernel_set_service(sk_kernel *k, const char *id, const char *spec)
+{
+    return add_name(k, id, spec, 0);
+}
+
+sk_status sk_kernel_set_alias(sk_kernel *k, const char *name, const char *spec)
+{
+    return add_name(k, name, spec, 1);
+}
+
+size_t sk_kernel_model_name_count(const sk_kernel *k) { return k ? k->n_services : 0; }
+
+sk_status sk_kernel_model_name_at(const sk_kernel *k, size_t i, sk_model_name *out)
+{
+    if (!k || !out || i >= k->n_services)
+        return SK_USAGE;
+    out->name = k->service_ids[i];
+    out->spec = k->service_specs[i];
+    out->alias = k->service_alias[i];
+    return SK_OK;
+}
+
+size_t sk_kernel_connector_kind_count(const sk_kernel *k) { return k ? k->n_kinds : 0; }
+
+const char *sk_kernel_connector_kind_at(const sk_kernel *k, size_t i)
+{
+    return k && i < k->n_kinds ? k->kinds[i]->name : NULL;
 }
 
 const char *kern_service(const sk_kernel *k, const char *id)
@@ -589,6 +681,12 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
     }
     if (strcmp(name, "journal") == 0)
         return journal_open(k, value);
+    if (strcmp(name, "history") == 0)
+        return history_set(k, value);
+    if (strcmp(name, "history_max_bytes") == 0)
+        return history_set_max(k, value);
+    if (strcmp(name, "conversation") == 0)
+        return history_set_conversation(k, value);
     long v;
     struct {
         const char *name;

@@ -44,6 +44,7 @@ struct sk_kernel {
     sk_connector **conns;
     size_t n_conns;
     char **service_ids, **service_specs;
+    unsigned char *service_alias; /* 1: set as an alias, 0: a service id */
     size_t n_services;
 
     /* settings */
@@ -103,6 +104,7 @@ struct sk_kernel {
     /* data */
     void *cache;                   /* cache.c's response cache */
     void *journal;                 /* journal.c's journal, when one is kept */
+    void *history;                 /* history.c's call history */
     char *db_path;                 /* the "db" option */
     int db_used;                   /* the session database was opened */
     long next_id;

@@ -387,7 +387,7 @@ char *pipe_model_id(sk_kernel *k, const char *name)
     size_t n = pol && pol->n_models ? pol->n_models : 1;
     for (size_t i = 0; rc == SK_OK && i < n; i++) {
         const char *service = NULL;
-        const char *spec = model_for(k, f, pol, i, &service);
+        const char *spec = kern_resolve_model(k, model_for(k, f, pol, i, &service));
         rc = buf_printf(&b, "%s%s", i ? " > " : "", spec ? spec : "(none)");
     }
     if (rc != SK_OK) {
@@ -588,6 +588,13 @@ static model_resp *resp_from_cache(const char *value)
     return r;
 }
 
+/* The system message sent, when the request has one besides its prompt. */
+static const char *sent_system(const inv *v)
+{
+    return v->n_send > 1 && strcmp(v->send[0].role, "system") == 0 ? v->send[0].content
+                                                                    : NULL;
+}
+
 /* A reply from the response cache or the run's journal: no request, no
  * tokens, counted as a hit of its source. */
 static void answer_from_store(mreq *q, model_resp *r, int journaled)
@@ -619,8 +626,10 @@ static void answer_from_store(mreq *q, model_resp *r, int journaled)
         .start_ms = now,
         .end_ms = now,
         .cache = journaled ? "journal" : "hit",
+        .system = sent_system(v),
     };
     trace_model_call(k, &rec);
+    kern_history_put(k, &rec);
     if (v->streaming && q->i == 0)
         on_delta(q, text, strlen(text));
     sample_done(q, SK_OK, r, NULL);
@@ -788,8 +797,10 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
         .attempts = resp ? resp->attempts : 0,
         .err = err,
         .cache = q->cache_key ? "miss" : NULL,
+        .system = sent_system(v),
     };
     trace_model_call(k, &rec);
+    kern_history_put(k, &rec);
     start_next_waiting(k);
     if (st == SK_OK && !resp)
         st = SK_PROTOCOL;
@@ -987,7 +998,7 @@ static void start_attempt(inv *v)
 {
     sk_kernel *k = v->k;
     const char *service = NULL;
-    const char *spec = choose_model(v, &service);
+    const char *spec = kern_resolve_model(k, choose_model(v, &service));
     if (!spec) {
         fail(v, err_new(SK_CONFIG,
                         "no model configured for %s: set SKEIN_MODEL (e.g. "

@@ -18,6 +18,9 @@ typedef struct rd_map rd_map;
 /* The built-in rules: EMAIL, PHONE, CARD (Luhn-checked), IBAN (mod-97
  * checked), IP (v4 and v6), SECRET (API keys and tokens). */
 SK_HIDDEN sk_status rd_rules_default(rd_rules **out);
+/* The SECRET rules alone (keys, tokens, passwords), for text that is
+ * stored rather than sent (the call history). */
+SK_HIDDEN sk_status rd_rules_secrets(rd_rules **out);
 /* An empty rule set (custom rules only).  NULL on allocation failure. */
 SK_HIDDEN rd_rules *rd_rules_new(void);
 /* Adds a rule; placeholders read "[NAME_n]".  SK_CONFIG with *errmsg on

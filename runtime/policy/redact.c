@@ -541,6 +541,31 @@ sk_status rd_rules_default(rd_rules **out)
     return SK_OK;
 }
 
+/* The built-in SECRET rules alone, for text that is kept rather than
+ * sent: API keys and tokens, bearer tokens, passwords, key=value
+ * secrets.  *out is NULL on failure; free with rd_rules_free. */
+sk_status rd_rules_secrets(rd_rules **out)
+{
+    *out = NULL;
+    rd_rules *r = rd_rules_new();
+    if (!r)
+        return SK_NOMEM;
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+        if (strcmp(builtins[i].name, "SECRET") != 0)
+            continue;
+        char *msg = NULL;
+        sk_status rc = insert_rule(r, r->n, builtins[i].name, builtins[i].pattern,
+                                   builtins[i].check, &msg);
+        free(msg);
+        if (rc != SK_OK) {
+            rd_rules_free(r);
+            return rc;
+        }
+    }
+    *out = r;
+    return SK_OK;
+}
+
 /* ---- the map ----------------------------------------------------------- */
 
 typedef struct rd_entry {

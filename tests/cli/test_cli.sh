@@ -120,7 +120,8 @@ expect_in "script error message" "$err" "plain_error.lua:1: plain script failure
 expect_in "script error traceback" "$err" "stack traceback:"
 run "$BIN" --model "$MODEL" --skills $FX/skills --quiet run $FX/fail.lua
 expect_eq "uncaught skein error exits by kind" "$rc" 4
-expect_in "uncaught skein error prints kind: message" "$err" "skein: model: scripted server error"
+expect_in "uncaught skein error as JSON off a terminal" "$err" '{"kind":"model","code":4,"message":"scripted server error"'
+expect_eq "uncaught skein error: one JSON line, no text" "$(printf '%s\n' "$err" | grep -c '^skein:')" 0
 expect_in "uncaught skein error traceback" "$err" "fail.lua:2"
 run "$BIN" run $FX/nonexistent.lua
 expect_eq "missing script rc" "$rc" 3

@@ -525,9 +525,48 @@ TEST(test_user_config)
     setenv("SKEIN_CONFIG", badmodel, 1);
     k = NULL;
     CHECK(sk_kernel_new(&k) == SK_CONFIG);
-    CHECK_CONTAINS(sk_errmsg(k), "invalid model \"gpt-4o\"");
+    CHECK_CONTAINS(sk_errmsg(k), "model \"gpt-4o\": not KIND:MODEL");
     CHECK_CONTAINS(sk_errmsg(k), badmodel);
     sk_kernel_free(k);
+    /* names for models: "model" may be one, defined in the same file */
+    const char *named = tu_tmpfile("{\"model\": \"fast\", \"aliases\": {\"fast\": "
+                                   "\"scripted:a.json\"}, \"services\": {\"svc\": "
+                                   "\"openai:x@http://127.0.0.1:9/v1\"}}", ".json");
+    setenv("SKEIN_CONFIG", named, 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    CHECK_STR(sk_kernel_model(k), "scripted:a.json");
+    CHECK(sk_kernel_model_name_count(k) == 2);
+    sk_model_name mn;
+    CHECK(sk_kernel_model_name_at(k, 0, &mn) == SK_OK);
+    CHECK_STR(mn.name, "svc");
+    CHECK(mn.alias == 0);
+    CHECK(sk_kernel_model_name_at(k, 1, &mn) == SK_OK);
+    CHECK_STR(mn.name, "fast");
+    CHECK(mn.alias == 1);
+    CHECK(sk_kernel_model_name_at(k, 2, &mn) == SK_USAGE);
+    CHECK(sk_kernel_set_model(k, "svc") == SK_OK);
+    CHECK_STR(sk_kernel_model(k), "openai:x@http://127.0.0.1:9/v1");
+    CHECK(sk_kernel_set_model(k, "nosuch") == SK_USAGE);
+    CHECK_CONTAINS(sk_errmsg(k), "known: svc, fast");
+    CHECK(sk_kernel_set_alias(k, "a:b", "scripted:x.json") == SK_USAGE);
+    CHECK(sk_kernel_set_alias(k, "fast", "nospec") == SK_USAGE);
+    CHECK(sk_kernel_set_alias(k, "fast", "scripted:b.json") == SK_OK);
+    CHECK(sk_kernel_set_model(k, "fast") == SK_OK);
+    CHECK_STR(sk_kernel_model(k), "scripted:b.json");
+    int has_ollama = 0;
+    for (size_t i = 0; i < sk_kernel_connector_kind_count(k); i++)
+        has_ollama |= strcmp(sk_kernel_connector_kind_at(k, i), "ollama") == 0;
+    CHECK(has_ollama);
+    CHECK(sk_kernel_connector_kind_at(k, sk_kernel_connector_kind_count(k)) == NULL);
+    sk_kernel_free(k);
+    /* SKEIN_MODEL may be a name the file gives */
+    setenv("SKEIN_MODEL", "svc", 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    CHECK_STR(sk_kernel_model(k), "openai:x@http://127.0.0.1:9/v1");
+    sk_kernel_free(k);
+    unsetenv("SKEIN_MODEL");
     const char *withpol = tu_tmpfile("{\"policy\": {\"review\": \"X.Y\"}}", ".json");
     setenv("SKEIN_CONFIG", withpol, 1);
     k = NULL;
