@@ -135,7 +135,11 @@ SK_API sk_status sk_kernel_set_service(sk_kernel *k, const char *id,
 SK_API const char *sk_kernel_model(const sk_kernel *k);
 
 /* Kernel options, by name, as text:
- *   "timeout_ms"          total time per model request (default 120000)
+ *   "timeout_ms"          total time per model request (default 120000;
+ *                         SKEIN_TIMEOUT sets it in seconds)
+ *   "idle_timeout_ms"     the longest a reply may go silent once it has
+ *                         begun, or a streamed one from the start (default
+ *                         30000; 0: no limit; SKEIN_IDLE_TIMEOUT in seconds)
  *   "connect_timeout_ms"  (default 10000)
  *   "retries"             retries on 429/5xx/transport errors (default 3)
  *   "retry_base_ms"       first backoff (default 500)

@@ -56,6 +56,8 @@ typedef struct cli {
     int run_plan;          /* plan --run */
     const char *db;        /* --db FILE */
     const char *journal;   /* --journal FILE */
+    const char *timeout;   /* --timeout SECONDS */
+    const char *idle_timeout; /* --idle-timeout SECONDS */
     const char *out;       /* df --out FILE */
     int show_sql;          /* df --sql */
     int jsonl;             /* invoke --jsonl */
@@ -122,6 +124,11 @@ static const char USAGE[] =
     "                    os.execute, io.open, ... (refused by default)\n"
     "  --option NAME=VALUE  set a kernel option for this run (repeatable), e.g.\n"
     "                    sql_max_rows=5000000 or timeout_ms=30000\n"
+    "  --timeout SECONDS total time for one model request (default 120;\n"
+    "                    SKEIN_TIMEOUT)\n"
+    "  --idle-timeout SECONDS  the longest a reply may go silent once it has\n"
+    "                    begun, or a streamed one before it (default 30; 0: no\n"
+    "                    limit; SKEIN_IDLE_TIMEOUT)\n"
     "  --quiet           no notices on stderr\n"
     "  --json-errors     also print errors as JSON (the default when stderr\n"
     "                    is not a terminal)\n"
@@ -129,7 +136,7 @@ static const char USAGE[] =
     "  --version         print the version\n"
     "\n"
     "Environment: SKEIN_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, SKEIN_SKILLS_PATH,\n"
-    "SKEIN_TRACE.\n"
+    "SKEIN_TRACE, SKEIN_TIMEOUT, SKEIN_IDLE_TIMEOUT.\n"
     "\n"
     "Exit codes:\n"
     "  0  success\n"
@@ -506,7 +513,8 @@ static const char *const OPTIONS[] = {
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--db", "--out", "--sql", "--jsonl", "--concurrency", "--stats", "--allow-os",
     "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
-    "--delta", "--test", "--seed", "--dry-run", "--journal", NULL};
+    "--delta", "--test", "--seed", "--dry-run", "--journal", "--timeout",
+    "--idle-timeout", NULL};
 
 static const char *closest_option(const char *word)
 {
@@ -573,6 +581,10 @@ static int parse(cli *o, int argc, char **argv)
             o->db = v;
         } else if ((v = opt_value(a, "--journal", argc, argv, &i, &missing))) {
             o->journal = v;
+        } else if ((v = opt_value(a, "--timeout", argc, argv, &i, &missing))) {
+            o->timeout = v;
+        } else if ((v = opt_value(a, "--idle-timeout", argc, argv, &i, &missing))) {
+            o->idle_timeout = v;
         } else if ((v = opt_value(a, "--out", argc, argv, &i, &missing))) {
             o->out = v;
         } else if ((v = opt_value(a, "--concurrency", argc, argv, &i, &missing))) {
@@ -670,11 +682,38 @@ static int parse(cli *o, int argc, char **argv)
 
 /* ---- the kernel --------------------------------------------------------- */
 
+/* --timeout / --idle-timeout: seconds (decimals allowed; 0 turns the
+ * idle timeout off) into the millisecond option.  -1, or an exit code. */
+static int set_seconds(sk_kernel *k, const char *flag, const char *v,
+                       const char *option, int positive)
+{
+    if (!v)
+        return -1;
+    char *end;
+    errno = 0;
+    double s = strtod(v, &end);
+    if (errno || end == v || *end || !(s >= 0) || s > 86400 || (positive && s <= 0)) {
+        fprintf(stderr, "skein: %s expects a number of seconds %s (at most 86400), "
+                        "got '%s'\nTry 'skein --help'.\n",
+                flag, positive ? "above 0" : "(0: no limit)", v);
+        return EXIT_USAGE;
+    }
+    char ms[32];
+    long n = (long)(s * 1000 + 0.5);
+    snprintf(ms, sizeof ms, "%ld", positive && n < 1 ? 1L : n);
+    if (sk_kernel_set_option(k, option, ms) != SK_OK) {
+        fprintf(stderr, "skein: %s %s: %s\n", flag, v, sk_errmsg(k));
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
 /* Makes the kernel: options, the Lua binding (for `run`, before any
  * skill.lua loads so native skills share the script's state), the default
  * skills, then --skills folders so they override. */
 static int setup(const cli *o, lua_State *L, sk_kernel **out)
 {
+    int rc;
     sk_kernel *k = NULL;
     sk_status st = sk_kernel_new(&k);
     *out = k;
@@ -703,6 +742,9 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
             return EXIT_USAGE;
         }
     }
+    if ((rc = set_seconds(k, "--timeout", o->timeout, "timeout_ms", 1)) >= 0 ||
+        (rc = set_seconds(k, "--idle-timeout", o->idle_timeout, "idle_timeout_ms", 0)) >= 0)
+        return rc;
     if (L && (st = sk_lua_open(k, L)) != SK_OK)
         return report(o, k, st);
     if ((st = sk_kernel_load_default_skills(k)) != SK_OK)

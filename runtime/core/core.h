@@ -241,8 +241,10 @@ SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
 
 /* Kernel settings read by connectors. */
 typedef struct kern_net {
-    long timeout_ms;
+    long timeout_ms;         /* the whole request, first byte to last */
     long connect_timeout_ms;
+    long idle_timeout_ms;    /* the longest a reply may go silent (0: no
+                                limit); see http.c for when it applies */
     int retries;
     long retry_base_ms;
     size_t max_response_bytes;

@@ -196,6 +196,16 @@ typedef struct http_call {
     int ended;
     sk_err *stream_err;   /* an error found inside the stream */
     char errbuf[CURL_ERROR_SIZE];
+    /* the idle timeout (see idle_check) */
+    loop_timer *idle_timer;
+    long long started_ms; /* when this attempt was handed to curl */
+    long long last_io_ms; /* the last byte received (or sent) */
+    curl_off_t sent_seen; /* request bytes sent at the last check */
+    int got_bytes;        /* the reply has begun (a header or body byte) */
+    int idle_hit;         /* this attempt was stopped by the idle timeout */
+    const char *timeout;  /* which limit ended the call: "idle", "total",
+                             "connect", or NULL */
+    long timeout_ms;      /* that limit */
 } http_call;
 
 static void conn_unref(http_conn *c)
@@ -247,6 +257,10 @@ static void reset_attempt(http_call *call)
     err_free(call->stream_err);
     call->stream_err = NULL;
     call->errbuf[0] = '\0';
+    call->got_bytes = 0;
+    call->idle_hit = 0;
+    call->sent_seen = 0;
+    call->started_ms = call->last_io_ms = loop_now_ms();
 }
 
 /* Returns the easy handle to the connector's free list (or frees it). */
@@ -266,6 +280,8 @@ static void call_free(http_call *call)
 {
     if (!call)
         return;
+    if (call->idle_timer)
+        loop_cancel(call->k, call->idle_timer);
     release_easy(call);
     free(call->body);
     buf_free(&call->rx);
@@ -290,12 +306,19 @@ static void finish(http_call *call, sk_status st, model_resp *resp, sk_err *err)
         resp->http_status = (int)call->status;
     }
     int attempts = call->attempts;
+    const char *timeout = st == SK_TIMEOUT ? call->timeout : NULL;
+    long timeout_ms = call->timeout_ms;
     call_free(call);
     if (st != SK_OK && !err)
         err = err_new(st, "%s", sk_strerror(st));
-    /* how hard we tried shows in sk_error_json and in Lua error tables */
+    /* how hard we tried, and which limit ended it, show in sk_error_json
+     * and in Lua error tables */
     if (err && !err->detail_json && attempts > 0)
-        err->detail_json = sk_asprintf("{\"attempts\":%d}", attempts);
+        err->detail_json =
+            timeout ? sk_asprintf("{\"attempts\":%d,\"timeout\":\"%s\","
+                                  "\"timeout_ms\":%ld}",
+                                  attempts, timeout, timeout_ms)
+                    : sk_asprintf("{\"attempts\":%d}", attempts);
     done(ud, st, st == SK_OK ? resp : NULL, st == SK_OK ? NULL : err);
 }
 
@@ -384,6 +407,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (call->cancelled)
         return 0;
+    call->got_bytes = 1;
+    call->last_io_ms = loop_now_ms();
     if (!call->status)
         classify(call);
     size_t max = kern_net_settings(call->k)->max_response_bytes;
@@ -432,6 +457,16 @@ static int maybe_retry(http_call *call)
     return loop_after(call->k, ms, attempt, call, &call->timer) == SK_OK;
 }
 
+/* A limit for a message: "300 ms", "30 s", "1.5 s".  Returns buf. */
+static const char *secs(char buf[32], long ms)
+{
+    if (ms < 1000)
+        snprintf(buf, 32, "%ld ms", ms);
+    else
+        snprintf(buf, 32, "%g s", (double)ms / 1000);
+    return buf;
+}
+
 /* The error for a finished transfer that did not give a usable reply. */
 static sk_err *transfer_error(http_call *call, int code)
 {
@@ -446,14 +481,33 @@ static sk_err *transfer_error(http_call *call, int code)
         return e;
     }
     if (code == CURLE_OPERATION_TIMEDOUT) {
+        /* name the limit that was hit, and how to raise it */
+        char t[32];
         double connect_s = 0;
         curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME, &connect_s);
+        if (call->idle_hit) {
+            call->timeout = "idle";
+            call->timeout_ms = net->idle_timeout_ms;
+            return conn_err(c, SK_TIMEOUT, "no bytes from %s for %s: the idle timeout "
+                            "(raise it with --idle-timeout SECONDS, "
+                            "SKEIN_IDLE_TIMEOUT or the option idle_timeout_ms)",
+                            c->url, secs(t, net->idle_timeout_ms));
+        }
         if (connect_s <= 0 && net->connect_timeout_ms > 0 &&
-            net->connect_timeout_ms < net->timeout_ms)
-            return conn_err(c, SK_TIMEOUT, "could not connect to %s within %ld ms",
-                            c->url, net->connect_timeout_ms);
-        return conn_err(c, SK_TIMEOUT, "no reply from %s within %ld ms", c->url,
-                        net->timeout_ms);
+            net->connect_timeout_ms < net->timeout_ms) {
+            call->timeout = "connect";
+            call->timeout_ms = net->connect_timeout_ms;
+            return conn_err(c, SK_TIMEOUT, "could not connect to %s within %s: the "
+                            "connect timeout (raise it with the option "
+                            "connect_timeout_ms)",
+                            c->url, secs(t, net->connect_timeout_ms));
+        }
+        call->timeout = "total";
+        call->timeout_ms = net->timeout_ms;
+        return conn_err(c, SK_TIMEOUT, "no complete reply from %s within %s: the "
+                        "total timeout per request (raise it with --timeout SECONDS, "
+                        "SKEIN_TIMEOUT or the option timeout_ms)",
+                        c->url, secs(t, net->timeout_ms));
     }
     if (call->stream_mode)
         return conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s (%s)",
@@ -558,6 +612,10 @@ static void on_done(void *ud, int code)
 {
     http_call *call = ud;
     call->in_loop = 0;
+    if (call->idle_timer) {
+        loop_cancel(call->k, call->idle_timer);
+        call->idle_timer = NULL;
+    }
     if (call->cancelled) {
         call_free(call);
         return;
@@ -581,6 +639,67 @@ static void on_done(void *ud, int code)
     finish(call, e ? e->code : SK_NOMEM, NULL, e);
 }
 
+/* Any header line counts as the reply having begun. */
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    http_call *call = ud;
+    (void)ptr;
+    call->got_bytes = 1;
+    call->last_io_ms = loop_now_ms();
+    return size * nmemb;
+}
+
+static void idle_check(void *ud);
+
+static void idle_arm(http_call *call, long ms)
+{
+    /* out of memory: no idle check, the total timeout still holds */
+    if (loop_after(call->k, ms, idle_check, call, &call->idle_timer) != SK_OK)
+        call->idle_timer = NULL;
+}
+
+/* The idle timeout: a reply may go silent for at most idle_timeout_ms.
+ * Silence counts from the connection being ready (connecting has a
+ * timeout of its own) and from every byte received or sent since.  A
+ * request that is not streamed gets nothing back until the model has
+ * written its whole reply, so until its first byte only the total
+ * timeout bounds it; a streamed one gets headers and tokens as they come,
+ * so silence there is a stall.  A stalled attempt ends as a timeout,
+ * which is retried like any other. */
+static void idle_check(void *ud)
+{
+    http_call *call = ud;
+    call->idle_timer = NULL;
+    long idle = kern_net_settings(call->k)->idle_timeout_ms;
+    if (!call->in_loop || idle <= 0)
+        return;
+    long long now = loop_now_ms();
+    curl_off_t ready_us = 0, sent = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_PRETRANSFER_TIME_T, &ready_us);
+    curl_easy_getinfo(call->easy, CURLINFO_SIZE_UPLOAD_T, &sent);
+    long long ready_ms = call->started_ms + ready_us / 1000;
+    if (ready_us > 0 && sent != call->sent_seen) {
+        /* a request already whole at the first look went out as the
+         * connection became ready; one still going out was sent lately */
+        int whole_at_once = call->sent_seen == 0 && sent >= (curl_off_t)call->body_len;
+        if (!call->got_bytes)
+            call->last_io_ms = whole_at_once ? ready_ms : now;
+        call->sent_seen = sent;
+    }
+    if (ready_us <= 0 || (!call->stream && !call->got_bytes)) {
+        idle_arm(call, idle);
+        return;
+    }
+    long long from = call->last_io_ms > ready_ms ? call->last_io_ms : ready_ms;
+    if (now - from < idle) {
+        idle_arm(call, (long)(idle - (now - from)));
+        return;
+    }
+    loop_remove_easy(call->k, call->easy);
+    call->idle_hit = 1;
+    on_done(call, CURLE_OPERATION_TIMEDOUT);
+}
+
 static sk_status setup_easy(http_call *call)
 {
     http_conn *c = call->conn;
@@ -597,6 +716,8 @@ static sk_status setup_easy(http_call *call)
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, call);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, call);
     SET(CURLOPT_PRIVATE, call);
     SET(CURLOPT_ERRORBUFFER, call->errbuf);
     SET(CURLOPT_NOSIGNAL, 1L);
@@ -626,6 +747,9 @@ static void attempt(void *ud)
         return;
     }
     call->in_loop = 1;
+    long idle = kern_net_settings(call->k)->idle_timeout_ms;
+    if (idle > 0)
+        idle_arm(call, idle);
 }
 
 sk_status http_start(void *self, sk_kernel *k, const model_req *req,
@@ -678,6 +802,8 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
         return rc;
     }
     call->in_loop = 1;
+    if (kern_net_settings(k)->idle_timeout_ms > 0)
+        idle_arm(call, kern_net_settings(k)->idle_timeout_ms);
     if (handle)
         *handle = call;
     return SK_OK;
