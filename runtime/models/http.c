@@ -157,6 +157,9 @@ typedef struct http_conn {
     char *url;      /* the endpoint every request is POSTed to */
     char *key;      /* secret scrubbed from errors, or NULL */
     char *model;    /* from the spec; a request may name another */
+    char *shown;    /* url as errors and dry runs show it (secrets masked) */
+    const char *key_env;  /* where the key comes from (static), or NULL */
+    int key_required;     /* the server refuses requests without a key */
     struct curl_slist *headers;
     void *free_easy[FREE_EASY_MAX];
     size_t n_free;
@@ -221,6 +224,7 @@ static void conn_unref(http_conn *c)
         free(c->key);
     }
     free(c->url);
+    free(c->shown);
     free(c->model);
     free(c);
 }
@@ -342,9 +346,9 @@ static int on_event(void *ud, const char *event, const char *data, size_t len)
             call->stream_err = err_new(SK_NOMEM, "out of memory");
         else if (rc == SK_MODEL)
             call->stream_err = conn_err(c, rc, "error in stream from %s: %s",
-                                        c->url, msg ? msg : "(no message)");
+                                        c->shown, msg ? msg : "(no message)");
         else
-            call->stream_err = conn_err(c, rc, "bad stream from %s: %s", c->url,
+            call->stream_err = conn_err(c, rc, "bad stream from %s: %s", c->shown,
                                         msg ? msg : sk_strerror(rc));
         free(msg);
         return 1;
@@ -474,7 +478,7 @@ static sk_err *transfer_error(http_call *call, int code)
     const kern_net *net = kern_net_settings(call->k);
     if (call->too_large)
         return conn_err(c, SK_TOO_LARGE, "reply from %s is larger than %zu bytes",
-                        c->url, net->max_response_bytes);
+                        c->shown, net->max_response_bytes);
     if (call->stream_err) {
         sk_err *e = call->stream_err;
         call->stream_err = NULL;
@@ -491,7 +495,7 @@ static sk_err *transfer_error(http_call *call, int code)
             return conn_err(c, SK_TIMEOUT, "no bytes from %s for %s: the idle timeout "
                             "(raise it with --idle-timeout SECONDS, "
                             "SKEIN_IDLE_TIMEOUT or the option idle_timeout_ms)",
-                            c->url, secs(t, net->idle_timeout_ms));
+                            c->shown, secs(t, net->idle_timeout_ms));
         }
         if (connect_s <= 0 && net->connect_timeout_ms > 0 &&
             net->connect_timeout_ms < net->timeout_ms) {
@@ -500,20 +504,20 @@ static sk_err *transfer_error(http_call *call, int code)
             return conn_err(c, SK_TIMEOUT, "could not connect to %s within %s: the "
                             "connect timeout (raise it with the option "
                             "connect_timeout_ms)",
-                            c->url, secs(t, net->connect_timeout_ms));
+                            c->shown, secs(t, net->connect_timeout_ms));
         }
         call->timeout = "total";
         call->timeout_ms = net->timeout_ms;
         return conn_err(c, SK_TIMEOUT, "no complete reply from %s within %s: the "
                         "total timeout per request (raise it with --timeout SECONDS, "
                         "SKEIN_TIMEOUT or the option timeout_ms)",
-                        c->url, secs(t, net->timeout_ms));
+                        c->shown, secs(t, net->timeout_ms));
     }
     if (call->stream_mode)
         return conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s (%s)",
-                        c->url, call->errbuf[0] ? call->errbuf
+                        c->shown, call->errbuf[0] ? call->errbuf
                                                 : curl_easy_strerror((CURLcode)code));
-    return conn_err(c, SK_NETWORK, "%s: %s", c->url,
+    return conn_err(c, SK_NETWORK, "%s: %s", c->shown,
                     call->errbuf[0] ? call->errbuf
                                     : curl_easy_strerror((CURLcode)code));
 }
@@ -524,8 +528,16 @@ static sk_err *http_error(http_call *call)
     char *m = call->rx.p ? c->proto->error_message(call->rx.p, call->rx.len) : NULL;
     if (!m && call->rx.len)
         m = http_body_excerpt(call->rx.p, call->rx.len);
-    sk_err *e = conn_err(c, SK_MODEL, "HTTP %ld from %s: %s", call->status,
-                         c->url, m && *m ? m : "(no message)");
+    /* what to do about it, where that is clear from here */
+    char *hint = NULL;
+    if ((call->status == 401 || call->status == 403) && c->key_env)
+        hint = c->key ? sk_asprintf(" (the key in %s was refused)", c->key_env)
+                      : sk_asprintf(" (no API key was sent: set %s)", c->key_env);
+    else if (c->proto->hint)
+        hint = c->proto->hint(c->shown, call->status);
+    sk_err *e = conn_err(c, SK_MODEL, "HTTP %ld from %s: %s%s", call->status,
+                         c->shown, m && *m ? m : "(no message)", hint ? hint : "");
+    free(hint);
     free(m);
     if (e)
         e->http_status = (int)call->status;
@@ -558,7 +570,7 @@ static void finish_ok(http_call *call)
         if (!call->ended) {
             finish(call, SK_PROTOCOL, NULL,
                    conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s",
-                            c->url));
+                            c->shown));
             return;
         }
         model_resp *r = call->resp;
@@ -598,10 +610,10 @@ static void finish_ok(http_call *call)
         char *ct = NULL;
         curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
         if (ct && rc == SK_PROTOCOL && strncasecmp(ct, "application/json", 16) != 0)
-            e = conn_err(c, rc, "bad reply from %s: %s (Content-Type %s)", c->url,
+            e = conn_err(c, rc, "bad reply from %s: %s (Content-Type %s)", c->shown,
                          msg ? msg : sk_strerror(rc), ct);
         else
-            e = conn_err(c, rc, "bad reply from %s: %s", c->url,
+            e = conn_err(c, rc, "bad reply from %s: %s", c->shown,
                          msg ? msg : sk_strerror(rc));
     }
     free(msg);
@@ -743,7 +755,7 @@ static void attempt(void *ud)
         rc = loop_add_easy(call->k, call->easy, on_done, call);
     if (rc != SK_OK) {
         finish(call, rc, NULL,
-               err_new(rc, "could not start a request to %s", call->conn->url));
+               err_new(rc, "could not start a request to %s", call->conn->shown));
         return;
     }
     call->in_loop = 1;
@@ -760,6 +772,12 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
     *err = NULL;
     if (handle)
         *handle = NULL;
+    if (c->key_required && !c->key) {
+        /* caught before it goes out: the server would answer 401 */
+        *err = err_new(SK_CONFIG, "no API key for %s: set %s", c->shown,
+                       c->key_env ? c->key_env : "the connector's key");
+        return *err ? SK_CONFIG : SK_NOMEM;
+    }
     http_call *call = sk_calloc(1, sizeof *call);
     if (!call)
         return SK_NOMEM;
@@ -798,7 +816,7 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
         rc = loop_add_easy(k, call->easy, on_done, call);
     if (rc != SK_OK) {
         call_free(call);
-        *err = err_new(rc, "could not start a request to %s", c->url);
+        *err = err_new(rc, "could not start a request to %s", c->shown);
         return rc;
     }
     call->in_loop = 1;
@@ -835,6 +853,13 @@ void http_cancel(void *self, sk_kernel *k, void *handle)
 
 void http_destroy(void *self) { conn_unref(self); }
 
+void http_conn_set_auth(void *self, const char *key_env, int required)
+{
+    http_conn *c = self;
+    c->key_env = key_env;
+    c->key_required = required;
+}
+
 void *http_conn_new(const http_proto *proto, const char *url, const char *model,
                     const char *key, const char *const *headers, size_t n_headers)
 {
@@ -847,7 +872,8 @@ void *http_conn_new(const http_proto *proto, const char *url, const char *model,
              (uint64_t)(uintptr_t)c;
     if (!c->rng)
         c->rng = 0x9e3779b97f4a7c15ULL;
-    if (!(c->url = sk_strdup(url)) || !(c->model = sk_strdup(model)))
+    if (!(c->url = sk_strdup(url)) || !(c->shown = http_url_shown(url)) ||
+        !(c->model = sk_strdup(model)))
         goto nomem;
     if (key && *key && !(c->key = sk_strdup(key)))
         goto nomem;
