@@ -272,8 +272,9 @@ typedef struct sk_invoke_opts {
     sk_stream_fn stream;   /* streams the top-level model reply, or NULL */
     void *stream_ud;
     const char *policy;    /* JSON overlaying the function's policy for
-                              this call ("uncertainty", "models", "review",
-                              "filters", "redact"), or NULL */
+                              this call ("uncertainty", "models",
+                              "fallbacks", "review", "filters", "redact"),
+                              or NULL */
     /* sk_invoke only: called about every 100 ms while the call runs, with
      * the time since it started, so a terminal can show that it is busy
      * (a reply that a check may still replace does not stream) */
@@ -347,6 +348,8 @@ typedef struct sk_usage {
     long cache_misses;      /* cacheable calls that went to the model */
     long long wall_ms;      /* since the kernel was made */
     long journal_hits;      /* model calls answered by the run's journal */
+    long fallbacks;         /* times a call moved to the next model after
+                               an error (policy "fallbacks") */
 } sk_usage;
 SK_API void sk_kernel_usage(const sk_kernel *k, sk_usage *out);
 

@@ -1969,10 +1969,10 @@ static void print_stats(sk_kernel *k, int journal)
     }
     fprintf(stderr, "%-38s %7ld %7ld %8ld %9ld %9ld %6ld\n", "all models", u.calls,
             u.cache_hits, answered, u.prompt_tokens, u.completion_tokens, u.failures);
-    fprintf(stderr, "retries %ld, escalations %ld, uncertain %ld, reviews %ld, "
-                    "filtered %ld, redacted %ld, wall time %lld ms\n",
-            u.retries, u.escalations, u.uncertain, u.reviews, u.filtered, u.redacted,
-            u.wall_ms);
+    fprintf(stderr, "retries %ld, escalations %ld, fallbacks %ld, uncertain %ld, "
+                    "reviews %ld, filtered %ld, redacted %ld, wall time %lld ms\n",
+            u.retries, u.escalations, u.fallbacks, u.uncertain, u.reviews, u.filtered,
+            u.redacted, u.wall_ms);
     if (journal)
         fprintf(stderr, "served from the journal %ld\n", u.journal_hits);
 }

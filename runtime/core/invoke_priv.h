@@ -87,6 +87,11 @@ struct inv {
     int asked;                 /* the text checks found an ask */
     unc_verdict tv;            /* what the text checks found */
     inv_out sub_out;           /* the self-check judge's report */
+
+    /* falling back on errors */
+    int streamed;              /* reply text reached the caller's stream:
+                                  no other model may answer now */
+    sk_buf fell;               /* the models fallen back from, and why */
 };
 
 /* Ends the invoke: hands text or err to its caller and frees v. */

@@ -142,6 +142,7 @@ static void attempt_free(inv *v)
 void pipe_free(inv *v)
 {
     attempt_free(v);
+    buf_free(&v->fell);
     pol_free(v->own_policy);
     v->own_policy = NULL;
     free(v->prompt);
@@ -367,9 +368,21 @@ static const char *model_for(sk_kernel *k, const sk_function *f, const sk_policy
     return k->model_spec;
 }
 
+static size_t cascade_len(const inv *v);
+
+/* The models a call may fall back to after an error: the cascade's steps
+ * after the current one, then the policy's fallbacks. */
+static size_t chain_len(const inv *v)
+{
+    return cascade_len(v) + (v->pol->fallback ? v->pol->n_fallbacks : 0);
+}
+
 static const char *choose_model(inv *v, const char **service)
 {
     *service = NULL;
+    size_t n = cascade_len(v);
+    if (v->model_idx >= n)
+        return v->pol->fallbacks[v->model_idx - n];
     if (v->model_override)
         return v->model_override;
     return model_for(v->k, v->f, v->pol, v->model_idx, service);
@@ -410,6 +423,7 @@ static void on_delta(void *ud, const char *text, size_t len)
     inv *v = q->v;
     if (!v->streaming || q->i != 0 || !len)
         return;
+    v->streamed = 1;
     if (!v->rmap) {
         v->stream(v->stream_ud, text, len);
         return;
@@ -630,6 +644,150 @@ static void start_request(mreq *q);
 
 static void retry_request(void *ud) { start_request(ud); }
 
+/* ---- falling back on errors -------------------------------------------- */
+
+/* Whether an error is the server's or the way's, not the caller's: what
+ * remains of it after retries is worth another model.  A 4xx other than
+ * 408 and 429 says the request itself is wrong (a bad key, an unknown
+ * model, a malformed body), which another model would only hide. */
+static int fallback_worthy(const sk_err *e)
+{
+    switch (e->code) {
+    case SK_NETWORK:
+    case SK_TIMEOUT:
+    case SK_PROTOCOL:
+        return 1;
+    case SK_MODEL:
+        return e->http_status == 0 || e->http_status == 408 ||
+               e->http_status == 429 || e->http_status >= 500;
+    default:
+        return 0;
+    }
+}
+
+/* Whether an error now would move the call to another model. */
+static int can_fall_back(const inv *v)
+{
+    return v->pol->fallback && v->model_idx + 1 < chain_len(v) && !v->streamed;
+}
+
+/* An error the run's journal recorded because the call fell back after
+ * it: {"error": {"code": N, "message": "...", "http_status": N}}. */
+static char *err_to_store(const sk_err *e)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON *o = j ? cJSON_AddObjectToObject(j, "error") : NULL;
+    if (!o) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(o, "code", e->code);
+    cJSON_AddStringToObject(o, "message", e->message ? e->message : "");
+    if (e->http_status)
+        cJSON_AddNumberToObject(o, "http_status", e->http_status);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *copy = s ? sk_strdup(s) : NULL;
+    cJSON_free(s);
+    return copy;
+}
+
+/* The error of a journal record, or NULL (an answer, or unreadable). */
+static sk_err *err_from_store(const char *value)
+{
+    cJSON *j = cJSON_Parse(value);
+    const cJSON *o = j ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(o, "code");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(o, "message");
+    const cJSON *http = cJSON_GetObjectItemCaseSensitive(o, "http_status");
+    sk_err *e = NULL;
+    if (cJSON_IsNumber(code) && code->valuedouble > 0 &&
+        code->valuedouble <= SK_STATUS_MAX && cJSON_IsString(msg)) {
+        e = err_new((sk_status)code->valuedouble, "%s", msg->valuestring);
+        if (e && cJSON_IsNumber(http))
+            e->http_status = (int)http->valuedouble;
+    }
+    cJSON_Delete(j);
+    return e;
+}
+
+/* This run fell back after this request's error before: the re-run does
+ * the same without asking the model again. */
+static void error_from_journal(mreq *q, sk_err *e)
+{
+    inv *v = q->v;
+    kern_usage(v->k)->journal_hits++;
+    long long now = loop_now_ms();
+    trace_rec rec = {
+        .function = v->name,
+        .model = v->spec,
+        .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
+        .start_ms = now,
+        .end_ms = now,
+        .err = e,
+        .cache = "journal",
+    };
+    trace_model_call(v->k, &rec);
+    sample_done(q, e->code, NULL, e);
+}
+
+/* After an error that remains after retries: move the call to the next
+ * model of its chain, when its policy falls back and the error is not
+ * the caller's.  Takes e when it returns 1. */
+static int fall_back(inv *v, sk_err *e)
+{
+    if (!can_fall_back(v) || !fallback_worthy(e))
+        return 0;
+    sk_kernel *k = v->k;
+    /* the journal remembers that this request failed, so that a re-run
+     * falls back without asking again and ends as this run did */
+    char *rec = NULL;
+    for (size_t i = 0; i < v->n_samples; i++) {
+        mreq *q = &v->reqs[i];
+        if (!q->journal_key || q->resp)
+            continue;
+        if (!rec && !(rec = err_to_store(e)))
+            break;
+        kern_journal_put(k, q->journal_key, q->journal_occ, rec);
+    }
+    free(rec);
+    const char *service = NULL;
+    v->model_idx++;
+    const char *next = choose_model(v, &service);
+    v->model_idx--;
+    kern_usage(k)->fallbacks++;
+    char status[16] = "";
+    if (e->http_status)
+        snprintf(status, sizeof status, "%d", e->http_status);
+    pipe_trace(v, "fallback", "from", v->spec, "to", next, "error",
+               sk_status_kind(e->code), "http_status", status[0] ? status : NULL,
+               "message", e->message, (char *)NULL);
+    if (buf_printf(&v->fell, "%s%s (%s)", v->fell.len ? ", " : "", v->spec,
+                   sk_status_kind(e->code)) != SK_OK) {
+        err_free(e);
+        fail(v, NULL);
+        return 1;
+    }
+    err_free(e);
+    attempt_free(v);
+    v->model_idx++;
+    start_attempt(v);
+    return 1;
+}
+
+/* The last model's error, saying which models were tried before it. */
+static sk_err *after_fallbacks(inv *v, sk_err *e)
+{
+    if (!e || !v->fell.len)
+        return e;
+    char *m = sk_asprintf("%s (after falling back from %s)", e->message, v->fell.p);
+    if (m) {
+        free(e->message);
+        e->message = m;
+    }
+    return e;
+}
+
 /* A request's tokens for rate limiting: the prompt at about four bytes a
  * token, plus what the reply may use. */
 static long estimate_tokens(const model_req *r)
@@ -803,8 +961,10 @@ static void start_request(mreq *q)
     const cfg_settings *s = v->settings;
     model_req req = {
         .function = v->name,
-        /* a cascade names its models in full; model_id would override */
-        .model = s && s->model_id && cascade_len(v) == 1 && !v->model_override
+        /* a cascade and fallbacks name their models in full; model_id
+         * would override */
+        .model = s && s->model_id && cascade_len(v) == 1 && !v->model_override &&
+                         v->model_idx == 0
                      ? s->model_id
                      : v->conn->model,
         .msgs = v->send,
@@ -833,8 +993,13 @@ static void start_request(mreq *q)
     if (q->journal_key) {
         char *hit = NULL;
         kern_journal_get(k, q->journal_key, q->journal_occ, &hit);
-        model_resp *got = hit ? resp_from_cache(hit) : NULL;
+        sk_err *fell = hit && can_fall_back(v) ? err_from_store(hit) : NULL;
+        model_resp *got = hit && !fell ? resp_from_cache(hit) : NULL;
         free(hit);
+        if (fell) {
+            error_from_journal(q, fell);
+            return;
+        }
         if (got) {
             answer_from_store(q, got, 1);
             return;
@@ -1003,7 +1168,7 @@ static void start_attempt(inv *v)
     sk_err *err = NULL;
     v->conn = kern_connector(k, spec, &err);
     if (!v->conn) {
-        fail(v, err);
+        fail(v, after_fallbacks(v, err));
         return;
     }
     v->settings = v->f ? cfg_settings_for(v->f->cfg, service) : NULL;
@@ -1254,7 +1419,9 @@ static void after_samples(inv *v)
     if (v->sample_err) {
         sk_err *e = v->sample_err;
         v->sample_err = NULL;
-        fail(v, e);
+        if (fall_back(v, e))
+            return;
+        fail(v, after_fallbacks(v, e));
         return;
     }
     if (v->streaming && v->rmap && v->held.len) {

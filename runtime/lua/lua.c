@@ -1609,6 +1609,7 @@ static int l_usage(lua_State *L)
     } more[] = {
         {"uncertain", offsetof(sk_usage, uncertain)},
         {"escalations", offsetof(sk_usage, escalations)},
+        {"fallbacks", offsetof(sk_usage, fallbacks)},
         {"reviews", offsetof(sk_usage, reviews)},
         {"revisions", offsetof(sk_usage, revisions)},
         {"rejected", offsetof(sk_usage, rejected)},
