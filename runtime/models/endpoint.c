@@ -3,8 +3,8 @@
  * given, before a request goes out: where a chat request goes (OpenAI's
  * /chat/completions under a base URL, Azure OpenAI's deployment URLs with
  * their api-version), which hosts are Azure's, which hosts refuse a
- * request without an API key, and the URL as it may be shown (in errors,
- * traces and dry runs) with its secrets masked.
+ * request without an API key.  (How a URL may be shown, its secrets
+ * masked, is base's url_mask.)
  *
  * Pure string functions: no network, no environment.
  */
@@ -19,52 +19,6 @@
 /* The Azure OpenAI api-version used when a deployment URL names none: the
  * latest generally available data-plane inference version. */
 #define AZURE_API_VERSION "2024-10-21"
-
-/* The parts of an http(s) URL, as offsets into it. */
-typedef struct url_parts {
-    size_t host, host_len;  /* without user info and port */
-    size_t path;            /* '/' or the end of the authority */
-    size_t query;           /* '?' or the end (== fragment when none) */
-    size_t fragment;        /* '#' or the end */
-    size_t user, user_len;  /* user info before '@' (0 length: none) */
-} url_parts;
-
-/* Splits url; 0 when it is not http:// or https://. */
-static int url_split(const char *url, url_parts *u)
-{
-    memset(u, 0, sizeof *u);
-    const char *p = strstr(url, "://");
-    if (!p || (strncasecmp(url, "http", (size_t)(p - url)) != 0 &&
-               strncasecmp(url, "https", (size_t)(p - url)) != 0))
-        return 0;
-    size_t auth = (size_t)(p - url) + 3;
-    size_t end = auth + strcspn(url + auth, "/?#");
-    size_t host = auth;
-    for (size_t i = auth; i < end; i++)
-        if (url[i] == '@')
-            host = i + 1; /* the last '@' ends the user info */
-    if (host > auth) {
-        u->user = auth;
-        u->user_len = host - 1 - auth;
-    }
-    size_t host_end = end;
-    if (url[host] == '[') { /* [v6]:port */
-        const char *close = memchr(url + host, ']', end - host);
-        host_end = close ? (size_t)(close - url) + 1 : end;
-    } else {
-        const char *colon = memchr(url + host, ':', end - host);
-        if (colon)
-            host_end = (size_t)(colon - url);
-    }
-    u->host = host;
-    u->host_len = host_end - host;
-    u->path = end;
-    u->fragment = end + strcspn(url + end, "#");
-    u->query = end + strcspn(url + end, "?#");
-    if (u->query > u->fragment)
-        u->query = u->fragment;
-    return 1;
-}
 
 /* 1 when the host (len bytes at h) is name or ends in "." name. */
 static int host_is(const char *h, size_t len, const char *name)
@@ -104,7 +58,7 @@ static const char *query_param(const char *q, size_t qlen, const char *name, siz
 
 int http_url_is_azure(const char *url)
 {
-    url_parts u;
+    sk_url u;
     if (!url || !url_split(url, &u))
         return 0;
     size_t len;
@@ -122,7 +76,7 @@ int http_host_needs_key(const char *url)
         "api.together.xyz", "api.mistral.ai", "api.deepseek.com", "api.x.ai",
         "api.fireworks.ai", "generativelanguage.googleapis.com",
     };
-    url_parts u;
+    sk_url u;
     if (!url || !url_split(url, &u))
         return 0;
     const char *h = url + u.host;
@@ -132,65 +86,6 @@ int http_host_needs_key(const char *url)
         if (host_is(h, u.host_len, hosts[i]))
             return 1;
     return 0;
-}
-
-/* Whether a query parameter's name says its value is a secret. */
-static int secret_name(const char *name, size_t n)
-{
-    static const char *const words[] = {"key", "token", "secret", "password",
-                                        "passwd", "sig", "auth", "credential"};
-    for (size_t w = 0; w < sizeof words / sizeof *words; w++) {
-        size_t wl = strlen(words[w]);
-        for (size_t i = 0; i + wl <= n; i++)
-            if (strncasecmp(name + i, words[w], wl) == 0)
-                return 1;
-    }
-    return 0;
-}
-
-char *http_url_shown(const char *url)
-{
-    if (!url)
-        return NULL;
-    url_parts u;
-    if (!url_split(url, &u))
-        return sk_strdup(url);
-    sk_buf b;
-    buf_init(&b, 0);
-    size_t scheme_end = u.user_len ? u.user : u.host;
-    sk_status rc = buf_add(&b, url, scheme_end);
-    if (rc == SK_OK && u.user_len) {
-        /* user:password@ keeps the user; a lone token@ is all secret */
-        const char *colon = memchr(url + u.user, ':', u.user_len);
-        if (colon)
-            rc = buf_add(&b, url + u.user, (size_t)(colon - url - u.user) + 1);
-        if (rc == SK_OK)
-            rc = buf_adds(&b, "***@");
-    }
-    if (rc == SK_OK)
-        rc = buf_add(&b, url + u.host, u.query - u.host);
-    /* the query, with secret-looking values masked */
-    for (size_t i = u.query; rc == SK_OK && i < u.fragment;) {
-        size_t amp = i + 1;
-        while (amp < u.fragment && url[amp] != '&')
-            amp++;
-        const char *eq = memchr(url + i + 1, '=', amp - i - 1);
-        if (eq && secret_name(url + i + 1, (size_t)(eq - url - i - 1))) {
-            rc = buf_add(&b, url + i, (size_t)(eq - url - i) + 1);
-            if (rc == SK_OK)
-                rc = buf_adds(&b, "***");
-        } else {
-            rc = buf_add(&b, url + i, amp - i);
-        }
-        i = amp;
-    }
-    if (rc == SK_OK)
-        rc = buf_adds(&b, url + u.fragment);
-    if (rc != SK_OK) {
-        buf_free(&b);
-        return NULL;
-    }
-    return buf_steal(&b);
 }
 
 /* Appends s percent-encoded for a URL path segment. */
@@ -210,7 +105,7 @@ static sk_status add_segment(sk_buf *b, const char *s, size_t n)
 char *oai_chat_url(const char *base, const char *model, size_t model_len,
                    int azure)
 {
-    url_parts u;
+    sk_url u;
     int is_url = url_split(base, &u);
     size_t path_end = is_url ? u.query : strlen(base);
     while (path_end > (is_url ? u.path : 0) && base[path_end - 1] == '/')
@@ -248,7 +143,7 @@ char *oai_chat_url(const char *base, const char *model, size_t model_len,
 
 int http_url_has_v1(const char *url)
 {
-    url_parts u;
+    sk_url u;
     if (!url || !url_split(url, &u))
         return 1; /* nothing to suggest */
     const char *p = url + u.path, *end = url + u.query;

@@ -872,7 +872,7 @@ void *http_conn_new(const http_proto *proto, const char *url, const char *model,
              (uint64_t)(uintptr_t)c;
     if (!c->rng)
         c->rng = 0x9e3779b97f4a7c15ULL;
-    if (!(c->url = sk_strdup(url)) || !(c->shown = http_url_shown(url)) ||
+    if (!(c->url = sk_strdup(url)) || !(c->shown = url_mask(url)) ||
         !(c->model = sk_strdup(model)))
         goto nomem;
     if (key && *key && !(c->key = sk_strdup(key)))

@@ -110,10 +110,6 @@ SK_HIDDEN long http_retry_delay_ms(void *easy, long status, int attempts,
 SK_HIDDEN model_resp *http_resp_new(void);
 /* ---- endpoints (runtime/models/endpoint.c) -------------------------------
  * Pure functions over the URLs connectors are given. */
-/* The URL as it may be shown: a password in the user info and the values
- * of query parameters named like secrets (key, token, sig, ...) become
- * "***".  Caller frees; NULL when memory ran out. */
-SK_HIDDEN char *http_url_shown(const char *url);
 /* 1 for hosted APIs that refuse a request without a key (api.openai.com,
  * api.anthropic.com, Azure OpenAI hosts, ...). */
 SK_HIDDEN int http_host_needs_key(const char *url);
