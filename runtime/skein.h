@@ -280,6 +280,20 @@ typedef struct sk_invoke_opts {
      * (a reply that a check may still replace does not stream) */
     void (*tick)(void *ud, long long elapsed_ms);
     void *tick_ud;
+    /* Non-zero: a dry run.  The call goes through every stage up to the
+     * model (rendering, chat parsing, input filters, redaction, the
+     * cache lookup) and stops there: no model request goes out, and the
+     * result is the request as it would be sent, a JSON object:
+     *   {"function", "model", "models": the chain (a cascade, fallbacks),
+     *    "messages": [{"role", "content"}] as sent, "settings": {...},
+     *    "stream", "samples", "redacted": values replaced, "cache": "hit" |
+     *    "miss" | "off", "notes": [...], "request": {"method", "url",
+     *    "headers": [...], "key", "problem", "body": the body as sent}}
+     * with every API key and URL secret masked ("request" is null for an
+     * in-process model).  Semantic functions the prompt calls are not run
+     * either: "[dry run: the answer of Skill.Fn]" marks where their
+     * answers would go.  SK_USAGE for a native function. */
+    int dry_run;
 } sk_invoke_opts;
 
 /* Invokes "Skill.Fn" with vars (borrowed; may be NULL) and waits, running

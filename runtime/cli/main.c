@@ -155,7 +155,7 @@ static const char USAGE[] =
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
-    "                    [--policy JSON] [--stream | --no-stream]\n"
+    "                    [--policy JSON] [--stream | --no-stream] [--dry-run]\n"
     "       skein invoke Skill.Fn --jsonl [--concurrency N] < in.jsonl > out.jsonl\n"
     "\n"
     "Runs a function and prints its result.  The input comes from --input,\n"
@@ -163,6 +163,10 @@ static const char USAGE_INVOKE[] =
     "removed).  The reply streams as it arrives when stdout is a terminal.\n"
     "--policy overlays the function's policy for this call, e.g.\n"
     "'{\"uncertainty\": {\"protocol\": true}, \"review\": \"Review.Check\"}'.\n"
+    "\n"
+    "--dry-run: print the request as it would be sent (the URL, headers with\n"
+    "keys masked, the messages after rendering, chat parsing and redaction,\n"
+    "the settings and the body) as JSON, and send nothing.\n"
     "\n"
     "When the model is uncertain and stdin and stderr are terminals, skein\n"
     "prints its question, reads your answer and runs the function again\n"
@@ -1489,6 +1493,9 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     if (o->n_pos > 1)
         return usage_error("invoke: unexpected argument '%s'", o->pos[1], NULL);
     const char *name = o->pos[0];
+    if (o->jsonl && o->dry_run)
+        return usage_error("%s", "invoke: --dry-run shows one request; it does not "
+                                 "take --jsonl", NULL);
     if (o->jsonl)
         return cmd_invoke_jsonl(o, k, name);
     sk_vars *vars = NULL;
@@ -1523,7 +1530,8 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     }
     int stream = o->stream >= 0 ? o->stream : isatty(1);
     stream_state ss = {0, 0, name, 0};
-    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss, o->policy, NULL, NULL};
+    sk_invoke_opts io = {.stream = stream ? stream_out : NULL, .stream_ud = &ss,
+                         .policy = o->policy, .dry_run = o->dry_run};
     if (isatty(2) && !o->quiet) {
         io.tick = busy_tick;
         io.tick_ud = &ss;

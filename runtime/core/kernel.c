@@ -160,15 +160,17 @@ const char *kern_db_path(sk_kernel *k)
 }
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
 int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
-void kern_native_get(const sk_kernel *k, int *depth, int *untrusted)
+void kern_native_get(const sk_kernel *k, int *depth, int *ctx)
 {
     *depth = k->native_depth;
-    *untrusted = k->native_untrusted;
+    *ctx = (k->native_untrusted ? KERN_CTX_UNTRUSTED : 0) |
+           (k->native_dry ? KERN_CTX_DRY_RUN : 0);
 }
-void kern_native_set(sk_kernel *k, int depth, int untrusted)
+void kern_native_set(sk_kernel *k, int depth, int ctx)
 {
     k->native_depth = depth;
-    k->native_untrusted = untrusted;
+    k->native_untrusted = (ctx & KERN_CTX_UNTRUSTED) != 0;
+    k->native_dry = (ctx & KERN_CTX_DRY_RUN) != 0;
 }
 int kern_allow_os(const sk_kernel *k) { return k->allow_os; }
 int kern_allow_unsafe(const sk_kernel *k) { return k->allow_unsafe; }

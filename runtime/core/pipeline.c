@@ -12,7 +12,11 @@
  *    6. cache lookup    a hit is the whole recorded reply: text, finish
  *                       reason, model, logprobs; it goes on through 8-12
  *    7. model           the cascade's current model, n samples at once,
- *                       limits, retries; cache store of complete replies
+ *                       limits, retries; cache store of complete replies;
+ *                       an error that remains falls back to the next model
+ *                       of the chain (fallbacks).  A dry run stops here:
+ *                       the connector describes the request it would send
+ *                       (dry_run_stop), built as the real one is
  *    8. truncation      a cut reply raises `truncated`, or is continued
  *    9. uncertainty     self-consistency, marker, hedging, logprobs:
  *                       escalate to the next model, or raise `uncertain`
@@ -143,6 +147,7 @@ void pipe_free(inv *v)
 {
     attempt_free(v);
     buf_free(&v->fell);
+    buf_free(&v->dry_skipped);
     pol_free(v->own_policy);
     v->own_policy = NULL;
     free(v->prompt);
@@ -316,6 +321,16 @@ static void run_filters(inv *v)
                 sk_err *e = filtered(v, f, dir, why ? why : "matched");
                 free(why);
                 fail(v, e);
+                return;
+            }
+            v->filter_idx++;
+            continue;
+        }
+        if (v->dry_run && !output) {
+            /* a rule that asks a model: a dry run makes no model call */
+            if (buf_printf(&v->dry_skipped, "%s%s (%s)", v->dry_skipped.len ? ", " : "",
+                           f->name, f->function) != SK_OK) {
+                fail(v, NULL);
                 return;
             }
             v->filter_idx++;
@@ -954,10 +969,11 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
     sample_done(q, st, resp, err);
 }
 
-static void start_request(mreq *q)
+/* The request for sample q of this attempt, as the connector is given
+ * it: the model stage sends it, a dry run shows it.  Borrows from v. */
+static void request_for(const mreq *q, model_req *out)
 {
-    inv *v = q->v;
-    sk_kernel *k = v->k;
+    const inv *v = q->v;
     const cfg_settings *s = v->settings;
     model_req req = {
         .function = v->name,
@@ -985,6 +1001,15 @@ static void start_request(mreq *q)
     if (v->pol->shape)
         shape_request(v->pol->shape, &req.json_schema, &req.choices, &req.n_choices,
                       &req.regex);
+    *out = req;
+}
+
+static void start_request(mreq *q)
+{
+    inv *v = q->v;
+    sk_kernel *k = v->k;
+    model_req req;
+    request_for(q, &req);
     /* the run's journal: this exact request's answer, if it was had */
     if (!q->journal_key && kern_journal_on(k)) {
         q->journal_key = cache_key(v, &req);
@@ -1147,6 +1172,169 @@ static int later_stages_may_change(const inv *v, size_t n)
            p->check_logprobs || p->shape || p->n_out || p->review;
 }
 
+/* ---- the dry run: stop before the model --------------------------------- */
+
+#define DRY_MARK "[dry run: the answer of "
+
+/* Adds the request's settings as they are sent (unset ones left out). */
+static void add_settings(cJSON *o, const model_req *r)
+{
+    cJSON *s = cJSON_AddObjectToObject(o, "settings");
+    if (!s)
+        return;
+    cJSON_AddStringToObject(s, "model", r->model ? r->model : "");
+    if (r->max_tokens >= 0)
+        cJSON_AddNumberToObject(s, "max_tokens", r->max_tokens);
+    const struct { const char *name; double v; } d[] = {
+        {"temperature", r->temperature}, {"top_p", r->top_p},
+        {"presence_penalty", r->presence_penalty},
+        {"frequency_penalty", r->frequency_penalty}};
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++)
+        if (isfinite(d[i].v))
+            cJSON_AddNumberToObject(s, d[i].name, d[i].v);
+    if (r->n_stop) {
+        cJSON *a = cJSON_AddArrayToObject(s, "stop");
+        for (size_t i = 0; a && i < r->n_stop; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateString(r->stop[i] ? r->stop[i] : ""));
+    }
+    if (r->logprobs)
+        cJSON_AddTrueToObject(s, "logprobs");
+    if (r->json_schema)
+        cJSON_AddItemToObject(s, "json_schema", cJSON_CreateRaw(r->json_schema));
+    if (r->n_choices) {
+        cJSON *a = cJSON_AddArrayToObject(s, "choices");
+        for (size_t i = 0; a && i < r->n_choices; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateString(r->choices[i] ? r->choices[i] : ""));
+    }
+    if (r->regex)
+        cJSON_AddStringToObject(s, "regex", r->regex);
+}
+
+/* Adds spec, masked, to array a. */
+static void add_masked(cJSON *a, const char *spec)
+{
+    char *m = url_mask(spec);
+    cJSON_AddItemToArray(a, cJSON_CreateString(m ? m : "(out of memory)"));
+    free(m);
+}
+
+/* The report of a dry run: this attempt's first request as it would be
+ * sent.  NULL with *err (the connector could not describe it), or NULL
+ * alone when memory ran out. */
+static char *dry_run_report(inv *v, const model_req *req, sk_err **err)
+{
+    *err = NULL;
+    char *wire = NULL;
+    if (v->conn->vt->describe &&
+        v->conn->vt->describe(v->conn->self, v->k, req, &wire, err) != SK_OK)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *request = wire ? cJSON_Parse(wire) : cJSON_CreateNull();
+    free(wire);
+    if (!o || !request) {
+        cJSON_Delete(o);
+        cJSON_Delete(request);
+        return NULL;
+    }
+    /* the body exactly as it would be sent, not as cJSON would print it */
+    cJSON *body = cJSON_GetObjectItemCaseSensitive(request, "body");
+    if (cJSON_IsString(body))
+        cJSON_ReplaceItemInObjectCaseSensitive(request, "body",
+                                               cJSON_CreateRaw(body->valuestring));
+    cJSON_AddStringToObject(o, "function", v->name);
+    char *model = url_mask(v->spec);
+    cJSON_AddStringToObject(o, "model", model ? model : "");
+    free(model);
+    size_t n = chain_len(v);
+    if (n > 1) {
+        /* the cascade's steps and the fallbacks, this one first */
+        cJSON *chain = cJSON_AddArrayToObject(o, "models");
+        size_t here = v->model_idx;
+        for (size_t i = here; chain && i < n; i++) {
+            const char *service = NULL;
+            v->model_idx = i;
+            add_masked(chain, choose_model(v, &service));
+        }
+        v->model_idx = here;
+    }
+    cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+    for (size_t i = 0; msgs && i < req->n_msgs; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", req->msgs[i].role);
+        cJSON_AddStringToObject(m, "content", req->msgs[i].content);
+        cJSON_AddItemToArray(msgs, m);
+    }
+    add_settings(o, req);
+    cJSON_AddBoolToObject(o, "stream", req->stream);
+    cJSON_AddNumberToObject(o, "samples", (double)v->n_samples);
+    cJSON_AddNumberToObject(o, "redacted", v->rmap ? (double)rd_map_count(v->rmap) : 0);
+    /* would the response cache answer it?  (a look, nothing stored) */
+    const char *cache = "off";
+    if (cacheable(v) && !kern_cache_off(v->k)) {
+        char *key = cache_key(v, req), *hit = NULL;
+        if (key)
+            kern_cache_get(v->k, key, &hit);
+        cache = hit ? "hit" : "miss";
+        free(hit);
+        free(key);
+    }
+    cJSON_AddStringToObject(o, "cache", cache);
+    cJSON *notes = cJSON_AddArrayToObject(o, "notes");
+    char *note = NULL;
+    if (v->n_samples > 1 &&
+        (note = sk_asprintf("%zu requests like this one go out at once (samples), "
+                            "each at temperature %g", v->n_samples,
+                            v->pol->sample_temperature)))
+        cJSON_AddItemToArray(notes, cJSON_CreateString(note));
+    free(note);
+    note = NULL;
+    if (v->dry_skipped.len &&
+        (note = sk_asprintf("not run, since they ask a model: input filter %s",
+                            v->dry_skipped.p)))
+        cJSON_AddItemToArray(notes, cJSON_CreateString(note));
+    free(note);
+    for (size_t i = 0; i < req->n_msgs; i++)
+        if (strstr(req->msgs[i].content, DRY_MARK)) {
+            cJSON_AddItemToArray(notes, cJSON_CreateString(
+                "the prompt inserts the answers of other semantic functions, "
+                "which a dry run does not fetch: " DRY_MARK "...] marks where"));
+            break;
+        }
+    if (!v->conn->vt->describe)
+        cJSON_AddItemToArray(notes, cJSON_CreateString(
+            "an in-process model: no request leaves the machine"));
+    cJSON_AddItemToObject(o, "request", request);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    char *copy = text ? sk_strdup(text) : NULL;
+    cJSON_free(text);
+    return copy;
+}
+
+/* The dry-run stage: everything up to the model has run; nothing goes
+ * out.  At the top the request is the result; inside a dry run (a
+ * function block, a native's call) a mark stands where the answer would
+ * go. */
+static void dry_run_stop(inv *v)
+{
+    model_req req;
+    request_for(&v->reqs[0], &req);
+    char *out;
+    sk_err *err = NULL;
+    if (v->dry_run == 2)
+        out = sk_asprintf(DRY_MARK "%s]", v->name);
+    else
+        out = dry_run_report(v, &req, &err);
+    if (!out) {
+        fail(v, err);
+        return;
+    }
+    char *model = url_mask(v->spec);
+    pipe_trace(v, "dry_run", "model", model, (char *)NULL);
+    free(model);
+    inv_finish(v, SK_OK, out, NULL);
+}
+
 /* One attempt on the current model of the cascade: every sample at once. */
 static void start_attempt(inv *v)
 {
@@ -1195,6 +1383,10 @@ static void start_attempt(inv *v)
     for (size_t i = 0; i < n; i++) {
         v->reqs[i].v = v;
         v->reqs[i].i = i;
+    }
+    if (v->dry_run) {
+        dry_run_stop(v);
+        return;
     }
     /* a request that fails to start completes at once; hold one count so
      * the stage cannot end before every request is out */

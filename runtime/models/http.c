@@ -764,6 +764,82 @@ static void attempt(void *ud)
         idle_arm(call, idle);
 }
 
+/* The body of the request for req: what http_start sends and
+ * http_describe shows, from the one builder.  Caller frees. */
+static char *make_body(const http_conn *c, const model_req *req)
+{
+    return c->proto->request_json(req, req->model && *req->model ? req->model : c->model);
+}
+
+/* Why a request may not go out: no key for a server that needs one.
+ * Caller frees. */
+static char *missing_key(const http_conn *c)
+{
+    return sk_asprintf("no API key for %s: set %s", c->shown,
+                       c->key_env ? c->key_env : "the connector's key");
+}
+
+sk_status http_describe(void *self, sk_kernel *k, const model_req *req, char **out,
+                        sk_err **err)
+{
+    http_conn *c = self;
+    (void)k;
+    *out = NULL;
+    *err = NULL;
+    char *body = make_body(c, req);
+    if (!body)
+        return SK_NOMEM;
+    sk_buf b;
+    buf_init(&b, 0);
+    sk_status rc = buf_adds(&b, "{\"method\":\"POST\",\"url\":");
+    if (rc == SK_OK)
+        rc = buf_add_json_str(&b, c->shown, strlen(c->shown));
+    if (rc == SK_OK)
+        rc = buf_adds(&b, ",\"headers\":[");
+    int first = 1;
+    for (const struct curl_slist *h = c->headers; rc == SK_OK && h; h = h->next) {
+        size_t n = strlen(h->data);
+        if (n && h->data[n - 1] == ':')
+            continue; /* "Name:" tells curl to leave a header out */
+        char *line = http_scrub_key(sk_strdup(h->data), c->key);
+        if (!line) {
+            rc = SK_NOMEM;
+            break;
+        }
+        if (!first)
+            rc = buf_addc(&b, ',');
+        if (rc == SK_OK)
+            rc = buf_add_json_str(&b, line, strlen(line));
+        first = 0;
+        free(line);
+    }
+    if (rc == SK_OK)
+        rc = buf_addc(&b, ']');
+    if (rc == SK_OK && c->key_env)
+        rc = c->key ? buf_printf(&b, ",\"key\":\"from %s\"", c->key_env)
+                    : buf_printf(&b, ",\"key\":\"none (%s is not set)\"", c->key_env);
+    if (rc == SK_OK && c->key_required && !c->key) {
+        char *why = missing_key(c);
+        rc = why ? buf_adds(&b, ",\"problem\":") : SK_NOMEM;
+        if (rc == SK_OK)
+            rc = buf_add_json_str(&b, why, strlen(why));
+        free(why);
+    }
+    if (rc == SK_OK)
+        rc = buf_adds(&b, ",\"body\":");
+    if (rc == SK_OK)
+        rc = buf_add_json_str(&b, body, strlen(body));
+    if (rc == SK_OK)
+        rc = buf_addc(&b, '}');
+    free(body);
+    if (rc != SK_OK) {
+        buf_free(&b);
+        return rc;
+    }
+    *out = buf_steal(&b);
+    return *out ? SK_OK : SK_NOMEM;
+}
+
 sk_status http_start(void *self, sk_kernel *k, const model_req *req,
                      model_delta_fn on_delta, model_done_fn done, void *ud,
                      void **handle, sk_err **err)
@@ -774,8 +850,9 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
         *handle = NULL;
     if (c->key_required && !c->key) {
         /* caught before it goes out: the server would answer 401 */
-        *err = err_new(SK_CONFIG, "no API key for %s: set %s", c->shown,
-                       c->key_env ? c->key_env : "the connector's key");
+        char *why = missing_key(c);
+        *err = why ? err_new(SK_CONFIG, "%s", why) : NULL;
+        free(why);
         return *err ? SK_CONFIG : SK_NOMEM;
     }
     http_call *call = sk_calloc(1, sizeof *call);
@@ -795,8 +872,7 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
     buf_init(&call->text, max);
     buf_init(&call->line, max);
     sse_init(&call->sse, 0);
-    call->body = c->proto->request_json(req, req->model && *req->model ? req->model
-                                                                       : c->model);
+    call->body = make_body(c, req);
     if (!call->body) {
         call_free(call);
         return SK_NOMEM;

@@ -91,6 +91,8 @@ SK_HIDDEN sk_status http_start(void *self, sk_kernel *k, const model_req *req,
                                model_delta_fn on_delta, model_done_fn done,
                                void *ud, void **handle, sk_err **err);
 SK_HIDDEN void http_cancel(void *self, sk_kernel *k, void *handle);
+SK_HIDDEN sk_status http_describe(void *self, sk_kernel *k, const model_req *req,
+                                  char **out, sk_err **err);
 SK_HIDDEN void http_destroy(void *self);
 /* Helpers for connectors that run their own transfers. */
 /* Replaces key in s (owned; may be reallocated) with "[redacted]" and

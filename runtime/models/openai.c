@@ -609,6 +609,7 @@ static const conn_vt openai_vt = {
     .start = http_start,
     .cancel = http_cancel,
     .destroy = http_destroy,
+    .describe = http_describe,
 };
 
 /* Frees a header line that may hold the key, wiping it first. */
