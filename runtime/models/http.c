@@ -206,6 +206,7 @@ typedef struct http_call {
     curl_off_t sent_seen; /* request bytes sent at the last check */
     int got_bytes;        /* the reply has begun (a header or body byte) */
     int idle_hit;         /* this attempt was stopped by the idle timeout */
+    int idle_suspect;     /* silent past the limit at the last look */
     const char *timeout;  /* which limit ended the call: "idle", "total",
                              "connect", or NULL */
     long timeout_ms;      /* that limit */
@@ -263,6 +264,7 @@ static void reset_attempt(http_call *call)
     call->errbuf[0] = '\0';
     call->got_bytes = 0;
     call->idle_hit = 0;
+    call->idle_suspect = 0;
     call->sent_seen = 0;
     call->started_ms = call->last_io_ms = loop_now_ms();
 }
@@ -704,7 +706,16 @@ static void idle_check(void *ud)
     }
     long long from = call->last_io_ms > ready_ms ? call->last_io_ms : ready_ms;
     if (now - from < idle) {
+        call->idle_suspect = 0;
         idle_arm(call, (long)(idle - (now - from)));
+        return;
+    }
+    if (!call->idle_suspect) {
+        /* timers run before transfers in a round of the loop: let curl
+         * read what may already be waiting (a busy or slowed process)
+         * before calling the server silent */
+        call->idle_suspect = 1;
+        idle_arm(call, 0);
         return;
     }
     loop_remove_easy(call->k, call->easy);
