@@ -11,7 +11,7 @@ unset ANTHROPIC_API_KEY AZURE_OPENAI_API_KEY AZURE_OPENAI_ENDPOINT
 
 KEY=sk-test-dryrun0123456789SECRET
 cat > "$TMP/scenario.json" <<EOF
-{"log": "$TMP/log.jsonl", "responses": [{"reply": "Paris"}]}
+{"log": "$TMP/log.jsonl", "idle_exit_ms": 900000, "responses": [{"reply": "Paris"}]}
 EOF
 start_mock "$TMP/scenario.json"
 URL=${MODEL#openai:m@}

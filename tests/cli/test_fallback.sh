@@ -11,7 +11,7 @@ cd "$(dirname "$0")" || exit 1
 
 # A: the failing server; every request's body says what it should do
 cat > "$TMP/a.json" <<EOF
-{"log": "$TMP/a.jsonl", "responses": [
+{"log": "$TMP/a.jsonl", "idle_exit_ms": 900000, "responses": [
   {"match": "down", "status": 503, "json": {"error": {"message": "engine overloaded"}}},
   {"match": "busy", "status": 429, "json": {"error": {"message": "rate limit reached"}}},
   {"match": "badreq", "status": 400, "json": {"error": {"message": "malformed request"}}},
@@ -22,13 +22,13 @@ cat > "$TMP/a.json" <<EOF
   {"reply": "A answered"}]}
 EOF
 cat > "$TMP/b.json" <<EOF
-{"log": "$TMP/b.jsonl", "responses": [
+{"log": "$TMP/b.jsonl", "idle_exit_ms": 900000, "responses": [
   {"match": "alldown", "status": 502, "json": {"error": {"message": "bad gateway"}}},
   {"match": "bunsure", "reply": "Which language do you mean?"},
   {"reply": "B answered"}]}
 EOF
 cat > "$TMP/c.json" <<EOF
-{"log": "$TMP/c.jsonl", "responses": [
+{"log": "$TMP/c.jsonl", "idle_exit_ms": 900000, "responses": [
   {"match": "cdown", "status": 500, "json": {"error": {"message": "internal error"}}},
   {"reply": "C answered"}]}
 EOF

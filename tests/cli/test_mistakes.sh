@@ -13,7 +13,7 @@ unset ANTHROPIC_API_KEY ANTHROPIC_BASE_URL AZURE_OPENAI_API_KEY AZURE_OPENAI_END
 KEY=sk-test-0123456789abcdefSECRET
 AZKEY=az-test-fedcba9876543210SECRET
 cat > "$TMP/scenario.json" <<EOF
-{"log": "$TMP/log.jsonl", "responses": [
+{"log": "$TMP/log.jsonl", "idle_exit_ms": 900000, "responses": [
   {"match": "refused", "status": 401, "json": {"error": {"message": "Incorrect API key provided: $KEY"}}},
   {"match": "nowhere", "status": 404, "json": {"error": {"message": "Not Found"}}},
   {"match": "broken", "status": 500, "json": {"error": {"message": "boom"}}},

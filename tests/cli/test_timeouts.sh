@@ -11,7 +11,7 @@ cd "$(dirname "$0")" || exit 1
 . ../support/lib.sh
 
 cat > "$TMP/scenario.json" <<EOF
-{"log": "$TMP/log.jsonl", "responses": [
+{"log": "$TMP/log.jsonl", "idle_exit_ms": 900000, "responses": [
   {"match": "never", "action": "stall"},
   {"match": "midstream", "stream": "one two three four five six seven eight", "action": "stall_mid"},
   {"match": "midbody", "reply": "a reply long enough to be cut in the middle", "action": "stall_mid"},
