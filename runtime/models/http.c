@@ -692,7 +692,9 @@ static void idle_check(void *ud)
     curl_easy_getinfo(call->easy, CURLINFO_PRETRANSFER_TIME_T, &ready_us);
     curl_easy_getinfo(call->easy, CURLINFO_SIZE_UPLOAD_T, &sent);
     long long ready_ms = call->started_ms + ready_us / 1000;
-    if (ready_us > 0 && sent != call->sent_seen) {
+    /* connected: curl says when, or bytes have gone either way */
+    int ready = ready_us > 0 || sent > 0 || call->got_bytes;
+    if (ready && sent != call->sent_seen) {
         /* a request already whole at the first look went out as the
          * connection became ready; one still going out was sent lately */
         int whole_at_once = call->sent_seen == 0 && sent >= (curl_off_t)call->body_len;
@@ -700,7 +702,7 @@ static void idle_check(void *ud)
             call->last_io_ms = whole_at_once ? ready_ms : now;
         call->sent_seen = sent;
     }
-    if (ready_us <= 0 || (!call->stream && !call->got_bytes)) {
+    if (!ready || (!call->stream && !call->got_bytes)) {
         idle_arm(call, idle);
         return;
     }
