@@ -34,14 +34,17 @@ cat > "$TMP/c.json" <<EOF
 EOF
 start_mock "$TMP/a.json"
 A=$MODEL
-start_server() { # scenario -> prints openai:m@URL
+start_server() { # scenario -> SERVER=openai:m@URL (not in a subshell: the
+  # exit trap must see its pid)
   "$MOCK" "$1" > "$1.port" &
   EXTRA_PIDS="$EXTRA_PIDS $!"
   for _ in $(seq 50); do [ -s "$1.port" ] && break; sleep 0.1; done
-  echo "openai:m@http://127.0.0.1:$(head -1 "$1.port")/v1"
+  SERVER="openai:m@http://127.0.0.1:$(head -1 "$1.port")/v1"
 }
-B=$(start_server "$TMP/b.json")
-C=$(start_server "$TMP/c.json")
+start_server "$TMP/b.json"
+B=$SERVER
+start_server "$TMP/c.json"
+C=$SERVER
 # a port where nothing listens: a server started and stopped
 printf '{"responses": [{"reply": "x"}]}' > "$TMP/gone.json"
 "$MOCK" "$TMP/gone.json" > "$TMP/gone.port" & gone=$!
