@@ -15,7 +15,7 @@ cat > "$TMP/scenario.json" <<EOF
   {"match": "never", "action": "stall"},
   {"match": "midstream", "stream": "one two three four five six seven eight", "action": "stall_mid"},
   {"match": "midbody", "reply": "a reply long enough to be cut in the middle", "action": "stall_mid"},
-  {"match": "steady", "stream": "one two three four five six seven eight", "chunk_delay_ms": 300},
+  {"match": "steady", "stream": "one two three four five six seven eight nine ten eleven twelve", "chunk_delay_ms": 300},
   {"match": "quick", "reply": "QUICK"}]}
 EOF
 start_mock "$TMP/scenario.json"
@@ -60,15 +60,16 @@ run "${SK[@]}" --idle-timeout 0.5 --timeout 20 invoke T.Say --input midbody
 expect_eq "stalls mid-body: exit" "$rc" 4
 has "stalls mid-body" "for 500 ms: the idle timeout"
 
-# ---- a slow but steady stream outlives the idle limit
-run "${SK[@]}" --idle-timeout 1 --timeout 20 invoke T.Say "${STREAM[@]}" --input steady
+# ---- a slow but steady stream (a word every 0.3 s, 4 s in all) outlives
+# the idle limit
+run "${SK[@]}" --idle-timeout 2 --timeout 20 invoke T.Say "${STREAM[@]}" --input steady
 expect_eq "steady stream past the idle limit: exit" "$rc" 0
 expect_eq "steady stream past the idle limit: every word" "$(cat "$TMP/out")" \
-  "one two three four five six seven eight"
+  "one two three four five six seven eight nine ten eleven twelve"
 
 # ---- ... but not the total one
 SKEIN_TIMEOUT=1 run "${SK[@]}" invoke T.Say "${STREAM[@]}" --input steady
-expect_eq "SKEIN_TIMEOUT=1 on a 2 s stream: exit" "$rc" 4
+expect_eq "SKEIN_TIMEOUT=1 on a 4 s stream: exit" "$rc" 4
 has "SKEIN_TIMEOUT: the total limit" "within 1 s: the total timeout per request"
 
 # ---- SKEIN_IDLE_TIMEOUT, and 0 turning the idle limit off
