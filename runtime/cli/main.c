@@ -2006,6 +2006,11 @@ static int run_command(cli *o)
         return help(cmd);
     if (!command_usage(cmd))
         return usage_error("unknown command '%s'", cmd, closest_command(cmd));
+    /* a flag that promises no model call must not be ignored where it
+     * cannot keep that promise */
+    if (o->dry_run && strcmp(cmd, "invoke") != 0 && strcmp(cmd, "calibrate") != 0)
+        return usage_error("--dry-run is for invoke (show the request, send "
+                           "nothing) and calibrate (write nothing), not %s", cmd, NULL);
 
     lua_State *L = NULL;
     int is_df = strcmp(cmd, "df") == 0;

@@ -167,6 +167,12 @@ expect_eq "a native function: exit" "$rc" 2
 err_has "a native function" "Text.Upper is a native function: it sends no model request of its own"
 run "${SK[@]}" invoke T.Ask --jsonl --dry-run < /dev/null
 expect_eq "--jsonl --dry-run: exit" "$rc" 2
+for cmd in "plan goal" "agent goal" "review" "render -" "eval T.Ask --data x"; do
+  run "${SK[@]}" $cmd --dry-run < /dev/null
+  expect_eq "--dry-run on $cmd: a usage error, not ignored" "$rc" 2
+  err_has "--dry-run on $cmd" "--dry-run is for invoke"
+done
+no_requests "--dry-run on other commands"
 
 # ---- from Lua: the report as a table
 cat > "$TMP/dry.lua" <<'EOF'
