@@ -37,7 +37,9 @@ run() { # out, journal dir or "", kill or ""
   if [ -n "$3" ]; then
     for _ in $(seq 1200); do [ "$(requests)" -ge 600 ] && break; sleep 0.05; done
     local sk worker
-    sk=$(pgrep -f -n -- "--jsonl --concurrency 8")
+    # this run's skein only (its skills folder is in $TMP): another test's
+    # `invoke --jsonl --concurrency 8` is not ours to kill, nor its parent
+    sk=$(pgrep -f -n -- "--skills $TMP/skills.*--jsonl --concurrency 8")
     worker=$(ps -o ppid= -p "$sk" 2>/dev/null | tr -d ' ')
     if [ -n "$worker" ] && kill -9 "$worker"; then KILLED=$worker; fi
   fi
