@@ -167,7 +167,11 @@ SK_API size_t sk_kernel_connector_kind_count(const sk_kernel *k);
 SK_API const char *sk_kernel_connector_kind_at(const sk_kernel *k, size_t i);
 
 /* Kernel options, by name, as text:
- *   "timeout_ms"          total time per model request (default 120000)
+ *   "timeout_ms"          total time per model request (default 120000;
+ *                         SKEIN_TIMEOUT sets it in seconds)
+ *   "idle_timeout_ms"     the longest a reply may go silent once it has
+ *                         begun, or a streamed one from the start (default
+ *                         30000; 0: no limit; SKEIN_IDLE_TIMEOUT in seconds)
  *   "connect_timeout_ms"  (default 10000)
  *   "retries"             retries on 429/5xx/transport errors (default 3)
  *   "retry_base_ms"       first backoff (default 500)
@@ -314,13 +318,28 @@ typedef struct sk_invoke_opts {
     sk_stream_fn stream;   /* streams the top-level model reply, or NULL */
     void *stream_ud;
     const char *policy;    /* JSON overlaying the function's policy for
-                              this call ("uncertainty", "models", "review",
-                              "filters", "redact"), or NULL */
+                              this call ("uncertainty", "models",
+                              "fallbacks", "review", "filters", "redact"),
+                              or NULL */
     /* sk_invoke only: called about every 100 ms while the call runs, with
      * the time since it started, so a terminal can show that it is busy
      * (a reply that a check may still replace does not stream) */
     void (*tick)(void *ud, long long elapsed_ms);
     void *tick_ud;
+    /* Non-zero: a dry run.  The call goes through every stage up to the
+     * model (rendering, chat parsing, input filters, redaction, the
+     * cache lookup) and stops there: no model request goes out, and the
+     * result is the request as it would be sent, a JSON object:
+     *   {"function", "model", "models": the chain (a cascade, fallbacks),
+     *    "messages": [{"role", "content"}] as sent, "settings": {...},
+     *    "stream", "samples", "redacted": values replaced, "cache": "hit" |
+     *    "miss" | "off", "notes": [...], "request": {"method", "url",
+     *    "headers": [...], "key", "problem", "body": the body as sent}}
+     * with every API key and URL secret masked ("request" is null for an
+     * in-process model).  Semantic functions the prompt calls are not run
+     * either: "[dry run: the answer of Skill.Fn]" marks where their
+     * answers would go.  SK_USAGE for a native function. */
+    int dry_run;
 } sk_invoke_opts;
 
 /* Invokes "Skill.Fn" with vars (borrowed; may be NULL) and waits, running
@@ -391,6 +410,8 @@ typedef struct sk_usage {
     long cache_misses;      /* cacheable calls that went to the model */
     long long wall_ms;      /* since the kernel was made */
     long journal_hits;      /* model calls answered by the run's journal */
+    long fallbacks;         /* times a call moved to the next model after
+                               an error (policy "fallbacks") */
 } sk_usage;
 SK_API void sk_kernel_usage(const sk_kernel *k, sk_usage *out);
 

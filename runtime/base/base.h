@@ -76,6 +76,23 @@ SK_HIDDEN char *buf_steal(sk_buf *b);
 SK_HIDDEN void buf_reset(sk_buf *b); /* len = 0, keeps memory */
 SK_HIDDEN void buf_free(sk_buf *b);
 
+/* ---- URLs (runtime/base/url.c) ----------------------------------------- */
+/* The parts of an http(s) URL, as offsets into it. */
+typedef struct sk_url {
+    size_t host, host_len;  /* without user info and port */
+    size_t path;            /* '/' or the end of the authority */
+    size_t query;           /* '?' or the fragment (or the end) */
+    size_t fragment;        /* '#' or the end */
+    size_t user, user_len;  /* user info before '@' (0 length: none) */
+} sk_url;
+/* Splits url; 0 when it is not an http:// or https:// URL. */
+SK_HIDDEN int url_split(const char *url, sk_url *u);
+/* s (a URL, or a model spec holding one) as it may be shown: a password
+ * in the URL's user info and the values of query parameters named like
+ * secrets (key, token, sig, ...) become "***".  Caller frees; NULL when
+ * memory ran out. */
+SK_HIDDEN char *url_mask(const char *s);
+
 /* ---- variables --------------------------------------------------------- */
 struct sk_vars {
     size_t n, cap;

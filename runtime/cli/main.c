@@ -54,6 +54,8 @@ typedef struct cli {
     int run_plan;          /* plan --run */
     const char *db;        /* --db FILE */
     const char *journal;   /* --journal FILE */
+    const char *timeout;   /* --timeout SECONDS */
+    const char *idle_timeout; /* --idle-timeout SECONDS */
     const char *out;       /* df --out FILE */
     int show_sql;          /* df --sql */
     int jsonl;             /* invoke --jsonl */
@@ -142,6 +144,11 @@ static const char USAGE[] =
     "                    sql_max_rows=5000000 or timeout_ms=30000\n"
     "  --no-log          record nothing in the call history in this run\n"
     "  --log             record in it even when `skein logs off` turned it off\n"
+    "  --timeout SECONDS total time for one model request (default 120;\n"
+    "                    SKEIN_TIMEOUT)\n"
+    "  --idle-timeout SECONDS  the longest a reply may go silent once it has\n"
+    "                    begun, or a streamed one before it (default 30; 0: no\n"
+    "                    limit; SKEIN_IDLE_TIMEOUT)\n"
     "  --quiet           no notices on stderr\n"
     "  --json-errors     print errors as JSON, not text (the default when stderr\n"
     "                    is not a terminal)\n"
@@ -149,7 +156,8 @@ static const char USAGE[] =
     "  --version         print the version\n"
     "\n"
     "Environment: SKEIN_MODEL, OPENAI_API_KEY, OPENAI_BASE_URL, SKEIN_SKILLS_PATH,\n"
-    "SKEIN_TRACE, SKEIN_HISTORY (the call history's file, or off).\n"
+    "SKEIN_TRACE, SKEIN_TIMEOUT, SKEIN_IDLE_TIMEOUT, SKEIN_HISTORY (the call\n"
+    "history's file, or off).\n"
     "\n"
     "Exit codes:\n"
     "  0  success\n"
@@ -168,7 +176,7 @@ static const char USAGE[] =
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
-    "                    [--policy JSON] [--stream | --no-stream]\n"
+    "                    [--policy JSON] [--stream | --no-stream] [--dry-run]\n"
     "       skein invoke Skill.Fn --jsonl [--concurrency N] < in.jsonl > out.jsonl\n"
     "\n"
     "Runs a function and prints its result.  The input comes from --input,\n"
@@ -176,6 +184,10 @@ static const char USAGE_INVOKE[] =
     "removed).  The reply streams as it arrives when stdout is a terminal.\n"
     "--policy overlays the function's policy for this call, e.g.\n"
     "'{\"uncertainty\": {\"protocol\": true}, \"review\": \"Review.Check\"}'.\n"
+    "\n"
+    "--dry-run: print the request as it would be sent (the URL, headers with\n"
+    "keys masked, the messages after rendering, chat parsing and redaction,\n"
+    "the settings and the body) as JSON, and send nothing.\n"
     "\n"
     "When the model is uncertain and stdin and stderr are terminals, skein\n"
     "prints its question, reads your answer and runs the function again\n"
@@ -523,7 +535,7 @@ static const char *const OPTIONS[] = {
     "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
     "--delta", "--test", "--seed", "--dry-run", "--journal", "-m", "-s", "--system",
     "-c", "--continue", "--cid", "--conversation", "-n", "-q", "--query", "--function",
-    "-t", "--truncate", "--no-log", "--log", "--man", NULL};
+    "-t", "--truncate", "--no-log", "--log", "--man", "--timeout", "--idle-timeout", NULL};
 
 /* The options that take a value (for the completions). */
 static const char *const VALUE_OPTIONS[] = {
@@ -531,7 +543,9 @@ static const char *const VALUE_OPTIONS[] = {
     "--task", "--reviewer", "--save", "--db", "--journal", "--out", "--concurrency",
     "--data", "--check", "--plot", "--signal", "--alpha", "--delta", "--test", "--seed",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
-    "--system", "-s", "--cid", "--conversation", "--function", "--query", "-n", NULL};
+    "--system", "-s", "--cid", "--conversation", "--function", "--query", "-n",
+    "--timeout", "--idle-timeout", NULL};
+
 
 static const char *closest_option(const char *word)
 {
@@ -616,6 +630,10 @@ static int parse(cli *o, int argc, char **argv)
             o->db = v;
         } else if ((v = opt_value(a, "--journal", argc, argv, &i, &missing))) {
             o->journal = v;
+        } else if ((v = opt_value(a, "--timeout", argc, argv, &i, &missing))) {
+            o->timeout = v;
+        } else if ((v = opt_value(a, "--idle-timeout", argc, argv, &i, &missing))) {
+            o->idle_timeout = v;
         } else if ((v = opt_value(a, "--out", argc, argv, &i, &missing))) {
             o->out = v;
         } else if ((v = opt_value(a, "--concurrency", argc, argv, &i, &missing))) {
@@ -723,11 +741,38 @@ static int parse(cli *o, int argc, char **argv)
 
 /* ---- the kernel --------------------------------------------------------- */
 
+/* --timeout / --idle-timeout: seconds (decimals allowed; 0 turns the
+ * idle timeout off) into the millisecond option.  -1, or an exit code. */
+static int set_seconds(sk_kernel *k, const char *flag, const char *v,
+                       const char *option, int positive)
+{
+    if (!v)
+        return -1;
+    char *end;
+    errno = 0;
+    double s = strtod(v, &end);
+    if (errno || end == v || *end || !(s >= 0) || s > 86400 || (positive && s <= 0)) {
+        fprintf(stderr, "skein: %s expects a number of seconds %s (at most 86400), "
+                        "got '%s'\nTry 'skein --help'.\n",
+                flag, positive ? "above 0" : "(0: no limit)", v);
+        return EXIT_USAGE;
+    }
+    char ms[32];
+    long n = (long)(s * 1000 + 0.5);
+    snprintf(ms, sizeof ms, "%ld", positive && n < 1 ? 1L : n);
+    if (sk_kernel_set_option(k, option, ms) != SK_OK) {
+        fprintf(stderr, "skein: %s %s: %s\n", flag, v, sk_errmsg(k));
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
 /* Makes the kernel: options, the Lua binding (for `run`, before any
  * skill.lua loads so native skills share the script's state), the default
  * skills, then --skills folders so they override. */
 static int setup(const cli *o, lua_State *L, sk_kernel **out)
 {
+    int rc;
     sk_kernel *k = NULL;
     sk_status st = sk_kernel_new(&k);
     *out = k;
@@ -763,6 +808,9 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
         if ((st = sk_kernel_set_option(k, name, eq + 1)) != SK_OK)
             return cli_usage("--option %s: %s", o->options[i], sk_errmsg(k));
     }
+    if ((rc = set_seconds(k, "--timeout", o->timeout, "timeout_ms", 1)) >= 0 ||
+        (rc = set_seconds(k, "--idle-timeout", o->idle_timeout, "idle_timeout_ms", 0)) >= 0)
+        return rc;
     if (L && (st = sk_lua_open(k, L)) != SK_OK)
         return report(o, k, st);
     if ((st = sk_kernel_load_default_skills(k)) != SK_OK)
@@ -1510,6 +1558,9 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     if (o->n_pos > 1)
         return usage_error("invoke: unexpected argument '%s'", o->pos[1], NULL);
     const char *name = o->pos[0];
+    if (o->jsonl && o->dry_run)
+        return usage_error("%s", "invoke: --dry-run shows one request; it does not "
+                                 "take --jsonl", NULL);
     if (o->jsonl)
         return cmd_invoke_jsonl(o, k, name);
     sk_vars *vars = NULL;
@@ -1542,7 +1593,8 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     }
     int stream = o->stream >= 0 ? o->stream : isatty(1);
     stream_state ss = {0, 0, name, 0};
-    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss, o->policy, NULL, NULL};
+    sk_invoke_opts io = {.stream = stream ? stream_out : NULL, .stream_ud = &ss,
+                         .policy = o->policy, .dry_run = o->dry_run};
     if (isatty(2) && !o->quiet) {
         io.tick = busy_tick;
         io.tick_ud = &ss;
@@ -2021,10 +2073,10 @@ static void print_stats(sk_kernel *k, int journal)
     }
     fprintf(stderr, "%-38s %7ld %7ld %8ld %9ld %9ld %6ld\n", "all models", u.calls,
             u.cache_hits, answered, u.prompt_tokens, u.completion_tokens, u.failures);
-    fprintf(stderr, "retries %ld, escalations %ld, uncertain %ld, reviews %ld, "
-                    "filtered %ld, redacted %ld, wall time %lld ms\n",
-            u.retries, u.escalations, u.uncertain, u.reviews, u.filtered, u.redacted,
-            u.wall_ms);
+    fprintf(stderr, "retries %ld, escalations %ld, fallbacks %ld, uncertain %ld, "
+                    "reviews %ld, filtered %ld, redacted %ld, wall time %lld ms\n",
+            u.retries, u.escalations, u.fallbacks, u.uncertain, u.reviews, u.filtered,
+            u.redacted, u.wall_ms);
     if (journal)
         fprintf(stderr, "served from the journal %ld\n", u.journal_hits);
 }
@@ -2057,6 +2109,11 @@ static int run_command(cli *o)
         return help(cmd);
     if (!command_usage(cmd))
         return usage_error("unknown command '%s'", cmd, closest_command(cmd));
+    /* a flag that promises no model call must not be ignored where it
+     * cannot keep that promise */
+    if (o->dry_run && strcmp(cmd, "invoke") != 0 && strcmp(cmd, "calibrate") != 0)
+        return usage_error("--dry-run is for invoke (show the request, send "
+                           "nothing) and calibrate (write nothing), not %s", cmd, NULL);
 
     lua_State *L = NULL;
     int is_df = strcmp(cmd, "df") == 0;

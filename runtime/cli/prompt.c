@@ -249,7 +249,10 @@ static int turn_run(sk_kernel *k, const prompt_opts *p, convo *c, const char *te
     free(markup);
     int stream = p->stream >= 0 ? p->stream : isatty(1);
     out_state os = {0, 0};
-    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &os, p->policy, NULL, NULL};
+    sk_invoke_opts io = {0};
+    io.stream = stream ? stream_out : NULL;
+    io.stream_ud = &os;
+    io.policy = p->policy;
     char *out = NULL;
     sk_status st = sk_invoke(k, PROMPT_FN, v, &io, &out);
     sk_vars_free(v);

@@ -28,8 +28,9 @@ typedef void (*fn_done_fn)(void *ud, sk_status st, char *text, sk_err *err);
 typedef struct fn_ops {
     /* Runs f with vars (borrowed).  done(ud, st, text, err) runs when it
      * ends, perhaps before start returns, and takes text and err.
-     * untrusted: it runs for a model.  On failure to start, *err and done
-     * never runs. */
+     * untrusted: the call's context flags (KERN_CTX_*; KERN_CTX_UNTRUSTED:
+     * it runs for a model), for kern_native_set.  On failure to start,
+     * *err and done never runs. */
     sk_status (*start)(sk_kernel *k, sk_function *f, const sk_vars *vars,
                        int depth, int untrusted, fn_done_fn done, void *ud,
                        sk_err **err);
@@ -211,6 +212,14 @@ typedef struct conn_vt {
     /* Cancels a started request; its done never runs. */
     void (*cancel)(void *self, sk_kernel *k, void *handle);
     void (*destroy)(void *self);
+    /* What start would send for req, sent nowhere (a dry run), built by
+     * the same code as the request: a JSON object {"method", "url",
+     * "headers": [...], "key": where it comes from, "problem": what would
+     * stop it (or absent), "body": the body as a JSON string}, with every
+     * secret masked.  Caller frees *out.  NULL for a connector that sends
+     * nothing (an in-process model). */
+    sk_status (*describe)(void *self, sk_kernel *k, const model_req *req,
+                          char **out, sk_err **err);
 } conn_vt;
 
 typedef struct sk_connector {
@@ -245,8 +254,10 @@ SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
 
 /* Kernel settings read by connectors. */
 typedef struct kern_net {
-    long timeout_ms;
+    long timeout_ms;         /* the whole request, first byte to last */
     long connect_timeout_ms;
+    long idle_timeout_ms;    /* the longest a reply may go silent (0: no
+                                limit); see http.c for when it applies */
     int retries;
     long retry_base_ms;
     size_t max_response_bytes;
@@ -286,6 +297,13 @@ typedef struct inv_opts {
                                 by inv_lookup); implies untrusted.  NULL:
                                 the user (or the user's code) named it */
     inv_out *out;            /* filled before done is called, or NULL */
+    int dry_run;             /* 1: stop before the model and make the
+                                request, as it would be sent, the result
+                                (a JSON report); 2: inside a dry run (a
+                                function block, a native's call): stop
+                                there too, the result marking where its
+                                answer would go.  Either way no model
+                                request goes out */
 } inv_opts;
 
 /* The one function lookup every call goes through: name ("Skill.Fn", or
@@ -387,10 +405,16 @@ SK_HIDDEN void journal_shutdown(sk_kernel *k);
  * sk_kernel_new adds the rest).  As sk_kernel_new otherwise. */
 SK_HIDDEN sk_status kern_new(sk_kernel **out);
 
-/* The native call running now: its nesting depth and whether it runs for
- * a model.  Lua's coroutines set them for each stretch they run. */
-SK_HIDDEN void kern_native_get(const sk_kernel *k, int *depth, int *untrusted);
-SK_HIDDEN void kern_native_set(sk_kernel *k, int depth, int untrusted);
+/* The native call running now: its nesting depth and its context, flags
+ * that the calls it makes inherit: KERN_CTX_UNTRUSTED (it runs for a
+ * model) and KERN_CTX_DRY_RUN (it runs inside a dry run, so no model call
+ * it makes may go out).  A layer that runs natives (Lua's coroutines)
+ * gets the context as fn_ops.start's `untrusted` and hands it back here,
+ * unread, for each stretch it runs. */
+#define KERN_CTX_UNTRUSTED 1
+#define KERN_CTX_DRY_RUN 2
+SK_HIDDEN void kern_native_get(const sk_kernel *k, int *depth, int *ctx);
+SK_HIDDEN void kern_native_set(sk_kernel *k, int depth, int ctx);
 /* Whether the native call running now was chosen by a model (so the Lua
  * side withholds os.execute and io.popen), and whether the user allowed
  * them anyway (option allow_os). */

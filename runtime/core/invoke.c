@@ -72,18 +72,23 @@ static void finish_err(inv *v, sk_err *err)
 
 /* ---- native functions -------------------------------------------------- */
 
+/* What the calls a native makes inherit from it (KERN_CTX_*). */
+static int native_ctx(const inv *v)
+{
+    return (v->untrusted ? KERN_CTX_UNTRUSTED : 0) | (v->dry_run ? KERN_CTX_DRY_RUN : 0);
+}
+
 static void run_native_c(inv *v)
 {
     sk_kernel *k = v->k;
     char *out = NULL;
     kern_ok(k);
     /* Invokes the native function makes count as nested in this one. */
-    int saved = k->native_depth, saved_u = k->native_untrusted;
-    k->native_depth = v->depth + 1;
-    k->native_untrusted = v->untrusted;
+    int saved, saved_ctx;
+    kern_native_get(k, &saved, &saved_ctx);
+    kern_native_set(k, v->depth + 1, native_ctx(v));
     sk_status st = v->f->cfn(k, v->vars, &out, v->f->cud);
-    k->native_depth = saved;
-    k->native_untrusted = saved_u;
+    kern_native_set(k, saved, saved_ctx);
     if (st == SK_OK) {
         if (!out)
             out = sk_strdup("");
@@ -115,7 +120,7 @@ static void native_ops_done(void *ud, sk_status st, char *text, sk_err *err)
 static void run_native_ops(inv *v)
 {
     sk_err *err = NULL;
-    sk_status st = v->f->ops->start(v->k, v->f, v->vars, v->depth, v->untrusted,
+    sk_status st = v->f->ops->start(v->k, v->f, v->vars, v->depth, native_ctx(v),
                                     native_ops_done, v, &err);
     if (st != SK_OK)
         inv_finish(v, st, NULL, err);
@@ -283,7 +288,7 @@ static void run_semantic(inv *v)
         v->children[i].parent = v;
         v->children[i].index = i;
         sk_err *err = NULL;
-        inv_opts co = {.untrusted = v->untrusted};
+        inv_opts co = {.untrusted = v->untrusted, .dry_run = v->dry_run ? 2 : 0};
         sk_status st = inv_start(v->k, callee, cv, v->depth + 1, &co,
                                  child_done, &v->children[i], &err);
         sk_vars_free(cv);
@@ -331,6 +336,7 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
         v->stream_ud = opts->stream_ud;
         v->no_cache = opts->no_cache;
         v->untrusted = opts->untrusted || opts->grant;
+        v->dry_run = opts->dry_run;
         v->out = opts->out;
         if (opts->model && !(v->model_override = sk_strdup(opts->model))) {
             inv_free(v);
@@ -354,11 +360,19 @@ sk_status inv_start(sk_kernel *k, sk_function *f, const sk_vars *vars,
             err_push(*err, f->full_name);
         return SK_RECURSION;
     }
+    if (opts && opts->dry_run == 1 && f->kind != FN_SEMANTIC) {
+        *err = err_new(SK_USAGE, "%s is a native function: it sends no model "
+                                 "request of its own, so a dry run has none to show",
+                       f->full_name);
+        return *err ? SK_USAGE : SK_NOMEM;
+    }
     inv *v = inv_alloc(k, vars, depth, opts, done, ud);
     if (!v)
         return SK_NOMEM;
     if (k->native_untrusted)
         v->untrusted = 1; /* made by a native that runs for a model */
+    if (k->native_dry && !v->dry_run)
+        v->dry_run = 2; /* made by a native inside a dry run */
     fn_retain(f);
     v->f = f;
     v->tpl = f->tpl;
@@ -452,7 +466,8 @@ void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
     }
     v->sub_next = next;
     inv_out_clear(&v->sub_out);
-    inv_opts so = {.untrusted = v->untrusted, .out = &v->sub_out};
+    inv_opts so = {.untrusted = v->untrusted, .out = &v->sub_out,
+                   .dry_run = v->dry_run ? 2 : 0};
     sk_status st = inv_start(v->k, f, vars, v->depth + 1, &so, sub_done, v, &err);
     sk_vars_free(vars);
     if (st != SK_OK) {
@@ -603,6 +618,7 @@ sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
         io.stream = opts->stream;
         io.stream_ud = opts->stream_ud;
         io.policy = opts->policy;
+        io.dry_run = opts->dry_run ? 1 : 0;
     }
     return call_start(k, name, vars, &io, out);
 }

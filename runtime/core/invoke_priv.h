@@ -34,6 +34,8 @@ struct inv {
     sk_stream_fn stream;
     void *stream_ud;
     int no_cache;              /* the caller caches: skip the response cache */
+    int dry_run;               /* inv_opts.dry_run: 1 the request is the
+                                  result, 2 inside a dry run */
     int untrusted;             /* a model chose this call (inherited) */
     inv_out *out;              /* the caller's, or NULL */
     inv_done_fn done;
@@ -87,6 +89,13 @@ struct inv {
     int asked;                 /* the text checks found an ask */
     unc_verdict tv;            /* what the text checks found */
     inv_out sub_out;           /* the self-check judge's report */
+
+    /* falling back on errors */
+    int streamed;              /* reply text reached the caller's stream:
+                                  no other model may answer now */
+    sk_buf fell;               /* the models fallen back from, and why */
+    sk_buf dry_skipped;        /* a dry run's input filters not run (they
+                                  call a model) */
 };
 
 /* Ends the invoke: hands text or err to its caller and frees v. */

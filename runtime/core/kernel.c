@@ -161,15 +161,17 @@ const char *kern_db_path(sk_kernel *k)
 }
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
 int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
-void kern_native_get(const sk_kernel *k, int *depth, int *untrusted)
+void kern_native_get(const sk_kernel *k, int *depth, int *ctx)
 {
     *depth = k->native_depth;
-    *untrusted = k->native_untrusted;
+    *ctx = (k->native_untrusted ? KERN_CTX_UNTRUSTED : 0) |
+           (k->native_dry ? KERN_CTX_DRY_RUN : 0);
 }
-void kern_native_set(sk_kernel *k, int depth, int untrusted)
+void kern_native_set(sk_kernel *k, int depth, int ctx)
 {
     k->native_depth = depth;
-    k->native_untrusted = untrusted;
+    k->native_untrusted = (ctx & KERN_CTX_UNTRUSTED) != 0;
+    k->native_dry = (ctx & KERN_CTX_DRY_RUN) != 0;
 }
 int kern_allow_os(const sk_kernel *k) { return k->allow_os; }
 int kern_allow_unsafe(const sk_kernel *k) { return k->allow_unsafe; }
@@ -181,6 +183,29 @@ static int env_true(const char *name)
 {
     const char *v = getenv(name);
     return v && *v && strcmp(v, "0") != 0 && strcasecmp(v, "false") != 0;
+}
+
+/* Sets a millisecond option from an environment variable that holds
+ * seconds ("30", "2.5"; "0" only where zero is allowed, meaning no
+ * limit).  Unset or empty: nothing.  A bad value is SK_CONFIG naming the
+ * variable. */
+static sk_status env_seconds(sk_kernel *k, const char *var, const char *option,
+                             int positive)
+{
+    const char *v = getenv(var);
+    if (!v || !*v)
+        return SK_OK;
+    char *end;
+    errno = 0;
+    double s = strtod(v, &end);
+    if (errno || end == v || *end || !(s >= 0) || s > 86400 || (positive && s <= 0))
+        return kern_failf(k, SK_CONFIG, "%s=%s: expected a number of seconds %s "
+                                        "(at most 86400)",
+                          var, v, positive ? "above 0" : "(0: no limit)");
+    char ms[32];
+    long n = (long)(s * 1000 + 0.5);
+    snprintf(ms, sizeof ms, "%ld", positive && n < 1 ? 1L : n);
+    return sk_kernel_set_option(k, option, ms);
 }
 
 /* The user config file: $SKEIN_CONFIG, else $XDG_CONFIG_HOME/skein/
@@ -339,6 +364,7 @@ sk_status kern_new(sk_kernel **out)
         return SK_NOMEM;
     k->net.timeout_ms = 120000;
     k->net.connect_timeout_ms = 10000;
+    k->net.idle_timeout_ms = 30000;
     k->net.retries = 3;
     k->net.retry_base_ms = 500;
     k->net.max_response_bytes = (size_t)8 << 20;
@@ -360,6 +386,11 @@ sk_status kern_new(sk_kernel **out)
     sk_status rc = load_user_config(k, have_env);
     if (rc == SK_OK && have_env)
         rc = sk_kernel_set_model(k, env_model);
+    /* the environment's timeouts win over the config file's options */
+    if (rc == SK_OK)
+        rc = env_seconds(k, "SKEIN_TIMEOUT", "timeout_ms", 1);
+    if (rc == SK_OK)
+        rc = env_seconds(k, "SKEIN_IDLE_TIMEOUT", "idle_timeout_ms", 0);
     if (rc == SK_OK && !k->model_spec) {
         const char *key = getenv("OPENAI_API_KEY");
         const char *base = getenv("OPENAI_BASE_URL");
@@ -699,7 +730,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         {"allow_os", 0, 1},            {"sql_timeout_ms", 0, 86400000L},
         {"sql_max_rows", 0, 2000000000L}, {"sql_max_bytes", 0, 1L << 40},
         {"allow_dangerously_set_content", 0, 1}, {"sql_concurrency", 1, 10000},
-        {"cache", 0, 1},
+        {"cache", 0, 1},               {"idle_timeout_ms", 0, 86400000L},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         if (strcmp(name, spec[i].name) != 0)
@@ -725,6 +756,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         case 12: k->allow_unsafe = (int)v; break;
         case 13: k->sql.concurrency = (int)v; break;
         case 14: k->no_cache = !v; break;
+        case 15: k->net.idle_timeout_ms = v; break;
         }
         kern_ok(k);
         return SK_OK;

@@ -112,6 +112,7 @@ struct sk_kernel {
     FILE *record;                  /* SKEIN_RECORD cassette, or NULL */
     long long born_ms;
     int native_untrusted;          /* the native running now is untrusted */
+    int native_dry;                /* ... and runs inside a dry run */
     int allow_os;                  /* option allow_os */
     int allow_unsafe;              /* option allow_dangerously_set_content */
     int no_cache;                  /* option cache = 0: no cache is read or

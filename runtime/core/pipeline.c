@@ -12,7 +12,11 @@
  *    6. cache lookup    a hit is the whole recorded reply: text, finish
  *                       reason, model, logprobs; it goes on through 8-12
  *    7. model           the cascade's current model, n samples at once,
- *                       limits, retries; cache store of complete replies
+ *                       limits, retries; cache store of complete replies;
+ *                       an error that remains falls back to the next model
+ *                       of the chain (fallbacks).  A dry run stops here:
+ *                       the connector describes the request it would send
+ *                       (dry_run_stop), built as the real one is
  *    8. truncation      a cut reply raises `truncated`, or is continued
  *    9. uncertainty     self-consistency, marker, hedging, logprobs:
  *                       escalate to the next model, or raise `uncertain`
@@ -142,6 +146,8 @@ static void attempt_free(inv *v)
 void pipe_free(inv *v)
 {
     attempt_free(v);
+    buf_free(&v->fell);
+    buf_free(&v->dry_skipped);
     pol_free(v->own_policy);
     v->own_policy = NULL;
     free(v->prompt);
@@ -320,6 +326,16 @@ static void run_filters(inv *v)
             v->filter_idx++;
             continue;
         }
+        if (v->dry_run && !output) {
+            /* a rule that asks a model: a dry run makes no model call */
+            if (buf_printf(&v->dry_skipped, "%s%s (%s)", v->dry_skipped.len ? ", " : "",
+                           f->name, f->function) != SK_OK) {
+                fail(v, NULL);
+                return;
+            }
+            v->filter_idx++;
+            continue;
+        }
         sk_vars *fv = NULL;
         if (sk_vars_new(&fv) != SK_OK || sk_vars_set(fv, "input", text) != SK_OK ||
             sk_vars_set(fv, "policy", f->policy ? f->policy : "") != SK_OK) {
@@ -367,9 +383,21 @@ static const char *model_for(sk_kernel *k, const sk_function *f, const sk_policy
     return k->model_spec;
 }
 
+static size_t cascade_len(const inv *v);
+
+/* The models a call may fall back to after an error: the cascade's steps
+ * after the current one, then the policy's fallbacks. */
+static size_t chain_len(const inv *v)
+{
+    return cascade_len(v) + (v->pol->fallback ? v->pol->n_fallbacks : 0);
+}
+
 static const char *choose_model(inv *v, const char **service)
 {
     *service = NULL;
+    size_t n = cascade_len(v);
+    if (v->model_idx >= n)
+        return v->pol->fallbacks[v->model_idx - n];
     if (v->model_override)
         return v->model_override;
     return model_for(v->k, v->f, v->pol, v->model_idx, service);
@@ -410,6 +438,7 @@ static void on_delta(void *ud, const char *text, size_t len)
     inv *v = q->v;
     if (!v->streaming || q->i != 0 || !len)
         return;
+    v->streamed = 1;
     if (!v->rmap) {
         v->stream(v->stream_ud, text, len);
         return;
@@ -639,6 +668,150 @@ static void start_request(mreq *q);
 
 static void retry_request(void *ud) { start_request(ud); }
 
+/* ---- falling back on errors -------------------------------------------- */
+
+/* Whether an error is the server's or the way's, not the caller's: what
+ * remains of it after retries is worth another model.  A 4xx other than
+ * 408 and 429 says the request itself is wrong (a bad key, an unknown
+ * model, a malformed body), which another model would only hide. */
+static int fallback_worthy(const sk_err *e)
+{
+    switch (e->code) {
+    case SK_NETWORK:
+    case SK_TIMEOUT:
+    case SK_PROTOCOL:
+        return 1;
+    case SK_MODEL:
+        return e->http_status == 0 || e->http_status == 408 ||
+               e->http_status == 429 || e->http_status >= 500;
+    default:
+        return 0;
+    }
+}
+
+/* Whether an error now would move the call to another model. */
+static int can_fall_back(const inv *v)
+{
+    return v->pol->fallback && v->model_idx + 1 < chain_len(v) && !v->streamed;
+}
+
+/* An error the run's journal recorded because the call fell back after
+ * it: {"error": {"code": N, "message": "...", "http_status": N}}. */
+static char *err_to_store(const sk_err *e)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON *o = j ? cJSON_AddObjectToObject(j, "error") : NULL;
+    if (!o) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(o, "code", e->code);
+    cJSON_AddStringToObject(o, "message", e->message ? e->message : "");
+    if (e->http_status)
+        cJSON_AddNumberToObject(o, "http_status", e->http_status);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char *copy = s ? sk_strdup(s) : NULL;
+    cJSON_free(s);
+    return copy;
+}
+
+/* The error of a journal record, or NULL (an answer, or unreadable). */
+static sk_err *err_from_store(const char *value)
+{
+    cJSON *j = cJSON_Parse(value);
+    const cJSON *o = j ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
+    const cJSON *code = cJSON_GetObjectItemCaseSensitive(o, "code");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(o, "message");
+    const cJSON *http = cJSON_GetObjectItemCaseSensitive(o, "http_status");
+    sk_err *e = NULL;
+    if (cJSON_IsNumber(code) && code->valuedouble > 0 &&
+        code->valuedouble <= SK_STATUS_MAX && cJSON_IsString(msg)) {
+        e = err_new((sk_status)code->valuedouble, "%s", msg->valuestring);
+        if (e && cJSON_IsNumber(http))
+            e->http_status = (int)http->valuedouble;
+    }
+    cJSON_Delete(j);
+    return e;
+}
+
+/* This run fell back after this request's error before: the re-run does
+ * the same without asking the model again. */
+static void error_from_journal(mreq *q, sk_err *e)
+{
+    inv *v = q->v;
+    kern_usage(v->k)->journal_hits++;
+    long long now = loop_now_ms();
+    trace_rec rec = {
+        .function = v->name,
+        .model = v->spec,
+        .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
+        .start_ms = now,
+        .end_ms = now,
+        .err = e,
+        .cache = "journal",
+    };
+    trace_model_call(v->k, &rec);
+    sample_done(q, e->code, NULL, e);
+}
+
+/* After an error that remains after retries: move the call to the next
+ * model of its chain, when its policy falls back and the error is not
+ * the caller's.  Takes e when it returns 1. */
+static int fall_back(inv *v, sk_err *e)
+{
+    if (!can_fall_back(v) || !fallback_worthy(e))
+        return 0;
+    sk_kernel *k = v->k;
+    /* the journal remembers that this request failed, so that a re-run
+     * falls back without asking again and ends as this run did */
+    char *rec = NULL;
+    for (size_t i = 0; i < v->n_samples; i++) {
+        mreq *q = &v->reqs[i];
+        if (!q->journal_key || q->resp)
+            continue;
+        if (!rec && !(rec = err_to_store(e)))
+            break;
+        kern_journal_put(k, q->journal_key, q->journal_occ, rec);
+    }
+    free(rec);
+    const char *service = NULL;
+    v->model_idx++;
+    const char *next = choose_model(v, &service);
+    v->model_idx--;
+    kern_usage(k)->fallbacks++;
+    char status[16] = "";
+    if (e->http_status)
+        snprintf(status, sizeof status, "%d", e->http_status);
+    pipe_trace(v, "fallback", "from", v->spec, "to", next, "error",
+               sk_status_kind(e->code), "http_status", status[0] ? status : NULL,
+               "message", e->message, (char *)NULL);
+    if (buf_printf(&v->fell, "%s%s (%s)", v->fell.len ? ", " : "", v->spec,
+                   sk_status_kind(e->code)) != SK_OK) {
+        err_free(e);
+        fail(v, NULL);
+        return 1;
+    }
+    err_free(e);
+    attempt_free(v);
+    v->model_idx++;
+    start_attempt(v);
+    return 1;
+}
+
+/* The last model's error, saying which models were tried before it. */
+static sk_err *after_fallbacks(inv *v, sk_err *e)
+{
+    if (!e || !v->fell.len)
+        return e;
+    char *m = sk_asprintf("%s (after falling back from %s)", e->message, v->fell.p);
+    if (m) {
+        free(e->message);
+        e->message = m;
+    }
+    return e;
+}
+
 /* A request's tokens for rate limiting: the prompt at about four bytes a
  * token, plus what the reply may use. */
 static long estimate_tokens(const model_req *r)
@@ -807,15 +980,18 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
     sample_done(q, st, resp, err);
 }
 
-static void start_request(mreq *q)
+/* The request for sample q of this attempt, as the connector is given
+ * it: the model stage sends it, a dry run shows it.  Borrows from v. */
+static void request_for(const mreq *q, model_req *out)
 {
-    inv *v = q->v;
-    sk_kernel *k = v->k;
+    const inv *v = q->v;
     const cfg_settings *s = v->settings;
     model_req req = {
         .function = v->name,
-        /* a cascade names its models in full; model_id would override */
-        .model = s && s->model_id && cascade_len(v) == 1 && !v->model_override
+        /* a cascade and fallbacks name their models in full; model_id
+         * would override */
+        .model = s && s->model_id && cascade_len(v) == 1 && !v->model_override &&
+                         v->model_idx == 0
                      ? s->model_id
                      : v->conn->model,
         .msgs = v->send,
@@ -836,6 +1012,15 @@ static void start_request(mreq *q)
     if (v->pol->shape)
         shape_request(v->pol->shape, &req.json_schema, &req.choices, &req.n_choices,
                       &req.regex);
+    *out = req;
+}
+
+static void start_request(mreq *q)
+{
+    inv *v = q->v;
+    sk_kernel *k = v->k;
+    model_req req;
+    request_for(q, &req);
     /* the run's journal: this exact request's answer, if it was had */
     if (!q->journal_key && kern_journal_on(k)) {
         q->journal_key = cache_key(v, &req);
@@ -844,8 +1029,13 @@ static void start_request(mreq *q)
     if (q->journal_key) {
         char *hit = NULL;
         kern_journal_get(k, q->journal_key, q->journal_occ, &hit);
-        model_resp *got = hit ? resp_from_cache(hit) : NULL;
+        sk_err *fell = hit && can_fall_back(v) ? err_from_store(hit) : NULL;
+        model_resp *got = hit && !fell ? resp_from_cache(hit) : NULL;
         free(hit);
+        if (fell) {
+            error_from_journal(q, fell);
+            return;
+        }
         if (got) {
             answer_from_store(q, got, 1);
             return;
@@ -993,6 +1183,169 @@ static int later_stages_may_change(const inv *v, size_t n)
            p->check_logprobs || p->shape || p->n_out || p->review;
 }
 
+/* ---- the dry run: stop before the model --------------------------------- */
+
+#define DRY_MARK "[dry run: the answer of "
+
+/* Adds the request's settings as they are sent (unset ones left out). */
+static void add_settings(cJSON *o, const model_req *r)
+{
+    cJSON *s = cJSON_AddObjectToObject(o, "settings");
+    if (!s)
+        return;
+    cJSON_AddStringToObject(s, "model", r->model ? r->model : "");
+    if (r->max_tokens >= 0)
+        cJSON_AddNumberToObject(s, "max_tokens", r->max_tokens);
+    const struct { const char *name; double v; } d[] = {
+        {"temperature", r->temperature}, {"top_p", r->top_p},
+        {"presence_penalty", r->presence_penalty},
+        {"frequency_penalty", r->frequency_penalty}};
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++)
+        if (isfinite(d[i].v))
+            cJSON_AddNumberToObject(s, d[i].name, d[i].v);
+    if (r->n_stop) {
+        cJSON *a = cJSON_AddArrayToObject(s, "stop");
+        for (size_t i = 0; a && i < r->n_stop; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateString(r->stop[i] ? r->stop[i] : ""));
+    }
+    if (r->logprobs)
+        cJSON_AddTrueToObject(s, "logprobs");
+    if (r->json_schema)
+        cJSON_AddItemToObject(s, "json_schema", cJSON_CreateRaw(r->json_schema));
+    if (r->n_choices) {
+        cJSON *a = cJSON_AddArrayToObject(s, "choices");
+        for (size_t i = 0; a && i < r->n_choices; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateString(r->choices[i] ? r->choices[i] : ""));
+    }
+    if (r->regex)
+        cJSON_AddStringToObject(s, "regex", r->regex);
+}
+
+/* Adds spec, masked, to array a. */
+static void add_masked(cJSON *a, const char *spec)
+{
+    char *m = url_mask(spec);
+    cJSON_AddItemToArray(a, cJSON_CreateString(m ? m : "(out of memory)"));
+    free(m);
+}
+
+/* The report of a dry run: this attempt's first request as it would be
+ * sent.  NULL with *err (the connector could not describe it), or NULL
+ * alone when memory ran out. */
+static char *dry_run_report(inv *v, const model_req *req, sk_err **err)
+{
+    *err = NULL;
+    char *wire = NULL;
+    if (v->conn->vt->describe &&
+        v->conn->vt->describe(v->conn->self, v->k, req, &wire, err) != SK_OK)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *request = wire ? cJSON_Parse(wire) : cJSON_CreateNull();
+    free(wire);
+    if (!o || !request) {
+        cJSON_Delete(o);
+        cJSON_Delete(request);
+        return NULL;
+    }
+    /* the body exactly as it would be sent, not as cJSON would print it */
+    cJSON *body = cJSON_GetObjectItemCaseSensitive(request, "body");
+    if (cJSON_IsString(body))
+        cJSON_ReplaceItemInObjectCaseSensitive(request, "body",
+                                               cJSON_CreateRaw(body->valuestring));
+    cJSON_AddStringToObject(o, "function", v->name);
+    char *model = url_mask(v->spec);
+    cJSON_AddStringToObject(o, "model", model ? model : "");
+    free(model);
+    size_t n = chain_len(v);
+    if (n > 1) {
+        /* the cascade's steps and the fallbacks, this one first */
+        cJSON *chain = cJSON_AddArrayToObject(o, "models");
+        size_t here = v->model_idx;
+        for (size_t i = here; chain && i < n; i++) {
+            const char *service = NULL;
+            v->model_idx = i;
+            add_masked(chain, choose_model(v, &service));
+        }
+        v->model_idx = here;
+    }
+    cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+    for (size_t i = 0; msgs && i < req->n_msgs; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", req->msgs[i].role);
+        cJSON_AddStringToObject(m, "content", req->msgs[i].content);
+        cJSON_AddItemToArray(msgs, m);
+    }
+    add_settings(o, req);
+    cJSON_AddBoolToObject(o, "stream", req->stream);
+    cJSON_AddNumberToObject(o, "samples", (double)v->n_samples);
+    cJSON_AddNumberToObject(o, "redacted", v->rmap ? (double)rd_map_count(v->rmap) : 0);
+    /* would the response cache answer it?  (a look, nothing stored) */
+    const char *cache = "off";
+    if (cacheable(v) && !kern_cache_off(v->k)) {
+        char *key = cache_key(v, req), *hit = NULL;
+        if (key)
+            kern_cache_get(v->k, key, &hit);
+        cache = hit ? "hit" : "miss";
+        free(hit);
+        free(key);
+    }
+    cJSON_AddStringToObject(o, "cache", cache);
+    cJSON *notes = cJSON_AddArrayToObject(o, "notes");
+    char *note = NULL;
+    if (v->n_samples > 1 &&
+        (note = sk_asprintf("%zu requests like this one go out at once (samples), "
+                            "each at temperature %g", v->n_samples,
+                            v->pol->sample_temperature)))
+        cJSON_AddItemToArray(notes, cJSON_CreateString(note));
+    free(note);
+    note = NULL;
+    if (v->dry_skipped.len &&
+        (note = sk_asprintf("not run, since they ask a model: input filter %s",
+                            v->dry_skipped.p)))
+        cJSON_AddItemToArray(notes, cJSON_CreateString(note));
+    free(note);
+    for (size_t i = 0; i < req->n_msgs; i++)
+        if (strstr(req->msgs[i].content, DRY_MARK)) {
+            cJSON_AddItemToArray(notes, cJSON_CreateString(
+                "the prompt inserts the answers of other semantic functions, "
+                "which a dry run does not fetch: " DRY_MARK "...] marks where"));
+            break;
+        }
+    if (!v->conn->vt->describe)
+        cJSON_AddItemToArray(notes, cJSON_CreateString(
+            "an in-process model: no request leaves the machine"));
+    cJSON_AddItemToObject(o, "request", request);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    char *copy = text ? sk_strdup(text) : NULL;
+    cJSON_free(text);
+    return copy;
+}
+
+/* The dry-run stage: everything up to the model has run; nothing goes
+ * out.  At the top the request is the result; inside a dry run (a
+ * function block, a native's call) a mark stands where the answer would
+ * go. */
+static void dry_run_stop(inv *v)
+{
+    model_req req;
+    request_for(&v->reqs[0], &req);
+    char *out;
+    sk_err *err = NULL;
+    if (v->dry_run == 2)
+        out = sk_asprintf(DRY_MARK "%s]", v->name);
+    else
+        out = dry_run_report(v, &req, &err);
+    if (!out) {
+        fail(v, err);
+        return;
+    }
+    char *model = url_mask(v->spec);
+    pipe_trace(v, "dry_run", "model", model, (char *)NULL);
+    free(model);
+    inv_finish(v, SK_OK, out, NULL);
+}
+
 /* One attempt on the current model of the cascade: every sample at once. */
 static void start_attempt(inv *v)
 {
@@ -1014,7 +1367,7 @@ static void start_attempt(inv *v)
     sk_err *err = NULL;
     v->conn = kern_connector(k, spec, &err);
     if (!v->conn) {
-        fail(v, err);
+        fail(v, after_fallbacks(v, err));
         return;
     }
     v->settings = v->f ? cfg_settings_for(v->f->cfg, service) : NULL;
@@ -1041,6 +1394,10 @@ static void start_attempt(inv *v)
     for (size_t i = 0; i < n; i++) {
         v->reqs[i].v = v;
         v->reqs[i].i = i;
+    }
+    if (v->dry_run) {
+        dry_run_stop(v);
+        return;
     }
     /* a request that fails to start completes at once; hold one count so
      * the stage cannot end before every request is out */
@@ -1265,7 +1622,9 @@ static void after_samples(inv *v)
     if (v->sample_err) {
         sk_err *e = v->sample_err;
         v->sample_err = NULL;
-        fail(v, e);
+        if (fall_back(v, e))
+            return;
+        fail(v, after_fallbacks(v, e));
         return;
     }
     if (v->streaming && v->rmap && v->held.len) {

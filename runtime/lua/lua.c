@@ -1009,10 +1009,14 @@ static int l_invoke(lua_State *L)
         vt != LUA_TNUMBER && vt != LUA_TTABLE)
         luaL_typeerror(L, 2, "string or table");
     const char *model = NULL;
-    int has_stream = 0;
+    int has_stream = 0, dry_run = 0;
     lua_settop(L, 3);
     if (!lua_isnil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
+        /* dry_run = true: the request as it would be sent, as a table */
+        lua_getfield(L, 3, "dry_run");
+        dry_run = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         int mt = lua_getfield(L, 3, "model"); /* 4 */
         if (mt != LUA_TNIL && mt != LUA_TSTRING)
             luaL_argerror(L, 3, "'model' must be a string");
@@ -1048,7 +1052,7 @@ static int l_invoke(lua_State *L)
         lua_pushvalue(L, 5);
         w->stream_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    w->json = answers_json(L, st->k, f);
+    w->json = dry_run || answers_json(L, st->k, f);
     /* opts.policy: a JSON string, or a table encoded here */
     char *policy_json = NULL;
     const char *policy = NULL;
@@ -1071,7 +1075,7 @@ static int l_invoke(lua_State *L)
         return luaL_argerror(L, 3, "'policy' must be a table or a JSON string");
     }
     inv_opts o = {.model = model, .stream = has_stream ? stream_cb : NULL,
-                  .stream_ud = w, .policy = policy};
+                  .stream_ud = w, .policy = policy, .dry_run = dry_run};
     sk_err *e = NULL;
     lua_State *prev = st->current;
     st->current = L;
@@ -1609,6 +1613,7 @@ static int l_usage(lua_State *L)
     } more[] = {
         {"uncertain", offsetof(sk_usage, uncertain)},
         {"escalations", offsetof(sk_usage, escalations)},
+        {"fallbacks", offsetof(sk_usage, fallbacks)},
         {"reviews", offsetof(sk_usage, reviews)},
         {"revisions", offsetof(sk_usage, revisions)},
         {"rejected", offsetof(sk_usage, rejected)},

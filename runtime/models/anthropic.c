@@ -372,6 +372,7 @@ static const conn_vt anthropic_vt = {
     .start = http_start,
     .cancel = http_cancel,
     .destroy = http_destroy,
+    .describe = http_describe,
 };
 
 /* ---- the connector ------------------------------------------------------ */
@@ -392,6 +393,12 @@ static sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest, sk_err 
     if (!rest || !*rest || *rest == '@') {
         *err = err_new(SK_USAGE, "anthropic model spec needs a model name "
                                  "(anthropic:MODEL or anthropic:MODEL@URL)");
+        return NULL;
+    }
+    if (strncmp(rest, "http://", 7) == 0 || strncmp(rest, "https://", 8) == 0) {
+        *err = err_new(SK_USAGE, "model spec \"anthropic:%s\" has no model name, so "
+                                 "the URL would be sent as one: write "
+                                 "anthropic:MODEL@%s", rest, rest);
         return NULL;
     }
     const char *at = http_find_base(rest);
@@ -425,6 +432,7 @@ static sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest, sk_err 
                          key_header ? 3 : 2);
     if (!self)
         goto nomem;
+    http_conn_set_auth(self, "ANTHROPIC_API_KEY", http_host_needs_key(url));
     conn->endpoint = url;
     free_secret(key_header);
     conn->vt = &anthropic_vt;

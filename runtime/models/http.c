@@ -157,6 +157,9 @@ typedef struct http_conn {
     char *url;      /* the endpoint every request is POSTed to */
     char *key;      /* secret scrubbed from errors, or NULL */
     char *model;    /* from the spec; a request may name another */
+    char *shown;    /* url as errors and dry runs show it (secrets masked) */
+    const char *key_env;  /* where the key comes from (static), or NULL */
+    int key_required;     /* the server refuses requests without a key */
     struct curl_slist *headers;
     void *free_easy[FREE_EASY_MAX];
     size_t n_free;
@@ -196,6 +199,17 @@ typedef struct http_call {
     int ended;
     sk_err *stream_err;   /* an error found inside the stream */
     char errbuf[CURL_ERROR_SIZE];
+    /* the idle timeout (see idle_check) */
+    loop_timer *idle_timer;
+    long long started_ms; /* when this attempt was handed to curl */
+    long long last_io_ms; /* the last byte received (or sent) */
+    curl_off_t sent_seen; /* request bytes sent at the last check */
+    int got_bytes;        /* the reply has begun (a header or body byte) */
+    int idle_hit;         /* this attempt was stopped by the idle timeout */
+    int idle_suspect;     /* silent past the limit at the last look */
+    const char *timeout;  /* which limit ended the call: "idle", "total",
+                             "connect", or NULL */
+    long timeout_ms;      /* that limit */
 } http_call;
 
 static void conn_unref(http_conn *c)
@@ -211,6 +225,7 @@ static void conn_unref(http_conn *c)
         free(c->key);
     }
     free(c->url);
+    free(c->shown);
     free(c->model);
     free(c);
 }
@@ -247,6 +262,11 @@ static void reset_attempt(http_call *call)
     err_free(call->stream_err);
     call->stream_err = NULL;
     call->errbuf[0] = '\0';
+    call->got_bytes = 0;
+    call->idle_hit = 0;
+    call->idle_suspect = 0;
+    call->sent_seen = 0;
+    call->started_ms = call->last_io_ms = loop_now_ms();
 }
 
 /* Returns the easy handle to the connector's free list (or frees it). */
@@ -266,6 +286,8 @@ static void call_free(http_call *call)
 {
     if (!call)
         return;
+    if (call->idle_timer)
+        loop_cancel(call->k, call->idle_timer);
     release_easy(call);
     free(call->body);
     buf_free(&call->rx);
@@ -290,12 +312,19 @@ static void finish(http_call *call, sk_status st, model_resp *resp, sk_err *err)
         resp->http_status = (int)call->status;
     }
     int attempts = call->attempts;
+    const char *timeout = st == SK_TIMEOUT ? call->timeout : NULL;
+    long timeout_ms = call->timeout_ms;
     call_free(call);
     if (st != SK_OK && !err)
         err = err_new(st, "%s", sk_strerror(st));
-    /* how hard we tried shows in sk_error_json and in Lua error tables */
+    /* how hard we tried, and which limit ended it, show in sk_error_json
+     * and in Lua error tables */
     if (err && !err->detail_json && attempts > 0)
-        err->detail_json = sk_asprintf("{\"attempts\":%d}", attempts);
+        err->detail_json =
+            timeout ? sk_asprintf("{\"attempts\":%d,\"timeout\":\"%s\","
+                                  "\"timeout_ms\":%ld}",
+                                  attempts, timeout, timeout_ms)
+                    : sk_asprintf("{\"attempts\":%d}", attempts);
     done(ud, st, st == SK_OK ? resp : NULL, st == SK_OK ? NULL : err);
 }
 
@@ -319,9 +348,9 @@ static int on_event(void *ud, const char *event, const char *data, size_t len)
             call->stream_err = err_new(SK_NOMEM, "out of memory");
         else if (rc == SK_MODEL)
             call->stream_err = conn_err(c, rc, "error in stream from %s: %s",
-                                        c->url, msg ? msg : "(no message)");
+                                        c->shown, msg ? msg : "(no message)");
         else
-            call->stream_err = conn_err(c, rc, "bad stream from %s: %s", c->url,
+            call->stream_err = conn_err(c, rc, "bad stream from %s: %s", c->shown,
                                         msg ? msg : sk_strerror(rc));
         free(msg);
         return 1;
@@ -384,6 +413,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (call->cancelled)
         return 0;
+    call->got_bytes = 1;
+    call->last_io_ms = loop_now_ms();
     if (!call->status)
         classify(call);
     size_t max = kern_net_settings(call->k)->max_response_bytes;
@@ -432,6 +463,16 @@ static int maybe_retry(http_call *call)
     return loop_after(call->k, ms, attempt, call, &call->timer) == SK_OK;
 }
 
+/* A limit for a message: "300 ms", "30 s", "1.5 s".  Returns buf. */
+static const char *secs(char buf[32], long ms)
+{
+    if (ms < 1000)
+        snprintf(buf, 32, "%ld ms", ms);
+    else
+        snprintf(buf, 32, "%g s", (double)ms / 1000);
+    return buf;
+}
+
 /* The error for a finished transfer that did not give a usable reply. */
 static sk_err *transfer_error(http_call *call, int code)
 {
@@ -439,27 +480,46 @@ static sk_err *transfer_error(http_call *call, int code)
     const kern_net *net = kern_net_settings(call->k);
     if (call->too_large)
         return conn_err(c, SK_TOO_LARGE, "reply from %s is larger than %zu bytes",
-                        c->url, net->max_response_bytes);
+                        c->shown, net->max_response_bytes);
     if (call->stream_err) {
         sk_err *e = call->stream_err;
         call->stream_err = NULL;
         return e;
     }
     if (code == CURLE_OPERATION_TIMEDOUT) {
+        /* name the limit that was hit, and how to raise it */
+        char t[32];
         double connect_s = 0;
         curl_easy_getinfo(call->easy, CURLINFO_CONNECT_TIME, &connect_s);
+        if (call->idle_hit) {
+            call->timeout = "idle";
+            call->timeout_ms = net->idle_timeout_ms;
+            return conn_err(c, SK_TIMEOUT, "no bytes from %s for %s: the idle timeout "
+                            "(raise it with --idle-timeout SECONDS, "
+                            "SKEIN_IDLE_TIMEOUT or the option idle_timeout_ms)",
+                            c->shown, secs(t, net->idle_timeout_ms));
+        }
         if (connect_s <= 0 && net->connect_timeout_ms > 0 &&
-            net->connect_timeout_ms < net->timeout_ms)
-            return conn_err(c, SK_TIMEOUT, "could not connect to %s within %ld ms",
-                            c->url, net->connect_timeout_ms);
-        return conn_err(c, SK_TIMEOUT, "no reply from %s within %ld ms", c->url,
-                        net->timeout_ms);
+            net->connect_timeout_ms < net->timeout_ms) {
+            call->timeout = "connect";
+            call->timeout_ms = net->connect_timeout_ms;
+            return conn_err(c, SK_TIMEOUT, "could not connect to %s within %s: the "
+                            "connect timeout (raise it with the option "
+                            "connect_timeout_ms)",
+                            c->shown, secs(t, net->connect_timeout_ms));
+        }
+        call->timeout = "total";
+        call->timeout_ms = net->timeout_ms;
+        return conn_err(c, SK_TIMEOUT, "no complete reply from %s within %s: the "
+                        "total timeout per request (raise it with --timeout SECONDS, "
+                        "SKEIN_TIMEOUT or the option timeout_ms)",
+                        c->shown, secs(t, net->timeout_ms));
     }
     if (call->stream_mode)
         return conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s (%s)",
-                        c->url, call->errbuf[0] ? call->errbuf
+                        c->shown, call->errbuf[0] ? call->errbuf
                                                 : curl_easy_strerror((CURLcode)code));
-    return conn_err(c, SK_NETWORK, "%s: %s", c->url,
+    return conn_err(c, SK_NETWORK, "%s: %s", c->shown,
                     call->errbuf[0] ? call->errbuf
                                     : curl_easy_strerror((CURLcode)code));
 }
@@ -470,8 +530,16 @@ static sk_err *http_error(http_call *call)
     char *m = call->rx.p ? c->proto->error_message(call->rx.p, call->rx.len) : NULL;
     if (!m && call->rx.len)
         m = http_body_excerpt(call->rx.p, call->rx.len);
-    sk_err *e = conn_err(c, SK_MODEL, "HTTP %ld from %s: %s", call->status,
-                         c->url, m && *m ? m : "(no message)");
+    /* what to do about it, where that is clear from here */
+    char *hint = NULL;
+    if ((call->status == 401 || call->status == 403) && c->key_env)
+        hint = c->key ? sk_asprintf(" (the key in %s was refused)", c->key_env)
+                      : sk_asprintf(" (no API key was sent: set %s)", c->key_env);
+    else if (c->proto->hint)
+        hint = c->proto->hint(c->shown, call->status);
+    sk_err *e = conn_err(c, SK_MODEL, "HTTP %ld from %s: %s%s", call->status,
+                         c->shown, m && *m ? m : "(no message)", hint ? hint : "");
+    free(hint);
     free(m);
     if (e)
         e->http_status = (int)call->status;
@@ -504,7 +572,7 @@ static void finish_ok(http_call *call)
         if (!call->ended) {
             finish(call, SK_PROTOCOL, NULL,
                    conn_err(c, SK_PROTOCOL, "stream ended mid-reply from %s",
-                            c->url));
+                            c->shown));
             return;
         }
         model_resp *r = call->resp;
@@ -544,10 +612,10 @@ static void finish_ok(http_call *call)
         char *ct = NULL;
         curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
         if (ct && rc == SK_PROTOCOL && strncasecmp(ct, "application/json", 16) != 0)
-            e = conn_err(c, rc, "bad reply from %s: %s (Content-Type %s)", c->url,
+            e = conn_err(c, rc, "bad reply from %s: %s (Content-Type %s)", c->shown,
                          msg ? msg : sk_strerror(rc), ct);
         else
-            e = conn_err(c, rc, "bad reply from %s: %s", c->url,
+            e = conn_err(c, rc, "bad reply from %s: %s", c->shown,
                          msg ? msg : sk_strerror(rc));
     }
     free(msg);
@@ -558,6 +626,10 @@ static void on_done(void *ud, int code)
 {
     http_call *call = ud;
     call->in_loop = 0;
+    if (call->idle_timer) {
+        loop_cancel(call->k, call->idle_timer);
+        call->idle_timer = NULL;
+    }
     if (call->cancelled) {
         call_free(call);
         return;
@@ -581,6 +653,78 @@ static void on_done(void *ud, int code)
     finish(call, e ? e->code : SK_NOMEM, NULL, e);
 }
 
+/* Any header line counts as the reply having begun. */
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    http_call *call = ud;
+    (void)ptr;
+    call->got_bytes = 1;
+    call->last_io_ms = loop_now_ms();
+    return size * nmemb;
+}
+
+static void idle_check(void *ud);
+
+static void idle_arm(http_call *call, long ms)
+{
+    /* out of memory: no idle check, the total timeout still holds */
+    if (loop_after(call->k, ms, idle_check, call, &call->idle_timer) != SK_OK)
+        call->idle_timer = NULL;
+}
+
+/* The idle timeout: a reply may go silent for at most idle_timeout_ms.
+ * Silence counts from the connection being ready (connecting has a
+ * timeout of its own) and from every byte received or sent since.  A
+ * request that is not streamed gets nothing back until the model has
+ * written its whole reply, so until its first byte only the total
+ * timeout bounds it; a streamed one gets headers and tokens as they come,
+ * so silence there is a stall.  A stalled attempt ends as a timeout,
+ * which is retried like any other. */
+static void idle_check(void *ud)
+{
+    http_call *call = ud;
+    call->idle_timer = NULL;
+    long idle = kern_net_settings(call->k)->idle_timeout_ms;
+    if (!call->in_loop || idle <= 0)
+        return;
+    long long now = loop_now_ms();
+    curl_off_t ready_us = 0, sent = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_PRETRANSFER_TIME_T, &ready_us);
+    curl_easy_getinfo(call->easy, CURLINFO_SIZE_UPLOAD_T, &sent);
+    long long ready_ms = call->started_ms + ready_us / 1000;
+    /* connected: curl says when, or bytes have gone either way */
+    int ready = ready_us > 0 || sent > 0 || call->got_bytes;
+    if (ready && sent != call->sent_seen) {
+        /* a request already whole at the first look went out as the
+         * connection became ready; one still going out was sent lately */
+        int whole_at_once = call->sent_seen == 0 && sent >= (curl_off_t)call->body_len;
+        if (!call->got_bytes)
+            call->last_io_ms = whole_at_once ? ready_ms : now;
+        call->sent_seen = sent;
+    }
+    if (!ready || (!call->stream && !call->got_bytes)) {
+        idle_arm(call, idle);
+        return;
+    }
+    long long from = call->last_io_ms > ready_ms ? call->last_io_ms : ready_ms;
+    if (now - from < idle) {
+        call->idle_suspect = 0;
+        idle_arm(call, (long)(idle - (now - from)));
+        return;
+    }
+    if (!call->idle_suspect) {
+        /* timers run before transfers in a round of the loop: let curl
+         * read what may already be waiting (a busy or slowed process)
+         * before calling the server silent */
+        call->idle_suspect = 1;
+        idle_arm(call, 0);
+        return;
+    }
+    loop_remove_easy(call->k, call->easy);
+    call->idle_hit = 1;
+    on_done(call, CURLE_OPERATION_TIMEDOUT);
+}
+
 static sk_status setup_easy(http_call *call)
 {
     http_conn *c = call->conn;
@@ -597,6 +741,8 @@ static sk_status setup_easy(http_call *call)
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, call);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, call);
     SET(CURLOPT_PRIVATE, call);
     SET(CURLOPT_ERRORBUFFER, call->errbuf);
     SET(CURLOPT_NOSIGNAL, 1L);
@@ -622,10 +768,89 @@ static void attempt(void *ud)
         rc = loop_add_easy(call->k, call->easy, on_done, call);
     if (rc != SK_OK) {
         finish(call, rc, NULL,
-               err_new(rc, "could not start a request to %s", call->conn->url));
+               err_new(rc, "could not start a request to %s", call->conn->shown));
         return;
     }
     call->in_loop = 1;
+    long idle = kern_net_settings(call->k)->idle_timeout_ms;
+    if (idle > 0)
+        idle_arm(call, idle);
+}
+
+/* The body of the request for req: what http_start sends and
+ * http_describe shows, from the one builder.  Caller frees. */
+static char *make_body(const http_conn *c, const model_req *req)
+{
+    return c->proto->request_json(req, req->model && *req->model ? req->model : c->model);
+}
+
+/* Why a request may not go out: no key for a server that needs one.
+ * Caller frees. */
+static char *missing_key(const http_conn *c)
+{
+    return sk_asprintf("no API key for %s: set %s", c->shown,
+                       c->key_env ? c->key_env : "the connector's key");
+}
+
+sk_status http_describe(void *self, sk_kernel *k, const model_req *req, char **out,
+                        sk_err **err)
+{
+    http_conn *c = self;
+    (void)k;
+    *out = NULL;
+    *err = NULL;
+    char *body = make_body(c, req);
+    if (!body)
+        return SK_NOMEM;
+    sk_buf b;
+    buf_init(&b, 0);
+    sk_status rc = buf_adds(&b, "{\"method\":\"POST\",\"url\":");
+    if (rc == SK_OK)
+        rc = buf_add_json_str(&b, c->shown, strlen(c->shown));
+    if (rc == SK_OK)
+        rc = buf_adds(&b, ",\"headers\":[");
+    int first = 1;
+    for (const struct curl_slist *h = c->headers; rc == SK_OK && h; h = h->next) {
+        size_t n = strlen(h->data);
+        if (n && h->data[n - 1] == ':')
+            continue; /* "Name:" tells curl to leave a header out */
+        char *line = http_scrub_key(sk_strdup(h->data), c->key);
+        if (!line) {
+            rc = SK_NOMEM;
+            break;
+        }
+        if (!first)
+            rc = buf_addc(&b, ',');
+        if (rc == SK_OK)
+            rc = buf_add_json_str(&b, line, strlen(line));
+        first = 0;
+        free(line);
+    }
+    if (rc == SK_OK)
+        rc = buf_addc(&b, ']');
+    if (rc == SK_OK && c->key_env)
+        rc = c->key ? buf_printf(&b, ",\"key\":\"from %s\"", c->key_env)
+                    : buf_printf(&b, ",\"key\":\"none (%s is not set)\"", c->key_env);
+    if (rc == SK_OK && c->key_required && !c->key) {
+        char *why = missing_key(c);
+        rc = why ? buf_adds(&b, ",\"problem\":") : SK_NOMEM;
+        if (rc == SK_OK)
+            rc = buf_add_json_str(&b, why, strlen(why));
+        free(why);
+    }
+    if (rc == SK_OK)
+        rc = buf_adds(&b, ",\"body\":");
+    if (rc == SK_OK)
+        rc = buf_add_json_str(&b, body, strlen(body));
+    if (rc == SK_OK)
+        rc = buf_addc(&b, '}');
+    free(body);
+    if (rc != SK_OK) {
+        buf_free(&b);
+        return rc;
+    }
+    *out = buf_steal(&b);
+    return *out ? SK_OK : SK_NOMEM;
 }
 
 sk_status http_start(void *self, sk_kernel *k, const model_req *req,
@@ -636,6 +861,13 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
     *err = NULL;
     if (handle)
         *handle = NULL;
+    if (c->key_required && !c->key) {
+        /* caught before it goes out: the server would answer 401 */
+        char *why = missing_key(c);
+        *err = why ? err_new(SK_CONFIG, "%s", why) : NULL;
+        free(why);
+        return *err ? SK_CONFIG : SK_NOMEM;
+    }
     http_call *call = sk_calloc(1, sizeof *call);
     if (!call)
         return SK_NOMEM;
@@ -653,8 +885,7 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
     buf_init(&call->text, max);
     buf_init(&call->line, max);
     sse_init(&call->sse, 0);
-    call->body = c->proto->request_json(req, req->model && *req->model ? req->model
-                                                                       : c->model);
+    call->body = make_body(c, req);
     if (!call->body) {
         call_free(call);
         return SK_NOMEM;
@@ -674,10 +905,12 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
         rc = loop_add_easy(k, call->easy, on_done, call);
     if (rc != SK_OK) {
         call_free(call);
-        *err = err_new(rc, "could not start a request to %s", c->url);
+        *err = err_new(rc, "could not start a request to %s", c->shown);
         return rc;
     }
     call->in_loop = 1;
+    if (kern_net_settings(k)->idle_timeout_ms > 0)
+        idle_arm(call, kern_net_settings(k)->idle_timeout_ms);
     if (handle)
         *handle = call;
     return SK_OK;
@@ -709,6 +942,13 @@ void http_cancel(void *self, sk_kernel *k, void *handle)
 
 void http_destroy(void *self) { conn_unref(self); }
 
+void http_conn_set_auth(void *self, const char *key_env, int required)
+{
+    http_conn *c = self;
+    c->key_env = key_env;
+    c->key_required = required;
+}
+
 void *http_conn_new(const http_proto *proto, const char *url, const char *model,
                     const char *key, const char *const *headers, size_t n_headers)
 {
@@ -721,7 +961,8 @@ void *http_conn_new(const http_proto *proto, const char *url, const char *model,
              (uint64_t)(uintptr_t)c;
     if (!c->rng)
         c->rng = 0x9e3779b97f4a7c15ULL;
-    if (!(c->url = sk_strdup(url)) || !(c->model = sk_strdup(model)))
+    if (!(c->url = sk_strdup(url)) || !(c->shown = url_mask(url)) ||
+        !(c->model = sk_strdup(model)))
         goto nomem;
     if (key && *key && !(c->key = sk_strdup(key)))
         goto nomem;

@@ -13,6 +13,7 @@
  * (runtime/models/models.c). */
 SK_HIDDEN extern const conn_kind conn_kind_openai;
 SK_HIDDEN extern const conn_kind conn_kind_openai_flavor; /* "openai+llamacpp", "openai+vllm" */
+SK_HIDDEN extern const conn_kind conn_kind_azure;  /* Azure OpenAI (openai.c) */
 SK_HIDDEN extern const conn_kind conn_kind_ollama;
 SK_HIDDEN extern const conn_kind conn_kind_anthropic;
 SK_HIDDEN extern const conn_kind conn_kind_scripted;
@@ -68,6 +69,9 @@ typedef struct http_proto {
     /* The server's message in an error body, or NULL.  Caller frees. */
     char *(*error_message)(const char *body, size_t len);
     int (*retryable)(long http_status); /* retry this status? */
+    /* A hint for an HTTP error from url (shown form), appended to the
+     * message, or NULL (the member may be NULL).  Caller frees. */
+    char *(*hint)(const char *url, long http_status);
 } http_proto;
 
 /* A connector's state (its conn_vt self) for proto, POSTing to url.  key
@@ -77,11 +81,18 @@ typedef struct http_proto {
 SK_HIDDEN void *http_conn_new(const http_proto *proto, const char *url,
                               const char *model, const char *key,
                               const char *const *headers, size_t n_headers);
+/* Says where the connector's key comes from (an environment variable,
+ * named in errors and hints) and whether its server refuses requests
+ * without one: then a request with no key fails before it goes out, with
+ * SK_CONFIG naming key_env.  key_env is borrowed: static. */
+SK_HIDDEN void http_conn_set_auth(void *self, const char *key_env, int required);
 /* conn_vt entries for a connector made with http_conn_new. */
 SK_HIDDEN sk_status http_start(void *self, sk_kernel *k, const model_req *req,
                                model_delta_fn on_delta, model_done_fn done,
                                void *ud, void **handle, sk_err **err);
 SK_HIDDEN void http_cancel(void *self, sk_kernel *k, void *handle);
+SK_HIDDEN sk_status http_describe(void *self, sk_kernel *k, const model_req *req,
+                                  char **out, sk_err **err);
 SK_HIDDEN void http_destroy(void *self);
 /* Helpers for connectors that run their own transfers. */
 /* Replaces key in s (owned; may be reallocated) with "[redacted]" and
@@ -99,6 +110,25 @@ SK_HIDDEN long http_retry_delay_ms(void *easy, long status, int attempts,
                                    long base_ms, uint64_t *rng);
 /* A model_resp with every field unknown.  Caller frees with resp_free. */
 SK_HIDDEN model_resp *http_resp_new(void);
+/* ---- endpoints (runtime/models/endpoint.c) -------------------------------
+ * Pure functions over the URLs connectors are given. */
+/* 1 for hosted APIs that refuse a request without a key (api.openai.com,
+ * api.anthropic.com, Azure OpenAI hosts, ...). */
+SK_HIDDEN int http_host_needs_key(const char *url);
+/* 1 for an Azure OpenAI URL: an Azure resource host, or an api-version
+ * query. */
+SK_HIDDEN int http_url_is_azure(const char *url);
+/* 1 when the URL's path has a version segment (/v1, ...) or is an Azure
+ * deployment URL; 0 is worth a hint when the server says 404. */
+SK_HIDDEN int http_url_has_v1(const char *url);
+/* Where chat completions go for a base URL as a user writes it: BASE +
+ * /chat/completions (unless BASE ends so), its query kept after the path.
+ * azure: a bare resource URL gets /openai/deployments/MODEL, and a
+ * deployment URL without an api-version gets the current one.  Caller
+ * frees; NULL when memory ran out. */
+SK_HIDDEN char *oai_chat_url(const char *base, const char *model, size_t model_len,
+                             int azure);
+
 /* In "MODEL@URL", the '@' before "http://" or "https://", or NULL (so a
  * base URL with user info still works).  Borrowed from rest. */
 SK_HIDDEN const char *http_find_base(const char *rest);

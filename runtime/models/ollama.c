@@ -289,6 +289,7 @@ static const conn_vt ollama_vt = {
     .start = http_start,
     .cancel = http_cancel,
     .destroy = http_destroy,
+    .describe = http_describe,
 };
 
 /* ---- the connector ------------------------------------------------------ */
@@ -323,6 +324,12 @@ static sk_connector *conn_ollama_open(sk_kernel *k, const char *rest, sk_err **e
     if (!rest || !*rest || *rest == '@') {
         *err = err_new(SK_USAGE, "ollama model spec needs a model name "
                                  "(ollama:MODEL or ollama:MODEL@URL)");
+        return NULL;
+    }
+    if (strncmp(rest, "http://", 7) == 0 || strncmp(rest, "https://", 8) == 0) {
+        *err = err_new(SK_USAGE, "model spec \"ollama:%s\" has no model name, so "
+                                 "the URL would be sent as one: write "
+                                 "ollama:MODEL@%s", rest, rest);
         return NULL;
     }
     const char *at = http_find_base(rest);

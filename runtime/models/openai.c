@@ -575,6 +575,18 @@ static char *request_json_vllm(const model_req *req, const char *model)
     return request_body(req, model, OAI_VLLM);
 }
 
+/* A 404 from a URL with no version in its path: most OpenAI-compatible
+ * servers answer under /v1, and the base URL is where it was left out. */
+static char *error_hint(const char *url, long status)
+{
+    if (status != 404 || http_url_has_v1(url))
+        return NULL;
+    const char *tail = strstr(url, "/chat/completions");
+    return sk_asprintf(" (the base URL has no /v1, under which OpenAI-compatible "
+                       "servers answer: try openai:MODEL@%.*s/v1)",
+                       tail ? (int)(tail - url) : (int)strlen(url), url);
+}
+
 #define OAI_PROTO(body)                     \
     {                                       \
         .ndjson = 0,                        \
@@ -583,6 +595,7 @@ static char *request_json_vllm(const model_req *req, const char *model)
         .apply_event = apply_event,         \
         .error_message = oai_error_message, \
         .retryable = http_retryable_status, \
+        .hint = error_hint,                 \
     }
 
 static const http_proto oai_protos[] = {
@@ -596,6 +609,7 @@ static const conn_vt openai_vt = {
     .start = http_start,
     .cancel = http_cancel,
     .destroy = http_destroy,
+    .describe = http_describe,
 };
 
 /* Frees a header line that may hold the key, wiping it first. */
@@ -607,43 +621,66 @@ static void free_secret(char *s)
     }
 }
 
-/* The connector for rest ("MODEL[@URL]") speaking fl's dialect.  Its
- * spec keeps the flavor so that traces and the kernel's connector cache
- * tell flavors apart. */
-static sk_connector *open_flavor(const char *rest, oai_flavor fl,
-                                 const char *flavor, sk_err **err)
+/* A spec whose model name was left out: "openai:http://host/v1" would
+ * otherwise send the URL as the model name to the default server. */
+static int url_as_model(const char *rest)
+{
+    return strncmp(rest, "http://", 7) == 0 || strncmp(rest, "https://", 8) == 0;
+}
+
+/* The connector for rest ("MODEL[@URL]") speaking fl's dialect, under the
+ * kind name kind ("openai", "openai+llamacpp", "azure").  Its spec keeps
+ * the kind so that traces and the kernel's connector cache tell them
+ * apart.  Azure OpenAI (the azure kind, an Azure host or an api-version
+ * in the URL) takes its key from AZURE_OPENAI_API_KEY in an api-key
+ * header, and a bare resource URL is completed to the deployment named by
+ * MODEL. */
+static sk_connector *open_flavor(const char *rest, oai_flavor fl, const char *kind,
+                                 int azure_kind, sk_err **err)
 {
     *err = NULL;
     if (!rest || !*rest || *rest == '@') {
-        *err = err_new(SK_USAGE, "openai model spec needs a model name "
-                                 "(openai:MODEL or openai:MODEL@URL)");
+        *err = err_new(SK_USAGE, "%s model spec needs a model name "
+                                 "(%s:MODEL or %s:MODEL@URL)", kind, kind, kind);
+        return NULL;
+    }
+    if (url_as_model(rest)) {
+        *err = err_new(SK_USAGE, "model spec \"%s:%s\" has no model name, so the URL "
+                                 "would be sent as one: write %s:MODEL@%s",
+                       kind, rest, kind, rest);
         return NULL;
     }
     const char *at = http_find_base(rest);
     if (!at && strchr(rest, '@')) {
-        *err = err_new(SK_USAGE, "openai model spec \"%s\": the base URL must "
-                                 "start with http:// or https://", rest);
+        *err = err_new(SK_USAGE, "%s model spec \"%s\": the base URL must "
+                                 "start with http:// or https://", kind, rest);
         return NULL;
     }
-    const char *base = at ? at + 1 : getenv("OPENAI_BASE_URL");
+    const char *base = at ? at + 1
+                          : getenv(azure_kind ? "AZURE_OPENAI_ENDPOINT" : "OPENAI_BASE_URL");
+    if (azure_kind && (!base || !*base)) {
+        *err = err_new(SK_CONFIG, "azure:%s needs the resource's URL: set "
+                                  "AZURE_OPENAI_ENDPOINT (https://RESOURCE.openai."
+                                  "azure.com) or write azure:DEPLOYMENT@URL", rest);
+        return NULL;
+    }
     if (!base || !*base)
         base = DEFAULT_BASE_URL;
-    size_t base_len = strlen(base);
-    while (base_len && base[base_len - 1] == '/')
-        base_len--;
-    const char *key = getenv("OPENAI_API_KEY");
+    int azure = azure_kind || http_url_is_azure(base);
+    const char *key_env = azure ? "AZURE_OPENAI_API_KEY" : "OPENAI_API_KEY";
+    const char *key = getenv(key_env);
     if (key && !*key)
         key = NULL;
     char *url = NULL, *auth = NULL;
     sk_connector *conn = NULL;
     size_t model_len = at ? (size_t)(at - rest) : strlen(rest);
-    if (!(url = sk_asprintf("%.*s/chat/completions", (int)base_len, base)) ||
-        (key && !(auth = sk_asprintf("Authorization: Bearer %s", key))) ||
+    if (!(url = oai_chat_url(base, rest, model_len, azure)) ||
+        (key && !(auth = azure ? sk_asprintf("api-key: %s", key)
+                               : sk_asprintf("Authorization: Bearer %s", key))) ||
         !(conn = sk_calloc(1, sizeof *conn)) ||
         !(conn->model = sk_strndup(rest, model_len)))
         goto nomem;
-    conn->spec = fl == OAI_PLAIN ? sk_asprintf("openai:%s", rest)
-                                 : sk_asprintf("openai+%s:%s", flavor, rest);
+    conn->spec = sk_asprintf("%s:%s", kind, rest);
     if (!conn->spec)
         goto nomem;
     const char *headers[] = {"Accept: application/json, text/event-stream", auth};
@@ -651,6 +688,7 @@ static sk_connector *open_flavor(const char *rest, oai_flavor fl,
                                auth ? 2 : 1);
     if (!conn->self)
         goto nomem;
+    http_conn_set_auth(conn->self, key_env, http_host_needs_key(url));
     conn->endpoint = url;
     free_secret(auth);
     conn->vt = &openai_vt;
@@ -673,7 +711,7 @@ static sk_connector *open_plain(sk_kernel *k, const char *kind, const char *rest
     (void)k;
     (void)kind;
     *err = NULL;
-    return open_flavor(rest, OAI_PLAIN, NULL, err);
+    return open_flavor(rest, OAI_PLAIN, "openai", 0, err);
 }
 
 /* "openai+FLAVOR:...": the server's extras, "llamacpp" (grammar, n_probs)
@@ -690,8 +728,19 @@ static sk_connector *open_flavored(sk_kernel *k, const char *kind, const char *r
                                      "openai+llamacpp, openai+vllm)", flavor);
         return NULL;
     }
-    return open_flavor(rest, (oai_flavor)fl, flavor, err);
+    return open_flavor(rest, (oai_flavor)fl, kind, 0, err);
+}
+
+/* "azure:DEPLOYMENT[@URL]": Azure OpenAI, the resource from the URL or
+ * AZURE_OPENAI_ENDPOINT. */
+static sk_connector *open_azure(sk_kernel *k, const char *kind, const char *rest,
+                                sk_err **err)
+{
+    (void)k;
+    (void)kind;
+    return open_flavor(rest, OAI_PLAIN, "azure", 1, err);
 }
 
 const conn_kind conn_kind_openai = {"openai", open_plain};
 const conn_kind conn_kind_openai_flavor = {"openai+", open_flavored};
+const conn_kind conn_kind_azure = {"azure", open_azure};

@@ -234,6 +234,7 @@ void pol_free(sk_policy *p)
     free(p->judge);
     free(p->self_check);
     strv_free(p->models, p->n_models);
+    strv_free(p->fallbacks, p->n_fallbacks);
     free(p->review);
     filters_free(p->in_filters, p->n_in);
     filters_free(p->out_filters, p->n_out);
@@ -349,6 +350,8 @@ static pol_priv *policy_copy(const pol_priv *base, char **errmsg)
     p->judge = p->review = p->self_check = NULL;
     p->models = NULL;
     p->n_models = 0;
+    p->fallbacks = NULL;
+    p->n_fallbacks = 0;
     p->in_filters = p->out_filters = NULL;
     p->n_in = p->n_out = 0;
     p->redact_rules = NULL;
@@ -369,6 +372,13 @@ static pol_priv *policy_copy(const pol_priv *base, char **errmsg)
             goto fail;
         for (; p->n_models < b->n_models; p->n_models++)
             if (!(p->models[p->n_models] = sk_strdup(b->models[p->n_models])))
+                goto fail;
+    }
+    if (b->n_fallbacks) {
+        if (!(p->fallbacks = sk_calloc(b->n_fallbacks, sizeof *p->fallbacks)))
+            goto fail;
+        for (; p->n_fallbacks < b->n_fallbacks; p->n_fallbacks++)
+            if (!(p->fallbacks[p->n_fallbacks] = sk_strdup(b->fallbacks[p->n_fallbacks])))
                 goto fail;
     }
     if (filters_copy(b->in_filters, b->n_in, &p->in_filters) != SK_OK)
@@ -779,6 +789,62 @@ static sk_status parse_models(px *x, sk_policy *p, const cJSON *v)
     return SK_OK;
 }
 
+/* "fallbacks": a list of model specs tried in turn after an error that
+ * remains after retries (a lone string: a list of one), true to fall back
+ * along the cascade alone, false or [] for none. */
+static sk_status parse_fallbacks(px *x, sk_policy *p, const cJSON *v)
+{
+    if (is_unset(v))
+        return SK_OK;
+    char **m = NULL;
+    size_t n = 0;
+    if (cJSON_IsBool(v)) {
+        p->fallback = cJSON_IsTrue(v);
+    } else if (cJSON_IsString(v) && v->valuestring[0]) {
+        if (!(m = sk_calloc(1, sizeof *m)) || !(m[0] = sk_strdup(v->valuestring))) {
+            free(m);
+            return SK_NOMEM;
+        }
+        n = 1;
+        p->fallback = 1;
+    } else if (cJSON_IsArray(v)) {
+        sk_status rc = check_list(x, v, "fallbacks");
+        if (rc != SK_OK)
+            return rc;
+        size_t i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v)
+        {
+            if (!cJSON_IsString(e) || !e->valuestring[0] || !strchr(e->valuestring, ':'))
+                return fail(x, "fallbacks[%zu] must be a model spec such as "
+                               "\"openai:gpt-4o\"",
+                            i);
+            i++;
+        }
+        n = i;
+        if (n && !(m = sk_calloc(n, sizeof *m)))
+            return SK_NOMEM;
+        i = 0;
+        cJSON_ArrayForEach(e, v)
+        {
+            if (!(m[i] = sk_strdup(e->valuestring))) {
+                strv_free(m, i);
+                return SK_NOMEM;
+            }
+            i++;
+        }
+        p->fallback = n > 0;
+    } else {
+        return fail(x, "fallbacks must be a list of model specs, or true or false");
+    }
+    if (cJSON_IsBool(v) && cJSON_IsTrue(v))
+        return SK_OK; /* true keeps the specs a lower layer gave */
+    strv_free(p->fallbacks, p->n_fallbacks);
+    p->fallbacks = m;
+    p->n_fallbacks = n;
+    return SK_OK;
+}
+
 static sk_status parse_review(px *x, sk_policy *p, const cJSON *v)
 {
     if (is_unset(v))
@@ -1179,6 +1245,8 @@ sk_status pol_parse(const char *json, size_t len, const char *origin,
             rc = parse_output(&x, p, cJSON_GetObjectItem(root, "output"));
         if (rc == SK_OK)
             rc = parse_truncated(&x, p, cJSON_GetObjectItem(root, "truncated"));
+        if (rc == SK_OK)
+            rc = parse_fallbacks(&x, p, cJSON_GetObjectItem(root, "fallbacks"));
         cJSON_Delete(root);
     }
     if (rc != SK_OK) {

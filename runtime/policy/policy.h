@@ -159,6 +159,14 @@ typedef struct sk_policy {
     /* a reply cut by the token limit: 0 raise `truncated` (default), N ask
      * the model to continue up to N times, -1 accept it ("truncated") */
     int continuations;
+    /* falling back on errors ("fallbacks"): after an error that remains
+     * after retries (a server error, the network, a timeout), the call
+     * moves on to the next model of the chain, the cascade's next step and
+     * then these specs.  fallback 0 (default): off; 1: on (a list, or
+     * true for the cascade alone) */
+    int fallback;
+    char **fallbacks;
+    size_t n_fallbacks;
 } sk_policy;
 
 /* Parses the policy keys of a config.json document or a per-call

@@ -65,6 +65,8 @@
  *                 | "cut"            headers and half the body/stream (half
  *                                    the events or chunks), close
  *                 | "reset_mid"      as "cut", then RST instead of FIN
+ *                 | "stall_mid"      as "cut", then silence with the
+ *                                    connection open
  *                 | "trickle"        one byte every chunk_delay_ms
  *                 | "oversize"       an endless body
  *                 | "wrong_type",    200 with Content-Type text/html
@@ -766,7 +768,8 @@ static void plan_response(conn *c, const request *r)
         sb all = {0}; /* for trickle */
         int trickle = !strcmp(action, "trickle");
         int reset_mid = !strcmp(action, "reset_mid");
-        int cut = !strcmp(action, "cut") || reset_mid;
+        int stall_mid = !strcmp(action, "stall_mid");
+        int cut = !strcmp(action, "cut") || reset_mid || stall_mid;
         size_t n_send = cut ? ev.n / 2 : ev.n;
         if (trickle)
             sb_add(&all, head.p, head.len);
@@ -790,7 +793,7 @@ static void plan_response(conn *c, const request *r)
         }
         free(ev.v);
         if (cut) {
-            c->end = reset_mid ? END_RESET : END_CLOSE;
+            c->end = reset_mid ? END_RESET : stall_mid ? END_STALL : END_CLOSE;
         } else if (trickle) {
             sb_add(&all, "0\r\n\r\n", 5);
             for (size_t i = 0; i < all.len; i++)
@@ -835,9 +838,11 @@ static void plan_response(conn *c, const request *r)
     }
     size_t blen = strlen(body);
     add_head(&head, status, spec, ctype, (long)blen, 0, r->close);
-    if (!strcmp(action, "cut") || !strcmp(action, "reset_mid")) {
+    if (!strcmp(action, "cut") || !strcmp(action, "reset_mid") ||
+        !strcmp(action, "stall_mid")) {
         blen /= 2;
-        c->end = !strcmp(action, "cut") ? END_CLOSE : END_RESET;
+        c->end = !strcmp(action, "cut") ? END_CLOSE
+                 : !strcmp(action, "stall_mid") ? END_STALL : END_RESET;
     }
     sb_add(&head, body, blen);
     free(body);
