@@ -90,7 +90,7 @@ expect_in "models: the default, resolved" "$out" "default model: scripted:$TMP/a
 expect_in "models: an alias" "$out" "second"
 expect_in "models: a service" "$out" "svc"
 expect_in "models: alias or service" "$out" "service"
-expect_in "models: kinds" "$out" "connector kinds: openai, openai+FLAVOR, ollama, anthropic, scripted"
+expect_in "models: kinds" "$out" "connector kinds: openai, openai+FLAVOR, ollama, anthropic, scripted, azure"
 expect_in "models: a kind with no connector" "$out" "(no connector of this kind)"
 expect_not_in "models: no password" "$out" "Pw9xK3vB7nQ2"
 expect_not_in "models: no key in the URL" "$out" "Qz7Lm2Vx9Rt4"
@@ -99,7 +99,7 @@ run "$BIN" models --json
 expect_eq "models --json rc" "$rc" 0
 "$BIN" run "$FX/json_check.lua" <"$TMP/out" >/dev/null && ok || bad "models --json: invalid JSON: $out"
 expect_in "models --json names" "$out" '{"name":"second","spec":"scripted:'"$TMP"'/b.json","kind":"scripted","from":"aliases","known_kind":true}'
-expect_in "models --json kinds" "$out" '"kinds":["openai","openai+","ollama","anthropic","scripted"]'
+expect_in "models --json kinds" "$out" '"kinds":["openai","openai+","ollama","anthropic","scripted","azure"]'
 expect_not_in "models --json: no password" "$out" "Pw9xK3vB7nQ2"
 out=$(SKEIN_CONFIG=/nonexistent "$BIN" models)
 expect_in "models without a config" "$out" "default model: none"
