@@ -47,12 +47,14 @@ extern char **environ;
 #define HISTORY_FIELD_MAX ((size_t)1 << 20) /* bytes kept of one text */
 #define HISTORY_DEFAULT_MAX ((long long)512 << 20)
 #define HISTORY_CHECK_EVERY 32           /* puts between size checks */
+#define HISTORY_BUSY_MS 30000            /* waited for another writer */
 #define HISTORY_MAX_SECRETS 256
 #define HISTORY_MIN_SECRET 8             /* shorter values are not scrubbed */
 
 enum { H_OFF, H_AUTO, H_ALWAYS, H_PATH }; /* the option's value */
 
 typedef struct history {
+    sk_kernel *k;        /* whose history */
     int mode;
     int on;              /* recording wanted */
     int state;           /* 0: not opened yet, 1: open, -1: unusable */
@@ -82,17 +84,35 @@ static history *hist(sk_kernel *k)
         if (!h)
             return NULL;
         h->max_bytes = HISTORY_DEFAULT_MAX;
+        h->k = k;
         *slot = h;
     }
     return *slot;
 }
 
-/* Commits the open transaction, if any. */
-static void hist_commit(history *h)
+static void hist_warn(sk_kernel *k, history *h, const char *why);
+
+/* Commits what is pending.  COMMIT waits for other writers through the
+ * busy timeout; if it still fails the transaction is rolled back, so the
+ * next record starts afresh, and the caller is told (-1). */
+static int hist_commit(history *h)
 {
-    if (h->db && !sqlite3_get_autocommit(h->db))
-        sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
+    int rc = 0;
+    if (h->db && !sqlite3_get_autocommit(h->db)) {
+        for (int tries = 0; tries < 3; tries++) {
+            int r = sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
+            if (r == SQLITE_OK)
+                break;
+            if ((r & 0xff) != SQLITE_BUSY || tries == 2) {
+                hist_warn(h->k, h, sqlite3_errmsg(h->db));
+                sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+                rc = -1;
+                break;
+            }
+        }
+    }
     h->pending = 0;
+    return rc;
 }
 
 static void hist_close_db(history *h)
@@ -491,7 +511,9 @@ static int open_file(const char *path, int flags, sqlite3 **out, const char **wh
         sqlite3_close(db);
         return -1;
     }
-    sqlite3_busy_timeout(db, 5000);
+    /* other skein processes write to the same file: wait for them
+     * rather than drop a record, however loaded the machine */
+    sqlite3_busy_timeout(db, HISTORY_BUSY_MS);
     sqlite3_stmt *st = NULL;
     int app = 0, tables = 0;
     rc = sqlite3_prepare_v2(db, "SELECT (SELECT application_id FROM pragma_application_id),"
@@ -646,8 +668,11 @@ void kern_history_put(sk_kernel *k, const trace_rec *r)
         char when[64];
         iso_time(ms, when, sizeof when);
         sqlite3_stmt *st = h->put;
-        if (sqlite3_get_autocommit(h->db))
-            sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL);
+        /* IMMEDIATE: the write lock is taken here, where the busy
+         * timeout applies, never upgraded from a read mid-way */
+        if (sqlite3_get_autocommit(h->db) &&
+            sqlite3_exec(h->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            hist_warn(k, h, sqlite3_errmsg(h->db));
         bind_text(st, 1, sk_kernel_conversation(k));
         bind_text(st, 2, when);
         bind_text(st, 3, r->function);

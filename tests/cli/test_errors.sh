@@ -124,11 +124,18 @@ expect_eq "closed stdout, no model call: not a success" "$?" 3
 out=$("$BIN" --model "$MODEL" --skills $FX/skills invoke Cli.Sem <&- 2>"$TMP/err")
 expect_eq "closed stdin: runs" "$?" 0
 expect_eq "closed stdin: empty input" "$out" "Sem: "
-out=$("$BIN" --model "$MODEL" --skills $FX/skills invoke Cli.Sem --input hi 2>&-)
-expect_eq "closed stderr: runs" "$?" 0
-expect_eq "closed stderr: the answer on stdout" "$out" "Sem: hi"
-out=$("$BIN" --model "$MODEL" --skills $FX/skills invoke No.Such --input hi 2>&-)
-expect_eq "closed stderr: the error's exit code" "$?" 6
+# valgrind itself cannot start with its stderr closed (it exits 127), so
+# under it these three are left to the ordinary and sanitizer runs
+case "$BIN" in
+*valgrind*) ;;
+*)
+  out=$("$BIN" --model "$MODEL" --skills $FX/skills invoke Cli.Sem --input hi 2>&-)
+  expect_eq "closed stderr: runs" "$?" 0
+  expect_eq "closed stderr: the answer on stdout" "$out" "Sem: hi"
+  out=$("$BIN" --model "$MODEL" --skills $FX/skills invoke No.Such --input hi 2>&-)
+  expect_eq "closed stderr: the error's exit code" "$?" 6
+  ;;
+esac
 "$BIN" --model "$MODEL" --skills $FX/skills invoke Cli.Sem --input hi <&- >&- 2>&-
 expect_eq "all three closed: not a success" "$?" 3
 

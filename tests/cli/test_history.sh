@@ -191,10 +191,16 @@ expect_in "a long prompt is cut" "$out" "more bytes not kept"
 # ---- several processes at once
 export SKEIN_HISTORY="$TMP/shared.db"
 for p in 1 2 3 4; do
-  (for i in 1 2 3 4 5; do "${SK[@]}" invoke Cli.Sem --input "p$p c$i" >/dev/null; done) &
+  (for i in 1 2 3 4 5; do
+    "$BIN" --model "$SCRIPTED" --skills "$FX/skills" invoke Cli.Sem --input "p$p c$i" \
+      >/dev/null 2>>"$TMP/shared.err"
+  done) &
 done
 wait
-expect_eq "four processes, twenty calls" "$(n_calls)" 20
+n=$(n_calls)
+expect_eq "four processes, twenty calls" "$n" 20
+[ "$n" = 20 ] || cat "$TMP/shared.err" >&2
+expect_not_in "four processes: no record dropped" "$(cat "$TMP/shared.err")" "not recorded"
 
 # ---- secrets never reach it
 export SKEIN_HISTORY="$TMP/secret.db"
