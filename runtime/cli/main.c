@@ -75,6 +75,7 @@ typedef struct cli {
     double alpha, delta, test;
     long seed;
     int dry_run;
+    int check_skills;   /* skills --check */
     char **run_args; /* `run`: everything after the script */
     int n_run_args;
     const char *argv0;
@@ -91,7 +92,8 @@ static const char USAGE[] =
     "Commands:\n"
     "  invoke Skill.Fn   run a function on --input or stdin, print the result\n"
     "  render FILE|-     render a prompt template, running its function calls\n"
-    "  skills            list the functions that are loaded\n"
+    "  skills            list the functions that are loaded; --check: what did not\n"
+    "                    load (file:line:col), exit 3 when anything did not\n"
     "  run FILE.lua      run a Lua script with the skein module\n"
     "  review            check a text (stdin or --input) in a fresh context\n"
     "  plan GOAL         ask the model for a plan; --run, --save, --dot\n"
@@ -183,9 +185,12 @@ static const char USAGE_RENDER[] =
     "{{Skill.Fn}} blocks unless --no-calls leaves them as written.\n";
 
 static const char USAGE_SKILLS[] =
-    "usage: skein skills [--json]\n"
+    "usage: skein skills [--json] [--check]\n"
     "\n"
-    "Lists every loaded function: name, kind, description, parameters.\n";
+    "Lists every loaded function: name, kind, description, parameters.\n"
+    "A function or skill whose files do not load is skipped with a warning,\n"
+    "and the rest load.  --check lists every such problem instead (file,\n"
+    "line and column), and exits 3 when there is one, 0 when there is none.\n";
 
 static const char USAGE_RUN[] =
     "usage: skein run FILE.lua [ARGS...]\n"
@@ -582,6 +587,10 @@ static int parse(cli *o, int argc, char **argv)
                 return usage_error("--concurrency expects a number from 1 to %s", "10000", NULL);
         } else if ((v = opt_value(a, "--data", argc, argv, &i, &missing))) {
             o->data = v;
+        } else if (strcmp(a, "--check") == 0 &&
+                   ((o->command && strcmp(o->command, "skills") == 0) ||
+                    (!o->command && i + 1 < argc && strcmp(argv[i + 1], "skills") == 0))) {
+            o->check_skills = 1; /* skills --check takes no value */
         } else if ((v = opt_value(a, "--check", argc, argv, &i, &missing))) {
             o->check = v;
         } else if ((v = opt_value(a, "--plot", argc, argv, &i, &missing))) {
@@ -680,7 +689,9 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
     *out = k;
     if (st != SK_OK)
         return report(o, k, st);
-    if (o->quiet && (st = sk_kernel_set_option(k, "quiet", "1")) != SK_OK)
+    /* skills --check prints the problems of the load as its output */
+    int quiet = o->quiet || o->check_skills;
+    if (quiet && (st = sk_kernel_set_option(k, "quiet", "1")) != SK_OK)
         return report(o, k, st);
     if (o->db && (st = sk_kernel_set_option(k, "db", o->db)) != SK_OK)
         return report(o, k, st);
@@ -1605,10 +1616,52 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* skills --check: every problem of the load, on stdout; exit 3 when there
+ * is one. */
+static int check_skills(const cli *o, sk_kernel *k)
+{
+    size_t n = sk_kernel_skill_problem_count(k);
+    size_t fns = sk_kernel_function_count(k);
+    if (o->json) {
+        fputc('[', stdout);
+        for (size_t i = 0; i < n; i++) {
+            sk_skill_problem p;
+            if (sk_kernel_skill_problem(k, i, &p) != SK_OK)
+                break;
+            fputs(i ? ",\n {\"file\":" : "{\"file\":", stdout);
+            json_str(stdout, p.path);
+            printf(",\"line\":%d,\"col\":%d,\"kind\":", p.line, p.col);
+            json_str(stdout, sk_status_kind(p.code));
+            fputs(",\"skipped\":", stdout);
+            json_str(stdout, p.what);
+            fputs(",\"message\":", stdout);
+            json_str(stdout, p.message);
+            fputc('}', stdout);
+        }
+        fputs("]\n", stdout);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            sk_skill_problem p;
+            if (sk_kernel_skill_problem(k, i, &p) == SK_OK)
+                printf("%s\n  skipped %s\n", p.message, p.what);
+        }
+        if (n)
+            printf("%zu problem%s; %zu function%s loaded\n", n, n == 1 ? "" : "s",
+                   fns, fns == 1 ? "" : "s");
+        else
+            printf("no problems; %zu function%s loaded\n", fns, fns == 1 ? "" : "s");
+    }
+    if (fflush(stdout) != 0)
+        return EXIT_RUNTIME;
+    return n ? EXIT_TEMPLATE : EXIT_OK;
+}
+
 static int cmd_skills(const cli *o, sk_kernel *k)
 {
     if (o->n_pos)
         return usage_error("skills: unexpected argument '%s'", o->pos[0], NULL);
+    if (o->check_skills)
+        return check_skills(o, k);
     size_t n = sk_kernel_function_count(k);
     if (o->json) {
         fputc('[', stdout);

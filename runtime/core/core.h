@@ -376,6 +376,13 @@ SK_HIDDEN size_t kern_skill_loaders(const sk_kernel *k, const char **file,
  * own. */
 SK_HIDDEN void **kern_cache_slot(sk_kernel *k);
 SK_HIDDEN void cache_shutdown(sk_kernel *k);
+/* The problems met loading skills (runtime/core/skills.c): the kernel's
+ * own field, freed by sk_kernel_clear_skill_problems. */
+SK_HIDDEN void **kern_problems_slot(sk_kernel *k);
+/* The message (borrowed) and *code of the problem that kept function
+ * `name` ("Skill.Fn") or its whole skill from loading, or NULL. */
+SK_HIDDEN const char *skills_problem_for(const sk_kernel *k, const char *name,
+                                         sk_status *code);
 /* The journal's slot and shutdown (runtime/core/journal.c), as the cache's. */
 SK_HIDDEN void **kern_journal_slot(sk_kernel *k);
 SK_HIDDEN void journal_shutdown(sk_kernel *k);

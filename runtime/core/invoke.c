@@ -524,6 +524,12 @@ sk_err *inv_not_found_err(sk_kernel *k, const char *name, const sk_grant *grant)
             best = k->fns[i]->full_name;
         }
     }
+    /* the user's own call to a function that was skipped: why, with the
+     * class of the problem (a config error is exit code 3, not 6) */
+    sk_status code = SK_NOT_FOUND;
+    const char *why = grant ? NULL : skills_problem_for(k, name, &code);
+    if (why)
+        return err_new(code, "%s did not load: %s", name, why);
     size_t limit = strlen(name) / 3 + 1;
     if (best && best_d <= limit)
         return err_new(SK_NOT_FOUND, "unknown function \"%s\" (did you mean %s?)",

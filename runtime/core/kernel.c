@@ -102,6 +102,7 @@ const kern_net *kern_net_settings(const sk_kernel *k) { return &k->net; }
 const kern_sql *kern_sql_limits(const sk_kernel *k) { return &k->sql; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
 void **kern_journal_slot(sk_kernel *k) { return &k->journal; }
+void **kern_problems_slot(sk_kernel *k) { return &k->problems; }
 
 void **kern_slot(sk_kernel *k, const void *key)
 {
@@ -374,6 +375,7 @@ void sk_kernel_free(sk_kernel *k)
         k->hooks[i].fn(k);
     cache_shutdown(k);
     journal_shutdown(k);
+    sk_kernel_clear_skill_problems(k);
     free(k->db_path);
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);

@@ -7,11 +7,18 @@
  * names so that a load is the same on every machine, and hidden entries
  * are skipped.  Registration itself (parsing, replacing by name) belongs
  * to the registry: this file only finds and reads files.
+ *
+ * One bad plugin fails only itself, as in Semantic Kernel: a function (or
+ * a skill.lua) that does not load is skipped, noticed on stderr and kept
+ * in the kernel's list of problems, and the load goes on.  Only running
+ * out of memory, or a folder the caller named that cannot be read, stops
+ * a load.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/core.h"
@@ -25,6 +32,7 @@
 
 #define PROMPT_MAX ((size_t)16 << 20)
 #define CONFIG_MAX ((size_t)1 << 20)
+#define PROBLEMS_MAX 1000
 
 static int visible(const struct dirent *d) { return d->d_name[0] != '.'; }
 
@@ -66,6 +74,172 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* ---- problems ------------------------------------------------------------ */
+
+typedef struct problem {
+    char *path, *message, *what;
+    int line, col;
+    sk_status code;
+} problem;
+
+typedef struct problems {
+    problem *v;
+    size_t n, cap;
+} problems;
+
+static problems *problem_list(const sk_kernel *k)
+{
+    return *kern_problems_slot((sk_kernel *)k);
+}
+
+size_t sk_kernel_skill_problem_count(const sk_kernel *k)
+{
+    const problems *ps = k ? problem_list(k) : NULL;
+    return ps ? ps->n : 0;
+}
+
+sk_status sk_kernel_skill_problem(const sk_kernel *k, size_t i,
+                                  sk_skill_problem *out)
+{
+    const problems *ps = k ? problem_list(k) : NULL;
+    if (!out || !ps || i >= ps->n)
+        return SK_USAGE;
+    const problem *p = &ps->v[i];
+    out->path = p->path;
+    out->line = p->line;
+    out->col = p->col;
+    out->code = p->code;
+    out->message = p->message;
+    out->what = p->what;
+    return SK_OK;
+}
+
+void sk_kernel_clear_skill_problems(sk_kernel *k)
+{
+    if (!k)
+        return;
+    void **slot = kern_problems_slot(k);
+    problems *ps = *slot;
+    for (size_t i = 0; ps && i < ps->n; i++) {
+        free(ps->v[i].path);
+        free(ps->v[i].message);
+        free(ps->v[i].what);
+    }
+    if (ps)
+        free(ps->v);
+    free(ps);
+    *slot = NULL;
+}
+
+const char *skills_problem_for(const sk_kernel *k, const char *name,
+                               sk_status *code)
+{
+    const problems *ps = problem_list(k);
+    const char *dot = strchr(name, '.');
+    size_t skill_len = dot ? (size_t)(dot - name) : 0;
+    for (size_t i = 0; ps && i < ps->n; i++) {
+        const char *w = ps->v[i].what;
+        if (strcasecmp(w, name) == 0 ||
+            (!strchr(w, '.') && skill_len && strlen(w) == skill_len &&
+             strncasecmp(w, name, skill_len) == 0)) {
+            *code = ps->v[i].code;
+            return ps->v[i].message;
+        }
+    }
+    return NULL;
+}
+
+/* "123:" at s: the number, and s moved past the colon; 0 when s does not
+ * start that way. */
+static int read_pos(const char **s)
+{
+    const char *p = *s;
+    int n = 0;
+    while (*p >= '0' && *p <= '9' && n < 10000000)
+        n = n * 10 + (*p++ - '0');
+    if (p == *s || *p != ':')
+        return 0;
+    *s = p + 1;
+    return n;
+}
+
+/* Turns the kernel's error (what a file failed with) into a problem:
+ * noticed on stderr, kept in the kernel's list, and the error cleared so
+ * the load goes on.  `files` are the files the error can name (its
+ * message starts "file:line:col: " or "file:line: " when it has a
+ * position); `what` is what was skipped.  SK_NOMEM is not a problem of a
+ * plugin: it is returned, as is a failure to record the problem. */
+static sk_status skip(sk_kernel *k, const char *what, const char *const *files,
+                      size_t n_files)
+{
+    sk_status code = sk_errcode(k);
+    if (code == SK_NOMEM || code == SK_OK)
+        return code == SK_OK ? SK_OK : SK_NOMEM;
+    const char *msg = sk_errmsg(k);
+    const char *path = files[0];
+    int line = 0, col = 0;
+    for (size_t i = 0; i < n_files; i++) {
+        size_t len = strlen(files[i]);
+        if (strncmp(msg, files[i], len) == 0 && msg[len] == ':') {
+            const char *p = msg + len + 1;
+            path = files[i];
+            if ((line = read_pos(&p)) > 0)
+                col = read_pos(&p);
+            break;
+        }
+    }
+    int named = strncmp(msg, path, strlen(path)) == 0;
+    char *message = named ? sk_strdup(msg) : sk_asprintf("%s: %s", path, msg);
+    if (!message)
+        return kern_fail(k, NULL);
+    kern_notice(k, "warning: %s; skipped %s", message, what);
+    void **slot = kern_problems_slot(k);
+    problems *ps = *slot;
+    if (!ps && !(ps = *slot = sk_calloc(1, sizeof *ps))) {
+        free(message);
+        return kern_fail(k, NULL);
+    }
+    if (ps->n >= PROBLEMS_MAX) {
+        free(message);
+        kern_ok(k);
+        return SK_OK;
+    }
+    if (ps->n == ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 8;
+        problem *grown = sk_realloc(ps->v, cap * sizeof *grown);
+        if (!grown) {
+            free(message);
+            return kern_fail(k, NULL);
+        }
+        ps->v = grown;
+        ps->cap = cap;
+    }
+    problem *p = &ps->v[ps->n];
+    p->path = sk_strdup(path);
+    p->what = sk_strdup(what);
+    p->message = message;
+    if (!p->path || !p->what) {
+        free(p->path);
+        free(p->what);
+        free(message);
+        return kern_fail(k, NULL);
+    }
+    p->line = line;
+    p->col = col;
+    p->code = code;
+    ps->n++;
+    kern_ok(k);
+    return SK_OK;
+}
+
+/* A problem of one of our own making (a name that cannot be written). */
+static sk_status skip_because(sk_kernel *k, const char *what, const char *path,
+                              sk_status code, const char *why)
+{
+    kern_failf(k, code, "%s: %s", path, why);
+    return skip(k, what, &path, 1);
+}
+
 /* Reads one file for a skill; the kernel error names the file.  *out is
  * the caller's to free. */
 static sk_status read_skill_file(sk_kernel *k, const char *path, size_t max,
@@ -83,17 +257,19 @@ static sk_status read_skill_file(sk_kernel *k, const char *path, size_t max,
 }
 
 /* Registers the prompt function in fn_dir if it has a skprompt.txt.
- * *loaded is set when it did.  Borrows every argument. */
+ * *loaded counts it when it loaded; a failure is a problem (skip).
+ * Borrows every argument; SK_OK or SK_NOMEM. */
 static sk_status load_prompt_function(sk_kernel *k, const char *skill,
                                       const char *fn, const char *fn_dir,
                                       int *loaded)
 {
     char *tpl_path = sk_asprintf("%s/skprompt.txt", fn_dir);
     char *cfg_path = sk_asprintf("%s/config.json", fn_dir);
+    char *what = sk_asprintf("%s.%s", skill, fn);
     char *tpl = NULL, *cfg = NULL;
     size_t tpl_len = 0, cfg_len = 0;
     sk_status rc = SK_OK;
-    if (!tpl_path || !cfg_path) {
+    if (!tpl_path || !cfg_path || !what) {
         rc = kern_fail(k, NULL);
         goto done;
     }
@@ -105,27 +281,60 @@ static sk_status load_prompt_function(sk_kernel *k, const char *skill,
     if (rc == SK_OK)
         rc = reg_add_semantic(k, skill, fn, tpl, tpl_len, tpl_path, cfg,
                               cfg_len, cfg ? cfg_path : NULL, fn_dir);
-    if (rc == SK_OK)
-        *loaded = 1;
+    if (rc == SK_OK) {
+        (*loaded)++;
+    } else {
+        const char *files[] = {cfg_path, tpl_path, fn_dir};
+        rc = skip(k, what, files, 3);
+    }
 done:
     free(tpl);
     free(cfg);
     free(tpl_path);
     free(cfg_path);
+    free(what);
+    return rc;
+}
+
+/* Runs the native skill loaders (skill.lua) of the skill folder dir.  A
+ * failing one skips the skill's native functions.  SK_OK or SK_NOMEM. */
+static sk_status load_native(sk_kernel *k, const char *skill, const char *dir,
+                             int *loaded)
+{
+    const char *file;
+    skill_loader_fn load;
+    sk_status rc = SK_OK;
+    for (size_t i = 0; rc == SK_OK && kern_skill_loaders(k, &file, &load, i); i++) {
+        char *path = sk_asprintf("%s/%s", dir, file);
+        if (!path)
+            return kern_fail(k, NULL);
+        if (is_file(path)) {
+            rc = load(k, skill, path);
+            if (rc == SK_OK) {
+                (*loaded)++;
+            } else {
+                const char *files[] = {path, dir};
+                rc = skip(k, skill, files, 2);
+            }
+        }
+        free(path);
+    }
     return rc;
 }
 
 /* Loads the skill folder `dir` as skill `skill`: its function folders in
  * name order, then skill.lua, so native code can replace a prompt
- * function of the same name.  *loaded counts what was registered.
- * Borrows both strings. */
+ * function of the same name.  *loaded counts what was registered; what
+ * failed is a problem.  Borrows both strings; SK_OK or SK_NOMEM. */
 static sk_status load_skill_dir(sk_kernel *k, const char *skill,
                                 const char *dir, int *loaded)
 {
     struct dirent **list = NULL;
     int n = scandir(dir, &list, visible, by_name);
-    if (n < 0)
-        return kern_failf(k, SK_IO, "%s: %s", dir, strerror(errno));
+    if (n < 0) {
+        kern_failf(k, SK_IO, "%s: %s", dir, strerror(errno));
+        return skip(k, skill, &dir, 1);
+    }
     sk_status rc = SK_OK;
     for (int i = 0; rc == SK_OK && i < n; i++) {
         const char *name = list[i]->d_name;
@@ -135,41 +344,49 @@ static sk_status load_skill_dir(sk_kernel *k, const char *skill,
             break;
         }
         if (is_dir(fn_dir)) {
-            int got = 0;
             if (valid_name(name)) {
-                rc = load_prompt_function(k, skill, name, fn_dir, &got);
+                rc = load_prompt_function(k, skill, name, fn_dir, loaded);
             } else {
                 char *probe = sk_asprintf("%s/skprompt.txt", fn_dir);
-                if (!probe)
+                char *what = sk_asprintf("%s.%s", skill, name);
+                if (!probe || !what)
                     rc = kern_fail(k, NULL);
                 else if (is_file(probe))
-                    kern_notice(k, "%s: skipped: a function name may only "
-                                   "hold letters, digits and '_'", fn_dir);
+                    rc = skip_because(k, what, fn_dir, SK_CONFIG,
+                                      "a function name may only hold "
+                                      "letters, digits and '_'");
                 free(probe);
+                free(what);
             }
-            *loaded += got;
         }
         free(fn_dir);
     }
     free_list(list, n);
-    if (rc != SK_OK)
-        return rc;
+    if (rc == SK_OK)
+        rc = load_native(k, skill, dir, loaded);
+    return rc;
+}
 
-    /* native skills: the files the layers above load (skill.lua) */
+/* Whether the folder holds anything a skill is made of. */
+static int holds_functions(sk_kernel *k, const char *dir)
+{
+    struct dirent **list = NULL;
+    int n = scandir(dir, &list, visible, by_name);
+    int found = 0;
+    for (int i = 0; !found && i < n; i++) {
+        char *p = sk_asprintf("%s/%s/skprompt.txt", dir, list[i]->d_name);
+        found = p && is_file(p);
+        free(p);
+    }
+    free_list(list, n < 0 ? 0 : n);
     const char *file;
     skill_loader_fn load;
-    for (size_t i = 0; rc == SK_OK && kern_skill_loaders(k, &file, &load, i); i++) {
-        char *path = sk_asprintf("%s/%s", dir, file);
-        if (!path)
-            return kern_fail(k, NULL);
-        if (is_file(path)) {
-            rc = load(k, skill, path);
-            if (rc == SK_OK)
-                (*loaded)++;
-        }
-        free(path);
+    for (size_t i = 0; !found && kern_skill_loaders(k, &file, &load, i); i++) {
+        char *p = sk_asprintf("%s/%s", dir, file);
+        found = p && is_file(p);
+        free(p);
     }
-    return rc;
+    return found;
 }
 
 sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir)
@@ -194,9 +411,10 @@ sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir)
             int loaded = 0;
             if (valid_name(name))
                 rc = load_skill_dir(k, name, path, &loaded);
-            else
-                kern_notice(k, "%s: skipped: a skill name may only hold "
-                               "letters, digits and '_'", path);
+            else if (holds_functions(k, path))
+                rc = skip_because(k, name, path, SK_CONFIG,
+                                  "a skill name may only hold letters, "
+                                  "digits and '_'");
         }
         free(path);
     }
@@ -245,13 +463,18 @@ sk_status sk_kernel_load_skill(sk_kernel *k, const char *skill_dir)
         return kern_fail(k, NULL);
     sk_status rc;
     int loaded = 0;
+    size_t before = sk_kernel_skill_problem_count(k);
     if (!valid_name(name))
         rc = kern_failf(k, SK_USAGE,
                         "%s: a skill name may only hold letters, digits "
                         "and '_'", skill_dir);
     else
         rc = load_skill_dir(k, name, skill_dir, &loaded);
-    if (rc == SK_OK && !loaded)
+    sk_skill_problem first;
+    if (rc == SK_OK && !loaded &&
+        sk_kernel_skill_problem(k, before, &first) == SK_OK)
+        rc = kern_failf(k, first.code, "%s", first.message);
+    else if (rc == SK_OK && !loaded)
         rc = kern_failf(k, SK_NOT_FOUND,
                         "%s: no function folder with a skprompt.txt and no "
                         "skill.lua", skill_dir);
@@ -282,6 +505,16 @@ static const char *builtin_dir(void)
     return SKEIN_SKILLS_DIR;
 }
 
+/* Loads one folder of the search path; one that cannot be read is a
+ * problem, not a failure of every command. */
+static sk_status load_path_entry(sk_kernel *k, const char *dir)
+{
+    sk_status rc = sk_kernel_load_skills(k, dir);
+    if (rc == SK_OK || rc == SK_NOMEM)
+        return rc;
+    return skip(k, dir, &dir, 1);
+}
+
 sk_status sk_kernel_load_default_skills(sk_kernel *k)
 {
     if (!k)
@@ -289,9 +522,9 @@ sk_status sk_kernel_load_default_skills(sk_kernel *k)
     const char *builtin = builtin_dir();
     sk_status rc = SK_OK;
     if (is_dir(builtin))
-        rc = sk_kernel_load_skills(k, builtin);
+        rc = load_path_entry(k, builtin);
     if (rc == SK_OK && is_dir("skills") && !same_dir("skills", builtin))
-        rc = sk_kernel_load_skills(k, "skills");
+        rc = load_path_entry(k, "skills");
     const char *path = getenv("SKEIN_SKILLS_PATH");
     while (rc == SK_OK && path && *path) {
         const char *colon = strchr(path, ':');
@@ -301,7 +534,7 @@ sk_status sk_kernel_load_default_skills(sk_kernel *k)
             if (!dir)
                 return kern_fail(k, NULL);
             if (is_dir(dir))
-                rc = sk_kernel_load_skills(k, dir);
+                rc = load_path_entry(k, dir);
             free(dir);
         }
         path = colon ? colon + 1 : NULL;

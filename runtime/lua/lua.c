@@ -1544,10 +1544,43 @@ static int l_skill(lua_State *L)
     return 0;
 }
 
+/* The kernel's skill problems from the first-th on, as a list of
+ * { file, line, col, kind, code, message, what }. */
+static void push_problems(lua_State *L, sk_kernel *k, size_t first)
+{
+    size_t n = sk_kernel_skill_problem_count(k);
+    lua_createtable(L, n > first ? (int)(n - first) : 0, 0);
+    for (size_t i = first; i < n; i++) {
+        sk_skill_problem p;
+        if (sk_kernel_skill_problem(k, i, &p) != SK_OK)
+            break;
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, p.path);
+        lua_setfield(L, -2, "file");
+        lua_pushinteger(L, p.line);
+        lua_setfield(L, -2, "line");
+        lua_pushinteger(L, p.col);
+        lua_setfield(L, -2, "col");
+        lua_pushstring(L, sk_status_kind(p.code));
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, p.code);
+        lua_setfield(L, -2, "code");
+        lua_pushstring(L, p.message);
+        lua_setfield(L, -2, "message");
+        lua_pushstring(L, p.what);
+        lua_setfield(L, -2, "what");
+        lua_rawseti(L, -2, (lua_Integer)(i - first + 1));
+    }
+}
+
+/* skein.load_skills(dir) loads what loads and returns the problems of
+ * what did not (an empty table when none); a folder that cannot be read
+ * raises. */
 static int l_load_skills(lua_State *L)
 {
     klua *st = check_waiting_st(L, "load_skills");
     const char *dir = luaL_checkstring(L, 1);
+    size_t before = sk_kernel_skill_problem_count(st->k);
     lua_State *prev = st->current;
     st->current = L;
     sk_status rc = sk_kernel_load_skills(st->k, dir);
@@ -1556,7 +1589,16 @@ static int l_load_skills(lua_State *L)
         push_kernel_err(L, st->k);
         return raise_top(L);
     }
-    return 0;
+    push_problems(L, st->k, before);
+    return 1;
+}
+
+/* skein.skill_problems(): every problem met loading skills so far. */
+static int l_skill_problems(lua_State *L)
+{
+    klua *st = check_st(L);
+    push_problems(L, st->k, 0);
+    return 1;
 }
 
 static int l_set_model(lua_State *L)
@@ -2157,6 +2199,7 @@ static const luaL_Reg module_funcs[] = {
     {"prompt", l_prompt},
     {"skill", l_skill},
     {"load_skills", l_load_skills},
+    {"skill_problems", l_skill_problems},
     {"set_model", l_set_model},
     {"model", l_model},
     {"set_option", l_set_option},

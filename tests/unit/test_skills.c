@@ -406,12 +406,53 @@ TEST(load_errors)
     CHECK_CONTAINS(sk_errmsg(k), "skill.lua");
     CHECK_CONTAINS(sk_errmsg(k), "deliberate failure");
 
-    /* the first error stops a directory load; what came before stays */
+    /* one bad plugin fails only itself: a directory load skips each bad
+     * function or skill, keeps a problem for it and loads the rest */
+    sk_kernel_clear_skill_problems(k);
+    CHECK_INT(sk_kernel_skill_problem_count(k), 0);
     CHECK_INT(sk_kernel_load_skills(k, src_path("tests/data/bad_skills")),
-              SK_CONFIG);
-    CHECK_CONTAINS(sk_errmsg(k), "BadConfig");
+              SK_OK);
+    CHECK_INT(sk_errcode(k), SK_OK);
     CHECK_INT(sk_kernel_function_find(k, "AGood.Fn", &fi), SK_OK);
     CHECK_INT(sk_kernel_function_find(k, "BadConfig.Hot", &fi), SK_NOT_FOUND);
+    CHECK_INT(sk_kernel_function_find(k, "BadTemplate.Broken", &fi),
+              SK_NOT_FOUND);
+    CHECK_INT(sk_kernel_skill_problem_count(k), 3);
+    sk_skill_problem p;
+    CHECK_INT(sk_kernel_skill_problem(k, 0, &p), SK_OK);
+    CHECK_STR(p.path, hot);
+    CHECK_INT(p.line, 4);
+    CHECK_INT(p.col, 20);
+    CHECK_INT(p.code, SK_CONFIG);
+    CHECK_STR(p.what, "BadConfig.Hot");
+    snprintf(want, sizeof want, "%s:4:20: ", hot);
+    CHECK(p.message && strncmp(p.message, want, strlen(want)) == 0);
+    CHECK_INT(sk_kernel_skill_problem(k, 1, &p), SK_OK);
+    CHECK_STR(p.path, broken);
+    CHECK_INT(p.line, 3);
+    CHECK(p.col > 0);
+    CHECK_INT(p.code, SK_TEMPLATE);
+    CHECK_STR(p.what, "BadTemplate.Broken");
+    CHECK_INT(sk_kernel_skill_problem(k, 2, &p), SK_OK);
+    CHECK(ends_with(p.path, "ZBadLua/skill.lua"));
+    CHECK_INT(p.line, 4);
+    CHECK_INT(p.col, 0);
+    CHECK_INT(p.code, SK_SCRIPT);
+    CHECK_STR(p.what, "ZBadLua");
+    CHECK_INT(sk_kernel_skill_problem(k, 3, &p), SK_USAGE);
+    CHECK_INT(sk_kernel_skill_problem(NULL, 0, &p), SK_USAGE);
+    CHECK_INT(sk_kernel_skill_problem_count(NULL), 0);
+
+    /* the user's call to a skipped function says why, with its class */
+    char *res = NULL;
+    CHECK_INT(sk_invoke(k, "BadConfig.Hot", NULL, NULL, &res), SK_CONFIG);
+    CHECK_CONTAINS(sk_errmsg(k), "did not load");
+    CHECK_CONTAINS(sk_errmsg(k), "config.json:4:20");
+    CHECK_INT(sk_invoke(k, "ZBadLua.Anything", NULL, NULL, &res), SK_SCRIPT);
+    CHECK_INT(sk_invoke(k, "NoSuch.Thing", NULL, NULL, &res), SK_NOT_FOUND);
+    sk_kernel_clear_skill_problems(k);
+    CHECK_INT(sk_kernel_skill_problem_count(k), 0);
+    sk_kernel_clear_skill_problems(NULL);
 
     /* a success clears the error */
     CHECK_INT(sk_kernel_load_skills(k, src_path("tests/data/sk_samples")),
@@ -467,8 +508,12 @@ TEST(ceiling_and_default_path)
     sk_kernel *k = new_kernel();
     if (k) {
         snprintf(p, sizeof p, "%s/big", root);
-        CHECK_INT(sk_kernel_load_skills(k, p), SK_TOO_LARGE);
-        CHECK_CONTAINS(sk_errmsg(k), "Huge/skprompt.txt");
+        CHECK_INT(sk_kernel_load_skills(k, p), SK_OK);
+        sk_skill_problem pr;
+        CHECK_INT(sk_kernel_skill_problem(k, 0, &pr), SK_OK);
+        CHECK_INT(pr.code, SK_TOO_LARGE);
+        CHECK(ends_with(pr.path, "Huge/skprompt.txt"));
+        CHECK_CONTAINS(pr.message, "Huge/skprompt.txt");
     }
     sk_kernel_free(k);
 
@@ -522,12 +567,20 @@ TEST(ceiling_and_default_path)
     }
     sk_kernel_free(k);
 
-    /* an error in a directory on the path is reported */
+    /* an error in a directory on the path is a problem, not a failure:
+     * the rest of the path loads */
     setenv("SKEIN_BUILTIN_SKILLS", "/nonexistent/builtin", 1);
-    setenv("SKEIN_SKILLS_PATH", bad, 1);
+    snprintf(path, sizeof path, "%.1100s:%.1100s", bad, override);
+    setenv("SKEIN_SKILLS_PATH", path, 1);
     k = new_kernel();
-    if (k)
-        CHECK_INT(sk_kernel_load_default_skills(k), SK_CONFIG);
+    if (k) {
+        CHECK_INT(sk_kernel_load_default_skills(k), SK_OK);
+        CHECK_INT(sk_kernel_skill_problem_count(k), 3);
+        sk_function_info fi;
+        CHECK_INT(sk_kernel_function_find(k, "AGood.Fn", &fi), SK_OK);
+        CHECK_INT(sk_kernel_function_find(k, "Local.Hi", &fi), SK_OK);
+        CHECK_INT(sk_kernel_function_find(k, "Writer.Summarize", &fi), SK_OK);
+    }
     sk_kernel_free(k);
 
     unsetenv("SKEIN_BUILTIN_SKILLS");

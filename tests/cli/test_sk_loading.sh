@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Loading Semantic Kernel material as a user meets it: one bad plugin fails
+# only itself (./skills included) and every command keeps working, `skills
+# --check` lists every problem at once.
+set -u
+cd "$(dirname "$0")" || exit 1
+. ../support/lib.sh
+DATA=$(cd ../data && pwd)
+
+# run CMD...: sets out, err, rc (stdin from /dev/null unless IN is set)
+run() { "$@" >"$TMP/out" 2>"$TMP/err" <"${IN:-/dev/null}"; rc=$?; out=$(cat "$TMP/out"); err=$(cat "$TMP/err"); }
+expect_in() { case "$2" in *"$3"*) ok ;; *) bad "$1: [$2] lacks [$3]" ;; esac; }
+expect_not_in() { case "$2" in *"$3"*) bad "$1: [$2] has [$3]" ;; *) ok ;; esac; }
+# count_lines TEXT NEEDLE: how many lines of TEXT hold NEEDLE
+count_lines() { printf '%s\n' "$1" | grep -cF -- "$2"; }
+
+# ---- a scratch project whose ./skills has one broken plugin of each kind
+proj="$TMP/proj"
+mkdir -p "$proj/skills/Good/Hello" "$proj/skills/BadJson/Fn" "$proj/skills/BadTpl/Fn" \
+         "$proj/skills/BadLua" "$proj/skills/Mixed/Fine" "$proj/skills/Mixed/Hot"
+printf 'Hello {{$input}}!' > "$proj/skills/Good/Hello/skprompt.txt"
+printf 'x' > "$proj/skills/BadJson/Fn/skprompt.txt"
+printf '{\n  "schema": 1,\n  "description": "broken"\n  "type": "completion"\n}\n' \
+    > "$proj/skills/BadJson/Fn/config.json"
+printf 'line one\nsay {{$a-b}}\n' > "$proj/skills/BadTpl/Fn/skprompt.txt"
+printf 'return {\n  Up = function(a) return a.input:upper() end\n  Down = 1,\n}\n' \
+    > "$proj/skills/BadLua/skill.lua"
+printf 'fine {{$input}}' > "$proj/skills/Mixed/Fine/skprompt.txt"
+printf 'hot' > "$proj/skills/Mixed/Hot/skprompt.txt"
+printf '{"completion": {"temperature": 7}}' > "$proj/skills/Mixed/Hot/config.json"
+
+cd "$proj" || exit 1
+# every command keeps working, and says what it skipped, where
+IN=/dev/null run "$BIN" invoke Text.Upper --input ok
+expect_eq "a broken ./skills does not stop invoke" "$rc" 0
+expect_eq "invoke still answers" "$out" "OK"
+expect_in "warning names config.json:line:col" "$err" "skills/BadJson/Fn/config.json:4:3:"
+expect_in "warning names skprompt.txt:line:col" "$err" "skills/BadTpl/Fn/skprompt.txt:2:7:"
+expect_in "warning names skill.lua:line" "$err" "skills/BadLua/skill.lua:3:"
+expect_in "warning names the bad value" "$err" "skills/Mixed/Hot/config.json:1:32:"
+expect_in "warning says what was skipped" "$err" "skipped Mixed.Hot"
+expect_in "a warning is a warning" "$err" "skein: warning: "
+IN=/dev/null run "$BIN" --quiet skills
+expect_eq "skills works" "$rc" 0
+expect_in "the good plugin loads" "$out" "Good.Hello"
+expect_in "the good function of a half-broken plugin loads" "$out" "Mixed.Fine"
+expect_not_in "the bad function is not listed" "$out" "Mixed.Hot"
+expect_eq "--quiet silences the warnings" "$err" ""
+printf 'World' > "$TMP/in"
+IN="$TMP/in" run "$BIN" --quiet render --no-calls -
+expect_eq "render output" "$out" "World"
+expect_eq "render works" "$rc" 0
+
+# calling a skipped function says why, with the class of its problem
+IN=/dev/null run "$BIN" --quiet invoke Mixed.Hot --input x
+expect_eq "a skipped function: the config exit code" "$rc" 3
+expect_in "a skipped function: why" "$err" "Mixed.Hot did not load: skills/Mixed/Hot/config.json:1:32:"
+IN=/dev/null run "$BIN" --quiet invoke BadLua.Up --input x
+expect_eq "a skipped skill.lua: the script exit code" "$rc" 5
+
+# skills --check lists every problem at once and exits 3
+IN=/dev/null run "$BIN" skills --check
+expect_eq "--check rc with problems" "$rc" 3
+expect_eq "--check: no warnings on stderr (the list is the output)" "$err" ""
+expect_in "--check lists the JSON problem" "$out" "skills/BadJson/Fn/config.json:4:3:"
+expect_in "--check lists the template problem" "$out" "skills/BadTpl/Fn/skprompt.txt:2:7:"
+expect_in "--check lists the Lua problem" "$out" "skills/BadLua/skill.lua:3:"
+expect_in "--check lists the bad value" "$out" "skills/Mixed/Hot/config.json:1:32:"
+expect_in "--check counts them" "$out" "4 problems;"
+expect_eq "--check: one line per problem" "$(count_lines "$out" "skipped ")" 4
+IN=/dev/null run "$BIN" --check skills
+expect_eq "--check before the command" "$rc" 3
+IN=/dev/null run "$BIN" skills --check --json
+expect_eq "--check --json rc" "$rc" 3
+expect_in "--check --json: file" "$out" '"file":"skills/Mixed/Hot/config.json","line":1,"col":32,"kind":"config","skipped":"Mixed.Hot"'
+expect_in "--check --json: a Lua line without a column" "$out" '"line":3,"col":0,"kind":"script","skipped":"BadLua"'
+cd - >/dev/null || exit 1
+
+IN=/dev/null run "$BIN" skills --check
+expect_eq "--check with no problems: rc" "$rc" 0
+expect_in "--check with no problems says so" "$out" "no problems;"
+IN=/dev/null run "$BIN" skills --check --skills "$DATA/sk_samples"
+expect_eq "--check of SK's samples: rc" "$rc" 0
+IN=/dev/null run "$BIN" --skills "$DATA/bad_skills" skills --check
+expect_eq "--check of a --skills folder: rc" "$rc" 3
+expect_in "--check of a --skills folder: its problem" "$out" "bad_skills/BadConfig/Hot/config.json:4:20:"
+# --check of eval still takes a function
+IN=/dev/null run "$BIN" eval Text.Upper --check
+expect_eq "eval --check still needs its value" "$rc" 2
+
+finish
