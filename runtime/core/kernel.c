@@ -880,28 +880,31 @@ sk_status reg_add_semantic(sk_kernel *k, const char *skill, const char *name,
     if (!f)
         return kern_fail(k, NULL);
     char *msg = NULL;
-    sk_status rc = tpl_parse(tpl_text, tpl_len, tpl_origin, &f->tpl, &msg);
+    if (!cfg_text) {
+        cfg_text = "{}";
+        cfg_len = 2;
+    }
+    /* the config first: it says whether the template is one skein can
+     * read at all (template_format) */
+    sk_status rc = cfg_parse(cfg_text, cfg_len,
+                             cfg_origin ? cfg_origin : "config.json", &f->cfg,
+                             &msg);
+    if (rc != SK_OK) {
+        fn_release(k, f);
+        if (!msg)
+            return rc == SK_NOMEM ? kern_fail(k, NULL)
+                                  : kern_failf(k, rc, "%s", sk_strerror(rc));
+        kern_failf(k, rc, "%s", msg);
+        free(msg);
+        return rc;
+    }
+    rc = tpl_parse(tpl_text, tpl_len, tpl_origin, &f->tpl, &msg);
     if (rc != SK_OK) {
         fn_release(k, f);
         if (!msg)
             return rc == SK_NOMEM ? kern_fail(k, NULL)
                                   : kern_failf(k, rc, "%s: %s", tpl_origin,
                                                sk_strerror(rc));
-        kern_failf(k, rc, "%s", msg);
-        free(msg);
-        return rc;
-    }
-    if (!cfg_text) {
-        cfg_text = "{}";
-        cfg_len = 2;
-    }
-    rc = cfg_parse(cfg_text, cfg_len, cfg_origin ? cfg_origin : "config.json",
-                   &f->cfg, &msg);
-    if (rc != SK_OK) {
-        fn_release(k, f);
-        if (!msg)
-            return rc == SK_NOMEM ? kern_fail(k, NULL)
-                                  : kern_failf(k, rc, "%s", sk_strerror(rc));
         kern_failf(k, rc, "%s", msg);
         free(msg);
         return rc;

@@ -614,9 +614,36 @@ static sk_status read_schema(pctx *x, const cJSON *root, int *out)
     return SK_OK;
 }
 
+/* Semantic Kernel's template formats.  skein runs its own language
+ * (semantic-kernel, the default); a prompt written for another engine
+ * would render wrong, so it is refused by name rather than run. */
+static sk_status read_template_format(pctx *x, cfg_function *c,
+                                      const cJSON *root)
+{
+    static const char *const others[] = {"handlebars", "jinja2", "liquid"};
+    const char *key = "template_format";
+    sk_status rc = get_string(x, root, key, &c->template_format);
+    if (rc != SK_OK || !c->template_format ||
+        strcasecmp(c->template_format, "semantic-kernel") == 0)
+        return rc;
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++)
+        if (strcasecmp(c->template_format, others[i]) == 0)
+            return fail(x, key,
+                        "template_format '%s' is not supported: skein runs "
+                        "Semantic Kernel's own templates (semantic-kernel)",
+                        c->template_format);
+    return fail(x, key,
+                "unknown template_format '%s' (Semantic Kernel's are "
+                "semantic-kernel, handlebars, jinja2 and liquid; skein runs "
+                "semantic-kernel)",
+                c->template_format);
+}
+
 static sk_status read_function(pctx *x, cfg_function *c, const cJSON *root)
 {
     sk_status rc = read_schema(x, root, &c->schema);
+    if (rc == SK_OK)
+        rc = read_template_format(x, c, root);
     if (rc == SK_OK)
         rc = get_string(x, root, "type", &c->type);
     if (rc == SK_OK)
@@ -755,6 +782,7 @@ void cfg_free(cfg_function *c)
     free(c->settings);
     free_strings(c->default_services, c->n_default_services);
     free(c->type);
+    free(c->template_format);
     free(c->name);
     free(c->description);
     free(c->model);

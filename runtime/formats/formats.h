@@ -117,6 +117,9 @@ typedef struct cfg_function {
     int schema;          /* the "schema" number, or 0 */
     char *type;          /* "completion" when unset */
     char *name;          /* 1.x schema "name", or NULL */
+    char *template_format; /* "semantic-kernel" (any case) or NULL: the
+                            only format skein runs; the others are
+                            refused by cfg_parse */
     char *description;   /* "" when unset */
     cfg_param *params;
     size_t n_params;

@@ -84,6 +84,32 @@ expect_eq "--check of SK's samples: rc" "$rc" 0
 IN=/dev/null run "$BIN" --skills "$DATA/bad_skills" skills --check
 expect_eq "--check of a --skills folder: rc" "$rc" 3
 expect_in "--check of a --skills folder: its problem" "$out" "bad_skills/BadConfig/Hot/config.json:4:20:"
+# ---- template formats skein does not run: a warning naming the file and
+# the format, that function skipped, never an unrelated error
+hb="$TMP/formats/Hbs"
+mkdir -p "$hb/Greet" "$hb/Plain" "$hb/Odd"
+printf 'Hello {{input}}, {{#if name}}{{name}}{{/if}}' > "$hb/Greet/skprompt.txt"
+printf '{\n  "name": "Greet",\n  "template_format": "handlebars"\n}\n' > "$hb/Greet/config.json"
+printf 'Plain {{$input}}' > "$hb/Plain/skprompt.txt"
+printf '{"template_format": "semantic-kernel"}' > "$hb/Plain/config.json"
+printf '{{ input }}' > "$hb/Odd/skprompt.txt"
+printf '{"template_format": "mustache"}' > "$hb/Odd/config.json"
+IN=/dev/null run "$BIN" --skills "$TMP/formats" invoke Text.Upper --input ok
+expect_eq "an unsupported format does not stop a command" "$rc" 0
+expect_in "handlebars: the file, line, col and format" "$err" \
+    "$hb/Greet/config.json:3:22: template_format 'handlebars' is not supported"
+expect_in "handlebars: skipped" "$err" "skipped Hbs.Greet"
+expect_in "an unknown format is named too" "$err" "unknown template_format 'mustache'"
+expect_not_in "never an unrelated error" "$err" "unknown function"
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/formats" skills
+expect_in "semantic-kernel loads" "$out" "Hbs.Plain"
+expect_not_in "handlebars is not listed" "$out" "Hbs.Greet"
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/formats" invoke Hbs.Greet --input x
+expect_eq "invoking a handlebars function: config exit code" "$rc" 3
+expect_in "invoking a handlebars function says why" "$err" "template_format 'handlebars' is not supported"
+IN=/dev/null run "$BIN" --skills "$TMP/formats" skills --check --json
+expect_in "--check reports the format" "$out" '"line":3,"col":22,"kind":"config","skipped":"Hbs.Greet"'
+
 # --check of eval still takes a function
 IN=/dev/null run "$BIN" eval Text.Upper --check
 expect_eq "eval --check still needs its value" "$rc" 2
