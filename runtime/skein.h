@@ -174,8 +174,10 @@ SK_API sk_status sk_kernel_set_trace(sk_kernel *k, const char *path);
 /* ---- skills ------------------------------------------------------------ */
 
 /* Loads every skill found in `dir`: each subfolder is a skill, holding
- * Semantic Kernel function folders (<Fn>/skprompt.txt + config.json) and/or
- * a native Lua skill.lua.  Later loads override earlier ones by name.
+ * Semantic Kernel function folders (<Fn>/skprompt.txt + config.json),
+ * Semantic Kernel YAML prompt functions (*.yaml, *.yml, named by their
+ * `name`, else by the file) and/or a native Lua skill.lua.  Later loads
+ * override earlier ones by name.
  *
  * One bad plugin fails only itself: a function or skill whose files are
  * malformed is skipped, with a notice on stderr (unless quiet) and an
@@ -260,7 +262,8 @@ typedef struct sk_function_info {
     const char *full_name;   /* "Skill.Name" */
     const char *description; /* may be "" */
     const char *kind;        /* "semantic", "native" */
-    const char *path;        /* folder it came from, or NULL */
+    const char *path;        /* the folder it came from (a YAML prompt:
+                                the .yaml file), or NULL */
     const sk_param_info *params;
     size_t n_params;
 } sk_function_info;

@@ -2,8 +2,9 @@
  * skills.c -- loading skill folders from disk.
  *
  * A skills directory holds skill folders; a skill folder holds Semantic
- * Kernel function folders (<Fn>/skprompt.txt, optional <Fn>/config.json)
- * and/or a native skill.lua.  Entries are visited in byte order of their
+ * Kernel function folders (<Fn>/skprompt.txt, optional <Fn>/config.json),
+ * YAML prompt functions (*.yaml, *.yml) and/or a native skill.lua, as
+ * Semantic Kernel's plugin folders do.  Entries are visited in byte order of their
  * names so that a load is the same on every machine, and hidden entries
  * are skipped.  Registration itself (parsing, replacing by name) belongs
  * to the registry: this file only finds and reads files.
@@ -296,6 +297,69 @@ done:
     return rc;
 }
 
+/* Whether name is a YAML prompt's file name (*.yaml, *.yml). */
+static int is_yaml_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && dot != name &&
+           (strcasecmp(dot, ".yaml") == 0 || strcasecmp(dot, ".yml") == 0);
+}
+
+/* Registers the YAML prompt function in file `path`, named by its `name`
+ * (else the file's name without its extension).  *loaded counts it; a
+ * failure is a problem.  Borrows every argument; SK_OK or SK_NOMEM. */
+static sk_status load_yaml_function(sk_kernel *k, const char *skill,
+                                    const char *file, const char *path,
+                                    int *loaded)
+{
+    char *stem = sk_strndup(file, (size_t)(strrchr(file, '.') - file));
+    char *text = NULL, *msg = NULL, *what = NULL;
+    size_t len = 0;
+    yml_prompt *y = NULL;
+    if (!stem)
+        return kern_fail(k, NULL);
+    sk_status rc = read_skill_file(k, path, PROMPT_MAX, &text, &len);
+    if (rc == SK_OK) {
+        rc = yml_prompt_parse(text, len, path, &y, &msg);
+        if (rc != SK_OK && rc != SK_NOMEM)
+            kern_failf(k, rc, "%s", msg ? msg : sk_strerror(rc));
+        else if (rc == SK_NOMEM)
+            kern_fail(k, NULL);
+    }
+    const char *name = y && y->name ? y->name : stem;
+    if (!(what = sk_asprintf("%s.%s", skill, name)))
+        rc = kern_fail(k, NULL);
+    if (rc == SK_OK && !valid_name(name)) {
+        if (y->name)
+            rc = kern_failf(k, SK_CONFIG, "%s:%d:%d: function name '%s' may "
+                            "only hold letters, digits and '_'",
+                            path, y->name_line, y->name_col, name);
+        else
+            rc = kern_failf(k, SK_CONFIG, "%s: no 'name', and the file's name "
+                            "'%s' is not a function name (letters, digits "
+                            "and '_')", path, stem);
+    }
+    if (rc == SK_OK) {
+        cfg_srcmap map = {y->pos, y->n_pos};
+        prompt_src src = {.skill = skill, .name = name, .tpl = y->tpl,
+                          .tpl_len = y->tpl_len, .tpl_origin = path,
+                          .tpl_at = &y->tpl_at, .cfg = y->config,
+                          .cfg_len = y->config_len, .cfg_origin = path,
+                          .cfg_map = &map, .path = path};
+        rc = reg_add_prompt(k, &src);
+    }
+    if (rc == SK_OK)
+        (*loaded)++;
+    else if (rc != SK_NOMEM || what)
+        rc = skip(k, what ? what : stem, &path, 1);
+    yml_prompt_free(y);
+    free(msg);
+    free(text);
+    free(stem);
+    free(what);
+    return rc;
+}
+
 /* Runs the native skill loaders (skill.lua) of the skill folder dir.  A
  * failing one skips the skill's native functions.  SK_OK or SK_NOMEM. */
 static sk_status load_native(sk_kernel *k, const char *skill, const char *dir,
@@ -358,6 +422,8 @@ static sk_status load_skill_dir(sk_kernel *k, const char *skill,
                 free(probe);
                 free(what);
             }
+        } else if (is_yaml_name(name) && is_file(fn_dir)) {
+            rc = load_yaml_function(k, skill, name, fn_dir, loaded);
         }
         free(fn_dir);
     }
@@ -377,6 +443,11 @@ static int holds_functions(sk_kernel *k, const char *dir)
         char *p = sk_asprintf("%s/%s/skprompt.txt", dir, list[i]->d_name);
         found = p && is_file(p);
         free(p);
+        if (!found && is_yaml_name(list[i]->d_name)) {
+            p = sk_asprintf("%s/%s", dir, list[i]->d_name);
+            found = p && is_file(p);
+            free(p);
+        }
     }
     free_list(list, n < 0 ? 0 : n);
     const char *file;
@@ -476,8 +547,8 @@ sk_status sk_kernel_load_skill(sk_kernel *k, const char *skill_dir)
         rc = kern_failf(k, first.code, "%s", first.message);
     else if (rc == SK_OK && !loaded)
         rc = kern_failf(k, SK_NOT_FOUND,
-                        "%s: no function folder with a skprompt.txt and no "
-                        "skill.lua", skill_dir);
+                        "%s: no function folder with a skprompt.txt, no YAML "
+                        "prompt and no skill.lua", skill_dir);
     free(name);
     if (rc == SK_OK)
         kern_ok(k);

@@ -110,6 +110,72 @@ expect_in "invoking a handlebars function says why" "$err" "template_format 'han
 IN=/dev/null run "$BIN" --skills "$TMP/formats" skills --check --json
 expect_in "--check reports the format" "$out" '"line":3,"col":22,"kind":"config","skipped":"Hbs.Greet"'
 
+# ---- YAML prompt functions beside skprompt.txt folders
+yp="$TMP/yaml/Story"
+mkdir -p "$yp/Folder"
+printf 'folder {{$input}}' > "$yp/Folder/skprompt.txt"
+# SK's own sample, byte order mark and all (dotnet/samples/Concepts/Resources)
+cp "$DATA/sk_corpus/semantic-kernel/dotnet-concepts/GenerateStory.yaml" "$yp/" 2>/dev/null ||
+    printf '\xEF\xBB\xBFname: GenerateStory\ntemplate: |\n  Tell a story about {{$topic}} that is {{$length}} sentences long.\ntemplate_format: semantic-kernel\ndescription: A function that generates a story about a topic.\ninput_variables:\n  - name: topic\n    description: The topic of the story.\n    is_required: true\n  - name: length\n    description: The number of sentences in the story.\n    is_required: true\noutput_variable:\n  description: The generated story.\nexecution_settings:\n  default:\n    temperature: 0.6\n' > "$yp/GenerateStory.yaml"
+cat > "$yp/poem.yml" <<'YAML'
+# no name: the file names it
+description: A short poem.
+template: |
+  Write a {{$form}} about {{$input}}.
+input_variables:
+  - name: input
+  - name: form
+    default: haiku
+execution_settings:
+  default:
+    max_tokens: 0x40
+    stop_sequences: ["\n\n"]
+YAML
+cat > "$yp/broken.yaml" <<'YAML'
+name: Broken
+template: |
+  fine so far
+ description: the indentation is wrong
+YAML
+cat > "$yp/j2.yaml" <<'YAML'
+name: Jinja
+template_format: jinja2
+template: "Hello {{ name }}"
+YAML
+cat > "$yp/hot.yaml" <<'YAML'
+name: Hot
+template: x
+execution_settings:
+  default:
+    temperature: hot
+YAML
+IN=/dev/null run "$BIN" --skills "$TMP/yaml" skills --json
+expect_eq "YAML skills rc" "$rc" 0
+expect_in "SK's YAML sample loads" "$out" '"full_name":"Story.GenerateStory"'
+expect_in "its input variables are its parameters" "$out" \
+    '{"name":"topic","description":"The topic of the story.","required":true}'
+expect_in "a YAML without name is named by its file" "$out" '"full_name":"Story.poem"'
+expect_in "its path is the YAML file" "$out" "Story/poem.yml\""
+expect_in "the folder function loads beside them" "$out" '"full_name":"Story.Folder"'
+expect_in "malformed YAML: file:line:col" "$err" "$yp/broken.yaml:4:2: did not find expected key"
+expect_in "a bad value in YAML: its line and column" "$err" "$yp/hot.yaml:5:18: 'temperature' must be a number"
+expect_in "jinja2 in YAML: the file and the format" "$err" "$yp/j2.yaml:2:18: template_format 'jinja2' is not supported"
+expect_in "jinja2 in YAML: skipped" "$err" "skipped Story.Jinja"
+expect_not_in "never an unrelated error" "$err" "unknown function"
+
+start_mock <(printf '{"echo": true, "log": "%s"}' "$TMP/log.jsonl")
+IN=/dev/null run "$BIN" --quiet --model "$MODEL" --skills "$TMP/yaml" invoke Story.GenerateStory \
+    --var topic=foxes --var length=2
+expect_eq "a YAML function runs" "$rc" 0
+expect_eq "its template, as rendered" "$out" "Tell a story about foxes that is 2 sentences long."
+expect_in "its execution settings reach the request" "$(tail -1 "$TMP/log.jsonl")" '\"temperature\":0.6'
+IN=/dev/null run "$BIN" --quiet --model "$MODEL" --skills "$TMP/yaml" invoke Story.poem --input rain
+expect_eq "a YAML default fills in" "$out" "Write a haiku about rain."
+expect_in "max_tokens 0x40 is 64" "$(tail -1 "$TMP/log.jsonl")" '\"max_tokens\":64'
+IN=/dev/null run "$BIN" --quiet --model "$MODEL" --skills "$TMP/yaml" invoke Story.Hot --input x
+expect_eq "a skipped YAML function: config exit code" "$rc" 3
+expect_in "a skipped YAML function: why" "$err" "hot.yaml:5:18:"
+
 # --check of eval still takes a function
 IN=/dev/null run "$BIN" eval Text.Upper --check
 expect_eq "eval --check still needs its value" "$rc" 2
