@@ -433,39 +433,77 @@ static sk_status load_skill_dir(sk_kernel *k, const char *skill,
     return rc;
 }
 
-/* Whether the folder holds anything a skill is made of. */
-static int holds_functions(sk_kernel *k, const char *dir)
+/* Whether the folder holds anything a skill is made of: a function folder
+ * (<Fn>/skprompt.txt), a YAML prompt or a native skill file.  1 with
+ * *example (when asked for; caller frees) the first such entry, 0 when
+ * none, -1 when memory ran out. */
+static int find_function(sk_kernel *k, const char *dir, char **example)
 {
     struct dirent **list = NULL;
     int n = scandir(dir, &list, visible, by_name);
     int found = 0;
+    const char *what = NULL;
     for (int i = 0; !found && i < n; i++) {
-        char *p = sk_asprintf("%s/%s/skprompt.txt", dir, list[i]->d_name);
-        found = p && is_file(p);
+        const char *name = list[i]->d_name;
+        char *p = sk_asprintf("%s/%s/skprompt.txt", dir, name);
+        char *q = sk_asprintf("%s/%s", dir, name);
+        if (!p || !q)
+            found = -1;
+        else if (is_file(p) || (is_yaml_name(name) && is_file(q)))
+            found = 1;
+        if (found == 1 && example)
+            what = name;
+        if (found == 1 && example && !(*example = is_file(p)
+                                           ? sk_asprintf("%s/skprompt.txt", what)
+                                           : sk_strdup(what)))
+            found = -1;
         free(p);
-        if (!found && is_yaml_name(list[i]->d_name)) {
-            p = sk_asprintf("%s/%s", dir, list[i]->d_name);
-            found = p && is_file(p);
-            free(p);
-        }
+        free(q);
     }
     free_list(list, n < 0 ? 0 : n);
     const char *file;
     skill_loader_fn load;
     for (size_t i = 0; !found && kern_skill_loaders(k, &file, &load, i); i++) {
         char *p = sk_asprintf("%s/%s", dir, file);
-        found = p && is_file(p);
+        if (!p)
+            found = -1;
+        else if (is_file(p))
+            found = 1;
+        if (found == 1 && example && !(*example = sk_strdup(file)))
+            found = -1;
         free(p);
     }
     return found;
 }
 
-sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir)
+/* Whether a subfolder of dir is a skill folder: 1 with *example its
+ * first function ("Skill/Fn/skprompt.txt"), 0, or -1 out of memory. */
+static int find_skill_folder(sk_kernel *k, const char *dir, char **example)
 {
-    if (!k)
-        return SK_USAGE;
-    if (!dir)
-        return kern_failf(k, SK_USAGE, "load_skills: no directory given");
+    struct dirent **list = NULL;
+    int n = scandir(dir, &list, visible, by_name);
+    int found = 0;
+    for (int i = 0; !found && i < n; i++) {
+        char *sub = sk_asprintf("%s/%s", dir, list[i]->d_name);
+        char *inner = NULL;
+        if (!sub)
+            found = -1;
+        else if (is_dir(sub) && valid_name(list[i]->d_name))
+            found = find_function(k, sub, &inner);
+        if (found == 1 && !(*example = sk_asprintf("%s/%s", list[i]->d_name, inner)))
+            found = -1;
+        free(inner);
+        free(sub);
+    }
+    free_list(list, n < 0 ? 0 : n);
+    return found;
+}
+
+static char *skill_name_of(const char *dir);
+
+/* Loads every skill folder in dir (its subfolders). */
+static sk_status load_skill_folders(sk_kernel *k, const char *dir)
+{
     struct dirent **list = NULL;
     int n = scandir(dir, &list, visible, by_name);
     if (n < 0)
@@ -479,10 +517,12 @@ sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir)
             break;
         }
         if (is_dir(path)) {
-            int loaded = 0;
+            int loaded = 0, holds = 0;
             if (valid_name(name))
                 rc = load_skill_dir(k, name, path, &loaded);
-            else if (holds_functions(k, path))
+            else if ((holds = find_function(k, path, NULL)) < 0)
+                rc = kern_fail(k, NULL);
+            else if (holds)
                 rc = skip_because(k, name, path, SK_CONFIG,
                                   "a skill name may only hold letters, "
                                   "digits and '_'");
@@ -490,6 +530,59 @@ sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir)
         free(path);
     }
     free_list(list, n);
+    return rc;
+}
+
+/* Loads dir as one skill named after it. */
+static sk_status load_as_skill(sk_kernel *k, const char *dir)
+{
+    char *name = skill_name_of(dir);
+    if (!name)
+        return kern_fail(k, NULL);
+    int loaded = 0;
+    sk_status rc = valid_name(name)
+                       ? load_skill_dir(k, name, dir, &loaded)
+                       : skip_because(k, *name ? name : dir, dir, SK_CONFIG,
+                                      "a skill folder's name may only hold "
+                                      "letters, digits and '_'");
+    free(name);
+    return rc;
+}
+
+/* dir is a folder of skill folders, as SK Python's parent_directory is;
+ * or, as SK .NET users pass it, a skill (plugin) folder itself, holding
+ * function folders, YAML prompts or a skill.lua.  A folder that is both
+ * is loaded both ways, and a notice says so. */
+sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir)
+{
+    if (!k)
+        return SK_USAGE;
+    if (!dir)
+        return kern_failf(k, SK_USAGE, "load_skills: no directory given");
+    if (!is_dir(dir)) {
+        struct stat st;
+        int e = stat(dir, &st) != 0 ? errno : ENOTDIR;
+        return kern_failf(k, SK_IO, "%s: %s", dir, strerror(e));
+    }
+    char *own = NULL, *below = NULL;
+    int is_skill = find_function(k, dir, &own);
+    int has_skills = is_skill > 0 ? find_skill_folder(k, dir, &below) : 0;
+    sk_status rc = SK_OK;
+    if (is_skill < 0 || has_skills < 0)
+        rc = kern_fail(k, NULL);
+    if (rc == SK_OK && has_skills) {
+        char *name = skill_name_of(dir);
+        kern_notice(k, "%s holds functions of its own (%s) and skill folders "
+                       "(%s): loading both, it as the skill %s and the skills "
+                       "in it", dir, own, below, name ? name : dir);
+        free(name);
+    }
+    if (rc == SK_OK && (!is_skill || has_skills))
+        rc = load_skill_folders(k, dir);
+    if (rc == SK_OK && is_skill)
+        rc = load_as_skill(k, dir);
+    free(own);
+    free(below);
     if (rc == SK_OK)
         kern_ok(k);
     return rc;

@@ -176,6 +176,34 @@ IN=/dev/null run "$BIN" --quiet --model "$MODEL" --skills "$TMP/yaml" invoke Sto
 expect_eq "a skipped YAML function: config exit code" "$rc" 3
 expect_in "a skipped YAML function: why" "$err" "hot.yaml:5:18:"
 
+# ---- --skills takes a plugin folder itself, as SK .NET users pass it, or
+# its parent, as before
+IN=/dev/null run "$BIN" --skills "$DATA/sk_samples/WriterSkill" skills
+expect_eq "--skills PluginFolder rc" "$rc" 0
+expect_in "--skills PluginFolder loads its functions" "$out" "WriterSkill.ShortPoem"
+expect_in "--skills PluginFolder: each of them" "$out" "WriterSkill.Brainstorm"
+expect_eq "an unambiguous plugin folder: no notice" "$err" ""
+IN=/dev/null run "$BIN" --skills "$DATA/sk_samples/FunSkill/" skills --json
+expect_in "a trailing slash: named by the folder" "$out" '"full_name":"FunSkill.Excuses"'
+IN=/dev/null run "$BIN" --skills "$DATA/sk_samples" skills
+expect_in "--skills parent folder still works" "$out" "SummarizePlugin.Summarize"
+IN=/dev/null run "$BIN" --skills "$yp" skills --json
+expect_in "a plugin folder of YAML prompts" "$out" '"full_name":"Story.GenerateStory"'
+expect_in "a plugin folder of YAML prompts and folders" "$out" '"full_name":"Story.Folder"'
+mkdir -p "$TMP/amb/Own" "$TMP/amb/Sub/Inner"
+printf 'own' > "$TMP/amb/Own/skprompt.txt"
+printf 'inner' > "$TMP/amb/Sub/Inner/skprompt.txt"
+IN=/dev/null run "$BIN" --skills "$TMP/amb" skills --json
+expect_in "ambiguous: its own functions load" "$out" '"full_name":"amb.Own"'
+expect_in "ambiguous: its skill folders load" "$out" '"full_name":"Sub.Inner"'
+expect_in "ambiguous: a notice says which it took" "$err" \
+    "holds functions of its own (Own/skprompt.txt) and skill folders (Sub/Inner/skprompt.txt): loading both"
+mkdir -p "$TMP/bad-name/Fn"
+printf 'x' > "$TMP/bad-name/Fn/skprompt.txt"
+IN=/dev/null run "$BIN" --skills "$TMP/bad-name" skills --check
+expect_eq "a plugin folder whose name is no skill name: a problem" "$rc" 3
+expect_in "a plugin folder whose name is no skill name: why" "$out" "a skill folder's name may only hold"
+
 # --check of eval still takes a function
 IN=/dev/null run "$BIN" eval Text.Upper --check
 expect_eq "eval --check still needs its value" "$rc" 2

@@ -364,6 +364,33 @@ TEST(load_one_skill)
     sk_kernel_free(k);
 }
 
+/* sk_kernel_load_skills takes a skill (plugin) folder itself too, as SK
+ * .NET's ImportPluginFromPromptDirectory does */
+TEST(plugin_folder_itself)
+{
+    sk_kernel *k = new_kernel();
+    if (!k)
+        return;
+    CHECK_INT(sk_kernel_load_skills(k, src_path("tests/data/sk_samples/FunSkill")),
+              SK_OK);
+    sk_function_info fi;
+    CHECK_INT(sk_kernel_function_find(k, "FunSkill.Excuses", &fi), SK_OK);
+    CHECK_INT(sk_kernel_function_count(k), 1);
+    CHECK_INT(sk_kernel_load_skills(k, src_path("tests/data/skills_mixed/Mixed/")),
+              SK_OK);
+    CHECK_INT(sk_kernel_function_find(k, "Mixed.Greet", &fi), SK_OK);
+    CHECK_INT(sk_kernel_function_find(k, "Mixed.Shout", &fi), SK_OK);
+    CHECK_INT(sk_kernel_skill_problem_count(k), 1); /* its bad-name folder */
+    /* a folder with nothing in it loads nothing, and is no error */
+    CHECK_INT(sk_kernel_load_skills(k, src_path("tests/data/skills_mixed/Empty")),
+              SK_OK);
+    CHECK_INT(sk_kernel_function_count(k), 3);
+    const char *file = src_path("tests/data/skills_mixed/README.txt");
+    CHECK_INT(sk_kernel_load_skills(k, file), SK_IO);
+    CHECK_CONTAINS(sk_errmsg(k), strerror(ENOTDIR));
+    sk_kernel_free(k);
+}
+
 TEST(load_errors)
 {
     sk_kernel *k = new_kernel();
@@ -600,6 +627,7 @@ int main(void)
     RUN(builtin_skills);
     RUN(hidden_and_unloadable_entries);
     RUN(load_one_skill);
+    RUN(plugin_folder_itself);
     RUN(load_errors);
     RUN(ceiling_and_default_path);
     return tu_finish();
