@@ -292,6 +292,18 @@ SK_API void sk_template_free(sk_template *t);
 SK_API sk_status sk_render(sk_kernel *k, const sk_template *t,
                            const sk_vars *vars, int flags, char **out);
 
+/* Renders the prompt of semantic function `name` as sk_invoke renders it
+ * before sending: the function's parameter defaults (config.json or YAML
+ * input variables) fill what vars (borrowed; may be NULL) leaves unset,
+ * its function blocks run (SK_RENDER_NO_CALLS leaves them as written),
+ * and a chat prompt's inserted values are encoded as the call encodes
+ * them.  No model is called for the function itself.  SK_NOT_FOUND for
+ * an unknown function, SK_USAGE for a native one.  Caller frees *out
+ * with sk_free. */
+SK_API sk_status sk_render_function(sk_kernel *k, const char *name,
+                                    const sk_vars *vars, int flags,
+                                    char **out);
+
 /* ---- invoking ---------------------------------------------------------- */
 
 /* Receives streamed text as the model produces it.  `text` is not

@@ -92,6 +92,7 @@ static const char USAGE[] =
     "Commands:\n"
     "  invoke Skill.Fn   run a function on --input or stdin, print the result\n"
     "  render FILE|-     render a prompt template, running its function calls\n"
+    "  render Skill.Fn   render a function's prompt with its defaults, as invoke would\n"
     "  skills            list the functions that are loaded; --check: what did not\n"
     "                    load (file:line:col), exit 3 when anything did not\n"
     "  run FILE.lua      run a Lua script with the skein module\n"
@@ -180,10 +181,14 @@ static const char USAGE_REVIEW[] =
     "Prints PASS, or FAIL: and the reasons; exits 0 on PASS, 8 on FAIL.\n";
 
 static const char USAGE_RENDER[] =
-    "usage: skein render FILE|- [--var NAME=VALUE]... [--input TEXT] [--no-calls]\n"
+    "usage: skein render FILE|-|Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
+    "                    [--no-calls]\n"
     "\n"
     "Renders a prompt template (\"-\" reads it from stdin), running its\n"
-    "{{Skill.Fn}} blocks unless --no-calls leaves them as written.\n";
+    "{{Skill.Fn}} blocks unless --no-calls leaves them as written.  Given a\n"
+    "function's name instead of a file, renders that function's prompt as\n"
+    "invoke would send it: its parameters' defaults (config.json, YAML) fill\n"
+    "what --var leaves unset.  No model is called for the function itself.\n";
 
 static const char USAGE_SKILLS[] =
     "usage: skein skills [--json] [--check]\n"
@@ -1555,14 +1560,56 @@ static int cmd_eval(const cli *o, sk_kernel *k, int calibrate)
 
 /* ---- render -------------------------------------------------------------- */
 
+/* "Skill.Fn": a name with one dot between two names of letters, digits
+ * and '_'. */
+static int looks_like_function(const char *s)
+{
+    const char *dot = strchr(s, '.');
+    if (!dot || dot == s || !dot[1] || strchr(dot + 1, '.'))
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (p != dot && !isalnum((unsigned char)*p) && *p != '_')
+            return 0;
+    return 1;
+}
+
+/* render Skill.Fn: the function's own prompt with its defaults. */
+static int render_function(const cli *o, sk_kernel *k, const char *name)
+{
+    sk_vars *vars = NULL;
+    int rc = make_vars(o, k, &vars);
+    if (rc >= 0) {
+        sk_vars_free(vars);
+        return rc;
+    }
+    char *out = NULL;
+    sk_status st = sk_render_function(k, name, vars,
+                                      o->no_calls ? SK_RENDER_NO_CALLS : 0, &out);
+    sk_vars_free(vars);
+    if (st == SK_NOT_FOUND)
+        fprintf(stderr, "skein: render: no file named %s either\n", name);
+    if (st != SK_OK)
+        return report(o, k, st);
+    size_t n = strlen(out);
+    fwrite(out, 1, n, stdout);
+    if (!n || out[n - 1] != '\n')
+        putchar('\n');
+    sk_free(out);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
 static int cmd_render(const cli *o, sk_kernel *k)
 {
     if (o->n_pos != 1)
         return usage_error("%s", o->n_pos ? "render: one template at a time"
-                                          : "render: missing the template file",
+                                          : "render: missing the template file "
+                                            "or Skill.Fn",
                            NULL);
     const char *path = o->pos[0];
     int from_stdin = strcmp(path, "-") == 0;
+    struct stat st_path;
+    if (!from_stdin && stat(path, &st_path) != 0 && looks_like_function(path))
+        return render_function(o, k, path);
     size_t len = 0;
     char *text = NULL;
     int rrc = read_input_file(path, &text, &len);

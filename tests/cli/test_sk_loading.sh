@@ -176,6 +176,38 @@ IN=/dev/null run "$BIN" --quiet --model "$MODEL" --skills "$TMP/yaml" invoke Sto
 expect_eq "a skipped YAML function: config exit code" "$rc" 3
 expect_in "a skipped YAML function: why" "$err" "hot.yaml:5:18:"
 
+# ---- render Skill.Fn: the function's prompt with its own defaults, as
+# invoke renders it (the request the server got holds the same text)
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/yaml" render Story.poem --input rain
+expect_eq "render Skill.Fn rc" "$rc" 0
+expect_eq "render Skill.Fn: the YAML default fills in" "$out" "Write a haiku about rain."
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/yaml" render Story.poem --input rain --var form=limerick
+expect_eq "render Skill.Fn: --var overrides the default" "$out" "Write a limerick about rain."
+IN=/dev/null run "$BIN" --quiet render Writer.Translate --input Hola
+expect_in "render Skill.Fn: a config.json default fills in" "$out" "Translate the text below into English."
+IN=/dev/null run "$BIN" --quiet --model "$MODEL" invoke Writer.Translate --input Hola --policy '{"uncertainty": false}'
+expect_in "invoke sent what render showed" "$(tail -1 "$TMP/log.jsonl")" "Translate the text below into English."
+mkdir -p "$TMP/rs/R/Nest"
+printf 'Say {{Text.Upper $input}} in {{$lang}}.' > "$TMP/rs/R/Nest/skprompt.txt"
+printf '{"input_variables": [{"name": "input"}, {"name": "lang", "default": "Welsh"}]}' > "$TMP/rs/R/Nest/config.json"
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/rs" render R.Nest --input hi
+expect_eq "render Skill.Fn runs its blocks" "$out" "Say HI in Welsh."
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/rs" render R.Nest --input hi --no-calls
+expect_eq "render Skill.Fn --no-calls" "$out" "Say {{Text.Upper \$input}} in Welsh."
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/rs" --model "$MODEL" invoke R.Nest --input hi --policy '{"uncertainty": false}'
+expect_eq "invoke renders the same" "$out" "Say HI in Welsh."
+IN=/dev/null run "$BIN" --quiet render Writer.Translat
+expect_eq "render of an unknown function: rc" "$rc" 6
+expect_in "render of an unknown function: a suggestion" "$err" "did you mean Writer.Translate"
+expect_in "render of an unknown function: not a file either" "$err" "no file named Writer.Translat"
+IN=/dev/null run "$BIN" --quiet render Text.Upper
+expect_eq "render of a native function: usage" "$rc" 2
+IN=/dev/null run "$BIN" --quiet --skills "$TMP/yaml" render Story.Hot
+expect_eq "render of a skipped function: its problem's code" "$rc" 3
+printf 'Hi {{$who}}' > "$TMP/Story.poem"
+(cd "$TMP" && IN=/dev/null run "$BIN" --quiet --skills "$TMP/yaml" render Story.poem --var who=file)
+expect_eq "a file of that name is still a file" "$(cat "$TMP/out")" "Hi file"
+
 # ---- --skills takes a plugin folder itself, as SK .NET users pass it, or
 # its parent, as before
 IN=/dev/null run "$BIN" --skills "$DATA/sk_samples/WriterSkill" skills

@@ -497,6 +497,19 @@ TEST(skill_folder)
                 CHECK_STR(pr.path, "an expected problem");
             }
         }
+        /* rendered as invoke renders it: the YAML's defaults fill in */
+        sk_vars *v = NULL;
+        sk_vars_new(&v);
+        sk_vars_set(v, "topic", "a fox");
+        char *out = NULL;
+        CHECK_INT(sk_render_function(k, "Plug.Story", v, 0, &out), SK_OK);
+        CHECK_STR(out, "A story about a fox in verse.\n");
+        sk_free(out);
+        sk_vars_set(v, "style", "prose");
+        CHECK_INT(sk_render_function(k, "plug.story", v, SK_RENDER_NO_CALLS, &out), SK_OK);
+        CHECK_STR(out, "A story about a fox in prose.\n");
+        sk_free(out);
+        sk_vars_free(v);
     }
     sk_kernel_free(k);
     snprintf(p, sizeof p, "rm -rf '%s'", root);
