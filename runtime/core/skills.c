@@ -257,12 +257,62 @@ static sk_status read_skill_file(sk_kernel *k, const char *path, size_t max,
     return SK_OK;
 }
 
+/* The functions one skill folder has defined so far, with the file that
+ * defined each: two of one name in one folder are a mistake (SK .NET
+ * refuses such a plugin), not an override. */
+typedef struct seen {
+    char **names, **paths;
+    size_t n, cap;
+} seen;
+
+static void seen_free(seen *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->names[i]);
+        free(s->paths[i]);
+    }
+    free(s->names);
+    free(s->paths);
+}
+
+static const char *seen_find(const seen *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcasecmp(s->names[i], name) == 0)
+            return s->paths[i];
+    return NULL;
+}
+
+static sk_status seen_add(sk_kernel *k, seen *s, const char *name, const char *path)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **n = sk_realloc(s->names, cap * sizeof *n);
+        if (n)
+            s->names = n;
+        char **p = n ? sk_realloc(s->paths, cap * sizeof *p) : NULL;
+        if (!n || !p)
+            return kern_fail(k, NULL);
+        s->paths = p;
+        s->cap = cap;
+    }
+    char *nm = sk_strdup(name), *pt = sk_strdup(path);
+    if (!nm || !pt) {
+        free(nm);
+        free(pt);
+        return kern_fail(k, NULL);
+    }
+    s->names[s->n] = nm;
+    s->paths[s->n++] = pt;
+    return SK_OK;
+}
+
 /* Registers the prompt function in fn_dir if it has a skprompt.txt.
  * *loaded counts it when it loaded; a failure is a problem (skip).
  * Borrows every argument; SK_OK or SK_NOMEM. */
 static sk_status load_prompt_function(sk_kernel *k, const char *skill,
                                       const char *fn, const char *fn_dir,
-                                      int *loaded)
+                                      seen *defined, int *loaded)
 {
     char *tpl_path = sk_asprintf("%s/skprompt.txt", fn_dir);
     char *cfg_path = sk_asprintf("%s/config.json", fn_dir);
@@ -276,15 +326,22 @@ static sk_status load_prompt_function(sk_kernel *k, const char *skill,
     }
     if (!is_file(tpl_path))
         goto done; /* not a function folder */
-    rc = read_skill_file(k, tpl_path, PROMPT_MAX, &tpl, &tpl_len);
+    const char *first = seen_find(defined, fn);
+    if (first)
+        rc = kern_failf(k, SK_CONFIG, "%s: %s is already defined in this "
+                        "skill, by %s", fn_dir, what, first);
+    if (rc == SK_OK)
+        rc = read_skill_file(k, tpl_path, PROMPT_MAX, &tpl, &tpl_len);
     if (rc == SK_OK && is_file(cfg_path))
         rc = read_skill_file(k, cfg_path, CONFIG_MAX, &cfg, &cfg_len);
     if (rc == SK_OK)
         rc = reg_add_semantic(k, skill, fn, tpl, tpl_len, tpl_path, cfg,
                               cfg_len, cfg ? cfg_path : NULL, fn_dir);
+    if (rc == SK_OK)
+        rc = seen_add(k, defined, fn, fn_dir);
     if (rc == SK_OK) {
         (*loaded)++;
-    } else {
+    } else if (rc != SK_NOMEM) {
         const char *files[] = {cfg_path, tpl_path, fn_dir};
         rc = skip(k, what, files, 3);
     }
@@ -310,7 +367,7 @@ static int is_yaml_name(const char *name)
  * failure is a problem.  Borrows every argument; SK_OK or SK_NOMEM. */
 static sk_status load_yaml_function(sk_kernel *k, const char *skill,
                                     const char *file, const char *path,
-                                    int *loaded)
+                                    seen *defined, int *loaded)
 {
     char *stem = sk_strndup(file, (size_t)(strrchr(file, '.') - file));
     char *text = NULL, *msg = NULL, *what = NULL;
@@ -339,6 +396,14 @@ static sk_status load_yaml_function(sk_kernel *k, const char *skill,
                             "'%s' is not a function name (letters, digits "
                             "and '_')", path, stem);
     }
+    const char *first = rc == SK_OK ? seen_find(defined, name) : NULL;
+    if (first && y->name)
+        rc = kern_failf(k, SK_CONFIG, "%s:%d:%d: %s is already defined in "
+                        "this skill, by %s", path, y->name_line, y->name_col,
+                        what, first);
+    else if (first)
+        rc = kern_failf(k, SK_CONFIG, "%s: %s is already defined in this "
+                        "skill, by %s", path, what, first);
     if (rc == SK_OK) {
         cfg_srcmap map = {y->pos, y->n_pos};
         prompt_src src = {.skill = skill, .name = name, .tpl = y->tpl,
@@ -348,6 +413,8 @@ static sk_status load_yaml_function(sk_kernel *k, const char *skill,
                           .cfg_map = &map, .path = path};
         rc = reg_add_prompt(k, &src);
     }
+    if (rc == SK_OK)
+        rc = seen_add(k, defined, name, path);
     if (rc == SK_OK)
         (*loaded)++;
     else if (rc != SK_NOMEM || what)
@@ -400,6 +467,7 @@ static sk_status load_skill_dir(sk_kernel *k, const char *skill,
         return skip(k, skill, &dir, 1);
     }
     sk_status rc = SK_OK;
+    seen defined = {0};
     for (int i = 0; rc == SK_OK && i < n; i++) {
         const char *name = list[i]->d_name;
         char *fn_dir = sk_asprintf("%s/%s", dir, name);
@@ -409,7 +477,7 @@ static sk_status load_skill_dir(sk_kernel *k, const char *skill,
         }
         if (is_dir(fn_dir)) {
             if (valid_name(name)) {
-                rc = load_prompt_function(k, skill, name, fn_dir, loaded);
+                rc = load_prompt_function(k, skill, name, fn_dir, &defined, loaded);
             } else {
                 char *probe = sk_asprintf("%s/skprompt.txt", fn_dir);
                 char *what = sk_asprintf("%s.%s", skill, name);
@@ -423,11 +491,12 @@ static sk_status load_skill_dir(sk_kernel *k, const char *skill,
                 free(what);
             }
         } else if (is_yaml_name(name) && is_file(fn_dir)) {
-            rc = load_yaml_function(k, skill, name, fn_dir, loaded);
+            rc = load_yaml_function(k, skill, name, fn_dir, &defined, loaded);
         }
         free(fn_dir);
     }
     free_list(list, n);
+    seen_free(&defined);
     if (rc == SK_OK)
         rc = load_native(k, skill, dir, loaded);
     return rc;

@@ -449,6 +449,8 @@ TEST(skill_folder)
     CHECK_INT(write_file(p, "name: Bad Name\ntemplate: x\n"), 0);
     snprintf(p, sizeof p, "%s/Plug/badpolicy.yaml", root);
     CHECK_INT(write_file(p, "name: BadPolicy\ntemplate: x\nuncertainty: {samples: lots}\n"), 0);
+    snprintf(p, sizeof p, "%s/Plug/zdup.yaml", root);
+    CHECK_INT(write_file(p, "# the same name again\nname: story\ntemplate: another\n"), 0);
     snprintf(p, sizeof p, "%s/Plug/notes.txt", root);
     CHECK_INT(write_file(p, "not a prompt"), 0);
 
@@ -473,7 +475,7 @@ TEST(skill_folder)
         CHECK_INT(sk_kernel_function_find(k, "Plug.Unnamed", &fi), SK_OK);
         CHECK_INT(sk_kernel_function_find(k, "Plug.Hot", &fi), SK_NOT_FOUND);
         CHECK_INT(sk_kernel_function_find(k, "Plug.Broken", &fi), SK_NOT_FOUND);
-        CHECK_INT(sk_kernel_skill_problem_count(k), 4);
+        CHECK_INT(sk_kernel_skill_problem_count(k), 5);
         for (size_t i = 0; i < sk_kernel_skill_problem_count(k); i++) {
             sk_skill_problem pr;
             if (sk_kernel_skill_problem(k, i, &pr) != SK_OK)
@@ -490,6 +492,13 @@ TEST(skill_folder)
                 CHECK_INT(pr.line, 1);
                 CHECK_INT(pr.col, 7);
                 CHECK_CONTAINS(pr.message, "function name 'Bad Name'");
+            } else if (strstr(pr.path, "zdup.yaml")) {
+                /* two of one name in one folder: the first stays */
+                CHECK_INT(pr.line, 2);
+                CHECK_INT(pr.col, 7);
+                CHECK_STR(pr.what, "Plug.story");
+                CHECK_CONTAINS(pr.message, "is already defined in this skill, by");
+                CHECK_CONTAINS(pr.message, "Plug/story.yaml");
             } else if (strstr(pr.path, "badpolicy.yaml")) {
                 CHECK_STR(pr.what, "Plug.BadPolicy");
                 CHECK_CONTAINS(pr.message, "badpolicy.yaml");
