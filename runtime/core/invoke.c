@@ -189,7 +189,7 @@ static void render_done(inv *v)
         return;
     }
     if (v->chat < 0) /* everything trusted: chat when it reads as chat */
-        v->chat = strstr(v->prompt, "<message") != NULL;
+        v->chat = chat_marked(v->prompt);
     if (v->render_only) {
         char *text = v->prompt;
         v->prompt = NULL;

@@ -97,6 +97,9 @@ SK_HIDDEN void tpl_locate(const sk_template *t, const char *out, const size_t *s
 struct sk_msg;
 /* Appends s encoded for the markup: < > & " ' as entities. */
 SK_HIDDEN sk_status chat_encode(sk_buf *b, const char *s);
+/* 1 when s holds a <message> tag with a role attribute: chat markup.  A
+ * role-less <message> (SK's older XML-style prompts) is text. */
+SK_HIDDEN int chat_marked(const char *s);
 /* Decodes XML entities and CDATA sections.  Caller frees. */
 SK_HIDDEN char *chat_decode(const char *s, size_t n);
 /* Parses a rendered chat prompt into messages (caller frees each role and

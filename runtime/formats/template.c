@@ -650,7 +650,7 @@ sk_status tpl_parse_at(const char *text, size_t len, const char *origin,
     t->n = p.n;
     t->n_calls = p.n_calls;
     for (size_t i = 0; i < t->n && !t->chat; i++)
-        t->chat = t->blocks[i].kind == TB_TEXT && strstr(t->blocks[i].text, "<message");
+        t->chat = t->blocks[i].kind == TB_TEXT && chat_marked(t->blocks[i].text);
     p.blocks = NULL;
     p.n = 0;
     *out = t;
