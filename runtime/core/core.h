@@ -97,6 +97,9 @@ typedef struct prompt_src {
     const char *cfg_origin;
     const cfg_srcmap *cfg_map; /* NULL: the config is its own file */
     const char *path;          /* the folder or file, for sk_function_info */
+    const char *taken;         /* non-NULL: the name is taken where it may
+                                  not be replaced; the function is checked
+                                  whole, then refused with this message */
 } prompt_src;
 /* Builds a semantic function and registers it (replacing one of the same
  * name).  Borrows src.  On failure sets the kernel error and returns its

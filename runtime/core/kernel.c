@@ -938,6 +938,10 @@ sk_status reg_add_prompt(sk_kernel *k, const prompt_src *src)
         fn_release(k, f);
         return kern_fail(k, NULL);
     }
+    if (src->taken) {
+        fn_release(k, f);
+        return kern_failf(k, SK_CONFIG, "%s", src->taken);
+    }
     return reg_add(k, f);
 }
 

@@ -317,7 +317,7 @@ static sk_status load_prompt_function(sk_kernel *k, const char *skill,
     char *tpl_path = sk_asprintf("%s/skprompt.txt", fn_dir);
     char *cfg_path = sk_asprintf("%s/config.json", fn_dir);
     char *what = sk_asprintf("%s.%s", skill, fn);
-    char *tpl = NULL, *cfg = NULL;
+    char *tpl = NULL, *cfg = NULL, *taken = NULL;
     size_t tpl_len = 0, cfg_len = 0;
     sk_status rc = SK_OK;
     if (!tpl_path || !cfg_path || !what) {
@@ -326,17 +326,24 @@ static sk_status load_prompt_function(sk_kernel *k, const char *skill,
     }
     if (!is_file(tpl_path))
         goto done; /* not a function folder */
+    /* a name taken in this folder: the function is still read and
+     * checked, so that what else is wrong with it is what is reported */
     const char *first = seen_find(defined, fn);
-    if (first)
-        rc = kern_failf(k, SK_CONFIG, "%s: %s is already defined in this "
-                        "skill, by %s", fn_dir, what, first);
+    if (first && !(taken = sk_asprintf("%s: %s is already defined in this "
+                                       "skill, by %s", fn_dir, what, first)))
+        rc = kern_fail(k, NULL);
     if (rc == SK_OK)
         rc = read_skill_file(k, tpl_path, PROMPT_MAX, &tpl, &tpl_len);
     if (rc == SK_OK && is_file(cfg_path))
         rc = read_skill_file(k, cfg_path, CONFIG_MAX, &cfg, &cfg_len);
-    if (rc == SK_OK)
-        rc = reg_add_semantic(k, skill, fn, tpl, tpl_len, tpl_path, cfg,
-                              cfg_len, cfg ? cfg_path : NULL, fn_dir);
+    if (rc == SK_OK) {
+        prompt_src src = {.skill = skill, .name = fn, .tpl = tpl,
+                          .tpl_len = tpl_len, .tpl_origin = tpl_path,
+                          .cfg = cfg, .cfg_len = cfg_len,
+                          .cfg_origin = cfg ? cfg_path : NULL, .path = fn_dir,
+                          .taken = taken};
+        rc = reg_add_prompt(k, &src);
+    }
     if (rc == SK_OK)
         rc = seen_add(k, defined, fn, fn_dir);
     if (rc == SK_OK) {
@@ -346,6 +353,7 @@ static sk_status load_prompt_function(sk_kernel *k, const char *skill,
         rc = skip(k, what, files, 3);
     }
 done:
+    free(taken);
     free(tpl);
     free(cfg);
     free(tpl_path);
@@ -370,7 +378,7 @@ static sk_status load_yaml_function(sk_kernel *k, const char *skill,
                                     seen *defined, int *loaded)
 {
     char *stem = sk_strndup(file, (size_t)(strrchr(file, '.') - file));
-    char *text = NULL, *msg = NULL, *what = NULL;
+    char *text = NULL, *msg = NULL, *what = NULL, *taken = NULL;
     size_t len = 0;
     yml_prompt *y = NULL;
     if (!stem)
@@ -398,19 +406,20 @@ static sk_status load_yaml_function(sk_kernel *k, const char *skill,
     }
     const char *first = rc == SK_OK ? seen_find(defined, name) : NULL;
     if (first && y->name)
-        rc = kern_failf(k, SK_CONFIG, "%s:%d:%d: %s is already defined in "
-                        "this skill, by %s", path, y->name_line, y->name_col,
-                        what, first);
+        taken = sk_asprintf("%s:%d:%d: %s is already defined in this skill, "
+                            "by %s", path, y->name_line, y->name_col, what, first);
     else if (first)
-        rc = kern_failf(k, SK_CONFIG, "%s: %s is already defined in this "
-                        "skill, by %s", path, what, first);
+        taken = sk_asprintf("%s: %s is already defined in this skill, by %s",
+                            path, what, first);
+    if (first && !taken)
+        rc = kern_fail(k, NULL);
     if (rc == SK_OK) {
         cfg_srcmap map = {y->pos, y->n_pos};
         prompt_src src = {.skill = skill, .name = name, .tpl = y->tpl,
                           .tpl_len = y->tpl_len, .tpl_origin = path,
                           .tpl_at = &y->tpl_at, .cfg = y->config,
                           .cfg_len = y->config_len, .cfg_origin = path,
-                          .cfg_map = &map, .path = path};
+                          .cfg_map = &map, .path = path, .taken = taken};
         rc = reg_add_prompt(k, &src);
     }
     if (rc == SK_OK)
@@ -420,6 +429,7 @@ static sk_status load_yaml_function(sk_kernel *k, const char *skill,
     else if (rc != SK_NOMEM || what)
         rc = skip(k, what ? what : stem, &path, 1);
     yml_prompt_free(y);
+    free(taken);
     free(msg);
     free(text);
     free(stem);
