@@ -1442,6 +1442,37 @@ static int l_render(lua_State *L)
     return 1;
 }
 
+/* skein.render_function(name, vars [, {no_calls = true}]): the function's
+ * prompt as invoke renders it, with its own defaults (sk_render_function). */
+static int l_render_function(lua_State *L)
+{
+    klua *st = check_waiting_st(L, "render_function");
+    const char *name = luaL_checkstring(L, 1);
+    int flags = 0;
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "no_calls");
+        if (lua_toboolean(L, -1))
+            flags |= SK_RENDER_NO_CALLS;
+        lua_pop(L, 1);
+    }
+    box *bx = box_new(L, st);
+    vars_from_lua(L, 2, &bx->vars);
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_render_function(st->k, name, bx->vars, flags, &bx->w.text);
+    st->current = prev;
+    if (rc != SK_OK) {
+        box_clear(L, bx);
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    lua_pushstring(L, bx->w.text);
+    box_clear(L, bx);
+    return 1;
+}
+
 static void push_info(lua_State *L, const sk_function_info *fi)
 {
     lua_createtable(L, 0, 8);
@@ -2198,6 +2229,7 @@ static const luaL_Reg module_funcs[] = {
     {"define", l_define},
     {"prompt", l_prompt},
     {"skill", l_skill},
+    {"render_function", l_render_function},
     {"load_skills", l_load_skills},
     {"skill_problems", l_skill_problems},
     {"set_model", l_set_model},

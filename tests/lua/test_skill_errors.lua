@@ -39,6 +39,17 @@ for _, f in ipairs(skein.skills()) do
 end
 T.eq(bad, nil, "a broken skill registers nothing")
 
+-- a function's prompt as invoke renders it, with its own defaults
+skein.prompt("R.Greet", "Hello {{$who}} from {{Text.Upper $town}}",
+             '{"input_variables": [{"name": "who", "default": "you"}, {"name": "town"}]}')
+T.eq(skein.render_function("R.Greet", { town = "oslo" }), "Hello you from OSLO", "render_function: defaults, blocks run")
+T.eq(skein.render_function("R.Greet", { who = "Ada", town = "oslo" }, { no_calls = true }),
+     "Hello Ada from {{Text.Upper $town}}", "render_function: no_calls")
+e = T.raises("render_function of an unknown function", skein.render_function, "R.Gret", {})
+T.eq(e.kind, "not_found", "render_function: unknown is not_found")
+e = T.raises("render_function of a native", skein.render_function, "Text.Upper", {})
+T.eq(e.kind, "usage", "render_function: a native has no prompt")
+
 -- the path of a Lua skill is its folder
 for _, f in ipairs(skein.skills()) do
   if f.full_name == "Lua.Shout" then T.match(f.path, "fixtures/skills/Lua$", "path is the skill folder") end
