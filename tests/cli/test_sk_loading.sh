@@ -114,9 +114,8 @@ expect_in "--check reports the format" "$out" '"line":3,"col":22,"kind":"config"
 yp="$TMP/yaml/Story"
 mkdir -p "$yp/Folder"
 printf 'folder {{$input}}' > "$yp/Folder/skprompt.txt"
-# SK's own sample, byte order mark and all (dotnet/samples/Concepts/Resources)
-cp "$DATA/sk_corpus/semantic-kernel/dotnet-concepts/GenerateStory.yaml" "$yp/" 2>/dev/null ||
-    printf '\xEF\xBB\xBFname: GenerateStory\ntemplate: |\n  Tell a story about {{$topic}} that is {{$length}} sentences long.\ntemplate_format: semantic-kernel\ndescription: A function that generates a story about a topic.\ninput_variables:\n  - name: topic\n    description: The topic of the story.\n    is_required: true\n  - name: length\n    description: The number of sentences in the story.\n    is_required: true\noutput_variable:\n  description: The generated story.\nexecution_settings:\n  default:\n    temperature: 0.6\n' > "$yp/GenerateStory.yaml"
+# SK's own sample, byte order mark and all (see tests/data/sk_corpus)
+cp "$DATA/sk_corpus/microsoft+semantic-kernel/dotnet/samples/Concepts/Resources/GenerateStory.yaml" "$yp/"
 cat > "$yp/poem.yml" <<'YAML'
 # no name: the file names it
 description: A short poem.
