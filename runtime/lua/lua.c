@@ -2514,6 +2514,20 @@ static sk_status klua_load_skill(sk_kernel *k, const char *skill, const char *pa
         sk_err *e = err_from_value(L, -1);
         if (e && c.file_error)
             e->code = SK_IO;
+        /* Lua shortens a long file name in its messages to ".../tail";
+         * put the whole name back, so that the message reads
+         * "file:line: ..." like every other skill error */
+        const char *colon = e && strncmp(e->message, "...", 3) == 0
+                                ? strchr(e->message + 3, ':') : NULL;
+        size_t tail = colon ? (size_t)(colon - e->message - 3) : 0;
+        if (colon && tail <= strlen(file) &&
+            memcmp(file + strlen(file) - tail, e->message + 3, tail) == 0) {
+            char *m = sk_asprintf("%s%s", file, colon);
+            if (m) {
+                free(e->message);
+                e->message = m;
+            }
+        }
         if (e && strncmp(e->message, file, strlen(file)) != 0) {
             char *m = sk_asprintf("%s: %s", file, e->message);
             if (m) {

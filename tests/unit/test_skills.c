@@ -675,6 +675,49 @@ out:
     CHECK_INT(system(p), 0);
 }
 
+/* Lua shortens long file names in its messages (".../tail:4:"); a
+ * skill.lua problem still names the whole file and its line. */
+TEST(lua_problem_in_a_long_path)
+{
+    char root[] = "/tmp/skein-skills-XXXXXX";
+    if (!mkdtemp(root)) {
+        CHECK(0);
+        return;
+    }
+    char dir[1200], p[1300];
+    snprintf(dir, sizeof dir, "%s/a-folder-name-long-enough-that-lua-shortens-it", root);
+    mkdir(dir, 0700);
+    snprintf(p, sizeof p, "%s/Syntax", dir);
+    mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/Syntax/skill.lua", dir);
+    CHECK_INT(write_file(p, "return {\n  Up = function(a) return a end\n  Down = 1,\n}\n"), 0);
+    snprintf(p, sizeof p, "%s/Runtime", dir);
+    mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/Runtime/skill.lua", dir);
+    CHECK_INT(write_file(p, "local t = nil\n\nreturn t.x\n"), 0);
+    sk_kernel *k = new_kernel();
+    if (k) {
+        CHECK_INT(sk_kernel_load_skills(k, dir), SK_OK);
+        CHECK_INT(sk_kernel_skill_problem_count(k), 2);
+        sk_skill_problem pr;
+        char want[1400];
+        if (sk_kernel_skill_problem(k, 0, &pr) == SK_OK) {
+            snprintf(want, sizeof want, "%s/Runtime/skill.lua:3: ", dir);
+            CHECK(strncmp(pr.message, want, strlen(want)) == 0);
+            CHECK_INT(pr.line, 3);
+        }
+        if (sk_kernel_skill_problem(k, 1, &pr) == SK_OK) {
+            snprintf(want, sizeof want, "%s/Syntax/skill.lua:3: ", dir);
+            CHECK(strncmp(pr.message, want, strlen(want)) == 0);
+            CHECK_INT(pr.line, 3);
+            CHECK_STR(pr.what, "Syntax");
+        }
+    }
+    sk_kernel_free(k);
+    snprintf(p, sizeof p, "rm -rf '%s'", root);
+    CHECK_INT(system(p), 0);
+}
+
 int main(void)
 {
     RUN(sk_samples_load_unchanged);
@@ -684,6 +727,7 @@ int main(void)
     RUN(plugin_folder_itself);
     RUN(render_function);
     RUN(load_errors);
+    RUN(lua_problem_in_a_long_path);
     RUN(ceiling_and_default_path);
     return tu_finish();
 }
