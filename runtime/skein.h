@@ -224,14 +224,48 @@ SK_API sk_status sk_kernel_set_trace(sk_kernel *k, const char *path);
 /* ---- skills ------------------------------------------------------------ */
 
 /* Loads every skill found in `dir`: each subfolder is a skill, holding
- * Semantic Kernel function folders (<Fn>/skprompt.txt + config.json) and/or
- * a native Lua skill.lua.  Later loads override earlier ones by name. */
+ * Semantic Kernel function folders (<Fn>/skprompt.txt + config.json),
+ * Semantic Kernel YAML prompt functions (*.yaml, *.yml, named by their
+ * `name`, else by the file) and/or a native Lua skill.lua.  Later loads
+ * override earlier ones by name.
+ *
+ * One bad plugin fails only itself: a function or skill whose files are
+ * malformed is skipped, with a notice on stderr (unless quiet) and an
+ * entry in the kernel's list of skill problems (sk_kernel_skill_problem),
+ * and everything else loads.  So this returns SK_OK unless `dir` itself
+ * cannot be read (SK_IO) or memory runs out (SK_NOMEM). */
 SK_API sk_status sk_kernel_load_skills(sk_kernel *k, const char *dir);
-/* Loads one skill folder; the skill is named after the folder. */
+/* Loads one skill folder; the skill is named after the folder.  Its bad
+ * functions are skipped and listed as problems as above, and SK_OK is
+ * returned when anything loaded.  When nothing did, the status and
+ * message are the first problem's, or SK_NOT_FOUND when the folder holds
+ * no function at all. */
 SK_API sk_status sk_kernel_load_skill(sk_kernel *k, const char *skill_dir);
 /* Loads the search path: the built-in skills, ./skills, then each entry of
- * SKEIN_SKILLS_PATH (colon-separated).  Missing folders are skipped. */
+ * SKEIN_SKILLS_PATH (colon-separated).  Missing folders are skipped; one
+ * that cannot be read is a skill problem, not a failure. */
 SK_API sk_status sk_kernel_load_default_skills(sk_kernel *k);
+
+/* Something that failed to load and was skipped.  Strings are borrowed
+ * from the kernel, valid until sk_kernel_clear_skill_problems or
+ * sk_kernel_free. */
+typedef struct sk_skill_problem {
+    const char *path;    /* the file (or folder) at fault */
+    int line, col;       /* 1-based position in it; 0 when not known (a
+                            Lua error gives a line and no column) */
+    sk_status code;      /* SK_CONFIG, SK_TEMPLATE, SK_SCRIPT, SK_IO, ... */
+    const char *message; /* "path:line:col: what is wrong", as noticed */
+    const char *what;    /* what was skipped: "Skill.Fn", or "Skill" when
+                            a whole skill was (its skill.lua, its folder) */
+} sk_skill_problem;
+/* How many problems the kernel's skill loads have met, in the order met
+ * (at most the first 1000 are kept; later ones are still noticed). */
+SK_API size_t sk_kernel_skill_problem_count(const sk_kernel *k);
+/* The i-th problem; SK_USAGE past the end. */
+SK_API sk_status sk_kernel_skill_problem(const sk_kernel *k, size_t i,
+                                         sk_skill_problem *out);
+/* Forgets the problems met so far. */
+SK_API void sk_kernel_clear_skill_problems(sk_kernel *k);
 
 /* Adds a semantic function from template text.  config_json may be NULL.
  * Borrows every argument. */
@@ -278,7 +312,8 @@ typedef struct sk_function_info {
     const char *full_name;   /* "Skill.Name" */
     const char *description; /* may be "" */
     const char *kind;        /* "semantic", "native" */
-    const char *path;        /* folder it came from, or NULL */
+    const char *path;        /* the folder it came from (a YAML prompt:
+                                the .yaml file), or NULL */
     const sk_param_info *params;
     size_t n_params;
 } sk_function_info;
@@ -306,6 +341,18 @@ SK_API void sk_template_free(sk_template *t);
  * the kernel (a nested invoke each).  Caller frees *out with sk_free. */
 SK_API sk_status sk_render(sk_kernel *k, const sk_template *t,
                            const sk_vars *vars, int flags, char **out);
+
+/* Renders the prompt of semantic function `name` as sk_invoke renders it
+ * before sending: the function's parameter defaults (config.json or YAML
+ * input variables) fill what vars (borrowed; may be NULL) leaves unset,
+ * its function blocks run (SK_RENDER_NO_CALLS leaves them as written),
+ * and a chat prompt's inserted values are encoded as the call encodes
+ * them.  No model is called for the function itself.  SK_NOT_FOUND for
+ * an unknown function, SK_USAGE for a native one.  Caller frees *out
+ * with sk_free. */
+SK_API sk_status sk_render_function(sk_kernel *k, const char *name,
+                                    const sk_vars *vars, int flags,
+                                    char **out);
 
 /* ---- invoking ---------------------------------------------------------- */
 

@@ -5,7 +5,7 @@
 # As root it runs apt-get; otherwise it prints the exact command and fails,
 # so `make` never half-builds against missing libraries.
 set -eu
-pkgs="gcc make cmake pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev libcjson-dev libpcre2-dev libsqlite3-dev libedit-dev zsh man-db"
+pkgs="gcc make cmake pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev libcjson-dev libpcre2-dev libsqlite3-dev libedit-dev zsh man-db libyaml-dev"
 missing=""
 for p in $pkgs; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

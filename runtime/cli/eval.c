@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -808,11 +809,16 @@ int cli_calibrate(sk_kernel *k, const eval_opts *e)
                n_test, tacc, (double)tacc / n_test, tacc ? (double)twrong / tacc : 0.0,
                tacc == 0 || (double)twrong / tacc <= alpha ? "held" : "did NOT hold");
     printf("  wall time      %.2f s\n", (now_ms() - t0) / 1000.0);
-    if (e->dry_run || !fi.path) {
+    struct stat sb;
+    int folder = fi.path && stat(fi.path, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (e->dry_run || !folder) {
+        /* a YAML prompt is the user's own text, comments and all: shown
+         * what to add, not rewritten */
         char *s = json_pretty(cal);
         printf("%s\"uncertainty\": {\"calibrated\": %s}\n",
-               fi.path ? "not written (--dry-run): " : "the function has no folder; "
-                                                      "put this in its config: ",
+               e->dry_run && folder ? "not written (--dry-run): "
+               : fi.path ? "not written (a YAML prompt; add it there as YAML): "
+                         : "the function has no folder; put this in its config: ",
                s ? s : "");
         free(s);
     } else {

@@ -85,6 +85,7 @@ typedef struct cli {
     int truncate;             /* logs -t */
     int no_log, log;          /* --no-log, --log */
     int man;                  /* help --man */
+    int check_skills;   /* skills --check */
     char **run_args; /* `run`: everything after the script */
     int n_run_args;
     const char *argv0;
@@ -105,7 +106,9 @@ static const char USAGE[] =
     "  chat              a conversation with the model, turn by turn (-c, --cid)\n"
     "  invoke Skill.Fn   run a function on --input or stdin, print the result\n"
     "  render FILE|-     render a prompt template, running its function calls\n"
-    "  skills            list the functions that are loaded\n"
+    "  render Skill.Fn   render a function's prompt with its defaults, as invoke would\n"
+    "  skills            list the functions that are loaded; --check: what did not\n"
+    "                    load (file:line:col), exit 3 when anything did not\n"
     "  run FILE.lua      run a Lua script with the skein module\n"
     "  review            check a text (stdin or --input) in a fresh context\n"
     "  plan GOAL         ask the model for a plan; --run, --save, --dot\n"
@@ -127,7 +130,8 @@ static const char USAGE[] =
     "Options (before or after the command):\n"
     "  -m, --model SPEC  default model: openai:MODEL[@URL], scripted:FILE.json, or\n"
     "                    a name from the config file's \"aliases\" or \"services\"\n"
-    "  --skills DIR      load skills from DIR too (repeatable; overrides the\n"
+    "  --skills DIR      load skills from DIR too: a folder of skill folders, or\n"
+    "                    a skill folder itself (repeatable; overrides the\n"
     "                    built-in skills, ./skills and SKEIN_SKILLS_PATH)\n"
     "  --trace FILE      append one JSON line per model call to FILE\n"
     "  --db FILE         keep DataFrames in this SQLite file (default: memory)\n"
@@ -209,15 +213,22 @@ static const char USAGE_REVIEW[] =
     "Prints PASS, or FAIL: and the reasons; exits 0 on PASS, 8 on FAIL.\n";
 
 static const char USAGE_RENDER[] =
-    "usage: skein render FILE|- [--var NAME=VALUE]... [--input TEXT] [--no-calls]\n"
+    "usage: skein render FILE|-|Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
+    "                    [--no-calls]\n"
     "\n"
     "Renders a prompt template (\"-\" reads it from stdin), running its\n"
-    "{{Skill.Fn}} blocks unless --no-calls leaves them as written.\n";
+    "{{Skill.Fn}} blocks unless --no-calls leaves them as written.  Given a\n"
+    "function's name instead of a file, renders that function's prompt as\n"
+    "invoke would send it: its parameters' defaults (config.json, YAML) fill\n"
+    "what --var leaves unset.  No model is called for the function itself.\n";
 
 static const char USAGE_SKILLS[] =
-    "usage: skein skills [--json]\n"
+    "usage: skein skills [--json] [--check]\n"
     "\n"
-    "Lists every loaded function: name, kind, description, parameters.\n";
+    "Lists every loaded function: name, kind, description, parameters.\n"
+    "A function or skill whose files do not load is skipped with a warning,\n"
+    "and the rest load.  --check lists every such problem instead (file,\n"
+    "line and column), and exits 3 when there is one, 0 when there is none.\n";
 
 static const char USAGE_RUN[] =
     "usage: skein run FILE.lua [ARGS...]\n"
@@ -643,6 +654,10 @@ static int parse(cli *o, int argc, char **argv)
                 return usage_error("--concurrency expects a number from 1 to %s", "10000", NULL);
         } else if ((v = opt_value(a, "--data", argc, argv, &i, &missing))) {
             o->data = v;
+        } else if (strcmp(a, "--check") == 0 &&
+                   ((o->command && strcmp(o->command, "skills") == 0) ||
+                    (!o->command && i + 1 < argc && strcmp(argv[i + 1], "skills") == 0))) {
+            o->check_skills = 1; /* skills --check takes no value */
         } else if ((v = opt_value(a, "--check", argc, argv, &i, &missing))) {
             o->check = v;
         } else if ((v = opt_value(a, "--plot", argc, argv, &i, &missing))) {
@@ -778,7 +793,9 @@ static int setup(const cli *o, lua_State *L, sk_kernel **out)
     *out = k;
     if (st != SK_OK)
         return report(o, k, st);
-    if (o->quiet && (st = sk_kernel_set_option(k, "quiet", "1")) != SK_OK)
+    /* skills --check prints the problems of the load as its output */
+    int quiet = o->quiet || o->check_skills;
+    if (quiet && (st = sk_kernel_set_option(k, "quiet", "1")) != SK_OK)
         return report(o, k, st);
     if (o->db && (st = sk_kernel_set_option(k, "db", o->db)) != SK_OK)
         return report(o, k, st);
@@ -1654,14 +1671,56 @@ static int cmd_eval(const cli *o, sk_kernel *k, int calibrate)
 
 /* ---- render -------------------------------------------------------------- */
 
+/* "Skill.Fn": a name with one dot between two names of letters, digits
+ * and '_'. */
+static int looks_like_function(const char *s)
+{
+    const char *dot = strchr(s, '.');
+    if (!dot || dot == s || !dot[1] || strchr(dot + 1, '.'))
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (p != dot && !isalnum((unsigned char)*p) && *p != '_')
+            return 0;
+    return 1;
+}
+
+/* render Skill.Fn: the function's own prompt with its defaults. */
+static int render_function(const cli *o, sk_kernel *k, const char *name)
+{
+    sk_vars *vars = NULL;
+    int rc = make_vars(o, k, &vars);
+    if (rc >= 0) {
+        sk_vars_free(vars);
+        return rc;
+    }
+    char *out = NULL;
+    sk_status st = sk_render_function(k, name, vars,
+                                      o->no_calls ? SK_RENDER_NO_CALLS : 0, &out);
+    sk_vars_free(vars);
+    if (st == SK_NOT_FOUND)
+        fprintf(stderr, "skein: render: no file named %s either\n", name);
+    if (st != SK_OK)
+        return report(o, k, st);
+    size_t n = strlen(out);
+    fwrite(out, 1, n, stdout);
+    if (!n || out[n - 1] != '\n')
+        putchar('\n');
+    sk_free(out);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+}
+
 static int cmd_render(const cli *o, sk_kernel *k)
 {
     if (o->n_pos != 1)
         return usage_error("%s", o->n_pos ? "render: one template at a time"
-                                          : "render: missing the template file",
+                                          : "render: missing the template file "
+                                            "or Skill.Fn",
                            NULL);
     const char *path = o->pos[0];
     int from_stdin = strcmp(path, "-") == 0;
+    struct stat st_path;
+    if (!from_stdin && stat(path, &st_path) != 0 && looks_like_function(path))
+        return render_function(o, k, path);
     size_t len = 0;
     char *text = NULL;
     int rrc = read_input_file(path, &text, &len);
@@ -1696,10 +1755,52 @@ static int cmd_render(const cli *o, sk_kernel *k)
 
 /* ---- skills -------------------------------------------------------------- */
 
+/* skills --check: every problem of the load, on stdout; exit 3 when there
+ * is one. */
+static int check_skills(const cli *o, sk_kernel *k)
+{
+    size_t n = sk_kernel_skill_problem_count(k);
+    size_t fns = sk_kernel_function_count(k);
+    if (o->json) {
+        fputc('[', stdout);
+        for (size_t i = 0; i < n; i++) {
+            sk_skill_problem p;
+            if (sk_kernel_skill_problem(k, i, &p) != SK_OK)
+                break;
+            fputs(i ? ",\n {\"file\":" : "{\"file\":", stdout);
+            cli_json_str(stdout, p.path);
+            printf(",\"line\":%d,\"col\":%d,\"kind\":", p.line, p.col);
+            cli_json_str(stdout, sk_status_kind(p.code));
+            fputs(",\"skipped\":", stdout);
+            cli_json_str(stdout, p.what);
+            fputs(",\"message\":", stdout);
+            cli_json_str(stdout, p.message);
+            fputc('}', stdout);
+        }
+        fputs("]\n", stdout);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            sk_skill_problem p;
+            if (sk_kernel_skill_problem(k, i, &p) == SK_OK)
+                printf("%s\n  skipped %s\n", p.message, p.what);
+        }
+        if (n)
+            printf("%zu problem%s; %zu function%s loaded\n", n, n == 1 ? "" : "s",
+                   fns, fns == 1 ? "" : "s");
+        else
+            printf("no problems; %zu function%s loaded\n", fns, fns == 1 ? "" : "s");
+    }
+    if (fflush(stdout) != 0)
+        return EXIT_RUNTIME;
+    return n ? EXIT_TEMPLATE : EXIT_OK;
+}
+
 static int cmd_skills(const cli *o, sk_kernel *k)
 {
     if (o->n_pos)
         return usage_error("skills: unexpected argument '%s'", o->pos[0], NULL);
+    if (o->check_skills)
+        return check_skills(o, k);
     size_t n = sk_kernel_function_count(k);
     if (o->json) {
         fputc('[', stdout);

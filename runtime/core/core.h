@@ -42,7 +42,9 @@ struct sk_function {
     fn_kind kind;
     char *skill, *name, *full_name;
     char *description;
-    char *path;              /* folder it came from, or NULL */
+    char *path;              /* folder (or YAML file) it came from, or NULL */
+    char *cfg_origin;        /* FN_SEMANTIC: the file its settings came
+                                from (config.json, a YAML prompt), or NULL */
     sk_param_info *params;   /* strings owned by the function */
     size_t n_params;
     /* FN_SEMANTIC */
@@ -86,9 +88,30 @@ SK_HIDDEN const char *kern_service(const sk_kernel *k, const char *id);
  * place a model is named goes through it.  Borrowed. */
 SK_HIDDEN const char *kern_resolve_model(const sk_kernel *k, const char *spec);
 
-/* Builds a semantic function from template and config text (config may be
- * NULL).  tpl_origin / cfg_origin name the files in errors.  On failure
- * sets the kernel error and returns its code. */
+/* Where a semantic function comes from: its template and config text
+ * (cfg may be NULL), the files that name them in errors, and for text
+ * taken out of another file (a YAML prompt) where it sits there. */
+typedef struct prompt_src {
+    const char *skill, *name;
+    const char *tpl;
+    size_t tpl_len;
+    const char *tpl_origin;
+    const tpl_pos *tpl_at;     /* NULL: the template is its own file */
+    const char *cfg;
+    size_t cfg_len;
+    const char *cfg_origin;
+    const cfg_srcmap *cfg_map; /* NULL: the config is its own file */
+    const char *path;          /* the folder or file, for sk_function_info */
+    const char *taken;         /* non-NULL: the name is taken where it may
+                                  not be replaced; the function is checked
+                                  whole, then refused with this message */
+} prompt_src;
+/* Builds a semantic function and registers it (replacing one of the same
+ * name).  Borrows src.  On failure sets the kernel error and returns its
+ * code; the config is checked before the template. */
+SK_HIDDEN sk_status reg_add_prompt(sk_kernel *k, const prompt_src *src);
+/* reg_add_prompt for a template and a config that are files of their
+ * own (config may be NULL). */
 SK_HIDDEN sk_status reg_add_semantic(sk_kernel *k, const char *skill,
                                      const char *name, const char *tpl_text,
                                      size_t tpl_len, const char *tpl_origin,
@@ -398,6 +421,13 @@ SK_HIDDEN size_t kern_skill_loaders(const sk_kernel *k, const char **file,
  * own. */
 SK_HIDDEN void **kern_cache_slot(sk_kernel *k);
 SK_HIDDEN void cache_shutdown(sk_kernel *k);
+/* The problems met loading skills (runtime/core/skills.c): the kernel's
+ * own field, freed by sk_kernel_clear_skill_problems. */
+SK_HIDDEN void **kern_problems_slot(sk_kernel *k);
+/* The message (borrowed) and *code of the problem that kept function
+ * `name` ("Skill.Fn") or its whole skill from loading, or NULL. */
+SK_HIDDEN const char *skills_problem_for(const sk_kernel *k, const char *name,
+                                         sk_status *code);
 /* The journal's slot and shutdown (runtime/core/journal.c), as the cache's. */
 SK_HIDDEN void **kern_journal_slot(sk_kernel *k);
 SK_HIDDEN void journal_shutdown(sk_kernel *k);

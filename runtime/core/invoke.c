@@ -194,7 +194,7 @@ static void render_done(inv *v)
         return;
     }
     if (v->chat < 0) /* everything trusted: chat when it reads as chat */
-        v->chat = strstr(v->prompt, "<message") != NULL;
+        v->chat = chat_marked(v->prompt);
     if (v->render_only) {
         char *text = v->prompt;
         v->prompt = NULL;
@@ -540,6 +540,12 @@ sk_err *inv_not_found_err(sk_kernel *k, const char *name, const sk_grant *grant)
             best = k->fns[i]->full_name;
         }
     }
+    /* the user's own call to a function that was skipped: why, with the
+     * class of the problem (a config error is exit code 3, not 6) */
+    sk_status code = SK_NOT_FOUND;
+    const char *why = grant ? NULL : skills_problem_for(k, name, &code);
+    if (why)
+        return err_new(code, "%s did not load: %s", name, why);
     size_t limit = strlen(name) / 3 + 1;
     if (best && best_d <= limit)
         return err_new(SK_NOT_FOUND, "unknown function \"%s\" (did you mean %s?)",
@@ -805,6 +811,72 @@ sk_status sk_render(sk_kernel *k, const sk_template *t, const sk_vars *vars,
     v->tpl = t;
     v->name = t->origin ? t->origin : "template";
     v->render_only = 1;
+    if (loop_defer(k, inv_run, v) != SK_OK) {
+        inv_free(v);
+        free(c);
+        return kern_fail(k, NULL);
+    }
+    k->calls_inflight++;
+    return finish_sync(k, c, out);
+}
+
+sk_status sk_render_function(sk_kernel *k, const char *name,
+                             const sk_vars *vars, int flags, char **out)
+{
+    if (!k || !name || !out)
+        return SK_USAGE;
+    *out = NULL;
+    sk_err *err = NULL;
+    sk_function *f = inv_lookup(k, name, NULL, NULL, &err);
+    if (!f)
+        return kern_fail(k, err);
+    if (f->kind != FN_SEMANTIC)
+        return kern_failf(k, SK_USAGE, "%s is a native function: it has no "
+                                       "prompt to render", f->full_name);
+    sk_call *c = sk_calloc(1, sizeof *c);
+    if (!c)
+        return kern_fail(k, NULL);
+    c->k = k;
+    inv *v = inv_alloc(k, vars, k->native_depth, NULL, call_done, c);
+    if (!v) {
+        free(c);
+        return kern_fail(k, NULL);
+    }
+    fn_retain(f);
+    v->f = f;
+    v->tpl = f->tpl;
+    v->name = f->full_name;
+    v->skill = f->skill;
+    v->render_only = 1;
+    /* the function's defaults fill what the caller left unset, as on
+     * the invoke path */
+    for (size_t i = 0; i < f->n_params; i++) {
+        const sk_param_info *p = &f->params[i];
+        if (p->default_value && !sk_vars_get(v->vars, p->name) &&
+            sk_vars_set(v->vars, p->name, p->default_value) != SK_OK) {
+            inv_free(v);
+            free(c);
+            return kern_fail(k, NULL);
+        }
+    }
+    if (flags & SK_RENDER_NO_CALLS) {
+        sk_buf b;
+        buf_init(&b, (size_t)16 << 20);
+        tpl_safety sf;
+        int chat;
+        render_safety(k, f, f->tpl, &sf, &chat);
+        sk_status st = tpl_assemble(f->tpl, v->vars, NULL, &sf, &b);
+        inv_free(v);
+        free(c);
+        if (st != SK_OK) {
+            buf_free(&b);
+            return kern_failf(k, st, "%s", sk_strerror(st));
+        }
+        if (!(*out = buf_steal(&b)))
+            return kern_fail(k, NULL);
+        kern_ok(k);
+        return SK_OK;
+    }
     if (loop_defer(k, inv_run, v) != SK_OK) {
         inv_free(v);
         free(c);

@@ -103,6 +103,7 @@ const kern_sql *kern_sql_limits(const sk_kernel *k) { return &k->sql; }
 void **kern_cache_slot(sk_kernel *k) { return &k->cache; }
 void **kern_journal_slot(sk_kernel *k) { return &k->journal; }
 void **kern_history_slot(sk_kernel *k) { return &k->history; }
+void **kern_problems_slot(sk_kernel *k) { return &k->problems; }
 
 void **kern_slot(sk_kernel *k, const void *key)
 {
@@ -426,6 +427,7 @@ void sk_kernel_free(sk_kernel *k)
     cache_shutdown(k);
     journal_shutdown(k);
     history_shutdown(k);
+    sk_kernel_clear_skill_problems(k);
     free(k->db_path);
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);
@@ -871,6 +873,7 @@ void fn_release(sk_kernel *k, sk_function *f)
     free(f->full_name);
     free(f->description);
     free(f->path);
+    free(f->cfg_origin);
     free_params(f->params, f->n_params);
     tpl_free(f->tpl);
     cfg_free(f->cfg);
@@ -998,38 +1001,40 @@ static sk_status infer_params(sk_function *f)
     return fn_set_params(f, ps, n);
 }
 
-sk_status reg_add_semantic(sk_kernel *k, const char *skill, const char *name,
-                           const char *tpl_text, size_t tpl_len,
-                           const char *tpl_origin, const char *cfg_text,
-                           size_t cfg_len, const char *cfg_origin,
-                           const char *path)
+sk_status reg_add_prompt(sk_kernel *k, const prompt_src *src)
 {
-    sk_function *f = fn_new(FN_SEMANTIC, skill, name);
+    sk_function *f = fn_new(FN_SEMANTIC, src->skill, src->name);
     if (!f)
         return kern_fail(k, NULL);
     char *msg = NULL;
-    sk_status rc = tpl_parse(tpl_text, tpl_len, tpl_origin, &f->tpl, &msg);
-    if (rc != SK_OK) {
-        fn_release(k, f);
-        if (!msg)
-            return rc == SK_NOMEM ? kern_fail(k, NULL)
-                                  : kern_failf(k, rc, "%s: %s", tpl_origin,
-                                               sk_strerror(rc));
-        kern_failf(k, rc, "%s", msg);
-        free(msg);
-        return rc;
-    }
+    const char *cfg_text = src->cfg;
+    size_t cfg_len = src->cfg_len;
     if (!cfg_text) {
         cfg_text = "{}";
         cfg_len = 2;
     }
-    rc = cfg_parse(cfg_text, cfg_len, cfg_origin ? cfg_origin : "config.json",
-                   &f->cfg, &msg);
+    /* the config first: it says whether the template is one skein can
+     * read at all (template_format) */
+    sk_status rc = cfg_parse_mapped(cfg_text, cfg_len,
+                                    src->cfg_origin ? src->cfg_origin : "config.json",
+                                    src->cfg_map, &f->cfg, &msg);
     if (rc != SK_OK) {
         fn_release(k, f);
         if (!msg)
             return rc == SK_NOMEM ? kern_fail(k, NULL)
                                   : kern_failf(k, rc, "%s", sk_strerror(rc));
+        kern_failf(k, rc, "%s", msg);
+        free(msg);
+        return rc;
+    }
+    rc = tpl_parse_at(src->tpl, src->tpl_len, src->tpl_origin, src->tpl_at,
+                      &f->tpl, &msg);
+    if (rc != SK_OK) {
+        fn_release(k, f);
+        if (!msg)
+            return rc == SK_NOMEM ? kern_fail(k, NULL)
+                                  : kern_failf(k, rc, "%s: %s", src->tpl_origin,
+                                               sk_strerror(rc));
         kern_failf(k, rc, "%s", msg);
         free(msg);
         return rc;
@@ -1043,6 +1048,15 @@ sk_status reg_add_semantic(sk_kernel *k, const char *skill, const char *name,
         free(f->description);
         f->description = d;
     }
+    if (src->cfg && src->cfg_origin &&
+        !(f->cfg_origin = sk_strdup(src->cfg_origin))) {
+        fn_release(k, f);
+        return kern_fail(k, NULL);
+    }
+    if (src->path && !(f->path = sk_strdup(src->path))) {
+        fn_release(k, f);
+        return kern_fail(k, NULL);
+    }
     sk_err *perr = NULL;
     if (!kern_policy(k, f, &perr)) {
         fn_release(k, f);
@@ -1050,13 +1064,28 @@ sk_status reg_add_semantic(sk_kernel *k, const char *skill, const char *name,
     }
     rc = f->cfg->n_params ? fn_set_params(f, f->cfg->params, f->cfg->n_params)
                           : infer_params(f);
-    if (rc == SK_OK && path && !(f->path = sk_strdup(path)))
-        rc = SK_NOMEM;
     if (rc != SK_OK) {
         fn_release(k, f);
         return kern_fail(k, NULL);
     }
+    if (src->taken) {
+        fn_release(k, f);
+        return kern_failf(k, SK_CONFIG, "%s", src->taken);
+    }
     return reg_add(k, f);
+}
+
+sk_status reg_add_semantic(sk_kernel *k, const char *skill, const char *name,
+                           const char *tpl_text, size_t tpl_len,
+                           const char *tpl_origin, const char *cfg_text,
+                           size_t cfg_len, const char *cfg_origin,
+                           const char *path)
+{
+    prompt_src src = {.skill = skill, .name = name, .tpl = tpl_text,
+                      .tpl_len = tpl_len, .tpl_origin = tpl_origin,
+                      .cfg = cfg_text, .cfg_len = cfg_len,
+                      .cfg_origin = cfg_origin, .path = path};
+    return reg_add_prompt(k, &src);
 }
 
 sk_status sk_kernel_add_semantic(sk_kernel *k, const char *skill,
@@ -1240,8 +1269,9 @@ const sk_policy *kern_policy(sk_kernel *k, sk_function *f, sk_err **err)
     sk_policy *p = NULL;
     char *msg = NULL;
     const char *raw = f->cfg && f->cfg->raw ? f->cfg->raw : NULL;
-    char *origin = f->path ? sk_asprintf("%s/config.json", f->path)
-                           : sk_asprintf("%s config", f->full_name);
+    char *origin = f->cfg_origin ? sk_strdup(f->cfg_origin)
+                   : f->path     ? sk_asprintf("%s/config.json", f->path)
+                                 : sk_asprintf("%s config", f->full_name);
     sk_status rc = pol_parse(raw, raw ? strlen(raw) : 0,
                              origin ? origin : f->full_name, base, &p, &msg);
     free(origin);

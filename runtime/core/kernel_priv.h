@@ -105,6 +105,7 @@ struct sk_kernel {
     void *cache;                   /* cache.c's response cache */
     void *journal;                 /* journal.c's journal, when one is kept */
     void *history;                 /* history.c's call history */
+    void *problems;                /* skills.c: what failed to load */
     char *db_path;                 /* the "db" option */
     int db_used;                   /* the session database was opened */
     long next_id;

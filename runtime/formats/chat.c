@@ -11,7 +11,10 @@
  * user message, as SK's Python reader does.  Anything else -- a tag that is
  * not closed, a message inside a message, a missing or unknown role, a
  * stray </message> -- is an error at its offset, never a silent fall back
- * to one user message holding the tags.
+ * to one user message holding the tags.  A prompt is chat only when a
+ * <message> tag of its own has a role (chat_marked): SK's older prompts
+ * use role-less <message> tags as plain XML-style text, and SK sends them
+ * as one prompt.
  *
  * The values a template inserts were encoded when it was rendered
  * (template.c), so data can add text to a message but never open, close or
@@ -205,6 +208,25 @@ static size_t next_tag(const char *s, size_t from, size_t end)
             return i;
     }
     return end;
+}
+
+int chat_marked(const char *s)
+{
+    for (const char *t = strstr(s, "<message"); t; t = strstr(t + 8, "<message")) {
+        const char *a = t + 8;
+        if (!isspace((unsigned char)*a))
+            continue; /* "<message>" has no attribute; "<messages" is another tag */
+        for (; *a && *a != '>' && *a != '<'; a++) {
+            if (strncmp(a, "role", 4) != 0 || !isspace((unsigned char)a[-1]))
+                continue;
+            const char *e = a + 4;
+            while (isspace((unsigned char)*e))
+                e++;
+            if (*e == '=')
+                return 1;
+        }
+    }
+    return 0;
 }
 
 /* Reads the attributes of the tag whose name ends at *i; leaves *i after

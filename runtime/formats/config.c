@@ -45,6 +45,7 @@ typedef struct pctx {
     const char *text; /* the normalised copy; offsets match the file */
     size_t len;
     const char *origin;
+    const cfg_srcmap *map; /* the text was made from another file, or NULL */
     seg path[CFG_MAX_PATH];
     int depth;
     char **errmsg;
@@ -177,7 +178,21 @@ static sk_status fail_off(pctx *x, sk_status code, size_t off,
                           const char *fmt, va_list ap)
 {
     int line, col;
-    line_col(x->text, x->len, off, &line, &col);
+    if (x->map && x->map->n) {
+        /* the last recorded value at or before off: the file's position */
+        size_t lo = 0, hi = x->map->n;
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (x->map->pos[mid].off <= off)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        line = x->map->pos[lo].line;
+        col = x->map->pos[lo].col;
+    } else {
+        line_col(x->text, x->len, off, &line, &col);
+    }
     char *msg = sk_vasprintf(fmt, ap);
     if (!msg)
         return SK_NOMEM;
@@ -614,9 +629,36 @@ static sk_status read_schema(pctx *x, const cJSON *root, int *out)
     return SK_OK;
 }
 
+/* Semantic Kernel's template formats.  skein runs its own language
+ * (semantic-kernel, the default); a prompt written for another engine
+ * would render wrong, so it is refused by name rather than run. */
+static sk_status read_template_format(pctx *x, cfg_function *c,
+                                      const cJSON *root)
+{
+    static const char *const others[] = {"handlebars", "jinja2", "liquid"};
+    const char *key = "template_format";
+    sk_status rc = get_string(x, root, key, &c->template_format);
+    if (rc != SK_OK || !c->template_format ||
+        strcasecmp(c->template_format, "semantic-kernel") == 0)
+        return rc;
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++)
+        if (strcasecmp(c->template_format, others[i]) == 0)
+            return fail(x, key,
+                        "template_format '%s' is not supported: skein runs "
+                        "Semantic Kernel's own templates (semantic-kernel)",
+                        c->template_format);
+    return fail(x, key,
+                "unknown template_format '%s' (Semantic Kernel's are "
+                "semantic-kernel, handlebars, jinja2 and liquid; skein runs "
+                "semantic-kernel)",
+                c->template_format);
+}
+
 static sk_status read_function(pctx *x, cfg_function *c, const cJSON *root)
 {
     sk_status rc = read_schema(x, root, &c->schema);
+    if (rc == SK_OK)
+        rc = read_template_format(x, c, root);
     if (rc == SK_OK)
         rc = get_string(x, root, "type", &c->type);
     if (rc == SK_OK)
@@ -661,6 +703,13 @@ static sk_status read_function(pctx *x, cfg_function *c, const cJSON *root)
 sk_status cfg_parse(const char *json, size_t len, const char *origin,
                     cfg_function **out, char **errmsg)
 {
+    return cfg_parse_mapped(json, len, origin, NULL, out, errmsg);
+}
+
+sk_status cfg_parse_mapped(const char *json, size_t len, const char *origin,
+                           const cfg_srcmap *map, cfg_function **out,
+                           char **errmsg)
+{
     char *ignored = NULL;
     if (!errmsg)
         errmsg = &ignored;
@@ -671,7 +720,8 @@ sk_status cfg_parse(const char *json, size_t len, const char *origin,
     if (!json)
         return SK_USAGE;
     pctx x = {.text = json, .len = len,
-              .origin = origin ? origin : "config.json", .errmsg = errmsg};
+              .origin = origin ? origin : "config.json", .map = map,
+              .errmsg = errmsg};
     if (len > CFG_MAX_BYTES)
         return failo(&x, SK_TOO_LARGE, 0,
                      "config file is larger than %zu bytes", CFG_MAX_BYTES);
@@ -755,6 +805,7 @@ void cfg_free(cfg_function *c)
     free(c->settings);
     free_strings(c->default_services, c->n_default_services);
     free(c->type);
+    free(c->template_format);
     free(c->name);
     free(c->description);
     free(c->model);

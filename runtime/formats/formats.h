@@ -46,6 +46,8 @@ struct sk_template {
     size_t n_calls; /* how many TB_CALL blocks */
     char *origin;
     int chat;       /* its own text holds <message> markup */
+    int indent;     /* columns before each line after the first in its
+                       file (a YAML block), for positions */
 };
 
 /* Parses text.  On a syntax error returns SK_TEMPLATE and sets *errmsg to
@@ -53,6 +55,16 @@ struct sk_template {
  * *errmsg NULL.  Templates longer than 16 MiB are SK_TOO_LARGE. */
 SK_HIDDEN sk_status tpl_parse(const char *text, size_t len, const char *origin,
                               sk_template **out, char **errmsg);
+/* Where a template sits inside a larger file (a YAML prompt's block):
+ * its first byte is at line:col, and each later line starts after
+ * `indent` columns of the file.  Positions in errors are the file's. */
+typedef struct tpl_pos {
+    int line, col, indent;
+} tpl_pos;
+/* tpl_parse for a template at `at` in its file (NULL: at 1:1). */
+SK_HIDDEN sk_status tpl_parse_at(const char *text, size_t len,
+                                 const char *origin, const tpl_pos *at,
+                                 sk_template **out, char **errmsg);
 SK_HIDDEN void tpl_free(sk_template *t);
 /* The i-th TB_CALL block, in order of appearance. */
 SK_HIDDEN const tpl_block *tpl_call_at(const sk_template *t, size_t i);
@@ -85,6 +97,9 @@ SK_HIDDEN void tpl_locate(const sk_template *t, const char *out, const size_t *s
 struct sk_msg;
 /* Appends s encoded for the markup: < > & " ' as entities. */
 SK_HIDDEN sk_status chat_encode(sk_buf *b, const char *s);
+/* 1 when s holds a <message> tag with a role attribute: chat markup.  A
+ * role-less <message> (SK's older XML-style prompts) is text. */
+SK_HIDDEN int chat_marked(const char *s);
 /* Decodes XML entities and CDATA sections.  Caller frees. */
 SK_HIDDEN char *chat_decode(const char *s, size_t n);
 /* Parses a rendered chat prompt into messages (caller frees each role and
@@ -117,6 +132,9 @@ typedef struct cfg_function {
     int schema;          /* the "schema" number, or 0 */
     char *type;          /* "completion" when unset */
     char *name;          /* 1.x schema "name", or NULL */
+    char *template_format; /* "semantic-kernel" (any case) or NULL: the
+                            only format skein runs; the others are
+                            refused by cfg_parse */
     char *description;   /* "" when unset */
     cfg_param *params;
     size_t n_params;
@@ -134,6 +152,23 @@ typedef struct cfg_function {
  * sets *errmsg to "origin:line:col: message" (caller frees). */
 SK_HIDDEN sk_status cfg_parse(const char *json, size_t len, const char *origin,
                               cfg_function **out, char **errmsg);
+/* Where the values of a config made from another file (a YAML prompt)
+ * are in that file: each entry gives the line and column of the value
+ * written at byte offset `off` of the config text, sorted by offset.  An
+ * error at an offset is reported at the last entry at or before it. */
+typedef struct cfg_srcpos {
+    size_t off;
+    int line, col;
+} cfg_srcpos;
+typedef struct cfg_srcmap {
+    const cfg_srcpos *pos;
+    size_t n;
+} cfg_srcmap;
+/* cfg_parse for config text made from another file: errors read
+ * "origin:line:col" in that file, through map (NULL: the text's own). */
+SK_HIDDEN sk_status cfg_parse_mapped(const char *json, size_t len,
+                                     const char *origin, const cfg_srcmap *map,
+                                     cfg_function **out, char **errmsg);
 SK_HIDDEN void cfg_free(cfg_function *c);
 /* Blanks comments and trailing commas outside strings in t, in place and
  * keeping offsets, as Semantic Kernel's reader tolerates them.  SK_CONFIG
@@ -146,5 +181,31 @@ SK_HIDDEN int cfg_number(const struct cJSON *v, double *out);
 /* The settings for service id, else "default", else the first; or NULL. */
 SK_HIDDEN const cfg_settings *cfg_settings_for(const cfg_function *c,
                                                const char *service_id);
+
+/* ---- YAML prompt functions (runtime/formats/yaml.c) ---------------------
+ * Semantic Kernel's YAML prompt format: a mapping with name, description,
+ * template, template_format, input_variables, output_variable,
+ * execution_settings and allow_dangerously_set_content.  Everything but
+ * the template is written out as config.json text, with the position in
+ * the YAML of each value written, for cfg_parse_mapped: one reader of
+ * settings for both formats, with errors at the YAML's lines. */
+typedef struct yml_prompt {
+    char *name;           /* "name" when it is a scalar, or NULL */
+    int name_line, name_col;
+    char *tpl;            /* the template, NUL-terminated */
+    size_t tpl_len;
+    tpl_pos tpl_at;       /* where it is in the file */
+    char *config;         /* every other key as config.json text */
+    size_t config_len;
+    cfg_srcpos *pos;      /* config offsets -> positions in the file */
+    size_t n_pos;
+} yml_prompt;
+/* Parses a YAML prompt function.  On error returns SK_CONFIG (or
+ * SK_TOO_LARGE) and sets *errmsg to "origin:line:col: message" (caller
+ * frees; NULL for SK_NOMEM).  *out: caller frees with yml_prompt_free. */
+SK_HIDDEN sk_status yml_prompt_parse(const char *text, size_t len,
+                                     const char *origin, yml_prompt **out,
+                                     char **errmsg);
+SK_HIDDEN void yml_prompt_free(yml_prompt *y);
 
 #endif /* SKEIN_FORMATS_H */

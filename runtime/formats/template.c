@@ -66,6 +66,7 @@ typedef struct parser {
      * whole parse counts lines once. */
     size_t pos_off;
     int pos_line, pos_col;
+    int indent;   /* columns before each line after the first, in the file */
     char *errmsg; /* set with SK_TEMPLATE */
 } parser;
 
@@ -96,7 +97,7 @@ static void advance_to(parser *p, size_t off)
     for (; p->pos_off < off; p->pos_off++) {
         if (p->s[p->pos_off] == '\n') {
             p->pos_line++;
-            p->pos_col = 1;
+            p->pos_col = p->indent + 1;
         } else {
             p->pos_col++;
         }
@@ -110,7 +111,7 @@ static void locate(const parser *p, size_t off, int *line, int *col)
     for (size_t i = p->pos_off; i < off; i++) {
         if (p->s[i] == '\n') {
             l++;
-            c = 1;
+            c = p->indent + 1;
         } else {
             c++;
         }
@@ -561,6 +562,12 @@ void tpl_free(sk_template *t)
 sk_status tpl_parse(const char *text, size_t len, const char *origin,
                     sk_template **out, char **errmsg)
 {
+    return tpl_parse_at(text, len, origin, NULL, out, errmsg);
+}
+
+sk_status tpl_parse_at(const char *text, size_t len, const char *origin,
+                       const tpl_pos *at, sk_template **out, char **errmsg)
+{
     if (errmsg)
         *errmsg = NULL;
     if (!out)
@@ -582,7 +589,9 @@ sk_status tpl_parse(const char *text, size_t len, const char *origin,
     p.s = text;
     p.len = len;
     p.origin = origin;
-    p.pos_line = p.pos_col = 1;
+    p.pos_line = at && at->line > 0 ? at->line : 1;
+    p.pos_col = at && at->col > 0 ? at->col : 1;
+    p.indent = at && at->indent > 0 ? at->indent : 0;
     sk_status rc = SK_OK;
 
     /* Blocks are NUL-terminated strings, so a NUL byte cannot survive. */
@@ -637,10 +646,11 @@ sk_status tpl_parse(const char *text, size_t len, const char *origin,
         goto done;
     }
     t->blocks = p.blocks;
+    t->indent = p.indent;
     t->n = p.n;
     t->n_calls = p.n_calls;
     for (size_t i = 0; i < t->n && !t->chat; i++)
-        t->chat = t->blocks[i].kind == TB_TEXT && strstr(t->blocks[i].text, "<message");
+        t->chat = t->blocks[i].kind == TB_TEXT && chat_marked(t->blocks[i].text);
     p.blocks = NULL;
     p.n = 0;
     *out = t;
@@ -740,7 +750,7 @@ void tpl_locate(const sk_template *t, const char *out, const size_t *starts,
     for (size_t p = starts[i]; p < off; p++) {
         if (out[p] == '\n') {
             (*line)++;
-            *col = 1;
+            *col = t->indent + 1;
         } else {
             (*col)++;
         }

@@ -1446,6 +1446,37 @@ static int l_render(lua_State *L)
     return 1;
 }
 
+/* skein.render_function(name, vars [, {no_calls = true}]): the function's
+ * prompt as invoke renders it, with its own defaults (sk_render_function). */
+static int l_render_function(lua_State *L)
+{
+    klua *st = check_waiting_st(L, "render_function");
+    const char *name = luaL_checkstring(L, 1);
+    int flags = 0;
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "no_calls");
+        if (lua_toboolean(L, -1))
+            flags |= SK_RENDER_NO_CALLS;
+        lua_pop(L, 1);
+    }
+    box *bx = box_new(L, st);
+    vars_from_lua(L, 2, &bx->vars);
+    lua_State *prev = st->current;
+    st->current = L;
+    sk_status rc = sk_render_function(st->k, name, bx->vars, flags, &bx->w.text);
+    st->current = prev;
+    if (rc != SK_OK) {
+        box_clear(L, bx);
+        push_kernel_err(L, st->k);
+        return raise_top(L);
+    }
+    lua_pushstring(L, bx->w.text);
+    box_clear(L, bx);
+    return 1;
+}
+
 static void push_info(lua_State *L, const sk_function_info *fi)
 {
     lua_createtable(L, 0, 8);
@@ -1548,10 +1579,43 @@ static int l_skill(lua_State *L)
     return 0;
 }
 
+/* The kernel's skill problems from the first-th on, as a list of
+ * { file, line, col, kind, code, message, what }. */
+static void push_problems(lua_State *L, sk_kernel *k, size_t first)
+{
+    size_t n = sk_kernel_skill_problem_count(k);
+    lua_createtable(L, n > first ? (int)(n - first) : 0, 0);
+    for (size_t i = first; i < n; i++) {
+        sk_skill_problem p;
+        if (sk_kernel_skill_problem(k, i, &p) != SK_OK)
+            break;
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, p.path);
+        lua_setfield(L, -2, "file");
+        lua_pushinteger(L, p.line);
+        lua_setfield(L, -2, "line");
+        lua_pushinteger(L, p.col);
+        lua_setfield(L, -2, "col");
+        lua_pushstring(L, sk_status_kind(p.code));
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, p.code);
+        lua_setfield(L, -2, "code");
+        lua_pushstring(L, p.message);
+        lua_setfield(L, -2, "message");
+        lua_pushstring(L, p.what);
+        lua_setfield(L, -2, "what");
+        lua_rawseti(L, -2, (lua_Integer)(i - first + 1));
+    }
+}
+
+/* skein.load_skills(dir) loads what loads and returns the problems of
+ * what did not (an empty table when none); a folder that cannot be read
+ * raises. */
 static int l_load_skills(lua_State *L)
 {
     klua *st = check_waiting_st(L, "load_skills");
     const char *dir = luaL_checkstring(L, 1);
+    size_t before = sk_kernel_skill_problem_count(st->k);
     lua_State *prev = st->current;
     st->current = L;
     sk_status rc = sk_kernel_load_skills(st->k, dir);
@@ -1560,7 +1624,16 @@ static int l_load_skills(lua_State *L)
         push_kernel_err(L, st->k);
         return raise_top(L);
     }
-    return 0;
+    push_problems(L, st->k, before);
+    return 1;
+}
+
+/* skein.skill_problems(): every problem met loading skills so far. */
+static int l_skill_problems(lua_State *L)
+{
+    klua *st = check_st(L);
+    push_problems(L, st->k, 0);
+    return 1;
 }
 
 static int l_set_model(lua_State *L)
@@ -2161,7 +2234,9 @@ static const luaL_Reg module_funcs[] = {
     {"define", l_define},
     {"prompt", l_prompt},
     {"skill", l_skill},
+    {"render_function", l_render_function},
     {"load_skills", l_load_skills},
+    {"skill_problems", l_skill_problems},
     {"set_model", l_set_model},
     {"model", l_model},
     {"set_option", l_set_option},
@@ -2444,6 +2519,20 @@ static sk_status klua_load_skill(sk_kernel *k, const char *skill, const char *pa
         sk_err *e = err_from_value(L, -1);
         if (e && c.file_error)
             e->code = SK_IO;
+        /* Lua shortens a long file name in its messages to ".../tail";
+         * put the whole name back, so that the message reads
+         * "file:line: ..." like every other skill error */
+        const char *colon = e && strncmp(e->message, "...", 3) == 0
+                                ? strchr(e->message + 3, ':') : NULL;
+        size_t tail = colon ? (size_t)(colon - e->message - 3) : 0;
+        if (colon && tail <= strlen(file) &&
+            memcmp(file + strlen(file) - tail, e->message + 3, tail) == 0) {
+            char *m = sk_asprintf("%s%s", file, colon);
+            if (m) {
+                free(e->message);
+                e->message = m;
+            }
+        }
         if (e && strncmp(e->message, file, strlen(file)) != 0) {
             char *m = sk_asprintf("%s: %s", file, e->message);
             if (m) {

@@ -1034,6 +1034,13 @@ static sk_status parse_output(px *x, sk_policy *p, const cJSON *v)
         p->shape = NULL;
         return SK_OK;
     }
+    /* Older Semantic Kernel config.json files describe their result as
+     * "output": {"parameters": [...]}, beside "input"; that is not a
+     * shape, and SK ignores it, so it is ignored here too. */
+    if (cJSON_IsObject(v) && cJSON_GetObjectItem(v, "parameters") &&
+        !cJSON_GetObjectItem(v, "json_schema") && !cJSON_GetObjectItem(v, "choice") &&
+        !cJSON_GetObjectItem(v, "regex"))
+        return SK_OK;
     char *text = cJSON_PrintUnformatted(v);
     if (!text)
         return SK_NOMEM;

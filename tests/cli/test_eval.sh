@@ -70,6 +70,27 @@ expect_in "config keeps the rest" "$conf" '"choice": ["billing", "bug", "praise"
 expect_not_in "config has no tabs" "$conf" $'\t'
 th=$(sed -n 's/.*"threshold": \([0-9.]*\).*/\1/p' "$cfg")
 [ -n "$th" ] && ok || bad "no threshold in $conf"
+# a YAML prompt is the user's own text: calibrate shows what to add and
+# leaves the file as it is
+cat >"$TMP/Label/pick.yaml" <<'YAML'
+# the same function, as a YAML prompt
+name: PickYaml
+description: Sorts a message into billing, bug or praise
+template: |
+  Sort the message into one label: billing, bug or praise.
+  Message: {{$input}}
+  Label:
+execution_settings:
+  default: {max_tokens: 4, temperature: 0}
+output: {choice: [billing, bug, praise]}
+YAML
+cp "$TMP/Label/pick.yaml" "$TMP/pick.before"
+run "${SK[@]}" calibrate Label.PickYaml --data "$TMP/data.jsonl" --alpha 0.1 --seed 1
+expect_eq "calibrate a YAML prompt rc" "$rc" 0
+expect_in "calibrate a YAML prompt: shown, not written" "$out" "not written (a YAML prompt"
+expect_in "calibrate a YAML prompt: the calibration" "$out" '"signal": "logprob"'
+cmp -s "$TMP/Label/pick.yaml" "$TMP/pick.before" && ok || bad "calibrate rewrote the YAML prompt"
+rm -f "$TMP/Label/pick.yaml"
 
 # the calibrated skill raises below the threshold and answers above it
 lo=$(grep -n '"logprobs": \[\["[a-z]*", -[3-9]\.' "$TMP/model.json" | head -1 | sed 's/.*msg-\([0-9]*\).*/\1/')

@@ -467,6 +467,31 @@ TEST(bad_config_files)
 }
 
 /* The Semantic Kernel samples in tests/data/sk_samples parse unchanged. */
+/* skein runs Semantic Kernel's own template language; a prompt written
+ * for another engine is refused by name, at the value. */
+TEST(template_formats)
+{
+    cfg_function *c = parse_ok("{\"template_format\": \"semantic-kernel\"}");
+    CHECK_STR(c ? c->template_format : NULL, "semantic-kernel");
+    cfg_free(c);
+    c = parse_ok("{\"template_format\": \"Semantic-Kernel\"}");
+    CHECK(c != NULL);
+    cfg_free(c);
+    c = parse_ok("{\"description\": \"no format\"}");
+    CHECK(c && c->template_format == NULL);
+    cfg_free(c);
+    parse_err("{\n  \"name\": \"x\",\n  \"template_format\": \"handlebars\"\n}",
+              SK_CONFIG, 3, 22, "template_format 'handlebars' is not supported");
+    parse_err("{\"template_format\": \"jinja2\"}", SK_CONFIG, 1, 21,
+              "template_format 'jinja2' is not supported");
+    parse_err("{\"template_format\": \"Liquid\"}", SK_CONFIG, 1, 21,
+              "template_format 'Liquid' is not supported");
+    parse_err("{\"template_format\": \"mustache\"}", SK_CONFIG, 1, 21,
+              "unknown template_format 'mustache'");
+    parse_err("{\"template_format\": 2}", SK_CONFIG, 1, 21,
+              "'template_format' must be a string");
+}
+
 TEST(sk_samples)
 {
     static const char *files[] = {
@@ -688,6 +713,7 @@ int main(void)
     RUN(type_errors);
     RUN(param_errors);
     RUN(bad_config_files);
+    RUN(template_formats);
     RUN(sk_samples);
     RUN(ceilings);
     RUN(arguments);

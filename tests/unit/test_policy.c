@@ -525,6 +525,20 @@ TEST(test_permissive)
     pol_free(p);
     free(err);
     check_error("{\"review\": \"R.C\" /* open", "f.json: 1:18: invalid JSON");
+
+    /* an older Semantic Kernel config.json's description of its result,
+     * "output": {"parameters": [...]}, is not a shape and loads */
+    p = parse("{\"output\": {\"parameters\": [{\"name\": \"cli\", \"defaultValue\": \"\"}]}}",
+              NULL, &err);
+    CHECK(p && p->shape == NULL);
+    CHECK(err == NULL);
+    pol_free(p);
+    free(err);
+    char *e2 = NULL;
+    CHECK_INT(parse_err("{\"output\": {\"parameters\": [], \"choice\": [\"a\"]}}", &e2),
+              SK_CONFIG);
+    CHECK_CONTAINS(e2, "parameters");
+    free(e2);
 }
 
 TEST(test_hedging_default)

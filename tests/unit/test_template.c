@@ -712,8 +712,38 @@ TEST(alloc_failure_assemble)
     tpl_free(t);
 }
 
+/* A template is chat when a <message> tag of its own has a role; SK's
+ * older prompts use role-less <message> tags as XML-style text, and SK
+ * sends them as one prompt. */
+TEST(chat_marking)
+{
+    static const struct {
+        const char *text;
+        int chat;
+    } cases[] = {
+        {"<message role=\"user\">{{$input}}</message>", 1},
+        {"<message role='system'>a</message>", 1},
+        {"<message\n  role = \"user\">a</message>", 1},
+        {"<message role=\"{{$who}}\">a</message>", 1},
+        {"<message role=user>a</message>", 1},
+        {"<examples>\n<message>hi</message>\n<reply>no</reply>\n</examples>", 0},
+        {"<message>a</message> <message >b</message>", 0},
+        {"<messages role=\"x\">a</messages>", 0},
+        {"<message data-role=\"x\">a</message>", 0},
+        {"no markup at all, role=\"user\"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sk_template *t = NULL;
+        CHECK_INT(tpl_parse(cases[i].text, strlen(cases[i].text), "t", &t, NULL), SK_OK);
+        CHECK_INT(t ? t->chat : -1, cases[i].chat);
+        CHECK_INT(chat_marked(cases[i].text), cases[i].chat);
+        tpl_free(t);
+    }
+}
+
 int main(void)
 {
+    RUN(chat_marking);
     RUN(text_without_code);
     RUN(empty_template);
     RUN(basic_blocks);
