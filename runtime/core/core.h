@@ -54,6 +54,7 @@ struct sk_function {
     const fn_ops *ops;
     int ref;
     int refcount;            /* held by the registry and by running calls */
+    size_t skill_seq;        /* when its skill was first registered */
     /* FN_SEMANTIC: its policy over the kernel's, parsed again when the
      * kernel's policy changes (policy_gen) */
     struct sk_policy *policy;
@@ -72,10 +73,19 @@ SK_HIDDEN void fn_release(sk_kernel *k, sk_function *f);
 SK_HIDDEN sk_status reg_add(sk_kernel *k, sk_function *f);
 /* Case-insensitive lookup of "Skill.Fn"; borrowed, or NULL. */
 SK_HIDDEN sk_function *reg_find(const sk_kernel *k, const char *full_name);
-/* Looks up "Skill.Fn", or a bare "Fn": first in prefer_skill (may be
- * NULL), then any skill if exactly one has it.  Borrowed, or NULL. */
+/* Looks up "Skill.Fn", or a bare "Fn" as Semantic Kernel does: first in
+ * prefer_skill (may be NULL), then in the skill registered first that has
+ * it.  Borrowed, or NULL. */
 SK_HIDDEN sk_function *reg_find_short(const sk_kernel *k, const char *name,
                                       const char *prefer_skill);
+/* reg_find_short for a name a model chose under grant (NULL: the user):
+ * only functions the grant allows, and a bare name must be unambiguous
+ * among them (NULL when it is not).  When the grant allows no function of
+ * that name, the first of them, for the caller to deny.  Borrowed. */
+struct sk_grant;
+SK_HIDDEN sk_function *reg_resolve(const sk_kernel *k, const char *name,
+                                   const char *prefer_skill,
+                                   const struct sk_grant *grant);
 /* Model requests in flight right now (tests observe overlap with it). */
 SK_HIDDEN long kern_model_inflight(const sk_kernel *k);
 /* The model spec configured for a service id, or NULL.  Borrowed. */

@@ -378,6 +378,9 @@ void sk_kernel_free(sk_kernel *k)
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);
     free(k->fns);
+    for (size_t i = 0; i < k->n_skills; i++)
+        free(k->skills[i]);
+    free(k->skills);
     for (size_t i = 0; i < k->n_conns; i++)
         conn_close(k->conns[i]);
     free(k->conns);
@@ -769,6 +772,27 @@ static size_t reg_lower_bound(const sk_kernel *k, const char *full, int *found)
     return lo;
 }
 
+/* Numbers f's skill by when the kernel first saw it (0, 1, ...), the
+ * order in which reg_resolve tries skills for a bare name.  A skill keeps
+ * its number when its functions are replaced or more are added. */
+static sk_status skill_seq(sk_kernel *k, sk_function *f)
+{
+    for (size_t i = 0; i < k->n_skills; i++) {
+        if (strcasecmp(k->skills[i], f->skill) == 0) {
+            f->skill_seq = i;
+            return SK_OK;
+        }
+    }
+    char **skills = sk_realloc(k->skills, (k->n_skills + 1) * sizeof *skills);
+    if (!skills)
+        return SK_NOMEM;
+    k->skills = skills;
+    if (!(k->skills[k->n_skills] = sk_strdup(f->skill)))
+        return SK_NOMEM;
+    f->skill_seq = k->n_skills++;
+    return SK_OK;
+}
+
 sk_status reg_add(sk_kernel *k, sk_function *f)
 {
     if (!valid_ident(f->skill) || !valid_ident(f->name)) {
@@ -778,6 +802,10 @@ sk_status reg_add(sk_kernel *k, sk_function *f)
                                   f->full_name);
         fn_release(k, f);
         return rc;
+    }
+    if (skill_seq(k, f) != SK_OK) {
+        fn_release(k, f);
+        return kern_fail(k, NULL);
     }
     int found;
     size_t i = reg_lower_bound(k, f->full_name, &found);
@@ -811,9 +839,22 @@ sk_function *reg_find(const sk_kernel *k, const char *full_name)
     return found ? k->fns[i] : NULL;
 }
 
-sk_function *reg_find_short(const sk_kernel *k, const char *name,
-                            const char *prefer_skill)
+/* A name without a skill is resolved as Semantic Kernel resolves a
+ * function name without a plugin name: the function of the skill
+ * registered first that has one (SK .NET's
+ * KernelPluginExtensions.TryGetFunction, SK Python's Kernel.get_function),
+ * so {{date}} finds the built-in time.Date.  skein looks in the caller's
+ * own skill before that.  A name a model chose (grant non-NULL) is
+ * resolved only among the functions the grant allows, and must name one
+ * of them unambiguously: a model cannot reach a function by shadowing, nor
+ * is it handed the first of several it may call.  When the grant allows
+ * none of the functions of that name, the first of them is returned, so
+ * that the caller reports it as denied. */
+sk_function *reg_resolve(const sk_kernel *k, const char *name,
+                         const char *prefer_skill, const sk_grant *grant)
 {
+    if (!name)
+        return NULL;
     if (strchr(name, '.'))
         return reg_find(k, name);
     if (prefer_skill) {
@@ -821,19 +862,35 @@ sk_function *reg_find_short(const sk_kernel *k, const char *name,
         if (full) {
             sk_function *f = reg_find(k, full);
             free(full);
-            if (f)
+            if (f && grant_allows(grant, f))
                 return f;
         }
     }
-    sk_function *hit = NULL;
+    sk_function *first = NULL, *allowed = NULL;
+    size_t n_allowed = 0;
     for (size_t i = 0; i < k->n_fns; i++) {
-        if (strcasecmp(k->fns[i]->name, name) == 0) {
-            if (hit)
-                return NULL; /* ambiguous */
-            hit = k->fns[i];
+        sk_function *f = k->fns[i];
+        if (strcasecmp(f->name, name) != 0)
+            continue;
+        if (!first || f->skill_seq < first->skill_seq)
+            first = f;
+        if (grant_allows(grant, f)) {
+            n_allowed++;
+            if (!allowed || f->skill_seq < allowed->skill_seq)
+                allowed = f;
         }
     }
-    return hit;
+    if (!grant)
+        return first;
+    if (n_allowed > 1)
+        return NULL; /* ambiguous for a model: it must name the skill */
+    return allowed ? allowed : first;
+}
+
+sk_function *reg_find_short(const sk_kernel *k, const char *name,
+                            const char *prefer_skill)
+{
+    return reg_resolve(k, name, prefer_skill, NULL);
 }
 
 /* Adds the variables a template uses as parameters when its config names

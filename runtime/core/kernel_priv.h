@@ -36,6 +36,8 @@ struct sk_kernel {
     /* registry, sorted by full name */
     sk_function **fns;
     size_t n_fns, cap_fns;
+    char **skills;             /* skill names in the order first registered */
+    size_t n_skills;
 
     /* models */
     const conn_kind **kinds;   /* the connector kinds registered */
