@@ -402,6 +402,9 @@ SK_HIDDEN void kern_native_set(sk_kernel *k, int depth, int untrusted);
  * them anyway (option allow_os). */
 SK_HIDDEN int kern_untrusted(const sk_kernel *k);
 SK_HIDDEN int kern_allow_os(const sk_kernel *k);
+/* The time the time functions read, Unix seconds: the option now
+ * (SKEIN_NOW) when set, which fixes it, else the system clock. */
+SK_HIDDEN long long kern_now(const sk_kernel *k);
 /* Option allow_dangerously_set_content: every inserted value trusted. */
 SK_HIDDEN int kern_allow_unsafe(const sk_kernel *k);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -176,6 +177,8 @@ int kern_cache_off(const sk_kernel *k) { return k->no_cache; }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+static sk_status set_clock(sk_kernel *k, const char *value, const char *what);
+
 static int env_true(const char *name)
 {
     const char *v = getenv(name);
@@ -335,8 +338,11 @@ sk_status kern_new(sk_kernel **out)
         return SK_NOMEM;
     }
     sk_status rc = SK_OK;
+    const char *env_now = getenv("SKEIN_NOW");
+    if (env_now && *env_now)
+        rc = set_clock(k, env_now, "SKEIN_NOW");
     const char *env_model = getenv("SKEIN_MODEL");
-    if (env_model && *env_model)
+    if (rc == SK_OK && env_model && *env_model)
         rc = sk_kernel_set_model(k, env_model);
     if (rc == SK_OK)
         rc = load_user_config(k);
@@ -574,6 +580,96 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 1;
 }
 
+/* An instant as Unix seconds: "1925242507", or ISO 8601
+ * "2031-01-13T05:15:07Z" (also with a space for T, seconds left out, or
+ * an offset "+01:00", "-0800").  1 on success. */
+static int parse_instant(const char *s, long long *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *end;
+    errno = 0;
+    if (*s == '-' || isdigit((unsigned char)*s)) {
+        long long v = strtoll(s, &end, 10);
+        if (!errno && end != s && !*end) {
+            *out = v;
+            return 1;
+        }
+    }
+    int y, mo, d, h, mi, sec = 0, n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d%n", &y, &mo, &d, &h, &mi, &n) != 5 || !n)
+        return 0;
+    const char *p = s + n;
+    if (*p == ':') {
+        int m = 0;
+        if (sscanf(p, ":%2d%n", &sec, &m) != 1 || !m)
+            return 0;
+        p += m;
+    }
+    long off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om = 0, m = 0;
+        p++;
+        if (sscanf(p, "%2d%n", &oh, &m) != 1 || m != 2)
+            return 0;
+        p += 2;
+        if (*p == ':')
+            p++;
+        if (isdigit((unsigned char)*p)) {
+            if (sscanf(p, "%2d%n", &om, &m) != 1 || m != 2)
+                return 0;
+            p += 2;
+        }
+        if (oh > 23 || om > 59)
+            return 0;
+        off = sign * (oh * 3600L + om * 60L);
+    } else {
+        return 0; /* a local time would depend on TZ: say which zone */
+    }
+    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return 0;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    if (tm.tm_mday != d) /* 31 February rolled over */
+        return 0;
+    *out = (long long)t - off;
+    return 1;
+}
+
+/* Fixes the clock the time functions read (option now, SKEIN_NOW); an
+ * empty value gives back the system clock. */
+static sk_status set_clock(sk_kernel *k, const char *value, const char *what)
+{
+    if (!*value) {
+        k->fixed_now = 0;
+        kern_ok(k);
+        return SK_OK;
+    }
+    long long t;
+    if (!parse_instant(value, &t))
+        return kern_failf(k, SK_USAGE,
+                          "%s: \"%s\" is not an instant: give Unix seconds "
+                          "or ISO 8601 with a zone, e.g. 2031-01-13T05:15:07Z",
+                          what, value);
+    k->fixed_now = 1;
+    k->now_s = t;
+    kern_ok(k);
+    return SK_OK;
+}
+
+long long kern_now(const sk_kernel *k)
+{
+    return k->fixed_now ? k->now_s : (long long)time(NULL);
+}
+
 sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value)
 {
     if (!k || !name || !value)
@@ -592,6 +688,8 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
     }
     if (strcmp(name, "journal") == 0)
         return journal_open(k, value);
+    if (strcmp(name, "now") == 0)
+        return set_clock(k, value, "option now");
     long v;
     struct {
         const char *name;

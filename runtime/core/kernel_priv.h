@@ -115,6 +115,8 @@ struct sk_kernel {
     int allow_unsafe;              /* option allow_dangerously_set_content */
     int no_cache;                  /* option cache = 0: no cache is read or
                                       written (--no-cache) */
+    int fixed_now;                 /* option now / SKEIN_NOW is set */
+    long long now_s;               /* ... to this instant, Unix seconds */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

@@ -2142,6 +2142,15 @@ static int l_error(lua_State *L)
     return lua_error(L);
 }
 
+/* skein.now() -> Unix seconds: the kernel's clock (fixed by the option
+ * now or SKEIN_NOW, else the system's), what the time skill reads. */
+static int l_now(lua_State *L)
+{
+    klua *st = check_st(L);
+    lua_pushinteger(L, (lua_Integer)kern_now(st->k));
+    return 1;
+}
+
 static int l_is_error(lua_State *L)
 {
     lua_pushboolean(L, is_err_table(L, 1));
@@ -2169,6 +2178,7 @@ static const luaL_Reg module_funcs[] = {
     {"plan", l_plan},
     {"load_plan", l_load_plan},
     {"agent", l_agent},
+    {"now", l_now},
     {NULL, NULL}};
 
 static int preload_module(lua_State *L)
