@@ -48,8 +48,7 @@ static void cache_warn(sk_kernel *k, cache *c, const char *what,
     kern_notice(k, "response cache %s: %s; continuing without it", what, why);
 }
 
-/* mkdir -p for the directory part of path, mode 0700 for what it creates. */
-static int make_parent_dirs(const char *path)
+int kern_make_parent_dirs(const char *path)
 {
     char *dir = sk_strdup(path);
     if (!dir)
@@ -125,7 +124,7 @@ static cache *cache_open(sk_kernel *k)
                        "XDG_CACHE_HOME nor HOME is set");
         return NULL;
     }
-    if (make_parent_dirs(path) != 0) {
+    if (kern_make_parent_dirs(path) != 0) {
         char *why = sk_asprintf("cannot create the folder for %s: %s", path,
                                 strerror(errno));
         cache_warn(k, c, "unavailable", why ? why : path);

@@ -235,8 +235,15 @@ typedef struct sk_connector {
  * finds protocols through its handler table. */
 typedef struct conn_kind {
     const char *name;
+    /* NULL when the entry offers embeddings only */
     sk_connector *(*open)(sk_kernel *k, const char *kind, const char *rest,
                           sk_err **err);
+    /* An embeddings connector for the spec, or NULL when the kind has no
+     * embeddings endpoint.  Its start takes the texts to embed as the
+     * contents of req->msgs and answers with resp->text a JSON array of
+     * one array of numbers per text, in order. */
+    sk_connector *(*open_embed)(sk_kernel *k, const char *kind,
+                                const char *rest, sk_err **err);
 } conn_kind;
 /* Adds a kind (borrowed: static).  SK_NOMEM. */
 SK_HIDDEN sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind);
@@ -245,6 +252,11 @@ SK_HIDDEN sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind);
 SK_HIDDEN sk_connector *conn_open(sk_kernel *k, const char *spec,
                                   sk_err **err);
 SK_HIDDEN void conn_close(sk_connector *c);
+/* Makes an embeddings connector from a spec ("openai:text-embedding-3-
+ * small", "ollama:nomic-embed-text"), through the kinds that offer one.
+ * On failure returns NULL and *err says why. */
+SK_HIDDEN sk_connector *conn_open_embed(sk_kernel *k, const char *spec,
+                                        sk_err **err);
 /* The kernel's connector for spec, opened once and cached by spec. */
 SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
                                        sk_err **err);
@@ -340,6 +352,17 @@ SK_HIDDEN sk_status kern_cache_put(sk_kernel *k, const char *key, const char *va
 SK_HIDDEN void kern_cache_del(sk_kernel *k, const char *key);
 /* Option cache = 0 (--no-cache): no cache is read or written. */
 SK_HIDDEN int kern_cache_off(const sk_kernel *k);
+/* mkdir -p for the folder part of path, mode 0700 for what it creates;
+ * 0 on success, -1 with errno.  (cache.c) */
+SK_HIDDEN int kern_make_parent_dirs(const char *path);
+
+/* The text memory (runtime/core/memory.c; the public sk_memory_* calls):
+ * the options memory (a file, "off": in this process only; "" the
+ * default) and embeddings (a model spec; "" none), their setters, and
+ * the embeddings model named (NULL: none; borrowed). */
+SK_HIDDEN sk_status mem_set_path(sk_kernel *k, const char *value);
+SK_HIDDEN sk_status mem_set_embeddings(sk_kernel *k, const char *spec);
+SK_HIDDEN const char *mem_embeddings(sk_kernel *k);
 
 /* The run's journal (runtime/core/journal.c), option journal: each model
  * exchange by its exact request and occurrence, committed as it completes.

@@ -239,6 +239,18 @@ static sk_status load_user_config(sk_kernel *k)
     cJSON *model = cJSON_GetObjectItemCaseSensitive(doc, "model");
     if (cJSON_IsString(model) && !k->model_spec)
         rc = sk_kernel_set_model(k, model->valuestring);
+    cJSON *embeddings = cJSON_GetObjectItemCaseSensitive(doc, "embeddings");
+    if (rc == SK_OK && embeddings) {
+        if (!cJSON_IsString(embeddings))
+            rc = kern_failf(k, SK_CONFIG, "%s: embeddings: expected a model spec "
+                                          "such as \"openai:text-embedding-3-small\"",
+                            path);
+        else if ((rc = sk_kernel_set_option(k, "embeddings", embeddings->valuestring)) != SK_OK) {
+            char *why = sk_strdup(sk_errmsg(k));
+            rc = kern_failf(k, SK_CONFIG, "%s: %s", path, why ? why : "bad embeddings model");
+            free(why);
+        }
+    }
     cJSON *services = cJSON_GetObjectItemCaseSensitive(doc, "services");
     cJSON *it;
     cJSON_ArrayForEach(it, services)
@@ -346,6 +358,19 @@ sk_status kern_new(sk_kernel **out)
         rc = sk_kernel_set_model(k, env_model);
     if (rc == SK_OK)
         rc = load_user_config(k);
+    /* the environment over the config file, as for the model */
+    const char *env_memory = getenv("SKEIN_MEMORY");
+    if (rc == SK_OK && env_memory && *env_memory)
+        rc = mem_set_path(k, env_memory);
+    const char *env_embed = getenv("SKEIN_EMBEDDINGS");
+    if (rc == SK_OK && env_embed && *env_embed) {
+        rc = mem_set_embeddings(k, env_embed);
+        if (rc == SK_USAGE) {
+            char *why = sk_strdup(sk_errmsg(k));
+            rc = kern_failf(k, SK_USAGE, "SKEIN_EMBEDDINGS: %s", why ? why : "invalid");
+            free(why);
+        }
+    }
     if (rc == SK_OK && !k->model_spec) {
         const char *key = getenv("OPENAI_API_KEY");
         const char *base = getenv("OPENAI_BASE_URL");
@@ -495,7 +520,21 @@ sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind)
     return SK_OK;
 }
 
-sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
+/* Whether kind answers to the spec prefix kind_name: "ollama" exactly,
+ * or a family "openai+" followed by a flavor. */
+static int kind_matches(const conn_kind *kind, const char *kind_name)
+{
+    const char *name = kind->name;
+    size_t n = strlen(name);
+    int family = n && name[n - 1] == '+';
+    return family ? strncmp(kind_name, name, n) == 0 && kind_name[n]
+                  : strcmp(kind_name, name) == 0;
+}
+
+/* Opens spec through the first registered kind that matches it and
+ * offers what is asked (embed: an embeddings connector, else chat). */
+static sk_connector *open_spec(sk_kernel *k, const char *spec, int embed,
+                               sk_err **err)
 {
     const char *colon = strchr(spec, ':');
     if (!colon) {
@@ -509,31 +548,58 @@ sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
     memcpy(kind, spec, kind_len);
     kind[kind_len] = '\0';
     const conn_kind *found = NULL;
+    int known_kind = 0;
     for (size_t i = 0; i < k->n_kinds && !found; i++) {
-        const char *name = k->kinds[i]->name;
-        size_t n = strlen(name);
-        int family = n && name[n - 1] == '+';
-        if (family ? strncmp(kind, name, n) == 0 && kind[n] : strcmp(kind, name) == 0)
-            found = k->kinds[i];
+        const conn_kind *c = k->kinds[i];
+        if (!kind_matches(c, kind))
+            continue;
+        known_kind = 1;
+        if (embed ? c->open_embed != NULL : c->open != NULL)
+            found = c;
     }
     if (!found) {
         sk_buf known;
         buf_init(&known, 0);
-        for (size_t i = 0; i < k->n_kinds; i++)
-            buf_printf(&known, "%s%s%s", i ? ", " : "", k->kinds[i]->name,
-                       k->kinds[i]->name[strlen(k->kinds[i]->name) - 1] == '+' ? "FLAVOR" : "");
-        *err = err_new(SK_NOT_FOUND, "unknown model kind \"%s\" in \"%s\" (known: %s)",
-                       kind, spec, known.p ? known.p : "none");
+        for (size_t i = 0; i < k->n_kinds; i++) {
+            const conn_kind *c = k->kinds[i];
+            int dup = 0;
+            for (size_t j = 0; j < i; j++)
+                dup |= strcmp(k->kinds[j]->name, c->name) == 0 &&
+                       (embed ? k->kinds[j]->open_embed != NULL : k->kinds[j]->open != NULL);
+            if (dup || !(embed ? c->open_embed != NULL : c->open != NULL))
+                continue;
+            buf_printf(&known, "%s%s%s", known.len ? ", " : "", c->name,
+                       c->name[strlen(c->name) - 1] == '+' ? "FLAVOR" : "");
+        }
+        if (embed && known_kind)
+            *err = err_new(SK_USAGE, "embeddings model \"%s\": the %s connector "
+                                     "has no embeddings endpoint (kinds with one: %s)",
+                           spec, kind, known.p ? known.p : "none");
+        else
+            *err = err_new(SK_NOT_FOUND, "unknown %s kind \"%s\" in \"%s\" (known: %s)",
+                           embed ? "embeddings model" : "model", kind, spec,
+                           known.p ? known.p : "none");
         buf_free(&known);
         return NULL;
     }
-    sk_connector *c = found->open(k, kind, colon + 1, err);
+    sk_connector *c = embed ? found->open_embed(k, kind, colon + 1, err)
+                            : found->open(k, kind, colon + 1, err);
     if (c && !c->spec && !(c->spec = sk_strdup(spec))) {
         conn_close(c);
         *err = NULL;
         return NULL;
     }
     return c;
+}
+
+sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
+{
+    return open_spec(k, spec, 0, err);
+}
+
+sk_connector *conn_open_embed(sk_kernel *k, const char *spec, sk_err **err)
+{
+    return open_spec(k, spec, 1, err);
 }
 
 void conn_close(sk_connector *c)
@@ -690,6 +756,10 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         return journal_open(k, value);
     if (strcmp(name, "now") == 0)
         return set_clock(k, value, "option now");
+    if (strcmp(name, "memory") == 0)
+        return mem_set_path(k, value);
+    if (strcmp(name, "embeddings") == 0)
+        return mem_set_embeddings(k, value);
     long v;
     struct {
         const char *name;

@@ -2092,12 +2092,17 @@ static int l_agent(lua_State *L)
     return push_owned(L, answer);
 }
 
-sk_kernel *klua_enter(lua_State *L, lua_State **prev)
+sk_kernel *klua_enter_as(lua_State *L, const char *what, lua_State **prev)
 {
-    klua *st = check_waiting_st(L, "DataFrame");
+    klua *st = check_waiting_st(L, what);
     *prev = st->current;
     st->current = L;
     return st->k;
+}
+
+sk_kernel *klua_enter(lua_State *L, lua_State **prev)
+{
+    return klua_enter_as(L, "DataFrame", prev);
 }
 
 void klua_leave(lua_State *L, lua_State *prev)
@@ -2266,6 +2271,7 @@ static int bind_pf(lua_State *L)
     lua_pushliteral(L, SKEIN_VERSION);
     lua_setfield(L, -2, "version");
     klua_open_df(L); /* [b, M]: adds M.df */
+    klua_open_memory(L); /* [b, M]: adds M.memory */
     if (luaL_loadbuffer(L, PRELUDE, sizeof PRELUDE - 1, "=skein") != LUA_OK)
         return lua_error(L);
     lua_pushvalue(L, -2);

@@ -16,6 +16,11 @@ SK_HIDDEN extern const conn_kind conn_kind_openai_flavor; /* "openai+llamacpp", 
 SK_HIDDEN extern const conn_kind conn_kind_ollama;
 SK_HIDDEN extern const conn_kind conn_kind_anthropic;
 SK_HIDDEN extern const conn_kind conn_kind_scripted;
+/* Embeddings endpoints (runtime/models/embed.c): kinds with only
+ * open_embed, beside the chat kinds of the same names. */
+SK_HIDDEN extern const conn_kind conn_kind_openai_embed;
+SK_HIDDEN extern const conn_kind conn_kind_openai_flavor_embed;
+SK_HIDDEN extern const conn_kind conn_kind_ollama_embed;
 SK_HIDDEN sk_status models_register(sk_kernel *k);
 
 /* ---- SSE (text/event-stream) -------------------------------------------

@@ -693,5 +693,5 @@ static sk_connector *open_flavored(sk_kernel *k, const char *kind, const char *r
     return open_flavor(rest, (oai_flavor)fl, flavor, err);
 }
 
-const conn_kind conn_kind_openai = {"openai", open_plain};
-const conn_kind conn_kind_openai_flavor = {"openai+", open_flavored};
+const conn_kind conn_kind_openai = {"openai", open_plain, NULL};
+const conn_kind conn_kind_openai_flavor = {"openai+", open_flavored, NULL};
