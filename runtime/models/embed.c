@@ -218,6 +218,13 @@ static sk_status ollama_parse(const char *body, size_t len, model_resp **out,
     return rc;
 }
 
+sk_status embed_parse_reply(int ollama, const char *body, size_t len,
+                            model_resp **out, char **errmsg)
+{
+    return ollama ? ollama_parse(body, len, out, errmsg)
+                  : openai_parse(body, len, out, errmsg);
+}
+
 /* Embeddings are never streamed; a stream in reply is the server's
  * mistake. */
 static sk_status no_stream(const char *event, const char *data, size_t len,

@@ -493,16 +493,59 @@ TEST(test_embeddings_errors)
  * ceiling is refused rather than scanned without end. */
 TEST(test_embeddings_trace_and_ceiling)
 {
-    mock m;
-    if (mock_start(&m, "\"embeddings\":true") != 0)
-        return;
     char file[512], spec[128], trace[512];
     snprintf(file, sizeof file, "%s/ceiling.db", scratch);
     snprintf(trace, sizeof trace, "%s/trace.jsonl", scratch);
+    /* 100,001 memories with vectors of the model, written straight in
+     * (before the server starts: slow under valgrind) */
+    sk_kernel *k = memory_kernel(file, "");
+    save_ok(k, "small", "s", "a small one"); /* the schema */
+    sk_kernel_free(k);
+    sqlite3 *db = NULL;
+    CHECK(sqlite3_open(file, &db) == SQLITE_OK);
+    float vec[64] = {1}; /* the mock's 64 numbers */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_prepare_v2(db, "INSERT INTO memory(collection, key, text, saved, model, "
+                                 "vector) VALUES ('big', ?1, 'x', 0, 'openai:emb@' || ?2, ?3)",
+                             -1, &st, NULL) == SQLITE_OK);
+    for (int i = 0; i <= 100000; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", i);
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, "URL", -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, vec, sizeof vec, SQLITE_STATIC);
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    mock m;
+    if (mock_start(&m, "\"embeddings\":true") != 0) {
+        sqlite3_close(db);
+        return;
+    }
     snprintf(spec, sizeof spec, "openai:emb@%s/v1", m.url);
-    sk_kernel *k = memory_kernel(file, spec);
+    /* the rows name the model the server now answers as */
+    st = NULL;
+    CHECK(sqlite3_prepare_v2(db, "UPDATE memory SET model = ?1 WHERE collection = 'big'", -1,
+                             &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, spec, -1, SQLITE_STATIC);
+    CHECK(sqlite3_step(st) == SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    k = memory_kernel(file, spec);
     CHECK(sk_kernel_set_trace(k, trace) == SK_OK);
-    save_ok(k, "big", "first", "a first memory");
+    char *json = NULL;
+    CHECK_INT(sk_memory_recall(k, "big", "memory", 5, 0, &json), SK_TOO_LARGE);
+    CHECK_CONTAINS(sk_errmsg(k), "collection \"big\" holds more than 100000 memories");
+    CHECK(json == NULL);
+    CHECK_INT(count(&m), 1); /* the question alone: nothing to backfill */
+    /* other collections are not held back */
+    cJSON *a = recall(k, "small", "small", 1, 0);
+    CHECK_STR(key_at(a, 0), "s");
+    cJSON_Delete(a);
     sk_kernel_set_trace(k, NULL);
     char *t = NULL;
     size_t n;
@@ -510,38 +553,6 @@ TEST(test_embeddings_trace_and_ceiling)
     CHECK_CONTAINS(t, "\"type\":\"embeddings\",\"texts\":1,");
     CHECK_CONTAINS(t, "\"ok\":true");
     free(t);
-    sk_kernel_free(k);
-    /* 100,000 more with vectors of this model, written straight in */
-    sqlite3 *db = NULL;
-    CHECK(sqlite3_open(file, &db) == SQLITE_OK);
-    float vec[64] = {1};
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    sqlite3_stmt *st = NULL;
-    CHECK(sqlite3_prepare_v2(db, "INSERT INTO memory(collection, key, text, saved, model, "
-                                 "vector) VALUES ('big', ?1, 'x', 0, ?2, ?3)", -1, &st,
-                             NULL) == SQLITE_OK);
-    for (int i = 0; i < 100000; i++) {
-        char key[16];
-        snprintf(key, sizeof key, "%d", i);
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, spec, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 3, vec, sizeof vec, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    sqlite3_close(db);
-    k = memory_kernel(file, spec);
-    char *json = NULL;
-    CHECK_INT(sk_memory_recall(k, "big", "memory", 5, 0, &json), SK_TOO_LARGE);
-    CHECK_CONTAINS(sk_errmsg(k), "collection \"big\" holds more than 100000 memories");
-    CHECK(json == NULL);
-    /* other collections are not held back */
-    save_ok(k, "small", "s", "a small one");
-    cJSON *a = recall(k, "small", "small", 1, 0);
-    CHECK_STR(key_at(a, 0), "s");
-    cJSON_Delete(a);
     sk_kernel_free(k);
     mock_stop(&m);
 }
