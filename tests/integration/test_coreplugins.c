@@ -200,6 +200,41 @@ TEST(test_summary_chunks)
     mock_stop(&m);
 }
 
+/* A transcript of many paragraphs: at most four are asked at once. */
+TEST(test_summary_bounded)
+{
+    mock m;
+    if (mock_start(&m, "\"echo\":true,\"echo_delay_ms\":150") != 0)
+        return;
+    sk_kernel *k = new_kernel(&m);
+    char *one = transcript();
+    sk_buf b;
+    buf_init(&b, 0);
+    for (int i = 0; i < 3; i++)
+        buf_adds(&b, one);
+    char *text = buf_steal(&b);
+    sk_status st;
+    char *out = invoke(k, "ConversationSummaryPlugin.GetConversationTopics", text, &st);
+    CHECK_INT(st, SK_OK);
+    cJSON *reqs = requests(&m);
+    CHECK(cJSON_GetArraySize(reqs) >= 8);
+    int max_inflight = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        int inflight = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(r, "inflight"));
+        if (inflight > max_inflight)
+            max_inflight = inflight;
+    }
+    CHECK(max_inflight <= 4);
+    cJSON_Delete(reqs);
+    sk_free(out);
+    free(text);
+    free(one);
+    sk_kernel_free(k);
+    mock_stop(&m);
+}
+
 /* Each of the three functions runs its own SK prompt; short input is one
  * request, and so is empty input, as in SK. */
 TEST(test_summary_prompts)
@@ -620,6 +655,7 @@ int main(void)
     unsetenv("SKEIN_EMBEDDINGS");
     unsetenv("OPENAI_API_KEY");
     RUN(test_summary_chunks);
+    RUN(test_summary_bounded);
     RUN(test_summary_prompts);
     RUN(test_summary_error);
     RUN(test_embeddings_openai);
