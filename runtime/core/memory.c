@@ -47,6 +47,9 @@ typedef struct mem_store {
     char *path;           /* option memory: a path, "off", NULL: default */
     char *embed_spec;     /* option embeddings, NULL: none */
     sk_connector *embedder; /* opened from embed_spec on first use */
+    int busy;             /* operations under way: an embeddings request
+                             runs the loop, and what runs meanwhile must
+                             not close what they use */
 } mem_store;
 
 static const char SLOT_KEY = 'M';
@@ -98,6 +101,8 @@ sk_status mem_set_path(sk_kernel *k, const char *value)
     mem_store *m = mem_state(k);
     if (!m)
         return SK_NOMEM;
+    if (m->busy)
+        return kern_failf(k, SK_USAGE, "option memory: the memory is in use");
     char *copy = *value ? sk_strdup(value) : NULL;
     if (*value && !copy)
         return kern_fail(k, NULL);
@@ -119,6 +124,8 @@ sk_status mem_set_embeddings(sk_kernel *k, const char *spec)
     mem_store *m = mem_state(k);
     if (!m)
         return SK_NOMEM;
+    if (m->busy)
+        return kern_failf(k, SK_USAGE, "option embeddings: the memory is in use");
     char *copy = *spec ? sk_strdup(spec) : NULL;
     if (*spec && !copy)
         return kern_fail(k, NULL);
@@ -347,15 +354,21 @@ static sk_status embed(sk_kernel *k, mem_store *m, const char *const *texts,
     };
     embed_wait w = {0};
     sk_err *err = NULL;
+    void *handle = NULL;
     long long t0 = loop_now_ms();
-    sk_status st = c->vt->start(c->self, k, &req, NULL, embed_done, &w, NULL, &err);
+    sk_status st = c->vt->start(c->self, k, &req, NULL, embed_done, &w, &handle, &err);
     free(msgs);
     if (st != SK_OK)
         return err ? kern_fail(k, err) : kern_failf(k, st, "%s", sk_strerror(st));
+    m->busy++;
     loop_run_until(k, &w.done);
-    if (!w.done) /* every request has a timeout: this is a lost one */
+    m->busy--;
+    if (!w.done) { /* every request has a timeout: this is a lost one */
+        if (handle && c->vt->cancel)
+            c->vt->cancel(c->self, k, handle); /* its done never runs */
         return kern_failf(k, SK_CANCELLED, "embeddings request to %s never completed",
                           c->endpoint);
+    }
     char members[160];
     snprintf(members, sizeof members,
              "\"type\":\"embeddings\",\"texts\":%zu,\"latency_ms\":%lld,\"ok\":%s",

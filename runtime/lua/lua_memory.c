@@ -12,6 +12,7 @@
  * Semantic Kernel.  Failures raise skein error tables; bad arguments raise
  * ordinary errors.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,8 +99,8 @@ static int l_recall(lua_State *L)
                 luaL_argerror(L, 2, "'relevance' must be a number");
         }
     }
-    if (limit < -1000000 || limit > 1000000)
-        limit = 1000000; /* out of range either way: the store says so */
+    if (limit < INT_MIN || limit > INT_MAX)
+        luaL_argerror(L, 2, "'limit' is out of range");
     lua_State *prev;
     sk_kernel *k = klua_enter_as(L, "memory", &prev);
     char *json = NULL;

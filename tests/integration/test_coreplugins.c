@@ -619,6 +619,42 @@ TEST(test_summary_prompt_replaced)
     mock_stop(&m);
 }
 
+static sk_status switch_memory(sk_kernel *k, const sk_vars *args, char **out, void *ud)
+{
+    (void)args, (void)ud;
+    sk_status st = sk_kernel_set_option(k, "memory", "off");
+    *out = st == SK_OK ? strdup("switched") : sk_asprintf("refused: %s", sk_errmsg(k));
+    return SK_OK;
+}
+
+/* While a recall waits for its embeddings, what runs meanwhile cannot
+ * pull the memory from under it. */
+TEST(test_memory_in_use)
+{
+    mock m;
+    if (mock_start(&m, "\"embeddings\":true") != 0)
+        return;
+    char spec[128];
+    snprintf(spec, sizeof spec, "openai:emb@%s/v1", m.url);
+    sk_kernel *k = new_kernel(&m);
+    CHECK(sk_kernel_set_option(k, "memory", "off") == SK_OK);
+    CHECK(sk_kernel_set_option(k, "embeddings", spec) == SK_OK);
+    save_ok(k, NULL, "a", "The automobile is blue.");
+    CHECK(sk_kernel_add_native(k, "T", "Switch", NULL, NULL, 0, switch_memory, NULL) == SK_OK);
+    sk_template *t = NULL;
+    const char *src = "{{TextMemoryPlugin.Recall 'car'}}|{{T.Switch}}";
+    CHECK(sk_template_parse(k, src, strlen(src), "t", &t) == SK_OK);
+    char *out = NULL;
+    CHECK(sk_render(k, t, NULL, 0, &out) == SK_OK);
+    CHECK_STR(out, "The automobile is blue.|refused: option memory: the memory is in use");
+    sk_free(out);
+    sk_template_free(t);
+    /* and afterwards it may */
+    CHECK(sk_kernel_set_option(k, "memory", "off") == SK_OK);
+    sk_kernel_free(k);
+    mock_stop(&m);
+}
+
 /* Memory through the TextMemoryPlugin skill in a prompt, on embeddings:
  * {{recall $input}} reaches the model with the memory that fits. */
 TEST(test_recall_in_a_prompt)
@@ -664,6 +700,7 @@ int main(void)
     RUN(test_embeddings_errors);
     RUN(test_embeddings_trace_and_ceiling);
     RUN(test_summary_prompt_replaced);
+    RUN(test_memory_in_use);
     RUN(test_recall_in_a_prompt);
     return tu_finish();
 }
