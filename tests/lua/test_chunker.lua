@@ -135,6 +135,13 @@ same(C.split_plain_text_paragraphs(two, 22, 8, header),
     header .. "We repeat, this is only a test. A unit test.", header .. "A unit test." },
   "CanSplitTextParagraphsWithOverlapAndHeader")
 
+-- SK compares each separator's distance from the middle with the cut
+-- kept so far (one past the separator before): on a tie the earlier cut
+-- stays
+same(C.split_plain_text_lines("aaa.bb.cccc", 1), { "aaa.", "bb.cccc" }, "the first of equals")
+same(C.split_plain_text_lines("aaaa bbbb cccc dddd", 2), { "aaaa bbbb", "cccc dddd" },
+     "the separator nearest the middle")
+
 -- CanSplitVeryLargeDocumentsWithoutStackOverflowing: 100,000 words
 local words, seed = {}, 42
 local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n end
