@@ -213,6 +213,14 @@ SK_API const char *sk_kernel_connector_kind_at(const sk_kernel *k, size_t i);
  *                         in the history (1 to 64 letters, digits, '-',
  *                         '_'); "" starts a new one.  A kernel starts one
  *                         of its own, sortable by time (sk_kernel_conversation)
+ *   "now"                 fixes the clock the time functions read: Unix
+ *                         seconds or ISO 8601 with a zone; "" the system
+ *                         clock (SKEIN_NOW)
+ *   "memory"              the text memory's SQLite file; "off" keeps it in
+ *                         this process only; "" the default (SKEIN_MEMORY,
+ *                         else the user's data folder)
+ *   "embeddings"          the embeddings model the memory ranks by, e.g.
+ *                         "openai:text-embedding-3-small"; "" none (BM25)
  * Borrows both strings. */
 SK_API sk_status sk_kernel_set_option(sk_kernel *k, const char *name,
                                       const char *value);
@@ -684,6 +692,33 @@ typedef struct sk_agent_opts {
  * out of steps, tokens or time.  *answer: caller frees with sk_free. */
 SK_API sk_status sk_agent_run(sk_kernel *k, const sk_agent_opts *opts,
                               char **answer);
+
+/* ---- text memory -------------------------------------------------------
+ * Semantic Kernel's text memory (TextMemoryPlugin's recall and save): texts
+ * saved under a key in a collection (NULL: "generic"), found again by a
+ * question.  Without an embeddings model (option "embeddings") a recall
+ * ranks by BM25 over an FTS5 index; with one, by cosine similarity.  The
+ * memory is a SQLite file (option "memory").  Every call runs the kernel's
+ * loop until it is done, as sk_invoke does.  Strings are borrowed. */
+
+/* Saves text under key, replacing what the key held.  With an embeddings
+ * model the text is embedded first, and nothing is saved if that fails.
+ * SK_TOO_LARGE past 1 MiB of text, SK_USAGE for an empty key. */
+SK_API sk_status sk_memory_save(sk_kernel *k, const char *collection,
+                                const char *key, const char *text);
+/* Up to limit (1..100) memories of the collection most relevant to query,
+ * none below min_relevance (0..1), best first, as JSON in *json (caller
+ * frees with sk_free): [{"collection", "key", "text", "relevance"}, ...]. */
+SK_API sk_status sk_memory_recall(sk_kernel *k, const char *collection,
+                                  const char *query, int limit,
+                                  double min_relevance, char **json);
+/* The text saved under key in *text (caller frees with sk_free);
+ * SK_NOT_FOUND when there is none. */
+SK_API sk_status sk_memory_get(sk_kernel *k, const char *collection,
+                               const char *key, char **text);
+/* Forgets the memory under key (nothing to forget is not an error). */
+SK_API sk_status sk_memory_remove(sk_kernel *k, const char *collection,
+                                  const char *key);
 
 /* ---- Lua --------------------------------------------------------------- */
 

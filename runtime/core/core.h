@@ -57,6 +57,7 @@ struct sk_function {
     const fn_ops *ops;
     int ref;
     int refcount;            /* held by the registry and by running calls */
+    size_t skill_seq;        /* when its skill was first registered */
     /* FN_SEMANTIC: its policy over the kernel's, parsed again when the
      * kernel's policy changes (policy_gen) */
     struct sk_policy *policy;
@@ -75,10 +76,19 @@ SK_HIDDEN void fn_release(sk_kernel *k, sk_function *f);
 SK_HIDDEN sk_status reg_add(sk_kernel *k, sk_function *f);
 /* Case-insensitive lookup of "Skill.Fn"; borrowed, or NULL. */
 SK_HIDDEN sk_function *reg_find(const sk_kernel *k, const char *full_name);
-/* Looks up "Skill.Fn", or a bare "Fn": first in prefer_skill (may be
- * NULL), then any skill if exactly one has it.  Borrowed, or NULL. */
+/* Looks up "Skill.Fn", or a bare "Fn" as Semantic Kernel does: first in
+ * prefer_skill (may be NULL), then in the skill registered first that has
+ * it.  Borrowed, or NULL. */
 SK_HIDDEN sk_function *reg_find_short(const sk_kernel *k, const char *name,
                                       const char *prefer_skill);
+/* reg_find_short for a name a model chose under grant (NULL: the user):
+ * only functions the grant allows, and a bare name must be unambiguous
+ * among them (NULL when it is not).  When the grant allows no function of
+ * that name, the first of them, for the caller to deny.  Borrowed. */
+struct sk_grant;
+SK_HIDDEN sk_function *reg_resolve(const sk_kernel *k, const char *name,
+                                   const char *prefer_skill,
+                                   const struct sk_grant *grant);
 /* Model requests in flight right now (tests observe overlap with it). */
 SK_HIDDEN long kern_model_inflight(const sk_kernel *k);
 /* The model spec configured for a service id, or NULL.  Borrowed. */
@@ -261,8 +271,15 @@ typedef struct sk_connector {
  * finds protocols through its handler table. */
 typedef struct conn_kind {
     const char *name;
+    /* NULL when the entry offers embeddings only */
     sk_connector *(*open)(sk_kernel *k, const char *kind, const char *rest,
                           sk_err **err);
+    /* An embeddings connector for the spec, or NULL when the kind has no
+     * embeddings endpoint.  Its start takes the texts to embed as the
+     * contents of req->msgs and answers with resp->text a JSON array of
+     * one array of numbers per text, in order. */
+    sk_connector *(*open_embed)(sk_kernel *k, const char *kind,
+                                const char *rest, sk_err **err);
 } conn_kind;
 /* Adds a kind (borrowed: static).  SK_NOMEM. */
 SK_HIDDEN sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind);
@@ -271,6 +288,11 @@ SK_HIDDEN sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind);
 SK_HIDDEN sk_connector *conn_open(sk_kernel *k, const char *spec,
                                   sk_err **err);
 SK_HIDDEN void conn_close(sk_connector *c);
+/* Makes an embeddings connector from a spec ("openai:text-embedding-3-
+ * small", "ollama:nomic-embed-text"), through the kinds that offer one.
+ * On failure returns NULL and *err says why. */
+SK_HIDDEN sk_connector *conn_open_embed(sk_kernel *k, const char *spec,
+                                        sk_err **err);
 /* The kernel's connector for spec, opened once and cached by spec. */
 SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
                                        sk_err **err);
@@ -375,6 +397,17 @@ SK_HIDDEN sk_status kern_cache_put(sk_kernel *k, const char *key, const char *va
 SK_HIDDEN void kern_cache_del(sk_kernel *k, const char *key);
 /* Option cache = 0 (--no-cache): no cache is read or written. */
 SK_HIDDEN int kern_cache_off(const sk_kernel *k);
+/* mkdir -p for the folder part of path, mode 0700 for what it creates;
+ * 0 on success, -1 with errno.  (cache.c) */
+SK_HIDDEN int kern_make_parent_dirs(const char *path);
+
+/* The text memory (runtime/core/memory.c; the public sk_memory_* calls):
+ * the options memory (a file, "off": in this process only; "" the
+ * default) and embeddings (a model spec; "" none), their setters, and
+ * the embeddings model named (NULL: none; borrowed). */
+SK_HIDDEN sk_status mem_set_path(sk_kernel *k, const char *value);
+SK_HIDDEN sk_status mem_set_embeddings(sk_kernel *k, const char *spec);
+SK_HIDDEN const char *mem_embeddings(sk_kernel *k);
 
 /* The run's journal (runtime/core/journal.c), option journal: each model
  * exchange by its exact request and occurrence, committed as it completes.
@@ -450,6 +483,9 @@ SK_HIDDEN void kern_native_set(sk_kernel *k, int depth, int ctx);
  * them anyway (option allow_os). */
 SK_HIDDEN int kern_untrusted(const sk_kernel *k);
 SK_HIDDEN int kern_allow_os(const sk_kernel *k);
+/* The time the time functions read, Unix seconds: the option now
+ * (SKEIN_NOW) when set, which fixes it, else the system clock. */
+SK_HIDDEN long long kern_now(const sk_kernel *k);
 /* Option allow_dangerously_set_content: every inserted value trusted. */
 SK_HIDDEN int kern_allow_unsafe(const sk_kernel *k);
 

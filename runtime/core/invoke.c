@@ -566,7 +566,7 @@ sk_function *inv_lookup(sk_kernel *k, const char *name, const char *prefer_skill
                         const sk_grant *grant, sk_err **err)
 {
     *err = NULL;
-    sk_function *f = reg_find_short(k, name, prefer_skill);
+    sk_function *f = reg_resolve(k, name, prefer_skill, grant);
     if (!f) {
         *err = inv_not_found_err(k, name, grant);
         return NULL;

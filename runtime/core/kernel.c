@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -180,6 +181,8 @@ int kern_cache_off(const sk_kernel *k) { return k->no_cache; }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+static sk_status set_clock(sk_kernel *k, const char *value, const char *what);
+
 static int env_true(const char *name)
 {
     const char *v = getenv(name);
@@ -262,6 +265,18 @@ static sk_status load_user_config(sk_kernel *k, int keep_model)
     }
     rc = SK_OK;
     kern_history_note_config(k, doc); /* its secrets are never recorded */
+    cJSON *embeddings = cJSON_GetObjectItemCaseSensitive(doc, "embeddings");
+    if (embeddings) {
+        if (!cJSON_IsString(embeddings))
+            rc = kern_failf(k, SK_CONFIG, "%s: embeddings: expected a model spec "
+                                          "such as \"openai:text-embedding-3-small\"",
+                            path);
+        else if ((rc = sk_kernel_set_option(k, "embeddings", embeddings->valuestring)) != SK_OK) {
+            char *why = sk_strdup(sk_errmsg(k));
+            rc = kern_failf(k, SK_CONFIG, "%s: %s", path, why ? why : "bad embeddings model");
+            free(why);
+        }
+    }
     cJSON *services = cJSON_GetObjectItemCaseSensitive(doc, "services");
     cJSON *it;
     cJSON_ArrayForEach(it, services)
@@ -380,11 +395,16 @@ sk_status kern_new(sk_kernel **out)
         free(k);
         return SK_NOMEM;
     }
+    sk_status rc = SK_OK;
+    const char *env_now = getenv("SKEIN_NOW");
+    if (env_now && *env_now)
+        rc = set_clock(k, env_now, "SKEIN_NOW");
     /* SKEIN_MODEL wins over the config file's model, and may be one of
      * the names the file gives, so it is set after the file is read */
     const char *env_model = getenv("SKEIN_MODEL");
     int have_env = env_model && *env_model;
-    sk_status rc = load_user_config(k, have_env);
+    if (rc == SK_OK)
+        rc = load_user_config(k, have_env);
     if (rc == SK_OK && have_env)
         rc = sk_kernel_set_model(k, env_model);
     /* the environment's timeouts win over the config file's options */
@@ -392,6 +412,19 @@ sk_status kern_new(sk_kernel **out)
         rc = env_seconds(k, "SKEIN_TIMEOUT", "timeout_ms", 1);
     if (rc == SK_OK)
         rc = env_seconds(k, "SKEIN_IDLE_TIMEOUT", "idle_timeout_ms", 0);
+    /* the environment over the config file, as for the model */
+    const char *env_memory = getenv("SKEIN_MEMORY");
+    if (rc == SK_OK && env_memory && *env_memory)
+        rc = mem_set_path(k, env_memory);
+    const char *env_embed = getenv("SKEIN_EMBEDDINGS");
+    if (rc == SK_OK && env_embed && *env_embed) {
+        rc = mem_set_embeddings(k, env_embed);
+        if (rc == SK_USAGE) {
+            char *why = sk_strdup(sk_errmsg(k));
+            rc = kern_failf(k, SK_USAGE, "SKEIN_EMBEDDINGS: %s", why ? why : "invalid");
+            free(why);
+        }
+    }
     if (rc == SK_OK && !k->model_spec) {
         const char *key = getenv("OPENAI_API_KEY");
         const char *base = getenv("OPENAI_BASE_URL");
@@ -432,6 +465,9 @@ void sk_kernel_free(sk_kernel *k)
     for (size_t i = 0; i < k->n_fns; i++)
         fn_release(k, k->fns[i]);
     free(k->fns);
+    for (size_t i = 0; i < k->n_skills; i++)
+        free(k->skills[i]);
+    free(k->skills);
     for (size_t i = 0; i < k->n_conns; i++)
         conn_close(k->conns[i]);
     free(k->conns);
@@ -586,11 +622,22 @@ sk_status sk_kernel_model_name_at(const sk_kernel *k, size_t i, sk_model_name *o
     return SK_OK;
 }
 
-size_t sk_kernel_connector_kind_count(const sk_kernel *k) { return k ? k->n_kinds : 0; }
+/* The kinds a model spec may name; entries that only add embeddings to a
+ * kind already listed are not counted again. */
+size_t sk_kernel_connector_kind_count(const sk_kernel *k)
+{
+    size_t n = 0;
+    for (size_t i = 0; k && i < k->n_kinds; i++)
+        n += k->kinds[i]->open != NULL;
+    return n;
+}
 
 const char *sk_kernel_connector_kind_at(const sk_kernel *k, size_t i)
 {
-    return k && i < k->n_kinds ? k->kinds[i]->name : NULL;
+    for (size_t j = 0; k && j < k->n_kinds; j++)
+        if (k->kinds[j]->open && i-- == 0)
+            return k->kinds[j]->name;
+    return NULL;
 }
 
 const char *kern_service(const sk_kernel *k, const char *id)
@@ -611,7 +658,21 @@ sk_status kern_add_conn_kind(sk_kernel *k, const conn_kind *kind)
     return SK_OK;
 }
 
-sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
+/* Whether kind answers to the spec prefix kind_name: "ollama" exactly,
+ * or a family "openai+" followed by a flavor. */
+static int kind_matches(const conn_kind *kind, const char *kind_name)
+{
+    const char *name = kind->name;
+    size_t n = strlen(name);
+    int family = n && name[n - 1] == '+';
+    return family ? strncmp(kind_name, name, n) == 0 && kind_name[n]
+                  : strcmp(kind_name, name) == 0;
+}
+
+/* Opens spec through the first registered kind that matches it and
+ * offers what is asked (embed: an embeddings connector, else chat). */
+static sk_connector *open_spec(sk_kernel *k, const char *spec, int embed,
+                               sk_err **err)
 {
     const char *colon = strchr(spec, ':');
     if (!colon) {
@@ -625,31 +686,58 @@ sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
     memcpy(kind, spec, kind_len);
     kind[kind_len] = '\0';
     const conn_kind *found = NULL;
+    int known_kind = 0;
     for (size_t i = 0; i < k->n_kinds && !found; i++) {
-        const char *name = k->kinds[i]->name;
-        size_t n = strlen(name);
-        int family = n && name[n - 1] == '+';
-        if (family ? strncmp(kind, name, n) == 0 && kind[n] : strcmp(kind, name) == 0)
-            found = k->kinds[i];
+        const conn_kind *c = k->kinds[i];
+        if (!kind_matches(c, kind))
+            continue;
+        known_kind = 1;
+        if (embed ? c->open_embed != NULL : c->open != NULL)
+            found = c;
     }
     if (!found) {
         sk_buf known;
         buf_init(&known, 0);
-        for (size_t i = 0; i < k->n_kinds; i++)
-            buf_printf(&known, "%s%s%s", i ? ", " : "", k->kinds[i]->name,
-                       k->kinds[i]->name[strlen(k->kinds[i]->name) - 1] == '+' ? "FLAVOR" : "");
-        *err = err_new(SK_NOT_FOUND, "unknown model kind \"%s\" in \"%s\" (known: %s)",
-                       kind, spec, known.p ? known.p : "none");
+        for (size_t i = 0; i < k->n_kinds; i++) {
+            const conn_kind *c = k->kinds[i];
+            int dup = 0;
+            for (size_t j = 0; j < i; j++)
+                dup |= strcmp(k->kinds[j]->name, c->name) == 0 &&
+                       (embed ? k->kinds[j]->open_embed != NULL : k->kinds[j]->open != NULL);
+            if (dup || !(embed ? c->open_embed != NULL : c->open != NULL))
+                continue;
+            buf_printf(&known, "%s%s%s", known.len ? ", " : "", c->name,
+                       c->name[strlen(c->name) - 1] == '+' ? "FLAVOR" : "");
+        }
+        if (embed && known_kind)
+            *err = err_new(SK_USAGE, "embeddings model \"%s\": the %s connector "
+                                     "has no embeddings endpoint (kinds with one: %s)",
+                           spec, kind, known.p ? known.p : "none");
+        else
+            *err = err_new(SK_NOT_FOUND, "unknown %s kind \"%s\" in \"%s\" (known: %s)",
+                           embed ? "embeddings model" : "model", kind, spec,
+                           known.p ? known.p : "none");
         buf_free(&known);
         return NULL;
     }
-    sk_connector *c = found->open(k, kind, colon + 1, err);
+    sk_connector *c = embed ? found->open_embed(k, kind, colon + 1, err)
+                            : found->open(k, kind, colon + 1, err);
     if (c && !c->spec && !(c->spec = sk_strdup(spec))) {
         conn_close(c);
         *err = NULL;
         return NULL;
     }
     return c;
+}
+
+sk_connector *conn_open(sk_kernel *k, const char *spec, sk_err **err)
+{
+    return open_spec(k, spec, 0, err);
+}
+
+sk_connector *conn_open_embed(sk_kernel *k, const char *spec, sk_err **err)
+{
+    return open_spec(k, spec, 1, err);
 }
 
 void conn_close(sk_connector *c)
@@ -696,6 +784,96 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 1;
 }
 
+/* An instant as Unix seconds: "1925242507", or ISO 8601
+ * "2031-01-13T05:15:07Z" (also with a space for T, seconds left out, or
+ * an offset "+01:00", "-0800").  1 on success. */
+static int parse_instant(const char *s, long long *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *end;
+    errno = 0;
+    if (*s == '-' || isdigit((unsigned char)*s)) {
+        long long v = strtoll(s, &end, 10);
+        if (!errno && end != s && !*end) {
+            *out = v;
+            return 1;
+        }
+    }
+    int y, mo, d, h, mi, sec = 0, n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d%n", &y, &mo, &d, &h, &mi, &n) != 5 || !n)
+        return 0;
+    const char *p = s + n;
+    if (*p == ':') {
+        int m = 0;
+        if (sscanf(p, ":%2d%n", &sec, &m) != 1 || !m)
+            return 0;
+        p += m;
+    }
+    long off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om = 0, m = 0;
+        p++;
+        if (sscanf(p, "%2d%n", &oh, &m) != 1 || m != 2)
+            return 0;
+        p += 2;
+        if (*p == ':')
+            p++;
+        if (isdigit((unsigned char)*p)) {
+            if (sscanf(p, "%2d%n", &om, &m) != 1 || m != 2)
+                return 0;
+            p += 2;
+        }
+        if (oh > 23 || om > 59)
+            return 0;
+        off = sign * (oh * 3600L + om * 60L);
+    } else {
+        return 0; /* a local time would depend on TZ: say which zone */
+    }
+    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return 0;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    if (tm.tm_mday != d) /* 31 February rolled over */
+        return 0;
+    *out = (long long)t - off;
+    return 1;
+}
+
+/* Fixes the clock the time functions read (option now, SKEIN_NOW); an
+ * empty value gives back the system clock. */
+static sk_status set_clock(sk_kernel *k, const char *value, const char *what)
+{
+    if (!*value) {
+        k->fixed_now = 0;
+        kern_ok(k);
+        return SK_OK;
+    }
+    long long t;
+    if (!parse_instant(value, &t))
+        return kern_failf(k, SK_USAGE,
+                          "%s: \"%s\" is not an instant: give Unix seconds "
+                          "or ISO 8601 with a zone, e.g. 2031-01-13T05:15:07Z",
+                          what, value);
+    k->fixed_now = 1;
+    k->now_s = t;
+    kern_ok(k);
+    return SK_OK;
+}
+
+long long kern_now(const sk_kernel *k)
+{
+    return k->fixed_now ? k->now_s : (long long)time(NULL);
+}
+
 sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value)
 {
     if (!k || !name || !value)
@@ -720,6 +898,12 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         return history_set_max(k, value);
     if (strcmp(name, "conversation") == 0)
         return history_set_conversation(k, value);
+    if (strcmp(name, "now") == 0)
+        return set_clock(k, value, "option now");
+    if (strcmp(name, "memory") == 0)
+        return mem_set_path(k, value);
+    if (strcmp(name, "embeddings") == 0)
+        return mem_set_embeddings(k, value);
     long v;
     struct {
         const char *name;
@@ -902,6 +1086,27 @@ static size_t reg_lower_bound(const sk_kernel *k, const char *full, int *found)
     return lo;
 }
 
+/* Numbers f's skill by when the kernel first saw it (0, 1, ...), the
+ * order in which reg_resolve tries skills for a bare name.  A skill keeps
+ * its number when its functions are replaced or more are added. */
+static sk_status skill_seq(sk_kernel *k, sk_function *f)
+{
+    for (size_t i = 0; i < k->n_skills; i++) {
+        if (strcasecmp(k->skills[i], f->skill) == 0) {
+            f->skill_seq = i;
+            return SK_OK;
+        }
+    }
+    char **skills = sk_realloc(k->skills, (k->n_skills + 1) * sizeof *skills);
+    if (!skills)
+        return SK_NOMEM;
+    k->skills = skills;
+    if (!(k->skills[k->n_skills] = sk_strdup(f->skill)))
+        return SK_NOMEM;
+    f->skill_seq = k->n_skills++;
+    return SK_OK;
+}
+
 sk_status reg_add(sk_kernel *k, sk_function *f)
 {
     if (!valid_ident(f->skill) || !valid_ident(f->name)) {
@@ -911,6 +1116,10 @@ sk_status reg_add(sk_kernel *k, sk_function *f)
                                   f->full_name);
         fn_release(k, f);
         return rc;
+    }
+    if (skill_seq(k, f) != SK_OK) {
+        fn_release(k, f);
+        return kern_fail(k, NULL);
     }
     int found;
     size_t i = reg_lower_bound(k, f->full_name, &found);
@@ -944,9 +1153,22 @@ sk_function *reg_find(const sk_kernel *k, const char *full_name)
     return found ? k->fns[i] : NULL;
 }
 
-sk_function *reg_find_short(const sk_kernel *k, const char *name,
-                            const char *prefer_skill)
+/* A name without a skill is resolved as Semantic Kernel resolves a
+ * function name without a plugin name: the function of the skill
+ * registered first that has one (SK .NET's
+ * KernelPluginExtensions.TryGetFunction, SK Python's Kernel.get_function),
+ * so {{date}} finds the built-in time.Date.  skein looks in the caller's
+ * own skill before that.  A name a model chose (grant non-NULL) is
+ * resolved only among the functions the grant allows, and must name one
+ * of them unambiguously: a model cannot reach a function by shadowing, nor
+ * is it handed the first of several it may call.  When the grant allows
+ * none of the functions of that name, the first of them is returned, so
+ * that the caller reports it as denied. */
+sk_function *reg_resolve(const sk_kernel *k, const char *name,
+                         const char *prefer_skill, const sk_grant *grant)
 {
+    if (!name)
+        return NULL;
     if (strchr(name, '.'))
         return reg_find(k, name);
     if (prefer_skill) {
@@ -954,19 +1176,35 @@ sk_function *reg_find_short(const sk_kernel *k, const char *name,
         if (full) {
             sk_function *f = reg_find(k, full);
             free(full);
-            if (f)
+            if (f && grant_allows(grant, f))
                 return f;
         }
     }
-    sk_function *hit = NULL;
+    sk_function *first = NULL, *allowed = NULL;
+    size_t n_allowed = 0;
     for (size_t i = 0; i < k->n_fns; i++) {
-        if (strcasecmp(k->fns[i]->name, name) == 0) {
-            if (hit)
-                return NULL; /* ambiguous */
-            hit = k->fns[i];
+        sk_function *f = k->fns[i];
+        if (strcasecmp(f->name, name) != 0)
+            continue;
+        if (!first || f->skill_seq < first->skill_seq)
+            first = f;
+        if (grant_allows(grant, f)) {
+            n_allowed++;
+            if (!allowed || f->skill_seq < allowed->skill_seq)
+                allowed = f;
         }
     }
-    return hit;
+    if (!grant)
+        return first;
+    if (n_allowed > 1)
+        return NULL; /* ambiguous for a model: it must name the skill */
+    return allowed ? allowed : first;
+}
+
+sk_function *reg_find_short(const sk_kernel *k, const char *name,
+                            const char *prefer_skill)
+{
+    return reg_resolve(k, name, prefer_skill, NULL);
 }
 
 /* Adds the variables a template uses as parameters when its config names

@@ -36,6 +36,8 @@ struct sk_kernel {
     /* registry, sorted by full name */
     sk_function **fns;
     size_t n_fns, cap_fns;
+    char **skills;             /* skill names in the order first registered */
+    size_t n_skills;
 
     /* models */
     const conn_kind **kinds;   /* the connector kinds registered */
@@ -118,6 +120,8 @@ struct sk_kernel {
     int allow_unsafe;              /* option allow_dangerously_set_content */
     int no_cache;                  /* option cache = 0: no cache is read or
                                       written (--no-cache) */
+    int fixed_now;                 /* option now / SKEIN_NOW is set */
+    long long now_s;               /* ... to this instant, Unix seconds */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

@@ -24,11 +24,16 @@ SK_HIDDEN int klua_open_module(struct lua_State *L, sk_status (*make)(sk_kernel 
  * the kernel (raising if it is closed or if called from a stream
  * function), with L marked as the running thread until klua_leave. */
 SK_HIDDEN sk_kernel *klua_enter(struct lua_State *L, struct lua_State **prev);
+/* klua_enter for skein.<what> (named in its errors). */
+SK_HIDDEN sk_kernel *klua_enter_as(struct lua_State *L, const char *what,
+                                   struct lua_State **prev);
 SK_HIDDEN void klua_leave(struct lua_State *L, struct lua_State *prev);
 /* Pushes e as a skein error table (e borrowed). */
 SK_HIDDEN void klua_push_err(struct lua_State *L, const sk_err *e);
 /* lua_df.c: with [binding, module] on top of L, adds module.df and the
  * skein.DataFrame metatable, their functions closing over the binding. */
 SK_HIDDEN void klua_open_df(struct lua_State *L);
+/* lua_memory.c: the same for module.memory (the text memory). */
+SK_HIDDEN void klua_open_memory(struct lua_State *L);
 
 #endif /* SKEIN_KLUA_H */

@@ -2170,12 +2170,17 @@ static int l_agent(lua_State *L)
     return push_owned(L, answer);
 }
 
-sk_kernel *klua_enter(lua_State *L, lua_State **prev)
+sk_kernel *klua_enter_as(lua_State *L, const char *what, lua_State **prev)
 {
-    klua *st = check_waiting_st(L, "DataFrame");
+    klua *st = check_waiting_st(L, what);
     *prev = st->current;
     st->current = L;
     return st->k;
+}
+
+sk_kernel *klua_enter(lua_State *L, lua_State **prev)
+{
+    return klua_enter_as(L, "DataFrame", prev);
 }
 
 void klua_leave(lua_State *L, lua_State *prev)
@@ -2220,6 +2225,15 @@ static int l_error(lua_State *L)
     return lua_error(L);
 }
 
+/* skein.now() -> Unix seconds: the kernel's clock (fixed by the option
+ * now or SKEIN_NOW, else the system's), what the time skill reads. */
+static int l_now(lua_State *L)
+{
+    klua *st = check_st(L);
+    lua_pushinteger(L, (lua_Integer)kern_now(st->k));
+    return 1;
+}
+
 static int l_is_error(lua_State *L)
 {
     lua_pushboolean(L, is_err_table(L, 1));
@@ -2249,6 +2263,7 @@ static const luaL_Reg module_funcs[] = {
     {"plan", l_plan},
     {"load_plan", l_load_plan},
     {"agent", l_agent},
+    {"now", l_now},
     {NULL, NULL}};
 
 static int preload_module(lua_State *L)
@@ -2336,6 +2351,7 @@ static int bind_pf(lua_State *L)
     lua_pushliteral(L, SKEIN_VERSION);
     lua_setfield(L, -2, "version");
     klua_open_df(L); /* [b, M]: adds M.df */
+    klua_open_memory(L); /* [b, M]: adds M.memory */
     if (luaL_loadbuffer(L, PRELUDE, sizeof PRELUDE - 1, "=skein") != LUA_OK)
         return lua_error(L);
     lua_pushvalue(L, -2);

@@ -458,4 +458,4 @@ static sk_connector *open_anthropic(sk_kernel *k, const char *kind, const char *
     return conn_anthropic_open(k, rest, err);
 }
 
-const conn_kind conn_kind_anthropic = {"anthropic", open_anthropic};
+const conn_kind conn_kind_anthropic = {"anthropic", open_anthropic, NULL};

@@ -17,6 +17,17 @@ SK_HIDDEN extern const conn_kind conn_kind_azure;  /* Azure OpenAI (openai.c) */
 SK_HIDDEN extern const conn_kind conn_kind_ollama;
 SK_HIDDEN extern const conn_kind conn_kind_anthropic;
 SK_HIDDEN extern const conn_kind conn_kind_scripted;
+/* Embeddings endpoints (runtime/models/embed.c): kinds with only
+ * open_embed, beside the chat kinds of the same names. */
+SK_HIDDEN extern const conn_kind conn_kind_openai_embed;
+SK_HIDDEN extern const conn_kind conn_kind_openai_flavor_embed;
+SK_HIDDEN extern const conn_kind conn_kind_ollama_embed;
+/* An embeddings reply body, OpenAI's or (ollama non-zero) Ollama's, as a
+ * model_resp whose text is the vectors as one JSON array of arrays.
+ * SK_PROTOCOL, SK_MODEL (an error object), SK_NOMEM; *errmsg (caller
+ * frees) says why.  Pure: the fuzz target calls it. */
+SK_HIDDEN sk_status embed_parse_reply(int ollama, const char *body, size_t len,
+                                      model_resp **out, char **errmsg);
 SK_HIDDEN sk_status models_register(sk_kernel *k);
 
 /* ---- SSE (text/event-stream) -------------------------------------------

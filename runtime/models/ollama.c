@@ -381,4 +381,4 @@ static sk_connector *open_ollama(sk_kernel *k, const char *kind, const char *res
     return conn_ollama_open(k, rest, err);
 }
 
-const conn_kind conn_kind_ollama = {"ollama", open_ollama};
+const conn_kind conn_kind_ollama = {"ollama", open_ollama, NULL};

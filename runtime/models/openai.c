@@ -741,6 +741,6 @@ static sk_connector *open_azure(sk_kernel *k, const char *kind, const char *rest
     return open_flavor(rest, OAI_PLAIN, "azure", 1, err);
 }
 
-const conn_kind conn_kind_openai = {"openai", open_plain};
-const conn_kind conn_kind_openai_flavor = {"openai+", open_flavored};
-const conn_kind conn_kind_azure = {"azure", open_azure};
+const conn_kind conn_kind_openai = {"openai", open_plain, NULL};
+const conn_kind conn_kind_openai_flavor = {"openai+", open_flavored, NULL};
+const conn_kind conn_kind_azure = {"azure", open_azure, NULL};

@@ -596,4 +596,4 @@ static sk_connector *open_scripted(sk_kernel *k, const char *kind, const char *r
     return conn_scripted_open(k, rest, err);
 }
 
-const conn_kind conn_kind_scripted = {"scripted", open_scripted};
+const conn_kind conn_kind_scripted = {"scripted", open_scripted, NULL};

@@ -149,7 +149,7 @@ expect_eq "skills columns aligned" "$(expr index "$line" n)" "$(expr index "$lin
 expect_eq "skills --json rc" "$?" 0
 n=$("$BIN" run $FX/json_check.lua <"$TMP/skills.json")
 expect_eq "skills --json is valid JSON" "$?" 0
-total=$(printf '%s\n' "$out" | grep -c '^[A-Z][A-Za-z0-9_]*\.[A-Za-z0-9_]* ')
+total=$(printf '%s\n' "$out" | grep -c '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z0-9_]* ')
 expect_eq "skills --json has every function" "$n" "$total"
 expect_in "skills --json fields" "$(cat "$TMP/skills.json")" '"full_name":"Cli.Reverse"'
 

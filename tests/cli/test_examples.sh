@@ -6,6 +6,7 @@ BIN=${SKEIN_BIN:?SKEIN_BIN must name the skein binary}
 SRC=${SKEIN_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$SRC" || exit 1
 export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_SKILLS_PATH= OPENAI_API_KEY= OPENAI_BASE_URL= SKEIN_TRACE=
+export SKEIN_MEMORY=off SKEIN_EMBEDDINGS= SKEIN_NOW=
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); }
@@ -53,6 +54,21 @@ expect_in "agent observes" "$out" "Observation: 90.00"
 expect_in "agent answers" "$out" "answer: Buying all 12 widgets in stock would cost 90.00."
 
 export SKEIN_CACHE=off
+out=$("$BIN" run scripts/rag.lua 2>/dev/null </dev/null); rc=$?
+expect_eq "rag rc" "$rc" 0
+expect_in "rag saves" "$out" "5 passages saved in collection \"handbook\""
+expect_in "rag recalls the passage" "$out" "recalled 1: Parental leave is 16 weeks at full pay, for every parent. (leave,"
+expect_in "rag answers from it" "$out" "answer:   Parents get 16 weeks of parental leave at full pay."
+expect_in "rag says what it lacks" "$out" "answer:   The handbook does not say."
+# with its memory in a file, a second run finds the first run's passages
+sed 's/^skein.set_option("memory", "off")$/skein.set_option("memory", os.getenv("RAG_DB"))/' \
+    scripts/rag.lua > "$TMP/rag.lua"
+cp scripts/rag-model.json "$TMP/"
+RAG_DB=$TMP/rag.db "$BIN" run "$TMP/rag.lua" >/dev/null 2>&1 </dev/null
+expect_eq "rag keeps its memory in the file it is given" "$(test -s "$TMP/rag.db" && echo yes)" yes
+out=$(printf '%s\n' 'print(require("skein").memory.get("leave", "handbook"))' > "$TMP/get.lua"
+      SKEIN_MEMORY=$TMP/rag.db "$BIN" run "$TMP/get.lua" 2>&1 </dev/null)
+expect_eq "another process reads it" "$out" "Parental leave is 16 weeks at full pay, for every parent."
 out=$("$BIN" run scripts/sales.lua "$TMP/sales.csv" 2>/dev/null </dev/null); rc=$?
 expect_eq "sales rc" "$rc" 0
 expect_in "sales loads" "$out" "24 rows: dept TEXT, week INTEGER, sales INTEGER, note TEXT"

@@ -14,7 +14,7 @@ TMP=$(mktemp -d)
 mock= EXTRA_PIDS=
 trap 'kill $mock $EXTRA_PIDS 2>/dev/null; rm -rf "$TMP"' EXIT
 export SKEIN_CONFIG=/nonexistent SKEIN_MODEL= SKEIN_SKILLS_PATH= OPENAI_API_KEY= OPENAI_BASE_URL= SKEIN_TRACE=
-export SKEIN_CACHE=off SKEIN_HISTORY=off
+export SKEIN_CACHE=off SKEIN_HISTORY=off SKEIN_MEMORY=off SKEIN_EMBEDDINGS= SKEIN_NOW=
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); }

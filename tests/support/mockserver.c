@@ -28,6 +28,15 @@
  *                                    the log), so that no two replies are
  *                                    alike, as at a temperature above 0
  *     "echo_delay_ms": 0,            before an echo starts
+ *     "embeddings": false,           true: answer POSTs to .../embeddings
+ *                                    (OpenAI) and .../api/embed (Ollama)
+ *                                    that no "match" response takes with
+ *                                    deterministic vectors: each word
+ *                                    (lower-cased, a few synonyms folded:
+ *                                    car/automobile/vehicle, dog/puppy/
+ *                                    canine, money/cash/funds/budget)
+ *                                    adds 1 to a dimension chosen by its
+ *                                    hash, of "embedding_dims" (64)
  *     "responses": [                 served in order; the last one repeats
  *       { "status": 200,
  *         "headers": {"Retry-After": "1"},
@@ -128,6 +137,8 @@ static cJSON *responses;   /* array, or NULL */
 static int echo_mode;
 static int echo_nonce;
 static long echo_delay_ms;
+static int embeddings_mode;
+static int embedding_dims = 64;
 static long n_requests; /* requests received, the one being planned included */
 static int log_fd = -1;
 static long idle_exit_ms = 30000;
@@ -678,9 +689,128 @@ static void add_head(sb *b, int status, const cJSON *spec, const char *ctype,
     sb_printf(b, "\r\n");
 }
 
+/* ---- embeddings --------------------------------------------------------- */
+
+/* A word's concept: a few synonyms share one, so that a test can tell
+ * ranking by meaning from ranking by words. */
+static const char *concept(const char *w)
+{
+    static const char *const groups[][5] = {
+        {"car", "automobile", "vehicle", "cars", NULL},
+        {"dog", "puppy", "canine", "dogs", NULL},
+        {"money", "cash", "funds", "budget", NULL},
+    };
+    for (size_t g = 0; g < sizeof groups / sizeof *groups; g++)
+        for (size_t i = 0; groups[g][i]; i++)
+            if (strcmp(w, groups[g][i]) == 0)
+                return groups[g][0];
+    return w;
+}
+
+/* The deterministic vector of a text, as a JSON array. */
+static cJSON *embed_text(const char *t)
+{
+    double v[256] = {0};
+    int dims = embedding_dims;
+    char word[64];
+    size_t n = 0;
+    for (const char *p = t;; p++) {
+        if (*p && (isalnum((unsigned char)*p) || (unsigned char)*p >= 0x80)) {
+            if (n < sizeof word - 1)
+                word[n++] = (char)tolower((unsigned char)*p);
+            continue;
+        }
+        if (n) {
+            word[n] = '\0';
+            unsigned long h = 5381;
+            for (const char *q = concept(word); *q; q++)
+                h = h * 33 + (unsigned char)*q;
+            v[h % (unsigned long)dims] += 1;
+            n = 0;
+        }
+        if (!*p)
+            break;
+    }
+    v[0] += 0.01; /* never the zero vector */
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < dims; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), t = strlen(tail);
+    return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+/* Answers an embeddings request with deterministic vectors; 0 when r is
+ * not one for this server to answer that way. */
+static int plan_embeddings(conn *c, const request *r)
+{
+    int openai = ends_with(r->path, "/embeddings"), ollama = ends_with(r->path, "/api/embed");
+    if (!embeddings_mode || (!openai && !ollama) || strcmp(r->method, "POST") != 0)
+        return 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, responses)
+    {
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItem(item, "match"));
+        if (m && strstr(r->body, m))
+            return 0; /* the scenario has an answer of its own for it */
+    }
+    cJSON *req = cJSON_ParseWithLength(r->body, r->body_len);
+    const cJSON *input = cJSON_GetObjectItem(req, "input");
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "model", model_of(req));
+    cJSON *list = openai ? cJSON_AddArrayToObject(out, "data")
+                         : cJSON_AddArrayToObject(out, "embeddings");
+    long words = 0;
+    int i = 0;
+    const cJSON *texts = cJSON_IsArray(input) ? input : NULL;
+    const cJSON *one = cJSON_IsString(input) ? input : NULL;
+    for (const cJSON *t = texts ? texts->child : one; t; t = texts ? t->next : NULL, i++) {
+        const char *s = cJSON_GetStringValue(t);
+        words += count_words(s);
+        cJSON *vec = embed_text(s ? s : "");
+        if (openai) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "object", "embedding");
+            cJSON_AddNumberToObject(e, "index", i);
+            cJSON_AddItemToObject(e, "embedding", vec);
+            cJSON_AddItemToArray(list, e);
+        } else {
+            cJSON_AddItemToArray(list, vec);
+        }
+        if (!texts)
+            break;
+    }
+    if (openai) {
+        cJSON_AddStringToObject(out, "object", "list");
+        cJSON *u = cJSON_AddObjectToObject(out, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", (double)words);
+        cJSON_AddNumberToObject(u, "total_tokens", (double)words);
+    } else {
+        cJSON_AddNumberToObject(out, "prompt_eval_count", (double)words);
+    }
+    char *body = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    cJSON_Delete(req);
+    sb head = {0};
+    size_t blen = strlen(body);
+    c->end = r->close ? END_CLOSE : END_KEEP;
+    c->close_after = r->close;
+    add_head(&head, 200, NULL, "application/json", (long)blen, 0, r->close);
+    sb_add(&head, body, blen);
+    free(body);
+    conn_add_seg(c, head.p, head.len, 0);
+    return 1;
+}
+
 /* Plans the response to r on c as a list of timed segments. */
 static void plan_response(conn *c, const request *r)
 {
+    if (plan_embeddings(c, r))
+        return;
     cJSON *req = cJSON_ParseWithLength(r->body, r->body_len);
     const cJSON *spec = pick_response(r);
     long delay = num_field(spec, "delay_ms", spec ? 0 : echo_delay_ms);
@@ -1031,6 +1161,10 @@ static void load_scenario(const char *path)
     echo_mode = cJSON_IsTrue(cJSON_GetObjectItem(scenario, "echo"));
     echo_nonce = cJSON_IsTrue(cJSON_GetObjectItem(scenario, "echo_nonce"));
     echo_delay_ms = num_field(scenario, "echo_delay_ms", 0);
+    embeddings_mode = cJSON_IsTrue(cJSON_GetObjectItem(scenario, "embeddings"));
+    embedding_dims = (int)num_field(scenario, "embedding_dims", 64);
+    if (embedding_dims < 1 || embedding_dims > 256)
+        die("\"embedding_dims\" must be from 1 to 256");
     idle_exit_ms = num_field(scenario, "idle_exit_ms", 30000);
     const char *log = cJSON_GetStringValue(cJSON_GetObjectItem(scenario, "log"));
     if (log && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)

@@ -204,6 +204,75 @@ TEST(test_native_invoke)
     sk_kernel_free(k);
 }
 
+static sk_status tag(sk_kernel *k, const sk_vars *args, char **out, void *ud)
+{
+    (void)k;
+    (void)args;
+    *out = strdup(ud);
+    return SK_OK;
+}
+
+/* A name without a skill resolves as in Semantic Kernel: the skill
+ * registered first that has it, whatever the names sort as; the caller's
+ * own skill first.  A name a model chose resolves only among what its
+ * grant allows, and must be unambiguous there. */
+TEST(test_bare_names)
+{
+    sk_kernel *k = NULL;
+    CHECK(sk_kernel_new(&k) == SK_OK);
+    sk_kernel_set_option(k, "quiet", "1");
+    CHECK(sk_kernel_add_native(k, "Zeta", "Same", NULL, NULL, 0, tag, "zeta") == SK_OK);
+    CHECK(sk_kernel_add_native(k, "Alpha", "Same", NULL, NULL, 0, tag, "alpha") == SK_OK);
+    CHECK(sk_kernel_add_native(k, "Alpha", "Other", NULL, NULL, 0, tag, "other") == SK_OK);
+    /* replacing a function keeps its skill's place */
+    CHECK(sk_kernel_add_native(k, "Zeta", "Same", NULL, NULL, 0, tag, "zeta2") == SK_OK);
+    sk_status st;
+    char *out = invoke1(k, "Same", NULL, &st);
+    CHECK_INT(st, SK_OK);
+    CHECK_STR(out, "zeta2");
+    sk_free(out);
+    out = invoke1(k, "sAmE", NULL, &st); /* names compare case-insensitively */
+    CHECK_STR(out, "zeta2");
+    sk_free(out);
+    CHECK(reg_find_short(k, "Same", "Alpha") == reg_find(k, "Alpha.Same"));
+    CHECK(reg_find_short(k, "Same", "Nope") == reg_find(k, "Zeta.Same"));
+    sk_template *t = NULL;
+    sk_vars *v = NULL;
+    sk_vars_new(&v);
+    const char *src;
+    src = "{{Same}}";
+    CHECK(sk_template_parse(k, src, strlen(src), "t", &t) == SK_OK);
+    CHECK(sk_render(k, t, v, 0, &out) == SK_OK);
+    CHECK_STR(out, "zeta2");
+    sk_free(out);
+    sk_template_free(t);
+    sk_vars_free(v);
+
+    /* a model's name: only what the grant allows */
+    sk_grant *g = NULL;
+    sk_err *e = NULL;
+    const char *only_alpha[] = {"Alpha.Same"};
+    CHECK(grant_new(k, "this plan", only_alpha, 1, &g, &e) == SK_OK);
+    CHECK(inv_lookup(k, "Same", NULL, g, &e) == reg_find(k, "Alpha.Same"));
+    grant_release(g);
+    const char *only_other[] = {"Alpha.Other"};
+    CHECK(grant_new(k, "this plan", only_other, 1, &g, &e) == SK_OK);
+    CHECK(inv_lookup(k, "Same", NULL, g, &e) == NULL);
+    CHECK(e && e->code == SK_DENIED);
+    err_free(e);
+    e = NULL;
+    grant_release(g);
+    /* every function allowed: two of them are called Same */
+    CHECK(grant_new(k, "this plan", NULL, 0, &g, &e) == SK_OK);
+    CHECK(inv_lookup(k, "Same", NULL, g, &e) == NULL);
+    CHECK(e && e->code == SK_NOT_FOUND);
+    err_free(e);
+    e = NULL;
+    CHECK(inv_lookup(k, "Other", NULL, g, &e) == reg_find(k, "Alpha.Other"));
+    grant_release(g);
+    sk_kernel_free(k);
+}
+
 TEST(test_render)
 {
     sk_kernel *k = new_kernel();
@@ -601,6 +670,7 @@ int main(void)
     RUN(test_options);
     RUN(test_registry);
     RUN(test_native_invoke);
+    RUN(test_bare_names);
     RUN(test_render);
     RUN(test_scripted_semantic);
     RUN(test_no_model);
