@@ -152,6 +152,19 @@ SK_HIDDEN long long loop_now_ms(void); /* monotonic clock */
 
 /* ---- model connectors --------------------------------------------------
  * A connector turns a request into a reply, asynchronously on the loop. */
+
+/* A function offered to the model as a tool.  Borrowed strings. */
+typedef struct tool_def {
+    const char *name;        /* on the wire: "Skill-Fn" */
+    const char *description;
+    const char *parameters;  /* a JSON schema object, as text */
+    int strict;              /* the server holds arguments to the schema */
+} tool_def;
+
+/* The most tool calls read from one reply, and the most tools offered. */
+#define TOOL_CALLS_MAX 64
+#define TOOLS_MAX 128
+
 typedef struct model_req {
     const char *function;   /* the calling function, for traces/errors */
     const char *model;      /* the model name sent to the server */
@@ -172,6 +185,14 @@ typedef struct model_req {
     size_t n_choices;
     const char *regex;       /* a PCRE2 pattern the answer must match */
     const char *grammar;     /* a GBNF grammar (llama.cpp), or NULL */
+    /* native tool calling: the tools offered (a connector whose vt has
+     * tools sends them; none when n_tools is 0), whether the model may
+     * (CFG_CHOICE_AUTO), must (REQUIRED) or must not (NONE) call them,
+     * and whether it may call several at once (-1: the server's default) */
+    const tool_def *tools;
+    size_t n_tools;
+    cfg_choice tool_choice;
+    int parallel_tool_calls;
 } model_req;
 
 typedef struct model_resp {
@@ -183,6 +204,8 @@ typedef struct model_resp {
     size_t n_logprobs;
     int attempts;           /* 1 + retries */
     int http_status;
+    sk_tool_call *calls;    /* the tool calls the model made, in order */
+    size_t n_calls;
 } model_resp;
 
 SK_HIDDEN void resp_free(model_resp *r); /* frees r and its fields */
@@ -207,6 +230,7 @@ typedef struct conn_vt {
     /* Cancels a started request; its done never runs. */
     void (*cancel)(void *self, sk_kernel *k, void *handle);
     void (*destroy)(void *self);
+    int tools;  /* it sends model_req.tools and reads tool calls back */
 } conn_vt;
 
 typedef struct sk_connector {

@@ -1072,6 +1072,7 @@ void resp_free(model_resp *r)
     for (size_t i = 0; i < r->n_logprobs; i++)
         free(r->logprobs[i].token);
     free(r->logprobs);
+    tool_calls_free(r->calls, r->n_calls);
     free(r);
 }
 

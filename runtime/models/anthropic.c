@@ -372,6 +372,7 @@ static const conn_vt anthropic_vt = {
     .start = http_start,
     .cancel = http_cancel,
     .destroy = http_destroy,
+    .tools = 1,
 };
 
 /* ---- the connector ------------------------------------------------------ */

@@ -289,6 +289,7 @@ static const conn_vt ollama_vt = {
     .start = http_start,
     .cancel = http_cancel,
     .destroy = http_destroy,
+    .tools = 1,
 };
 
 /* ---- the connector ------------------------------------------------------ */

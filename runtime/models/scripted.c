@@ -224,7 +224,7 @@ static sk_status scripted_start(void *self, sk_kernel *k, const model_req *req,
 static void scripted_cancel(void *self, sk_kernel *k, void *handle);
 
 static const conn_vt scripted_vt = {
-    "scripted", scripted_start, scripted_cancel, scripted_destroy,
+    "scripted", scripted_start, scripted_cancel, scripted_destroy, 0,
 };
 
 /* A PCRE2 pattern matching exactly s: \A\Q...\E\z, with any "\E" inside
