@@ -240,6 +240,7 @@ typedef struct sk_connector {
     char *model;        /* the model name to send */
     char *endpoint;     /* where requests go (a URL, a file): two servers
                            behind one model name are two endpoints */
+    int no_tools;       /* its server refused tools in this run */
 } sk_connector;
 
 /* A kind of connector, as the layer that has it registers it: the spec
@@ -262,6 +263,17 @@ SK_HIDDEN void conn_close(sk_connector *c);
 /* The kernel's connector for spec, opened once and cached by spec. */
 SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
                                        sk_err **err);
+
+/* Native tool calling (runtime/core/tools.c).  Whether requests on c may
+ * carry tools: its kind sends them, its server has not refused them in
+ * this run, and the config file's "tools" ({SPEC or KIND: false}) does
+ * not turn them off.  kern_set_native_tools sets such a switch (SK_NOMEM);
+ * tools_refused says whether an error is a server refusing the tools it
+ * was sent (an HTTP 400, 404, 422, 500 or 501 that speaks of tools). */
+SK_HIDDEN int kern_native_tools(const sk_kernel *k, const sk_connector *c);
+SK_HIDDEN sk_status kern_set_native_tools(sk_kernel *k, const char *endpoint, int on);
+SK_HIDDEN void kern_tools_free(sk_kernel *k);
+SK_HIDDEN int tools_refused(const sk_err *e);
 
 /* Kernel settings read by connectors. */
 typedef struct kern_net {
@@ -290,6 +302,28 @@ typedef struct inv_out {
 } inv_out;
 SK_HIDDEN void inv_out_clear(inv_out *o);
 
+/* What a round of tool calls did, for whoever watches the loop (the
+ * agent).  Borrowed for the call of the hook. */
+typedef struct tool_report {
+    const char *function;  /* "Skill.Fn", or the name the model wrote */
+    const char *arguments; /* JSON, redacted values restored */
+    const char *result;    /* the output, or "Error: ..." */
+    int is_error;
+} tool_report;
+
+/* A caller's hold on a call's tool loop.  max_rounds (> 0) replaces the
+ * behaviour's; before runs ahead of each request after the first (round
+ * 1, 2, ...) and may stop the call with an error it returns (the callee
+ * takes it); after runs once each round's calls have their results, with
+ * the reply's text. */
+typedef struct inv_tool_hook {
+    int max_rounds;
+    sk_err *(*before)(void *ud, int round);
+    void (*after)(void *ud, int round, const char *text, const tool_report *calls,
+                  size_t n);
+    void *ud;
+} inv_tool_hook;
+
 typedef struct inv_opts {
     const char *model;       /* borrowed; copied by inv_start */
     sk_stream_fn stream;
@@ -306,6 +340,10 @@ typedef struct inv_opts {
                                 by inv_lookup); implies untrusted.  NULL:
                                 the user (or the user's code) named it */
     inv_out *out;            /* filled before done is called, or NULL */
+    const struct sk_grant *tools; /* what the model's tool calls in this
+                                call may reach besides the behaviour's own
+                                limits (--functions), or NULL */
+    const inv_tool_hook *tool_hook; /* borrowed until done, or NULL */
 } inv_opts;
 
 /* The one function lookup every call goes through: name ("Skill.Fn", or

@@ -26,6 +26,7 @@ static void inv_free(inv *v)
         return;
     if (v->f)
         fn_release(v->k, v->f);
+    grant_release(v->tool_allow);
     sk_vars_free(v->vars);
     free(v->model_override);
     for (size_t i = 0; i < v->n_calls; i++) {
@@ -283,7 +284,7 @@ static void run_semantic(inv *v)
         v->children[i].parent = v;
         v->children[i].index = i;
         sk_err *err = NULL;
-        inv_opts co = {.untrusted = v->untrusted};
+        inv_opts co = {.untrusted = v->untrusted, .tools = v->tool_allow};
         sk_status st = inv_start(v->k, callee, cv, v->depth + 1, &co,
                                  child_done, &v->children[i], &err);
         sk_vars_free(cv);
@@ -332,6 +333,16 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
         v->no_cache = opts->no_cache;
         v->untrusted = opts->untrusted || opts->grant;
         v->out = opts->out;
+        v->hook = opts->tool_hook;
+        /* a model's tool calls reach no further than the caller allows,
+         * nor than the grant of a call a model chose */
+        if (opts->tools || opts->grant) {
+            v->tool_allow = grant_intersect(opts->tools, opts->grant);
+            if (!v->tool_allow) {
+                inv_free(v);
+                return NULL;
+            }
+        }
         if (opts->model && !(v->model_override = sk_strdup(opts->model))) {
             inv_free(v);
             return NULL;
@@ -452,7 +463,7 @@ void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
     }
     v->sub_next = next;
     inv_out_clear(&v->sub_out);
-    inv_opts so = {.untrusted = v->untrusted, .out = &v->sub_out};
+    inv_opts so = {.untrusted = v->untrusted, .out = &v->sub_out, .tools = v->tool_allow};
     sk_status st = inv_start(v->k, f, vars, v->depth + 1, &so, sub_done, v, &err);
     sk_vars_free(vars);
     if (st != SK_OK) {

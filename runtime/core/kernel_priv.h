@@ -113,6 +113,7 @@ struct sk_kernel {
     int allow_unsafe;              /* option allow_dangerously_set_content */
     int no_cache;                  /* option cache = 0: no cache is read or
                                       written (--no-cache) */
+    struct kern_tools_flags *tools_flags; /* tools.c: the config's "tools" */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);
