@@ -275,6 +275,14 @@ typedef struct sk_invoke_opts {
      * (a reply that a check may still replace does not stream) */
     void (*tick)(void *ud, long long elapsed_ms);
     void *tick_ud;
+    /* The functions the model's tool calls may reach in this call (a
+     * function whose settings carry Semantic Kernel's
+     * function_choice_behavior offers the model tools): n_functions names
+     * ("Skill.Fn"), each loaded, or NULL for what the behaviour offers.
+     * It narrows the behaviour's own list, never widens it, and holds for
+     * every call made within this one. */
+    const char *const *functions;
+    size_t n_functions;
 } sk_invoke_opts;
 
 /* Invokes "Skill.Fn" with vars (borrowed; may be NULL) and waits, running

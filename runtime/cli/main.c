@@ -148,7 +148,7 @@ static const char USAGE[] =
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
-    "                    [--policy JSON] [--stream | --no-stream]\n"
+    "                    [--policy JSON] [--stream | --no-stream] [--functions A,B]\n"
     "       skein invoke Skill.Fn --jsonl [--concurrency N] < in.jsonl > out.jsonl\n"
     "\n"
     "Runs a function and prints its result.  The input comes from --input,\n"
@@ -156,6 +156,8 @@ static const char USAGE_INVOKE[] =
     "removed).  The reply streams as it arrives when stdout is a terminal.\n"
     "--policy overlays the function's policy for this call, e.g.\n"
     "'{\"uncertainty\": {\"protocol\": true}, \"review\": \"Review.Check\"}'.\n"
+    "A function whose settings carry function_choice_behavior offers the\n"
+    "model tools; --functions narrows what its tool calls may reach.\n"
     "\n"
     "When the model is uncertain and stdin and stderr are terminals, skein\n"
     "prints its question, reads your answer and runs the function again\n"
@@ -1323,6 +1325,11 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
     size_t head = 0, count = 0;
     long lines = 0, done = 0;
     sk_status first = SK_OK;
+    char fbuf[4096];
+    const char *fnames[256];
+    sk_invoke_opts fo = {0};
+    fo.n_functions = split_functions(o->functions, fbuf, sizeof fbuf, fnames, 256);
+    fo.functions = fnames;
     int progress = isatty(2);
     char *buf = NULL;
     size_t cap = 0;
@@ -1367,7 +1374,8 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
             const char *bad = (size_t)n > JSONL_LINE_MAX ? "line longer than 16 MiB"
                                                          : jl_vars(buf, &vars);
             if (!bad) {
-                sk_status st = sk_invoke_async(k, name, vars, NULL, &it->call);
+                sk_status st = sk_invoke_async(k, name, vars, o->functions ? &fo : NULL,
+                                               &it->call);
                 if (st != SK_OK) {
                     char *ej = NULL;
                     it->error = st;
@@ -1481,7 +1489,12 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     }
     int stream = o->stream >= 0 ? o->stream : isatty(1);
     stream_state ss = {0, 0, name, 0};
-    sk_invoke_opts io = {NULL, stream ? stream_out : NULL, &ss, o->policy, NULL, NULL};
+    sk_invoke_opts io = {.stream = stream ? stream_out : NULL, .stream_ud = &ss,
+                         .policy = o->policy};
+    char fbuf[4096];
+    const char *fnames[256];
+    io.n_functions = split_functions(o->functions, fbuf, sizeof fbuf, fnames, 256);
+    io.functions = o->functions ? fnames : NULL;
     if (isatty(2) && !o->quiet) {
         io.tick = busy_tick;
         io.tick_ud = &ss;

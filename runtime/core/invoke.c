@@ -608,13 +608,27 @@ sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
         return SK_USAGE;
     *out = NULL;
     inv_opts io = {0};
+    sk_grant *tools = NULL;
     if (opts) {
         io.model = opts->model;
         io.stream = opts->stream;
         io.stream_ud = opts->stream_ud;
         io.policy = opts->policy;
+        if (opts->n_functions && !opts->functions)
+            return kern_failf(k, SK_USAGE, "sk_invoke: n_functions without functions");
+        if (opts->functions) {
+            /* the user's list for this call's tool calls */
+            sk_err *err = NULL;
+            sk_status st = grant_new(k, "the model's tool calls", opts->functions,
+                                     opts->n_functions, &tools, &err);
+            if (st != SK_OK)
+                return err ? kern_fail(k, err) : kern_fail(k, NULL);
+            io.tools = tools;
+        }
     }
-    return call_start(k, name, vars, &io, out);
+    sk_status st = call_start(k, name, vars, &io, out);
+    grant_release(tools); /* the invoke holds its own reference */
+    return st;
 }
 
 sk_status sk_call_wait(sk_call *c)

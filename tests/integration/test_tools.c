@@ -496,6 +496,40 @@ TEST(plan_grant_narrows_the_tools)
     free(spec);
 }
 
+/* The caller narrows what tool calls may reach; it cannot widen it. */
+TEST(caller_narrows_the_tools)
+{
+    mock m;
+    if (mock_start(&m, "[{\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Upper\",\"arguments\":"
+                       "{\"input\":\"x\"}}]},{\"reply\":\"ok\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = kernel_for(spec, "auto", NULL);
+    sk_vars *v = NULL;
+    sk_vars_new(&v);
+    sk_vars_set(v, "input", "x");
+    const char *only[] = {"T.Echo", "Sys.Touch"};
+    sk_invoke_opts o = {.functions = only, .n_functions = 2};
+    char *out = NULL;
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &o, &out), SK_OK);
+    CHECK_INT(upper_calls, 0); /* offered no longer, so refused */
+    CHECK_INT(touch_calls, 0);
+    cJSON *reqs = mock_requests(&m);
+    /* T.Echo only: Sys.Touch was never the behaviour's to offer */
+    CHECK_STR(joined(req_field(reqs, 0, "tools")), "T-Echo");
+    cJSON_Delete(reqs);
+    free(out);
+    const char *bad[] = {"T.Nope"};
+    o.functions = bad;
+    o.n_functions = 1;
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &o, &out), SK_NOT_FOUND);
+    CHECK_CONTAINS(sk_errmsg(k), "T.Nope");
+    sk_vars_free(v);
+    sk_kernel_free(k);
+    mock_stop(&m);
+    free(spec);
+}
+
 /* ---- bounds ------------------------------------------------------------- */
 
 /* A model that never stops calling: the behaviour's rounds, then one
@@ -753,6 +787,7 @@ int main(void)
     RUN(planted_instruction_cannot_widen);
     RUN(malformed_calls_are_told);
     RUN(plan_grant_narrows_the_tools);
+    RUN(caller_narrows_the_tools);
     RUN(rounds_are_bounded);
     RUN(calls_of_one_reply_run_side_by_side);
     RUN(cache_and_journal_replay_the_rounds);
