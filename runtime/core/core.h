@@ -274,6 +274,9 @@ SK_HIDDEN int kern_native_tools(const sk_kernel *k, const sk_connector *c);
 SK_HIDDEN sk_status kern_set_native_tools(sk_kernel *k, const char *endpoint, int on);
 SK_HIDDEN void kern_tools_free(sk_kernel *k);
 SK_HIDDEN int tools_refused(const sk_err *e);
+/* Whether the model function `name` runs on (the first of a cascade)
+ * takes native tools, as kern_native_tools says. */
+SK_HIDDEN int tools_native_for(sk_kernel *k, const char *name);
 
 /* Kernel settings read by connectors. */
 typedef struct kern_net {

@@ -119,6 +119,10 @@ SK_HIDDEN int tools_after_reply(inv *v);
 SK_HIDDEN int tools_loop(const inv *v);       /* calls are run for the model */
 SK_HIDDEN int tools_has_calls(const inv *v);  /* the first reply has calls */
 SK_HIDDEN void tools_free(tool_set *t);
+/* A request of this attempt failed with *err: 1 when it was its server
+ * refusing the tools, and the attempt is to run again without them (the
+ * connector is marked; *err is taken); 0 to fail with *err. */
+SK_HIDDEN int tools_after_error(inv *v, sk_err **err);
 
 /* pipeline.c */
 SK_HIDDEN void pipe_fail(inv *v, sk_err *err);  /* ends the invoke */

@@ -1381,6 +1381,11 @@ static void after_samples(inv *v)
     if (v->sample_err) {
         sk_err *e = v->sample_err;
         v->sample_err = NULL;
+        if (tools_after_error(v, &e)) { /* the server refused the tools */
+            attempt_free(v);
+            start_attempt(v);
+            return;
+        }
         fail(v, e);
         return;
     }

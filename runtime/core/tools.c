@@ -159,6 +159,21 @@ int tools_refused(const sk_err *e)
     return 0;
 }
 
+int tools_native_for(sk_kernel *k, const char *name)
+{
+    char *id = pipe_model_id(k, name);
+    if (!id)
+        return 0;
+    char *cut = strstr(id, " > ");
+    if (cut)
+        *cut = '\0';
+    sk_err *err = NULL;
+    sk_connector *c = strcmp(id, "(none)") == 0 ? NULL : kern_connector(k, id, &err);
+    err_free(err);
+    free(id);
+    return kern_native_tools(k, c);
+}
+
 /* ======================================================================
  * The tools a call offers
  * ====================================================================== */
@@ -901,5 +916,34 @@ int tools_after_reply(inv *v)
     }
     if (--r->pending == 0)
         round_done(r);
+    return 1;
+}
+
+int tools_after_error(inv *v, sk_err **err)
+{
+    tool_set *t = v->tl;
+    if (!t || !t->n || v->tool_rounds || !tools_refused(*err))
+        return 0;
+    /* its server refused the tools: not offered to it again in this run */
+    v->conn->no_tools = 1;
+    pipe_trace(v, "tools_refused", "model", v->spec, "reason", (*err)->message,
+               (char *)NULL);
+    if (v->hook || t->choice == CFG_CHOICE_REQUIRED) {
+        /* the caller decides (the agent has a protocol of its own), or
+         * nothing else would do: the error, with what it means */
+        char *m = sk_asprintf("%s (the server refused the tools it was offered; "
+                              "\"tools\": {\"%s\": false} in the config file runs "
+                              "auto functions without them)",
+                              (*err)->message, v->spec);
+        if (m) {
+            free((*err)->message);
+            (*err)->message = m;
+        }
+        return 0;
+    }
+    kern_notice(v->k, "%s: the server refused tools; %s runs without them in this run",
+                v->spec, v->name);
+    err_free(*err);
+    *err = NULL;
     return 1;
 }

@@ -777,6 +777,238 @@ TEST(models_without_tools)
     sk_kernel_free(k);
 }
 
+/* ---- the agent on native tool calls ------------------------------------ */
+
+static const char *src_dir(void)
+{
+    const char *s = getenv("SKEIN_SRC");
+    return s && *s ? s : "..";
+}
+
+/* A kernel with the built-in Agent skill, T.Upper, T.Echo and Sys.Touch,
+ * on model. */
+static sk_kernel *agent_kernel(const char *model)
+{
+    sk_kernel *k = kernel_for(model, "auto", NULL);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/skills/Agent", src_dir());
+    CHECK_INT(sk_kernel_load_skill(k, dir), SK_OK);
+    return k;
+}
+
+typedef struct steps {
+    int n;
+    sk_buf all;
+} steps;
+
+static void on_step(void *ud, const char *text, size_t len)
+{
+    steps *s = ud;
+    s->n++;
+    buf_add(&s->all, text, len);
+}
+
+/* The agent offers its functions as tools, runs the model's calls, and
+ * ends on its answer; each call is a step, in the trace and on_step. */
+TEST(agent_on_native_tools)
+{
+    const char *formats[] = {"openai", "anthropic", "ollama"};
+    for (int f = 0; f < 3; f++) {
+        char resp[1024];
+        snprintf(resp, sizeof resp,
+                 "[{\"format\":\"%s\",\"content\":\"I will shout it.\",\"tool_calls\":"
+                 "[{\"id\":\"u1\",\"name\":\"T-Upper\",\"arguments\":{\"input\":\"hi\"}},"
+                 "{\"id\":\"u2\",\"name\":\"Sys-Touch\",\"arguments\":{}}]},"
+                 "{\"format\":\"%s\",\"reply\":\"It is HI.\"}]",
+                 formats[f], formats[f]);
+        mock m;
+        if (mock_start(&m, resp) != 0)
+            return;
+        char *spec = model_spec(formats[f], &m);
+        sk_kernel *k = agent_kernel(spec);
+        free(spec);
+        char trace[256];
+        snprintf(trace, sizeof trace, "/tmp/skein-tools-atrace-%d.jsonl", (int)getpid());
+        unlink(trace);
+        sk_kernel_set_trace(k, trace);
+        const char *fns[] = {"T.Upper", "T.Echo"};
+        steps st = {0};
+        buf_init(&st.all, 0);
+        sk_agent_opts o = {.goal = "Shout hi", .functions = fns, .n_functions = 2,
+                           .on_step = on_step, .on_step_ud = &st};
+        char *answer = NULL;
+        sk_status rc = sk_agent_run(k, &o, &answer);
+        if (rc != SK_OK)
+            fprintf(stderr, "%s: %s\n", formats[f], sk_errmsg(k));
+        CHECK_INT(rc, SK_OK);
+        CHECK_STR(answer, "It is HI.");
+        CHECK_INT(upper_calls, 1);
+        CHECK_INT(touch_calls, 0); /* not the agent's: told, never run */
+        cJSON *reqs = mock_requests(&m);
+        CHECK_INT(cJSON_GetArraySize(reqs), 2);
+        CHECK_STR(joined(req_field(reqs, 0, "tools")), "T-Echo,T-Upper");
+        CHECK_CONTAINS(req_body(reqs, 0), "Shout hi");
+        cJSON_Delete(reqs);
+        CHECK_INT(st.n, 3); /* two calls, then the answer */
+        CHECK_CONTAINS(st.all.p, "Thought: I will shout it.\nAction: T.Upper(input=\"hi\")\n"
+                                 "Observation: HI\n");
+        CHECK_CONTAINS(st.all.p, "Action: Sys-Touch()\nObservation: Error: there is no tool");
+        CHECK_CONTAINS(st.all.p, "Final Answer: It is HI.");
+        sk_kernel_set_trace(k, NULL);
+        char *t = NULL;
+        size_t n;
+        sk_read_file(trace, 0, &t, &n);
+        int lines = 0;
+        for (const char *p = t; p && (p = strstr(p, "\"type\":\"agent_step\"")); p++)
+            lines++;
+        CHECK_INT(lines, 3);
+        CHECK_CONTAINS(t, "\"observation\":\"HI\"");
+        free(t);
+        unlink(trace);
+        buf_free(&st.all);
+        free(answer);
+        sk_kernel_free(k);
+        mock_stop(&m);
+    }
+}
+
+/* Steps are requests: a model that never answers runs out of them. */
+TEST(agent_native_step_limit)
+{
+    mock m;
+    if (mock_start(&m, "[{\"tool_calls\":[{\"name\":\"T-Echo\",\"arguments\":"
+                       "{\"text\":\"again\"}}]}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = agent_kernel(spec);
+    sk_agent_opts o = {.goal = "loop", .max_steps = 3};
+    char *answer = NULL;
+    CHECK_INT(sk_agent_run(k, &o, &answer), SK_LIMIT);
+    CHECK_CONTAINS(sk_errmsg(k), "limit of 3 steps");
+    CHECK_INT(n_requests(&m), 3);
+    CHECK_INT(echo_calls, 3);
+    /* every loaded function but the agent's own was offered by default */
+    cJSON *reqs = mock_requests(&m);
+    CHECK_STR(joined(req_field(reqs, 0, "tools")), "Sys-Touch,T-Ask,T-Echo,T-Upper");
+    cJSON_Delete(reqs);
+    sk_kernel_free(k);
+
+    /* the token budget counts every request */
+    k = agent_kernel(spec);
+    o.max_steps = 50;
+    o.max_tokens = 30;
+    CHECK_INT(sk_agent_run(k, &o, &answer), SK_LIMIT);
+    CHECK_CONTAINS(sk_errmsg(k), "token budget");
+    sk_kernel_free(k);
+    mock_stop(&m);
+    free(spec);
+}
+
+/* A server that refuses tools sends the agent to its text protocol, for
+ * the rest of the run; a function with tool_choice auto runs without
+ * them; one that requires a call fails with the server's word. */
+TEST(refused_tools_fall_back)
+{
+    mock m;
+    if (mock_start(&m, "[{\"match\":\"\\\"tools\\\":\",\"status\":400,\"json\":{\"error\":"
+                       "{\"message\":\"registry.ollama.ai/library/tiny does not support "
+                       "tools\"}}},{\"reply\":\"Thought: easy\\nFinal Answer: 42\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = agent_kernel(spec);
+    char trace[256];
+    snprintf(trace, sizeof trace, "/tmp/skein-tools-fb-%d.jsonl", (int)getpid());
+    unlink(trace);
+    sk_kernel_set_trace(k, trace);
+    sk_agent_opts o = {.goal = "What is six times seven?"};
+    char *answer = NULL;
+    sk_status arc = sk_agent_run(k, &o, &answer);
+    if (arc != SK_OK)
+        fprintf(stderr, "agent: %s\n", sk_errmsg(k));
+    CHECK_INT(arc, SK_OK);
+    CHECK_STR(answer, "42");
+    free(answer);
+    CHECK_INT(n_requests(&m), 2); /* refused, then the text protocol */
+    /* the second run does not offer them again */
+    CHECK_INT(sk_agent_run(k, &o, &answer), SK_OK);
+    CHECK_INT(n_requests(&m), 3);
+    free(answer);
+    sk_kernel_set_trace(k, NULL);
+    char *t = NULL;
+    size_t n;
+    sk_read_file(trace, 0, &t, &n);
+    CHECK_CONTAINS(t, "\"type\":\"agent_fallback\"");
+    CHECK_CONTAINS(t, "\"type\":\"tools_refused\"");
+    free(t);
+    unlink(trace);
+    /* and functions on the same server: auto answers without tools */
+    char *out = NULL;
+    CHECK_INT(ask(k, "T.Ask", "plain", NULL, &out), SK_OK);
+    CHECK_INT(n_requests(&m), 4);
+    free(out);
+    sk_kernel_free(k);
+
+    k = kernel_for(spec, "auto", NULL);
+    CHECK_INT(ask(k, "T.Ask", "plain", NULL, &out), SK_OK); /* refused, again without */
+    CHECK_CONTAINS(out, "Final Answer: 42");
+    CHECK_INT(n_requests(&m), 6);
+    free(out);
+    sk_kernel_free(k);
+    k = kernel_for(spec, "required", NULL);
+    CHECK_INT(ask(k, "T.Ask", "plain", NULL, &out), SK_MODEL);
+    CHECK_CONTAINS(sk_errmsg(k), "does not support tools");
+    CHECK_CONTAINS(sk_errmsg(k), "refused the tools");
+    sk_kernel_free(k);
+    mock_stop(&m);
+    free(spec);
+}
+
+/* The config file's "tools" switch: that model never gets tools. */
+TEST(config_turns_tools_off)
+{
+    mock m;
+    if (mock_start(&m, "[{\"reply\":\"Thought: ok\\nFinal Answer: done\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    char *cfg = sk_asprintf("{\"tools\": {\"%s\": false}}", spec);
+    const char *path = tu_tmpfile(cfg, ".json");
+    free(cfg);
+    setenv("SKEIN_CONFIG", path, 1);
+    sk_kernel *k = agent_kernel(spec);
+    sk_agent_opts o = {.goal = "anything"};
+    char *answer = NULL;
+    CHECK_INT(sk_agent_run(k, &o, &answer), SK_OK);
+    CHECK_STR(answer, "done");
+    free(answer);
+    char *out = NULL;
+    CHECK_INT(ask(k, "T.Ask", "x", NULL, &out), SK_OK);
+    free(out);
+    cJSON *reqs = mock_requests(&m);
+    CHECK_INT(cJSON_GetArraySize(reqs), 2);
+    CHECK(req_field(reqs, 0, "tools") == NULL);
+    CHECK(req_field(reqs, 1, "tools") == NULL);
+    cJSON_Delete(reqs);
+    sk_kernel_free(k);
+    /* by kind, and a malformed switch is a config error */
+    const char *kinds = tu_tmpfile("{\"tools\": {\"openai\": false}}", ".json");
+    setenv("SKEIN_CONFIG", kinds, 1);
+    k = kernel_for(spec, "auto", NULL);
+    CHECK_INT(ask(k, "T.Ask", "x", NULL, &out), SK_OK);
+    free(out);
+    reqs = mock_requests(&m);
+    CHECK(req_field(reqs, 2, "tools") == NULL);
+    cJSON_Delete(reqs);
+    sk_kernel_free(k);
+    const char *bad = tu_tmpfile("{\"tools\": {\"openai\": \"no\"}}", ".json");
+    setenv("SKEIN_CONFIG", bad, 1);
+    k = NULL;
+    CHECK(sk_kernel_new(&k) != SK_OK || sk_errcode(k) == SK_CONFIG);
+    sk_kernel_free(k);
+    setenv("SKEIN_CONFIG", "/nonexistent", 1);
+    mock_stop(&m);
+    free(spec);
+}
+
 int main(void)
 {
     setenv("SKEIN_CACHE", "off", 1);
@@ -794,5 +1026,9 @@ int main(void)
     RUN(redaction_covers_arguments_and_results);
     RUN(rounds_in_the_trace);
     RUN(models_without_tools);
+    RUN(agent_on_native_tools);
+    RUN(agent_native_step_limit);
+    RUN(refused_tools_fall_back);
+    RUN(config_turns_tools_off);
     return tu_finish();
 }
