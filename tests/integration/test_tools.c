@@ -777,6 +777,87 @@ TEST(models_without_tools)
     sk_kernel_free(k);
 }
 
+/* The checks after the model read the answer, not the rounds: a round's
+ * own question is no uncertainty, the answer's is; a cut reply with tool
+ * calls runs none of them; samples of the answer are drawn once the
+ * rounds are done, and may not call. */
+TEST(checks_read_the_answer)
+{
+    mock m;
+    if (mock_start(&m, "[{\"content\":\"Which file do you mean? Let me look.\","
+                       "\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Upper\",\"arguments\":"
+                       "{\"input\":\"f\"}}]},{\"reply\":\"The file is F.\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = kernel_for(spec, "auto", NULL);
+    CHECK_INT(sk_kernel_set_policy(k, "{\"uncertainty\": {\"asks_back\": true}}"), SK_OK);
+    char *out = NULL;
+    sk_invoke_opts po = {.policy = "{\"uncertainty\": {\"asks_back\": true}}"};
+    sk_vars *v = NULL;
+    sk_vars_new(&v);
+    sk_vars_set(v, "input", "which file");
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &po, &out), SK_OK);
+    CHECK_STR(out, "The file is F.");
+    free(out);
+    sk_kernel_free(k);
+    mock_stop(&m);
+
+    if (mock_start(&m, "[{\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Upper\",\"arguments\":"
+                       "{\"input\":\"f\"}}]},{\"reply\":\"Which file do you want me to "
+                       "read?\"}]") != 0)
+        return;
+    free(spec);
+    spec = model_spec("openai", &m);
+    k = kernel_for(spec, "auto", NULL);
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &po, &out), SK_UNCERTAIN);
+    CHECK_INT(upper_calls, 1);
+    sk_kernel_free(k);
+    mock_stop(&m);
+
+    /* cut mid-call: truncated, and nothing runs, even where the function
+     * continues cut replies */
+    if (mock_start(&m, "[{\"json\":{\"choices\":[{\"message\":{\"content\":null,"
+                       "\"tool_calls\":[{\"id\":\"a\",\"function\":{\"name\":\"T-Upper\","
+                       "\"arguments\":\"{\\\"input\\\": \\\"f\"}}]},\"finish_reason\":"
+                       "\"length\"}]}}]") != 0)
+        return;
+    free(spec);
+    spec = model_spec("openai", &m);
+    k = kernel_for(spec, "auto", NULL);
+    sk_invoke_opts co = {.policy = "{\"truncated\": {\"continue\": 2}}"};
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &co, &out), SK_TRUNCATED);
+    CHECK_INT(upper_calls, 0);
+    CHECK_INT(n_requests(&m), 1);
+    sk_kernel_free(k);
+    mock_stop(&m);
+
+    /* three samples: one conversation of rounds, then two more answers */
+    if (mock_start(&m, "[{\"match\":\"tool_call_id\",\"reply\":\"F\"},"
+                       "{\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Upper\",\"arguments\":"
+                       "{\"input\":\"f\"}}]}]") != 0)
+        return;
+    free(spec);
+    spec = model_spec("openai", &m);
+    k = kernel_for(spec, "auto", NULL);
+    sk_invoke_opts so = {.policy = "{\"uncertainty\": {\"samples\": 3, \"asks_back\": "
+                                   "false}}"};
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &so, &out), SK_OK);
+    CHECK_STR(out, "F");
+    CHECK_INT(upper_calls, 1);
+    cJSON *reqs = mock_requests(&m);
+    CHECK_INT(cJSON_GetArraySize(reqs), 4);
+    CHECK_STR(choice_of(reqs, 0), "auto");
+    CHECK_STR(choice_of(reqs, 1), "auto");
+    CHECK_STR(choice_of(reqs, 2), "none");
+    CHECK_STR(choice_of(reqs, 3), "none");
+    cJSON_Delete(reqs);
+    free(out);
+    sk_kernel_free(k);
+    mock_stop(&m);
+    sk_vars_free(v);
+    free(spec);
+}
+
 /* ---- the agent on native tool calls ------------------------------------ */
 
 static const char *src_dir(void)
@@ -1026,6 +1107,7 @@ int main(void)
     RUN(redaction_covers_arguments_and_results);
     RUN(rounds_in_the_trace);
     RUN(models_without_tools);
+    RUN(checks_read_the_answer);
     RUN(agent_on_native_tools);
     RUN(agent_native_step_limit);
     RUN(refused_tools_fall_back);
