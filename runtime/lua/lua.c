@@ -2776,7 +2776,7 @@ static int guarded(lua_State *L)
         }
         if (!loaded)
             return luaL_error(L, "%s is not allowed in a function run for a model "
-                                 "(a plan step, an agent action or generated SQL); "
+                                 "(a plan step, an agent action, a tool call or generated SQL); "
                                  "the user permits it with --allow-os (the allow_os "
                                  "option)",
                               lua_tostring(L, lua_upvalueindex(2)));
