@@ -2776,9 +2776,9 @@ static int guarded(lua_State *L)
         }
         if (!loaded)
             return luaL_error(L, "%s is not allowed in a function run for a model "
-                                 "(a plan step, an agent action, a tool call or generated SQL); "
-                                 "the user permits it with --allow-os (the allow_os "
-                                 "option)",
+                                 "(a plan step, an agent action, a tool call or "
+                                 "generated SQL); the user permits it with "
+                                 "--allow-os (the allow_os option)",
                               lua_tostring(L, lua_upvalueindex(2)));
     }
     int first = lua_type(L, 1) == LUA_TTHREAD ? 2 : 1; /* another thread's levels */
