@@ -59,7 +59,8 @@ typedef enum sk_status {
     SK_RECURSION = 17,   /* functions nested past the depth limit */
     SK_PLAN = 18,        /* no valid plan: malformed, invalid after repair,
                             or the model found none possible */
-    SK_LIMIT = 19,       /* an agent ran out of steps, tokens or time */
+    SK_LIMIT = 19,       /* an agent ran out of steps, tokens or time,
+                            or a model called tools past its rounds */
     SK_QUERY = 20,       /* a query failed, or was refused as unsafe */
     SK_DATA = 21,        /* malformed input data (CSV, JSON lines) */
     SK_DENIED = 22,      /* a call a model chose reached past what the user

@@ -142,7 +142,7 @@ static const char USAGE[] =
     "  7  the model was uncertain\n"
     "  8  rejected by a review or blocked by a content filter\n"
     "  9  no valid plan (malformed, invalid after repair, or none possible)\n"
-    " 10  an agent ran out of steps, tokens or time\n"
+    " 10  an agent ran out of steps, tokens or time, or tool rounds\n"
     " 11  bad data or a failed or refused query (CSV, SQL, JSON lines)\n"
     " 12  the reply was cut by the token limit (truncated)\n";
 
