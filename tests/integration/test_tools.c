@@ -530,6 +530,100 @@ TEST(caller_narrows_the_tools)
     free(spec);
 }
 
+/* The limit holds for calls made within the call: a template block's
+ * function offers no more than its caller allowed. */
+TEST(narrowing_reaches_nested_calls)
+{
+    mock m;
+    if (mock_start(&m, "[{\"reply\":\"inner\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = kernel_for(spec, "auto", NULL);
+    CHECK_INT(sk_kernel_add_semantic(k, "T", "Outer", "{{T.Ask $input}}",
+                                     "{\"uncertainty\": false}"), SK_OK);
+    sk_vars *v = NULL;
+    sk_vars_new(&v);
+    sk_vars_set(v, "input", "x");
+    const char *only[] = {"T.Echo"};
+    sk_invoke_opts o = {.functions = only, .n_functions = 1};
+    char *out = NULL;
+    /* T.Outer renders T.Ask's answer, which is then its own prompt */
+    CHECK_INT(sk_invoke(k, "T.Outer", v, &o, &out), SK_OK);
+    cJSON *reqs = mock_requests(&m);
+    CHECK_STR(joined(req_field(reqs, 0, "tools")), "T-Echo");
+    cJSON_Delete(reqs);
+    free(out);
+    sk_vars_free(v);
+    sk_kernel_free(k);
+    mock_stop(&m);
+    free(spec);
+}
+
+/* A tool's result is data entering the prompt: a pattern input filter
+ * holds it back, and the call fails as a filtered prompt would. */
+TEST(input_filters_see_results)
+{
+    mock m;
+    if (mock_start(&m, "[{\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Echo\",\"arguments\":"
+                       "{\"text\":\"ssn 123-45-6789\"}}]},{\"reply\":\"leaked\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = kernel_for(spec, "auto", NULL);
+    CHECK_INT(sk_kernel_set_policy(k, "{\"uncertainty\": false, \"filters\": {\"input\": "
+                                      "[{\"name\": \"no-ssn\", \"pattern\": "
+                                      "\"\\\\d{3}-\\\\d{2}-\\\\d{4}\"}]}}"), SK_OK);
+    char *out = NULL;
+    CHECK_INT(ask(k, "T.Ask", "look it up", NULL, &out), SK_FILTERED);
+    CHECK_CONTAINS(sk_errmsg(k), "no-ssn");
+    CHECK_CONTAINS(sk_errmsg(k), "result of T.Echo");
+    CHECK_INT(n_requests(&m), 1); /* it never reached the model */
+    sk_kernel_free(k);
+    mock_stop(&m);
+    free(spec);
+}
+
+/* The cache tells apart calls that offer different tools. */
+TEST(cache_key_covers_the_tools)
+{
+    char cache[256];
+    snprintf(cache, sizeof cache, "/tmp/skein-tools-key-%d.db", (int)getpid());
+    unlink(cache);
+    setenv("SKEIN_CACHE", cache, 1);
+    mock m;
+    if (mock_start(&m, "[{\"reply\":\"first\"},{\"reply\":\"second\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = kernel_for(spec, "auto", "}, \"temperature\": 0, \"x\": {");
+    sk_vars *v = NULL;
+    sk_vars_new(&v);
+    sk_vars_set(v, "input", "same prompt");
+    const char *a[] = {"T.Echo"}, *b[] = {"T.Upper"};
+    sk_invoke_opts oa = {.functions = a, .n_functions = 1};
+    sk_invoke_opts ob = {.functions = b, .n_functions = 1};
+    char *out = NULL;
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &oa, &out), SK_OK);
+    CHECK_STR(out, "first");
+    free(out);
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &ob, &out), SK_OK);
+    CHECK_STR(out, "second");
+    free(out);
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &oa, &out), SK_OK); /* and this one is a hit */
+    CHECK_STR(out, "first");
+    free(out);
+    CHECK_INT(n_requests(&m), 2);
+    sk_vars_free(v);
+    sk_kernel_free(k);
+    setenv("SKEIN_CACHE", "off", 1);
+    unlink(cache);
+    char side[300];
+    snprintf(side, sizeof side, "%s-wal", cache);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", cache);
+    unlink(side);
+    mock_stop(&m);
+    free(spec);
+}
+
 /* ---- bounds ------------------------------------------------------------- */
 
 /* A model that never stops calling: the behaviour's rounds, then one
@@ -1101,6 +1195,9 @@ int main(void)
     RUN(malformed_calls_are_told);
     RUN(plan_grant_narrows_the_tools);
     RUN(caller_narrows_the_tools);
+    RUN(narrowing_reaches_nested_calls);
+    RUN(input_filters_see_results);
+    RUN(cache_key_covers_the_tools);
     RUN(rounds_are_bounded);
     RUN(calls_of_one_reply_run_side_by_side);
     RUN(cache_and_journal_replay_the_rounds);
