@@ -524,7 +524,7 @@ static int retryable(long status)
     return status == 529 || http_retryable_status(status);
 }
 
-static const http_proto anthropic_proto = {
+const http_proto http_proto_anthropic = {
     .ndjson = 0,
     .request_json = request_json,
     .parse_reply = parse_reply,
@@ -588,7 +588,7 @@ static sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest, sk_err 
         goto nomem;
     const char *headers[] = {"Accept: application/json, text/event-stream",
                              "anthropic-version: " API_VERSION, key_header};
-    self = http_conn_new(&anthropic_proto, url, conn->model, key, headers,
+    self = http_conn_new(&http_proto_anthropic, url, conn->model, key, headers,
                          key_header ? 3 : 2);
     if (!self)
         goto nomem;

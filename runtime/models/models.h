@@ -119,6 +119,11 @@ SK_HIDDEN char *http_args_text(const struct cJSON *v);
 /* Appends arguments (JSON text) as an object: {} when they are not one. */
 SK_HIDDEN sk_status http_json_args(sk_buf *b, const char *arguments);
 
+/* The Anthropic and Ollama wire formats, as their connectors use them
+ * (their functions are pure: the tool-call fuzz target reaches them). */
+SK_HIDDEN extern const http_proto http_proto_anthropic;
+SK_HIDDEN extern const http_proto http_proto_ollama;
+
 /* ---- OpenAI wire format (pure functions, fuzzable) --------------------- */
 /* Builds the chat completions request body.  Caller frees. */
 SK_HIDDEN char *oai_request_json(const model_req *req, const char *model);

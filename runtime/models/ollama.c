@@ -369,7 +369,7 @@ static char *error_message(const char *body, size_t len)
     return copy;
 }
 
-static const http_proto ollama_proto = {
+const http_proto http_proto_ollama = {
     .ndjson = 1,
     .request_json = request_json,
     .parse_reply = parse_reply,
@@ -442,7 +442,7 @@ static sk_connector *conn_ollama_open(sk_kernel *k, const char *rest, sk_err **e
         !(conn->spec = sk_asprintf("ollama:%s", rest)))
         goto nomem;
     const char *accept[] = {"Accept: application/json, application/x-ndjson"};
-    if (!(self = http_conn_new(&ollama_proto, url, conn->model, NULL, accept, 1)))
+    if (!(self = http_conn_new(&http_proto_ollama, url, conn->model, NULL, accept, 1)))
         goto nomem;
     free(base);
     conn->endpoint = url;
