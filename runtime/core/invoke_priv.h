@@ -94,6 +94,7 @@ struct inv {
     int tool_rounds;           /* rounds of calls run */
     int tool_sampling;         /* the answer's other samples are out */
     int hold;                  /* streamed text waits for the round's end */
+    int tools_off;             /* its server refused tools: none again */
 
     /* the uncertainty stage (9) of this attempt */
     double sc[SIG_COUNT];      /* each signal's score, -1 not computed */

@@ -306,7 +306,7 @@ sk_status tools_prepare(inv *v, sk_err **err)
     if (!b || b->choice == CFG_CHOICE_UNSET)
         return SK_OK;
     sk_kernel *k = v->k;
-    if (!kern_native_tools(k, v->conn)) {
+    if (v->tools_off || !kern_native_tools(k, v->conn)) {
         /* this server cannot take tools (or the user said so): auto and
          * none answer without them; required cannot be met */
         if (b->choice == CFG_CHOICE_REQUIRED) {
@@ -924,8 +924,10 @@ int tools_after_error(inv *v, sk_err **err)
     tool_set *t = v->tl;
     if (!t || !t->n || v->tool_rounds || !tools_refused(*err))
         return 0;
-    /* its server refused the tools: not offered to it again in this run */
+    /* its server refused the tools: not offered to it again in this run,
+     * nor (whatever else happens) in this call */
     v->conn->no_tools = 1;
+    v->tools_off = 1;
     pipe_trace(v, "tools_refused", "model", v->spec, "reason", (*err)->message,
                (char *)NULL);
     if (v->hook || t->choice == CFG_CHOICE_REQUIRED) {
