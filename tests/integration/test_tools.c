@@ -952,6 +952,51 @@ TEST(checks_read_the_answer)
     free(spec);
 }
 
+static int reviews;
+
+static sk_status reviewer_fn(sk_kernel *k, const sk_vars *args, char **out, void *ud)
+{
+    (void)k;
+    (void)args;
+    (void)ud;
+    *out = strdup(reviews++ == 0 ? "FAIL: say it louder" : "PASS");
+    return SK_OK;
+}
+
+/* A revision after review runs the function again, rounds and all. */
+TEST(review_revises_with_rounds)
+{
+    mock m;
+    if (mock_start(&m, "[{\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Upper\",\"arguments\":"
+                       "{\"input\":\"v\"}}]},{\"reply\":\"first\"},"
+                       "{\"tool_calls\":[{\"id\":\"b\",\"name\":\"T-Upper\",\"arguments\":"
+                       "{\"input\":\"w\"}}]},{\"reply\":\"second\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = kernel_for(spec, "auto", NULL);
+    CHECK_INT(sk_kernel_add_native(k, "T", "Rev", "Reviews", NULL, 0, reviewer_fn, NULL),
+              SK_OK);
+    reviews = 0;
+    sk_vars *v = NULL;
+    sk_vars_new(&v);
+    sk_vars_set(v, "input", "say it");
+    sk_invoke_opts o = {.policy = "{\"review\": {\"function\": \"T.Rev\", \"rounds\": 1}}"};
+    char *out = NULL;
+    CHECK_INT(sk_invoke(k, "T.Ask", v, &o, &out), SK_OK);
+    CHECK_STR(out, "second");
+    CHECK_INT(upper_calls, 2);
+    cJSON *reqs = mock_requests(&m);
+    CHECK_INT(cJSON_GetArraySize(reqs), 4);
+    CHECK_CONTAINS(req_body(reqs, 2), "say it louder"); /* the critique reached it */
+    CHECK(!strstr(req_body(reqs, 2), "tool_call_id")); /* a fresh conversation */
+    cJSON_Delete(reqs);
+    free(out);
+    sk_vars_free(v);
+    sk_kernel_free(k);
+    mock_stop(&m);
+    free(spec);
+}
+
 /* ---- the agent on native tool calls ------------------------------------ */
 
 static const char *src_dir(void)
@@ -1205,6 +1250,7 @@ int main(void)
     RUN(rounds_in_the_trace);
     RUN(models_without_tools);
     RUN(checks_read_the_answer);
+    RUN(review_revises_with_rounds);
     RUN(agent_on_native_tools);
     RUN(agent_native_step_limit);
     RUN(refused_tools_fall_back);
