@@ -14,6 +14,9 @@
  *    7. model           the cascade's current model, n samples at once,
  *                       limits, retries; cache store of complete replies
  *    8. truncation      a cut reply raises `truncated`, or is continued
+ *    8b. tool calls     a reply with tool calls (function_choice_behavior)
+ *                       runs them and asks the model again (tools.c); a
+ *                       reply without them goes on as the answer
  *    9. uncertainty     self-consistency, marker, hedging, logprobs:
  *                       escalate to the next model, or raise `uncertain`
  *   10. shape           the answer's required form, asked again if wrong
