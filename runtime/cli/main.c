@@ -233,7 +233,9 @@ static const char USAGE_AGENT[] =
     "\n"
     "Runs a step-by-step agent: the model thinks, calls one function, reads\n"
     "its output, and so on until it answers.  Steps go to stderr, the answer\n"
-    "to stdout.  Exit code 10 when it runs out of steps, tokens or time.\n";
+    "to stdout.  Exit code 10 when it runs out of steps, tokens or time.\n"
+    "It uses the server's native tool calls where it takes them (OpenAI,\n"
+    "Anthropic, Ollama), and its own text protocol elsewhere.\n";
 
 static const char USAGE_DF[] =
     "usage: skein df FILE.csv INSTRUCTION [--sql] [--out RESULT.csv] [--db FILE]\n"
