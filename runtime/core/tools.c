@@ -53,6 +53,7 @@ struct tool_set {
     int max_rounds;
     int parallel;              /* allow_parallel_calls, -1 unset */
     int concurrent;            /* one reply's calls side by side */
+    int strict;                /* allow_strict_schema_adherence */
     size_t n;
     tool_def *defs;            /* strings below */
     char **wire;               /* "Skill-Fn" */
@@ -278,7 +279,7 @@ static sk_status offer(inv *v, tool_set *t, sk_function *f, const sk_grant *all)
     size_t i = t->n;
     if (!(t->wire[i] = sk_asprintf("%s-%s", f->skill, f->name)) ||
         !(t->full[i] = sk_strdup(f->full_name)) ||
-        !(t->schemas[i] = param_schema(f, t->defs[0].strict)))
+        !(t->schemas[i] = param_schema(f, t->strict)))
         return SK_NOMEM;
     fn_retain(f);
     t->fns[i] = f;
@@ -330,6 +331,7 @@ sk_status tools_prepare(inv *v, sk_err **err)
         t->max_rounds = v->hook->max_rounds;
     t->parallel = b->parallel_calls;
     t->concurrent = b->concurrent;
+    t->strict = b->strict;
     size_t cap = TOOLS_MAX;
     t->wire = sk_calloc(cap, sizeof *t->wire);
     t->full = sk_calloc(cap, sizeof *t->full);
@@ -337,8 +339,6 @@ sk_status tools_prepare(inv *v, sk_err **err)
     t->fns = sk_calloc(cap, sizeof *t->fns);
     t->defs = sk_calloc(cap, sizeof *t->defs);
     sk_status rc = t->wire && t->full && t->schemas && t->fns && t->defs ? SK_OK : SK_NOMEM;
-    if (rc == SK_OK)
-        t->defs[0].strict = b->strict; /* read by offer() */
     sk_grant *all = NULL;
     if (rc == SK_OK && !b->listed) {
         sk_err *gerr = NULL;
@@ -368,12 +368,11 @@ sk_status tools_prepare(inv *v, sk_err **err)
         rc = *err ? SK_CONFIG : SK_NOMEM;
     }
     if (rc == SK_OK) {
-        int strict = t->defs[0].strict;
         for (size_t i = 0; i < t->n; i++) {
             t->defs[i].name = t->wire[i];
             t->defs[i].description = t->fns[i]->description;
             t->defs[i].parameters = t->schemas[i];
-            t->defs[i].strict = strict;
+            t->defs[i].strict = t->strict;
         }
         sk_err *gerr = NULL;
         rc = grant_new(k, "the model's tool calls", (const char *const *)t->full, t->n,

@@ -365,6 +365,66 @@ TEST(none_and_manual)
     free(spec);
 }
 
+/* The schema a tool carries: parameters with their descriptions,
+ * defaults and required ones; strict, every one listed and the optional
+ * ones nullable (null is "not given": the default applies). */
+TEST(parameter_schemas)
+{
+    mock m;
+    if (mock_start(&m, "[{\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Echo\",\"arguments\":"
+                       "{\"text\":\"x\",\"tone\":null}}]},{\"reply\":\"ok\"}]") != 0)
+        return;
+    char *spec = model_spec("openai", &m);
+    sk_kernel *k = kernel_for(spec, "auto", NULL);
+    char *out = NULL;
+    CHECK_INT(ask(k, "T.Ask", "x", NULL, &out), SK_OK);
+    free(out);
+    cJSON *reqs = mock_requests(&m);
+    cJSON *body = cJSON_Parse(req_body(reqs, 0));
+    const cJSON *fn = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(body, "tools"),
+                                                             1), "function");
+    const cJSON *ps = cJSON_GetObjectItem(fn, "parameters");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(fn, "description")), "Says a text back");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(ps, "type")), "object");
+    const cJSON *tone = cJSON_GetObjectItem(cJSON_GetObjectItem(ps, "properties"), "tone");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(tone, "description")), "How");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(tone, "default")), "flat");
+    CHECK(cJSON_GetObjectItem(ps, "required") == NULL); /* neither is required */
+    fn = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(body, "tools"), 0),
+                             "function");
+    CHECK_STR(joined(cJSON_GetObjectItem(cJSON_GetObjectItem(fn, "parameters"), "required")),
+              "input");
+    cJSON_Delete(body);
+    cJSON_Delete(reqs);
+    sk_kernel_free(k);
+    mock_stop(&m);
+
+    if (mock_start(&m, "[{\"tool_calls\":[{\"id\":\"a\",\"name\":\"T-Echo\",\"arguments\":"
+                       "{\"text\":\"x\",\"tone\":null}}]},{\"reply\":\"ok\"}]") != 0)
+        return;
+    free(spec);
+    spec = model_spec("openai", &m);
+    k = kernel_for(spec, "auto", ", \"options\": {\"allow_strict_schema_adherence\": true}");
+    CHECK_INT(ask(k, "T.Ask", "x", NULL, &out), SK_OK);
+    free(out);
+    CHECK_INT(echo_calls, 1);
+    reqs = mock_requests(&m);
+    body = cJSON_Parse(req_body(reqs, 0));
+    fn = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(body, "tools"), 1),
+                             "function");
+    ps = cJSON_GetObjectItem(fn, "parameters");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(fn, "strict")));
+    CHECK_STR(joined(cJSON_GetObjectItem(ps, "required")), "text,tone");
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(ps, "additionalProperties")));
+    tone = cJSON_GetObjectItem(cJSON_GetObjectItem(ps, "properties"), "tone");
+    CHECK_STR(joined(cJSON_GetObjectItem(tone, "type")), "string,null");
+    cJSON_Delete(body);
+    cJSON_Delete(reqs);
+    sk_kernel_free(k);
+    mock_stop(&m);
+    free(spec);
+}
+
 /* ---- the trust boundary ------------------------------------------------ */
 
 /* A model that calls a function it was not offered is told so, in the
@@ -1235,6 +1295,7 @@ int main(void)
     RUN(auto_in_every_format);
     RUN(required_then_none);
     RUN(none_and_manual);
+    RUN(parameter_schemas);
     RUN(call_outside_the_grant_is_refused);
     RUN(planted_instruction_cannot_widen);
     RUN(malformed_calls_are_told);
