@@ -15,18 +15,27 @@
  * unknown function or one the agent was not given never runs anything, and
  * the model is told what was wrong so it can correct itself.
  *
- * Native tool calling (the OpenAI "tools" field) is not used: the text
- * protocol works on every model the connectors reach, the scripted one
- * included.
+ * Where the model's server takes native tool calls (its connector sends
+ * tools, the config file does not turn them off, and the server has not
+ * refused them in this run), the agent runs on them instead: the built-in
+ * Agent.Act offers the agent's functions as tools (function_choice_behavior
+ * auto), the invoke path runs the calls (core/tools.c) under the agent's
+ * grant, and a hook on that loop counts each request as a step, holds the
+ * run to its bounds and reports every call as a step.  A server that
+ * refuses the tools before any call is made sends the agent back to its
+ * text protocol, which works on every model, the scripted one included.
  */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <cjson/cJSON.h>
+
 #include "planner/planner.h"
 
 #define STEP_FN "Agent.Step"
+#define ACT_FN "Agent.Act"
 #define DEFAULT_STEPS 10
 #define MANUAL_MAX 24          /* functions in the manual when unrestricted */
 #define OBS_MAX 4000           /* an observation in the transcript */
@@ -38,6 +47,10 @@
 typedef struct agent {
     sk_kernel *k;
     const sk_agent_opts *o;
+    int max_steps;
+    sk_usage u0;               /* usage when the run began */
+    long long t0;              /* when it began */
+    int native_steps;          /* requests made on native tool calls */
     char **allowed;            /* canonical full names, owned */
     size_t n_allowed;
     sk_grant *grant;           /* the same, as the lookup checks it */
@@ -707,6 +720,165 @@ static sk_status run_step(agent *a, int step, const char *manual,
     return st;
 }
 
+/* The error for a run that may not take step `step` (1, 2, ...): past
+ * its steps, its tokens or its time.  NULL when it may. */
+static sk_err *limit_err(const agent *a, int step)
+{
+    const sk_agent_opts *o = a->o;
+    if (step > a->max_steps)
+        return err_new(SK_LIMIT, "the agent reached its limit of %d steps without a "
+                                 "final answer", a->max_steps);
+    if (o->max_tokens > 0) {
+        sk_usage u;
+        sk_kernel_usage(a->k, &u);
+        long used = (u.prompt_tokens + u.completion_tokens) -
+                    (a->u0.prompt_tokens + a->u0.completion_tokens);
+        if (used >= o->max_tokens)
+            return err_new(SK_LIMIT, "the agent used up its token budget (%ld of %ld "
+                                     "tokens) after %d steps without a final answer",
+                           used, o->max_tokens, step - 1);
+    }
+    if (o->max_ms > 0 && loop_now_ms() - a->t0 >= o->max_ms)
+        return err_new(SK_LIMIT, "the agent reached its time limit of %ld ms after %d "
+                                 "steps without a final answer",
+                       o->max_ms, step - 1);
+    return NULL;
+}
+
+/* ---- native tool calls ---------------------------------------------------- */
+
+/* Whether this run goes on native tool calls: Agent.Act is loaded and its
+ * model's server takes them. */
+static int native_tools(agent *a)
+{
+    return reg_find(a->k, ACT_FN) && tools_native_for(a->k, ACT_FN);
+}
+
+/* A tool call as an Action line: Skill.Fn(name="value", ...), values as
+ * the plan syntax quotes them. Caller frees. */
+static char *action_of(const tool_report *c)
+{
+    sk_buf b;
+    buf_init(&b, (size_t)1 << 20);
+    sk_status rc = buf_printf(&b, "%s(", c->function);
+    cJSON *args = cJSON_Parse(c->arguments ? c->arguments : "{}");
+    int n = 0;
+    for (const cJSON *e = cJSON_IsObject(args) ? args->child : NULL; rc == SK_OK && e;
+         e = e->next) {
+        char *v = cJSON_IsString(e) ? NULL : cJSON_PrintUnformatted(e);
+        const char *text = v ? v : e->valuestring;
+        rc = buf_printf(&b, "%s%s=", n++ ? ", " : "", e->string);
+        if (rc == SK_OK)
+            rc = buf_add_json_str(&b, text ? text : "", text ? strlen(text) : 0);
+        cJSON_free(v);
+    }
+    cJSON_Delete(args);
+    if (rc == SK_OK)
+        rc = buf_addc(&b, ')');
+    char *s = rc == SK_OK ? buf_steal(&b) : NULL;
+    buf_free(&b);
+    return s;
+}
+
+/* One step's record: the trace line, on_step, the transcript. */
+static void record_step(agent *a, int step, reply *r, const char *obs)
+{
+    char *text = step_text(r, obs);
+    trace_step(a->k, step, r, obs);
+    if (text && a->o->on_step)
+        a->o->on_step(a->o->on_step_ud, text, strlen(text));
+    if (text && !r->answer)
+        buf_adds(&a->transcript, text);
+    free(text);
+}
+
+/* The tool loop's hook: every request after the first is a step, held to
+ * the run's bounds; every call a round made is reported as a step. */
+static sk_err *native_before(void *ud, int round)
+{
+    agent *a = ud;
+    a->native_steps = round + 1;
+    return limit_err(a, round + 1);
+}
+
+static void native_after(void *ud, int round, const char *text, const tool_report *calls,
+                         size_t n)
+{
+    agent *a = ud;
+    for (size_t i = 0; i < n; i++) {
+        reply r = {0};
+        r.thought = sk_strdup(i == 0 && text ? text : "");
+        r.action = action_of(&calls[i]);
+        if (r.thought && r.action)
+            record_step(a, round, &r, calls[i].result);
+        reply_free(&r);
+    }
+}
+
+/* The run on native tool calls: Agent.Act with the agent's functions as
+ * tools.  *fell_back is set when the server refused the tools before any
+ * call was made (the run is then the text protocol's to do). */
+static sk_status run_native(agent *a, char **answer, int *fell_back)
+{
+    sk_kernel *k = a->k;
+    *fell_back = 0;
+    sk_vars *v = NULL;
+    if (sk_vars_new(&v) != SK_OK || sk_vars_set(v, "goal", a->o->goal) != SK_OK) {
+        sk_vars_free(v);
+        return kern_fail(k, NULL);
+    }
+    sk_err *stop = limit_err(a, 1);
+    if (stop) {
+        sk_vars_free(v);
+        return kern_fail(k, stop);
+    }
+    a->native_steps = 1;
+    /* one more round than steps: the hook stops the run first */
+    inv_tool_hook hook = {a->max_steps + 1, native_before, native_after, a};
+    inv_opts io = {.tools = a->grant, .tool_hook = &hook};
+    char *text = NULL;
+    sk_status st = inv_invoke(k, ACT_FN, v, &io, &text);
+    sk_vars_free(v);
+    if (st != SK_OK) {
+        free(text);
+        *fell_back = st == SK_MODEL && a->native_steps == 1 && !tools_native_for(k, ACT_FN);
+        return st;
+    }
+    reply r = {0};
+    r.thought = sk_strdup("");
+    r.answer = text;
+    if (!r.thought) {
+        reply_free(&r);
+        return kern_fail(k, NULL);
+    }
+    if (!*r.answer) {
+        reply_free(&r);
+        return kern_failf(k, SK_MODEL, "the agent's model ended with an empty answer "
+                          "after %d steps", a->native_steps);
+    }
+    size_t qb, qe;
+    int ask = unc_asks_back(r.answer, a->o->goal, &qb, &qe);
+    if (ask < 0) {
+        reply_free(&r);
+        return kern_fail(k, NULL);
+    }
+    if (ask) {
+        char *q = sk_strndup(r.answer + qb, qe - qb);
+        reply_free(&r);
+        if (!q)
+            return kern_fail(k, NULL);
+        st = sk_raise_uncertain(k, "asks back: the agent's final answer asks instead of "
+                                   "answering", q, -1);
+        free(q);
+        return st;
+    }
+    record_step(a, a->native_steps, &r, NULL);
+    *answer = r.answer;
+    r.answer = NULL;
+    reply_free(&r);
+    return SK_OK;
+}
+
 sk_status sk_agent_run(sk_kernel *k, const sk_agent_opts *o, char **answer)
 {
     if (!k)
@@ -731,6 +903,7 @@ sk_status sk_agent_run(sk_kernel *k, const sk_agent_opts *o, char **answer)
     memset(&a, 0, sizeof a);
     a.k = k;
     a.o = o;
+    a.max_steps = o->max_steps ? o->max_steps : DEFAULT_STEPS;
     buf_init(&a.transcript, TRANSCRIPT_MAX);
     char *manual = NULL;
     sk_status st = setup_allowed(&a);
@@ -742,37 +915,29 @@ sk_status sk_agent_run(sk_kernel *k, const sk_agent_opts *o, char **answer)
             st = kern_fail(k, NULL);
     }
 
-    sk_usage u0;
-    sk_kernel_usage(k, &u0);
-    long long t0 = loop_now_ms();
-    int max_steps = o->max_steps ? o->max_steps : DEFAULT_STEPS;
+    sk_kernel_usage(k, &a.u0);
+    a.t0 = loop_now_ms();
+    if (st == SK_OK && native_tools(&a)) {
+        int fell_back = 0;
+        st = run_native(&a, answer, &fell_back);
+        if (!fell_back)
+            goto done;
+        /* the server refused the tools before any call: the text protocol */
+        buf_reset(&a.transcript);
+        trace_event(k, "\"type\":\"agent_fallback\",\"reason\":\"the server refused "
+                       "native tool calls\"");
+        kern_ok(k);
+        st = SK_OK;
+    }
     for (int step = 1; st == SK_OK && !*answer; step++) {
-        if (step > max_steps) {
-            st = kern_failf(k, SK_LIMIT, "the agent reached its limit of %d "
-                            "steps without a final answer", max_steps);
-            break;
-        }
-        if (o->max_tokens > 0) {
-            sk_usage u;
-            sk_kernel_usage(k, &u);
-            long used = (u.prompt_tokens + u.completion_tokens) -
-                        (u0.prompt_tokens + u0.completion_tokens);
-            if (used >= o->max_tokens) {
-                st = kern_failf(k, SK_LIMIT, "the agent used up its token "
-                                "budget (%ld of %ld tokens) after %d steps "
-                                "without a final answer", used,
-                                o->max_tokens, step - 1);
-                break;
-            }
-        }
-        if (o->max_ms > 0 && loop_now_ms() - t0 >= o->max_ms) {
-            st = kern_failf(k, SK_LIMIT, "the agent reached its time limit "
-                            "of %ld ms after %d steps without a final answer",
-                            o->max_ms, step - 1);
+        sk_err *stop = limit_err(&a, step);
+        if (stop) {
+            st = kern_fail(k, stop);
             break;
         }
         st = run_step(&a, step, manual, answer);
     }
+done:
 
     free(manual);
     for (size_t i = 0; i < a.n_allowed; i++)

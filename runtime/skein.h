@@ -59,7 +59,8 @@ typedef enum sk_status {
     SK_RECURSION = 17,   /* functions nested past the depth limit */
     SK_PLAN = 18,        /* no valid plan: malformed, invalid after repair,
                             or the model found none possible */
-    SK_LIMIT = 19,       /* an agent ran out of steps, tokens or time */
+    SK_LIMIT = 19,       /* an agent ran out of steps, tokens or time,
+                            or a model called tools past its rounds */
     SK_QUERY = 20,       /* a query failed, or was refused as unsafe */
     SK_DATA = 21,        /* malformed input data (CSV, JSON lines) */
     SK_DENIED = 22,      /* a call a model chose reached past what the user
@@ -395,6 +396,14 @@ typedef struct sk_invoke_opts {
      * either: "[dry run: the answer of Skill.Fn]" marks where their
      * answers would go.  SK_USAGE for a native function. */
     int dry_run;
+    /* The functions the model's tool calls may reach in this call (a
+     * function whose settings carry Semantic Kernel's
+     * function_choice_behavior offers the model tools): n_functions names
+     * ("Skill.Fn"), each loaded, or NULL for what the behaviour offers.
+     * It narrows the behaviour's own list, never widens it, and holds for
+     * every call made within this one. */
+    const char *const *functions;
+    size_t n_functions;
 } sk_invoke_opts;
 
 /* Invokes "Skill.Fn" with vars (borrowed; may be NULL) and waits, running

@@ -174,13 +174,14 @@ static const char USAGE[] =
     "  7  the model was uncertain\n"
     "  8  rejected by a review or blocked by a content filter\n"
     "  9  no valid plan (malformed, invalid after repair, or none possible)\n"
-    " 10  an agent ran out of steps, tokens or time\n"
+    " 10  an agent ran out of steps, tokens or time, or tool rounds\n"
     " 11  bad data or a failed or refused query (CSV, SQL, JSON lines)\n"
     " 12  the reply was cut by the token limit (truncated)\n";
 
 static const char USAGE_INVOKE[] =
     "usage: skein invoke Skill.Fn [--var NAME=VALUE]... [--input TEXT]\n"
     "                    [--policy JSON] [--stream | --no-stream] [--dry-run]\n"
+    "                    [--functions A,B]\n"
     "       skein invoke Skill.Fn --jsonl [--concurrency N] < in.jsonl > out.jsonl\n"
     "\n"
     "Runs a function and prints its result.  The input comes from --input,\n"
@@ -188,6 +189,8 @@ static const char USAGE_INVOKE[] =
     "removed).  The reply streams as it arrives when stdout is a terminal.\n"
     "--policy overlays the function's policy for this call, e.g.\n"
     "'{\"uncertainty\": {\"protocol\": true}, \"review\": \"Review.Check\"}'.\n"
+    "A function whose settings carry function_choice_behavior offers the\n"
+    "model tools; --functions narrows what its tool calls may reach.\n"
     "\n"
     "--dry-run: print the request as it would be sent (the URL, headers with\n"
     "keys masked, the messages after rendering, chat parsing and redaction,\n"
@@ -352,7 +355,9 @@ static const char USAGE_AGENT[] =
     "\n"
     "Runs a step-by-step agent: the model thinks, calls one function, reads\n"
     "its output, and so on until it answers.  Steps go to stderr, the answer\n"
-    "to stdout.  Exit code 10 when it runs out of steps, tokens or time.\n";
+    "to stdout.  Exit code 10 when it runs out of steps, tokens or time.\n"
+    "It uses the server's native tool calls where it takes them (OpenAI,\n"
+    "Anthropic, Ollama), and its own text protocol elsewhere.\n";
 
 static const char USAGE_DF[] =
     "usage: skein df FILE.csv INSTRUCTION [--sql] [--out RESULT.csv] [--db FILE]\n"
@@ -1447,6 +1452,11 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
     size_t head = 0, count = 0;
     long lines = 0, done = 0;
     sk_status first = SK_OK;
+    char fbuf[4096];
+    const char *fnames[256];
+    sk_invoke_opts fo = {0};
+    fo.n_functions = split_functions(o->functions, fbuf, sizeof fbuf, fnames, 256);
+    fo.functions = fnames;
     int progress = isatty(2);
     char *buf = NULL;
     size_t bufcap = 0;
@@ -1491,7 +1501,8 @@ static int cmd_invoke_jsonl(const cli *o, sk_kernel *k, const char *name)
             const char *bad = (size_t)n > JSONL_LINE_MAX ? "line longer than 16 MiB"
                                                          : jl_vars(buf, &vars);
             if (!bad) {
-                sk_status st = sk_invoke_async(k, name, vars, NULL, &it->call);
+                sk_status st = sk_invoke_async(k, name, vars, o->functions ? &fo : NULL,
+                                               &it->call);
                 if (st == SK_OK)
                     inflight++;
                 if (st != SK_OK) {
@@ -1612,6 +1623,10 @@ static int cmd_invoke(const cli *o, sk_kernel *k)
     stream_state ss = {0, 0, name, 0};
     sk_invoke_opts io = {.stream = stream ? stream_out : NULL, .stream_ud = &ss,
                          .policy = o->policy, .dry_run = o->dry_run};
+    char fbuf[4096];
+    const char *fnames[256];
+    io.n_functions = split_functions(o->functions, fbuf, sizeof fbuf, fnames, 256);
+    io.functions = o->functions ? fnames : NULL;
     if (isatty(2) && !o->quiet) {
         io.tick = busy_tick;
         io.tick_ud = &ss;

@@ -190,6 +190,19 @@ SK_HIDDEN long long loop_now_ms(void); /* monotonic clock */
 
 /* ---- model connectors --------------------------------------------------
  * A connector turns a request into a reply, asynchronously on the loop. */
+
+/* A function offered to the model as a tool.  Borrowed strings. */
+typedef struct tool_def {
+    const char *name;        /* on the wire: "Skill-Fn" */
+    const char *description;
+    const char *parameters;  /* a JSON schema object, as text */
+    int strict;              /* the server holds arguments to the schema */
+} tool_def;
+
+/* The most tool calls read from one reply, and the most tools offered. */
+#define TOOL_CALLS_MAX 64
+#define TOOLS_MAX 128
+
 typedef struct model_req {
     const char *function;   /* the calling function, for traces/errors */
     const char *model;      /* the model name sent to the server */
@@ -210,6 +223,14 @@ typedef struct model_req {
     size_t n_choices;
     const char *regex;       /* a PCRE2 pattern the answer must match */
     const char *grammar;     /* a GBNF grammar (llama.cpp), or NULL */
+    /* native tool calling: the tools offered (a connector whose vt has
+     * tools sends them; none when n_tools is 0), whether the model may
+     * (CFG_CHOICE_AUTO), must (REQUIRED) or must not (NONE) call them,
+     * and whether it may call several at once (-1: the server's default) */
+    const tool_def *tools;
+    size_t n_tools;
+    cfg_choice tool_choice;
+    int parallel_tool_calls;
 } model_req;
 
 typedef struct model_resp {
@@ -221,6 +242,8 @@ typedef struct model_resp {
     size_t n_logprobs;
     int attempts;           /* 1 + retries */
     int http_status;
+    sk_tool_call *calls;    /* the tool calls the model made, in order */
+    size_t n_calls;
 } model_resp;
 
 SK_HIDDEN void resp_free(model_resp *r); /* frees r and its fields */
@@ -253,6 +276,7 @@ typedef struct conn_vt {
      * nothing (an in-process model). */
     sk_status (*describe)(void *self, sk_kernel *k, const model_req *req,
                           char **out, sk_err **err);
+    int tools;  /* it sends model_req.tools and reads tool calls back */
 } conn_vt;
 
 typedef struct sk_connector {
@@ -262,6 +286,7 @@ typedef struct sk_connector {
     char *model;        /* the model name to send */
     char *endpoint;     /* where requests go (a URL, a file): two servers
                            behind one model name are two endpoints */
+    int no_tools;       /* its server refused tools in this run */
 } sk_connector;
 
 /* A kind of connector, as the layer that has it registers it: the spec
@@ -297,6 +322,20 @@ SK_HIDDEN sk_connector *conn_open_embed(sk_kernel *k, const char *spec,
 SK_HIDDEN sk_connector *kern_connector(sk_kernel *k, const char *spec,
                                        sk_err **err);
 
+/* Native tool calling (runtime/core/tools.c).  Whether requests on c may
+ * carry tools: its kind sends them, its server has not refused them in
+ * this run, and the config file's "tools" ({SPEC or KIND: false}) does
+ * not turn them off.  kern_set_native_tools sets such a switch (SK_NOMEM);
+ * tools_refused says whether an error is a server refusing the tools it
+ * was sent (an HTTP 400, 404, 422, 500 or 501 that speaks of tools). */
+SK_HIDDEN int kern_native_tools(const sk_kernel *k, const sk_connector *c);
+SK_HIDDEN sk_status kern_set_native_tools(sk_kernel *k, const char *endpoint, int on);
+SK_HIDDEN void kern_tools_free(sk_kernel *k);
+SK_HIDDEN int tools_refused(const sk_err *e);
+/* Whether the model function `name` runs on (the first of a cascade)
+ * takes native tools, as kern_native_tools says. */
+SK_HIDDEN int tools_native_for(sk_kernel *k, const char *name);
+
 /* Kernel settings read by connectors. */
 typedef struct kern_net {
     long timeout_ms;         /* the whole request, first byte to last */
@@ -326,6 +365,28 @@ typedef struct inv_out {
 } inv_out;
 SK_HIDDEN void inv_out_clear(inv_out *o);
 
+/* What a round of tool calls did, for whoever watches the loop (the
+ * agent).  Borrowed for the call of the hook. */
+typedef struct tool_report {
+    const char *function;  /* "Skill.Fn", or the name the model wrote */
+    const char *arguments; /* JSON, redacted values restored */
+    const char *result;    /* the output, or "Error: ..." */
+    int is_error;
+} tool_report;
+
+/* A caller's hold on a call's tool loop.  max_rounds (> 0) replaces the
+ * behaviour's; before runs ahead of each request after the first (round
+ * 1, 2, ...) and may stop the call with an error it returns (the callee
+ * takes it); after runs once each round's calls have their results, with
+ * the reply's text. */
+typedef struct inv_tool_hook {
+    int max_rounds;
+    sk_err *(*before)(void *ud, int round);
+    void (*after)(void *ud, int round, const char *text, const tool_report *calls,
+                  size_t n);
+    void *ud;
+} inv_tool_hook;
+
 typedef struct inv_opts {
     const char *model;       /* borrowed; copied by inv_start */
     sk_stream_fn stream;
@@ -349,6 +410,10 @@ typedef struct inv_opts {
                                 there too, the result marking where its
                                 answer would go.  Either way no model
                                 request goes out */
+    const struct sk_grant *tools; /* what the model's tool calls in this
+                                call may reach besides the behaviour's own
+                                limits (--functions), or NULL */
+    const inv_tool_hook *tool_hook; /* borrowed until done, or NULL */
 } inv_opts;
 
 /* The one function lookup every call goes through: name ("Skill.Fn", or

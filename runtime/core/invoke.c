@@ -26,6 +26,7 @@ static void inv_free(inv *v)
         return;
     if (v->f)
         fn_release(v->k, v->f);
+    grant_release(v->tool_allow);
     sk_vars_free(v->vars);
     free(v->model_override);
     for (size_t i = 0; i < v->n_calls; i++) {
@@ -288,7 +289,8 @@ static void run_semantic(inv *v)
         v->children[i].parent = v;
         v->children[i].index = i;
         sk_err *err = NULL;
-        inv_opts co = {.untrusted = v->untrusted, .dry_run = v->dry_run ? 2 : 0};
+        inv_opts co = {.untrusted = v->untrusted, .dry_run = v->dry_run ? 2 : 0,
+                       .tools = v->tool_allow};
         sk_status st = inv_start(v->k, callee, cv, v->depth + 1, &co,
                                  child_done, &v->children[i], &err);
         sk_vars_free(cv);
@@ -338,6 +340,16 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
         v->untrusted = opts->untrusted || opts->grant;
         v->dry_run = opts->dry_run;
         v->out = opts->out;
+        v->hook = opts->tool_hook;
+        /* a model's tool calls reach no further than the caller allows,
+         * nor than the grant of a call a model chose */
+        if (opts->tools || opts->grant) {
+            v->tool_allow = grant_intersect(opts->tools, opts->grant);
+            if (!v->tool_allow) {
+                inv_free(v);
+                return NULL;
+            }
+        }
         if (opts->model && !(v->model_override = sk_strdup(opts->model))) {
             inv_free(v);
             return NULL;
@@ -467,7 +479,7 @@ void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next)
     v->sub_next = next;
     inv_out_clear(&v->sub_out);
     inv_opts so = {.untrusted = v->untrusted, .out = &v->sub_out,
-                   .dry_run = v->dry_run ? 2 : 0};
+                   .dry_run = v->dry_run ? 2 : 0, .tools = v->tool_allow};
     sk_status st = inv_start(v->k, f, vars, v->depth + 1, &so, sub_done, v, &err);
     sk_vars_free(vars);
     if (st != SK_OK) {
@@ -619,14 +631,28 @@ sk_status sk_invoke_async(sk_kernel *k, const char *name, const sk_vars *vars,
         return SK_USAGE;
     *out = NULL;
     inv_opts io = {0};
+    sk_grant *tools = NULL;
     if (opts) {
         io.model = opts->model;
         io.stream = opts->stream;
         io.stream_ud = opts->stream_ud;
         io.policy = opts->policy;
         io.dry_run = opts->dry_run ? 1 : 0;
+        if (opts->n_functions && !opts->functions)
+            return kern_failf(k, SK_USAGE, "sk_invoke: n_functions without functions");
+        if (opts->functions) {
+            /* the user's list for this call's tool calls */
+            sk_err *err = NULL;
+            sk_status st = grant_new(k, "the model's tool calls", opts->functions,
+                                     opts->n_functions, &tools, &err);
+            if (st != SK_OK)
+                return err ? kern_fail(k, err) : kern_fail(k, NULL);
+            io.tools = tools;
+        }
     }
-    return call_start(k, name, vars, &io, out);
+    sk_status st = call_start(k, name, vars, &io, out);
+    grant_release(tools); /* the invoke holds its own reference */
+    return st;
 }
 
 sk_status sk_call_wait(sk_call *c)

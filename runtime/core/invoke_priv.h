@@ -11,6 +11,8 @@
 
 typedef struct inv inv;
 typedef struct mreq mreq;
+typedef struct tool_set tool_set;     /* tools.c */
+struct tool_round;
 
 typedef struct child_ctx {
     inv *parent;
@@ -40,6 +42,10 @@ struct inv {
     inv_out *out;              /* the caller's, or NULL */
     inv_done_fn done;
     void *ud;
+    sk_grant *tool_allow;      /* what the model's tool calls may reach
+                                  here: inv_opts.tools and inv_opts.grant,
+                                  and the caller's own; NULL: anything */
+    const inv_tool_hook *hook; /* inv_opts.tool_hook, or NULL */
 
     /* function blocks */
     char **outputs;
@@ -84,6 +90,14 @@ struct inv {
     char **critiques;
     size_t n_critiques;
 
+    /* native tool calls (tools.c) in this attempt */
+    tool_set *tl;              /* the tools offered, or NULL */
+    struct tool_round *tround; /* the calls running now, or NULL */
+    int tool_rounds;           /* rounds of calls run */
+    int tool_sampling;         /* the answer's other samples are out */
+    int hold;                  /* streamed text waits for the round's end */
+    int tools_off;             /* its server refused tools: none again */
+
     /* the uncertainty stage (9) of this attempt */
     double sc[SIG_COUNT];      /* each signal's score, -1 not computed */
     int asked;                 /* the text checks found an ask */
@@ -105,7 +119,33 @@ SK_HIDDEN void inv_rerun(inv *v);
 /* Starts a nested invoke of `name` whose end continues with next. */
 SK_HIDDEN void inv_sub(inv *v, const char *name, sk_vars *vars, sub_fn next);
 
+/* tools.c: the tools of this attempt (v->tl; none when its settings have
+ * no function_choice_behavior), the request's tool fields, and after a
+ * reply, the round of calls it asks for (1: the tool stage took over the
+ * invoke; 0: the reply goes on as the answer). */
+SK_HIDDEN sk_status tools_prepare(inv *v, sk_err **err);
+SK_HIDDEN void tools_request(const inv *v, model_req *req, size_t sample);
+SK_HIDDEN int tools_after_reply(inv *v);
+SK_HIDDEN int tools_loop(const inv *v);       /* calls are run for the model */
+SK_HIDDEN int tools_has_calls(const inv *v);  /* the first reply has calls */
+SK_HIDDEN void tools_free(tool_set *t);
+/* A request of this attempt failed with *err: 1 when it was its server
+ * refusing the tools, and the attempt is to run again without them (the
+ * connector is marked; *err is taken); 0 to fail with *err. */
+SK_HIDDEN int tools_after_error(inv *v, sk_err **err);
+
 /* pipeline.c */
+SK_HIDDEN void pipe_fail(inv *v, sk_err *err);  /* ends the invoke */
+/* What a model is sent / what it said, under this attempt's redaction
+ * (copies when there is none).  Caller frees. */
+SK_HIDDEN sk_status pipe_redact(inv *v, const char *in, char **out);
+SK_HIDDEN char *pipe_restore(inv *v, const char *text);
+/* The first request again, on the conversation as it now stands. */
+SK_HIDDEN void pipe_request_again(inv *v);
+/* The reply of this attempt's sample i (borrowed), or NULL. */
+SK_HIDDEN model_resp *pipe_reply(const inv *v, size_t i);
+/* Sends samples from..n_samples-1 of this attempt. */
+SK_HIDDEN void pipe_start_samples(inv *v, size_t from);
 SK_HIDDEN void pipe_start(inv *v);   /* v->prompt is rendered */
 SK_HIDDEN void pipe_free(inv *v);    /* frees the pipeline's fields */
 SK_HIDDEN void pipe_shutdown(sk_kernel *k);

@@ -341,6 +341,24 @@ static sk_status load_user_config(sk_kernel *k, int keep_model)
             rc = kern_failf(k, SK_CONFIG, "%s: limits.%s: values must be 0 or more",
                             path, it->string);
     }
+    /* "tools": {SPEC or KIND: false} turns native tool calls off for a
+     * model whose server does not take them (tools.c) */
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(doc, "tools");
+    if (rc == SK_OK && tools && !cJSON_IsObject(tools))
+        rc = kern_failf(k, SK_CONFIG, "%s: tools: expected {\"MODEL or KIND\": true "
+                                      "or false}", path);
+    cJSON_ArrayForEach(it, tools)
+    {
+        if (rc != SK_OK)
+            break;
+        if (!cJSON_IsBool(it)) {
+            rc = kern_failf(k, SK_CONFIG, "%s: tools.%s: expected true or false", path,
+                            it->string);
+            break;
+        }
+        if (kern_set_native_tools(k, it->string, cJSON_IsTrue(it)) != SK_OK)
+            rc = kern_fail(k, NULL);
+    }
     cJSON *options = cJSON_GetObjectItemCaseSensitive(doc, "options");
     cJSON_ArrayForEach(it, options)
     {
@@ -483,6 +501,7 @@ void sk_kernel_free(sk_kernel *k)
     free(k->base_policy_json);
     rd_rules_free(k->redact_rules);
     lim_free(k);
+    kern_tools_free(k);
     if (k->record)
         fclose(k->record);
     free(k->err_field);
@@ -1469,6 +1488,7 @@ void resp_free(model_resp *r)
     for (size_t i = 0; i < r->n_logprobs; i++)
         free(r->logprobs[i].token);
     free(r->logprobs);
+    tool_calls_free(r->calls, r->n_calls);
     free(r);
 }
 

@@ -122,6 +122,7 @@ struct sk_kernel {
                                       written (--no-cache) */
     int fixed_now;                 /* option now / SKEIN_NOW is set */
     long long now_s;               /* ... to this instant, Unix seconds */
+    struct kern_tools_flags *tools_flags; /* tools.c: the config's "tools" */
 };
 
 SK_HIDDEN sk_status loop_init(sk_kernel *k);

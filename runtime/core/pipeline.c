@@ -18,6 +18,9 @@
  *                       the connector describes the request it would send
  *                       (dry_run_stop), built as the real one is
  *    8. truncation      a cut reply raises `truncated`, or is continued
+ *    8b. tool calls     a reply with tool calls (function_choice_behavior)
+ *                       runs them and asks the model again (tools.c); a
+ *                       reply without them goes on as the answer
  *    9. uncertainty     self-consistency, marker, hedging, logprobs:
  *                       escalate to the next model, or raise `uncertain`
  *   10. shape           the answer's required form, asked again if wrong
@@ -104,10 +107,8 @@ void pipe_trace(inv *v, const char *type, ...)
 
 static void free_msgs(sk_msg *m, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        free(m[i].role);
-        free(m[i].content);
-    }
+    for (size_t i = 0; m && i < n; i++)
+        msg_clear(&m[i]);
     free(m);
 }
 
@@ -141,6 +142,11 @@ static void attempt_free(inv *v)
     v->asked = 0;
     free(v->spec);
     v->spec = NULL;
+    tools_free(v->tl);
+    v->tl = NULL;
+    v->tool_rounds = 0;
+    v->tool_sampling = 0;
+    v->hold = 0;
 }
 
 void pipe_free(inv *v)
@@ -174,6 +180,8 @@ static void fail(inv *v, sk_err *err)
 {
     inv_finish(v, err ? err->code : SK_NOMEM, NULL, err);
 }
+
+void pipe_fail(inv *v, sk_err *err) { fail(v, err); }
 
 /* ---- chat messages ----------------------------------------------------- */
 
@@ -438,6 +446,10 @@ static void on_delta(void *ud, const char *text, size_t len)
     inv *v = q->v;
     if (!v->streaming || q->i != 0 || !len)
         return;
+    if (v->hold) { /* the reply may yet turn out to be tool calls */
+        buf_add(&v->held, text, len);
+        return;
+    }
     v->streamed = 1;
     if (!v->rmap) {
         v->stream(v->stream_ud, text, len);
@@ -524,6 +536,27 @@ static char *cache_key(const inv *v, const model_req *r)
     for (size_t i = 0; i < r->n_msgs; i++) {
         h_str(&h, r->msgs[i].role);
         h_str(&h, r->msgs[i].content);
+        for (size_t c = 0; c < r->msgs[i].n_calls; c++) {
+            h_str(&h, r->msgs[i].calls[c].id);
+            h_str(&h, r->msgs[i].calls[c].name);
+            h_str(&h, r->msgs[i].calls[c].arguments);
+        }
+        if (r->msgs[i].call_id) {
+            h_str(&h, r->msgs[i].call_id);
+            h_str(&h, r->msgs[i].is_error ? "error" : "result");
+        }
+    }
+    /* the tools offered, and how the model may use them */
+    if (r->n_tools) {
+        snprintf(num, sizeof num, "tools|%d|%d", (int)r->tool_choice,
+                 r->parallel_tool_calls);
+        h_str(&h, num);
+        for (size_t i = 0; i < r->n_tools; i++) {
+            h_str(&h, r->tools[i].name);
+            h_str(&h, r->tools[i].description);
+            h_str(&h, r->tools[i].parameters);
+            h_str(&h, r->tools[i].strict ? "strict" : "");
+        }
     }
     return sk_asprintf("resp2:%016llx%016llx", (unsigned long long)h.a,
                        (unsigned long long)h.b);
@@ -538,6 +571,22 @@ static int truncated(const model_resp *r)
     const char *f = r ? r->finish_reason : NULL;
     return f && (strcmp(f, "length") == 0 || strcmp(f, "max_tokens") == 0 ||
                  strcmp(f, "model_length") == 0);
+}
+
+/* "tool_calls": [{"id", "name", "arguments"}] of r into j.  0 on memory. */
+static int add_calls_json(cJSON *j, const model_resp *r)
+{
+    cJSON *arr = cJSON_AddArrayToObject(j, "tool_calls");
+    for (size_t i = 0; arr && i < r->n_calls; i++) {
+        cJSON *c = cJSON_CreateObject();
+        if (!c || !cJSON_AddItemToArray(arr, c) ||
+            !cJSON_AddStringToObject(c, "id", r->calls[i].id ? r->calls[i].id : "") ||
+            !cJSON_AddStringToObject(c, "name", r->calls[i].name ? r->calls[i].name : "") ||
+            !cJSON_AddStringToObject(c, "arguments",
+                                     r->calls[i].arguments ? r->calls[i].arguments : ""))
+            return 0;
+    }
+    return arr != NULL;
 }
 
 /* The cache holds the whole reply the checks read: its text, the finish
@@ -563,6 +612,10 @@ static char *resp_to_cache(const model_resp *r)
             cJSON_AddItemToArray(lp, pair);
         }
     }
+    if (r->n_calls && !add_calls_json(j, r)) {
+        cJSON_Delete(j);
+        return NULL;
+    }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     char *copy = s ? sk_strdup(s) : NULL;
@@ -583,7 +636,25 @@ static model_resp *resp_from_cache(const char *value)
     const cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "finish_reason");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(j, "logprobs");
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(j, "tool_calls");
     int ok = (r->text = sk_strdup(text->valuestring)) != NULL;
+    size_t nc = cJSON_IsArray(calls) ? (size_t)cJSON_GetArraySize(calls) : 0;
+    if (ok && nc && nc <= TOOL_CALLS_MAX) {
+        ok = (r->calls = sk_calloc(nc, sizeof *r->calls)) != NULL;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, calls) {
+            const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "id"));
+            const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "name"));
+            const char *args =
+                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "arguments"));
+            if (!ok)
+                break;
+            sk_tool_call *x = &r->calls[r->n_calls++];
+            x->index = (int)r->n_calls - 1;
+            ok = (x->id = sk_strdup(id ? id : "")) && (x->name = sk_strdup(name ? name : "")) &&
+                 (x->arguments = sk_strdup(args ? args : ""));
+        }
+    }
     if (ok && cJSON_IsString(fr))
         ok = (r->finish_reason = sk_strdup(fr->valuestring)) != NULL;
     if (ok && cJSON_IsString(model))
@@ -840,10 +911,18 @@ static void record_exchange(inv *v, const model_resp *resp, const sk_err *err)
         cJSON *m = cJSON_CreateObject();
         cJSON_AddStringToObject(m, "role", v->send[i].role);
         cJSON_AddStringToObject(m, "content", v->send[i].content);
+        if (v->send[i].call_id)
+            cJSON_AddStringToObject(m, "tool_call_id", v->send[i].call_id);
+        if (v->send[i].n_calls) {
+            model_resp calls = {.calls = v->send[i].calls, .n_calls = v->send[i].n_calls};
+            add_calls_json(m, &calls);
+        }
         cJSON_AddItemToArray(msgs, m);
     }
     if (resp) {
         cJSON_AddStringToObject(j, "reply", resp->text ? resp->text : "");
+        if (resp->n_calls)
+            add_calls_json(j, resp);
         if (resp->finish_reason)
             cJSON_AddStringToObject(j, "finish_reason", resp->finish_reason);
         if (resp->n_logprobs) {
@@ -1012,6 +1091,7 @@ static void request_for(const mreq *q, model_req *out)
     if (v->pol->shape)
         shape_request(v->pol->shape, &req.json_schema, &req.choices, &req.n_choices,
                       &req.regex);
+    tools_request(v, &req, q->i);
     *out = req;
 }
 
@@ -1021,6 +1101,8 @@ static void start_request(mreq *q)
     sk_kernel *k = v->k;
     model_req req;
     request_for(q, &req);
+    if (q->i == 0) /* a reply that may be tool calls streams once it is not */
+        v->hold = req.n_tools && req.tool_choice != CFG_CHOICE_NONE;
     /* the run's journal: this exact request's answer, if it was had */
     if (!q->journal_key && kern_journal_on(k)) {
         q->journal_key = cache_key(v, &req);
@@ -1097,6 +1179,25 @@ static void enqueue_request(mreq *q)
     else
         w->head = q;
     w->tail = q;
+}
+
+static sk_status redact_text(inv *v, const char *in, char **out);
+
+sk_status pipe_redact(inv *v, const char *in, char **out)
+{
+    if (!v->rmap) {
+        *out = sk_strdup(in);
+        return *out ? SK_OK : SK_NOMEM;
+    }
+    return redact_text(v, in, out);
+}
+
+char *pipe_restore(inv *v, const char *text)
+{
+    char *out = NULL;
+    if (!v->rmap)
+        return sk_strdup(text);
+    return rd_restore(v->rmap, text, &out) == SK_OK ? out : NULL;
 }
 
 /* Redacts one message text: custom rules first, then the built-in ones. */
@@ -1379,6 +1480,10 @@ static void start_attempt(inv *v)
         fail(v, NULL);
         return;
     }
+    if (tools_prepare(v, &err) != SK_OK) {
+        fail(v, err);
+        return;
+    }
     size_t n = (size_t)(v->pol->samples > 0 ? v->pol->samples : 1);
     /* streamed text cannot be taken back: stream only when no later stage
      * can replace or reject the reply */
@@ -1399,13 +1504,37 @@ static void start_attempt(inv *v)
         dry_run_stop(v);
         return;
     }
+    /* with tool calls to run, the answer's other samples wait for the
+     * conversation the rounds make (tools.c) */
+    pipe_start_samples(v, 0);
+}
+
+void pipe_start_samples(inv *v, size_t from)
+{
+    size_t to = from == 0 && tools_loop(v) ? 1 : v->n_samples;
     /* a request that fails to start completes at once; hold one count so
      * the stage cannot end before every request is out */
-    v->pending_samples = n + 1;
-    for (size_t i = 0; i < n; i++)
+    v->pending_samples = to - from + 1;
+    for (size_t i = from; i < to; i++)
         enqueue_request(&v->reqs[i]);
     if (--v->pending_samples == 0)
         after_samples(v);
+}
+
+model_resp *pipe_reply(const inv *v, size_t i)
+{
+    return v->reqs && i < v->n_samples ? v->reqs[i].resp : NULL;
+}
+
+void pipe_request_again(inv *v)
+{
+    resp_free(v->reqs[0].resp);
+    free(v->reqs[0].cache_key);
+    free(v->reqs[0].journal_key);
+    memset(&v->reqs[0], 0, sizeof v->reqs[0]);
+    v->reqs[0].v = v;
+    v->pending_samples = 1;
+    enqueue_request(&v->reqs[0]);
 }
 
 /* The text of sample i (after what earlier continuations brought), with
@@ -1445,7 +1574,7 @@ static int handle_truncation(inv *v)
         return 0;
     const model_resp *r = v->reqs[cut].resp;
     const char *chunk = r->text ? r->text : "";
-    if (v->n_samples == 1 && v->continued < v->pol->continuations) {
+    if (v->n_samples == 1 && v->continued < v->pol->continuations && !r->n_calls) {
         /* the reply so far as the assistant's, and a request to go on */
         sk_msg *m = sk_realloc(v->send, (v->n_send + 2) * sizeof *m);
         if (!m) {
@@ -1453,6 +1582,7 @@ static int handle_truncation(inv *v)
             return 1;
         }
         v->send = m;
+        memset(&m[v->n_send], 0, 2 * sizeof *m);
         m[v->n_send].role = sk_strdup("assistant");
         m[v->n_send].content = sk_strdup(chunk);
         m[v->n_send + 1].role = sk_strdup("user");
@@ -1622,14 +1752,22 @@ static void after_samples(inv *v)
     if (v->sample_err) {
         sk_err *e = v->sample_err;
         v->sample_err = NULL;
+        if (tools_after_error(v, &e)) { /* the server refused the tools */
+            attempt_free(v);
+            start_attempt(v);
+            return;
+        }
         if (fall_back(v, e))
             return;
         fail(v, after_fallbacks(v, e));
         return;
     }
-    if (v->streaming && v->rmap && v->held.len) {
-        char *out = NULL;
-        if (rd_restore(v->rmap, v->held.p, &out) == SK_OK) {
+    if (v->streaming && v->held.len) {
+        /* what was held back: the rest of a placeholder, or a reply that
+         * might have been tool calls (and was not) */
+        char *out = tools_has_calls(v) ? NULL : pipe_restore(v, v->held.p);
+        if (out) {
+            v->streamed = 1;
             v->stream(v->stream_ud, out, strlen(out));
             free(out);
         }
@@ -1637,6 +1775,10 @@ static void after_samples(inv *v)
     }
     /* first the finish reason: a cut reply is never taken for a whole one */
     if (handle_truncation(v))
+        return;
+    /* then the tool calls the reply makes: a round of them, and the model
+     * is asked again (tools.c) */
+    if (tools_after_reply(v))
         return;
     size_t n = v->n_samples;
     if (!(v->texts = sk_calloc(n, sizeof *v->texts))) {

@@ -36,6 +36,22 @@ void trace_model_call(sk_kernel *k, const trace_rec *r)
     add_str(&b, &rc, "model", r->model);
     add_str(&b, &rc, "prompt", r->prompt);
     add_str(&b, &rc, "reply", r->reply);
+    if (rc == SK_OK && r->resp && r->resp->n_calls) {
+        /* the tool calls a reply made, as the model wrote them */
+        rc = buf_adds(&b, ",\"tool_calls\":[");
+        for (size_t i = 0; rc == SK_OK && i < r->resp->n_calls; i++) {
+            const sk_tool_call *c = &r->resp->calls[i];
+            rc = buf_adds(&b, i ? ",{\"id\":" : "{\"id\":");
+            if (rc == SK_OK)
+                rc = buf_add_json_str(&b, c->id ? c->id : "", c->id ? strlen(c->id) : 0);
+            add_str(&b, &rc, "name", c->name ? c->name : "");
+            add_str(&b, &rc, "arguments", c->arguments ? c->arguments : "");
+            if (rc == SK_OK)
+                rc = buf_addc(&b, '}');
+        }
+        if (rc == SK_OK)
+            rc = buf_addc(&b, ']');
+    }
     if (rc == SK_OK && r->resp) {
         add_str(&b, &rc, "finish_reason", r->resp->finish_reason);
         if (rc == SK_OK)

@@ -168,6 +168,7 @@ static sk_status add_msg(parse *p, const char *role, size_t role_len, const char
     while (n && isspace((unsigned char)s[n - 1]))
         n--;
     sk_msg *m = &p->msgs[p->n];
+    memset(m, 0, sizeof *m);
     m->role = sk_strndup(role, role_len);
     m->content = chat_decode(s, n);
     if (!m->role || !m->content) {
@@ -377,4 +378,49 @@ sk_status chat_parse(const char *text, sk_msg **out, size_t *n, size_t *err_off,
     *out = p.msgs;
     *n = p.n;
     return SK_OK;
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+void tool_calls_free(sk_tool_call *c, size_t n)
+{
+    for (size_t i = 0; c && i < n; i++) {
+        free(c[i].id);
+        free(c[i].name);
+        free(c[i].arguments);
+    }
+    free(c);
+}
+
+sk_status tool_calls_copy(const sk_tool_call *c, size_t n, sk_tool_call **out)
+{
+    *out = NULL;
+    if (!n)
+        return SK_OK;
+    sk_tool_call *d = sk_calloc(n, sizeof *d);
+    if (!d)
+        return SK_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        d[i].index = c[i].index;
+        if (!(d[i].id = sk_strdup(c[i].id ? c[i].id : "")) ||
+            !(d[i].name = sk_strdup(c[i].name ? c[i].name : "")) ||
+            !(d[i].arguments = sk_strdup(c[i].arguments ? c[i].arguments : ""))) {
+            tool_calls_free(d, n);
+            return SK_NOMEM;
+        }
+    }
+    *out = d;
+    return SK_OK;
+}
+
+void msg_clear(sk_msg *m)
+{
+    if (!m)
+        return;
+    free(m->role);
+    free(m->content);
+    tool_calls_free(m->calls, m->n_calls);
+    free(m->call_id);
+    free(m->tool_name);
+    memset(m, 0, sizeof *m);
 }

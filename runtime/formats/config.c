@@ -442,6 +442,168 @@ static sk_status get_strings(pctx *x, const cJSON *obj, const char *key,
     return SK_OK;
 }
 
+/* ---- function_choice_behavior ------------------------------------------ */
+
+static int valid_name(const char *s);
+
+/* A function name in a behaviour's list: "Skill.Fn", "Skill-Fn" (the
+ * form SK sends models) or a bare "Fn"; kept with '.'.  NULL when it is
+ * not such a name (or memory ran out: *nomem). */
+static char *tool_fn_name(const char *s, int *nomem)
+{
+    *nomem = 0;
+    size_t n = strlen(s), seps = 0;
+    if (!n || n > 256)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '.' || s[i] == '-') {
+            if (i == 0 || i + 1 == n || ++seps > 1)
+                return NULL;
+        } else if (!isalnum((unsigned char)s[i]) && s[i] != '_') {
+            return NULL;
+        }
+    }
+    char *d = sk_strdup(s);
+    if (!d) {
+        *nomem = 1;
+        return NULL;
+    }
+    for (char *p = d; *p; p++)
+        if (*p == '-')
+            *p = '.';
+    return d;
+}
+
+/* obj[key]: an array of function names (plugin names when plugins),
+ * appended to *arr. */
+static sk_status get_fn_names(pctx *x, const cJSON *obj, const char *key,
+                              int plugins, char ***arr, size_t *n)
+{
+    const cJSON *v = cJSON_GetObjectItem(obj, key);
+    if (is_unset(v))
+        return SK_OK;
+    size_t before = *n;
+    sk_status rc = get_strings(x, obj, key, arr, n);
+    if (rc != SK_OK)
+        return rc;
+    for (size_t i = before; i < *n; i++) {
+        int nomem = 0;
+        char *name = plugins ? (valid_name((*arr)[i]) ? sk_strdup((*arr)[i]) : NULL)
+                             : tool_fn_name((*arr)[i], &nomem);
+        if (!name && (nomem || (plugins && valid_name((*arr)[i]))))
+            return SK_NOMEM;
+        if (!name) {
+            push_key(x, key);
+            push_index(x, (int)(i - before));
+            rc = fail(x, NULL, plugins ? "'%s' must name plugins (letters, digits "
+                                         "and '_')"
+                                       : "'%s' must name functions as Plugin.Function",
+                      key);
+            x->depth -= 2;
+            return rc;
+        }
+        free((*arr)[i]);
+        (*arr)[i] = name;
+    }
+    return SK_OK;
+}
+
+/* A behaviour's type: "auto", "required" or "none", in any case. */
+static int choice_of(const char *s)
+{
+    if (strcasecmp(s, "auto") == 0)
+        return CFG_CHOICE_AUTO;
+    if (strcasecmp(s, "required") == 0)
+        return CFG_CHOICE_REQUIRED;
+    if (strcasecmp(s, "none") == 0)
+        return CFG_CHOICE_NONE;
+    return CFG_CHOICE_UNSET;
+}
+
+/* "function_choice_behavior" of one settings entry, in the shapes SK
+ * reads: a type name ("auto"), or an object with "type" (auto when
+ * absent, as SK Python reads it), "functions", SK Python's "filters",
+ * "auto_invoke" and "maximum_auto_invoke_attempts", and SK .NET's
+ * "options". */
+static sk_status read_tools(pctx *x, const cJSON *obj, cfg_tools *t)
+{
+    const char *key = "function_choice_behavior";
+    const cJSON *v = cJSON_GetObjectItem(obj, key);
+    if (is_unset(v))
+        return SK_OK;
+    if (cJSON_IsString(v)) {
+        if (!(t->choice = choice_of(v->valuestring)))
+            return fail(x, key, "'%s' must be auto, required or none", key);
+        return SK_OK;
+    }
+    if (!cJSON_IsObject(v))
+        return fail(x, key, "'%s' must be auto, required, none or an object "
+                            "with a \"type\"", key);
+    push_key(x, key);
+    sk_status rc = SK_OK;
+    const cJSON *type = cJSON_GetObjectItem(v, "type");
+    t->choice = CFG_CHOICE_AUTO;
+    if (!is_unset(type) && (!cJSON_IsString(type) || !(t->choice = choice_of(type->valuestring))))
+        rc = fail(x, "type", "'type' must be auto, required or none");
+    if (rc == SK_OK && !is_unset(cJSON_GetObjectItem(v, "functions"))) {
+        t->listed = 1;
+        rc = get_fn_names(x, v, "functions", 0, &t->functions, &t->n_functions);
+    }
+    const cJSON *filters = cJSON_GetObjectItem(v, "filters");
+    if (rc == SK_OK && !is_unset(filters)) {
+        if (!cJSON_IsObject(filters)) {
+            rc = fail(x, "filters", "'filters' must be an object");
+        } else {
+            push_key(x, "filters");
+            rc = get_fn_names(x, filters, "included_plugins", 1, &t->incl_plugins,
+                              &t->n_incl_plugins);
+            if (rc == SK_OK)
+                rc = get_fn_names(x, filters, "excluded_plugins", 1, &t->excl_plugins,
+                                  &t->n_excl_plugins);
+            if (rc == SK_OK)
+                rc = get_fn_names(x, filters, "included_functions", 0,
+                                  &t->incl_functions, &t->n_incl_functions);
+            if (rc == SK_OK)
+                rc = get_fn_names(x, filters, "excluded_functions", 0,
+                                  &t->excl_functions, &t->n_excl_functions);
+            pop(x);
+        }
+    }
+    if (rc == SK_OK)
+        rc = get_bool(x, v, "auto_invoke", &t->auto_invoke);
+    int enabled = 1;
+    if (rc == SK_OK)
+        rc = get_bool(x, v, "enable_kernel_functions", &enabled);
+    if (rc == SK_OK && !enabled) {
+        t->listed = 1; /* SK Python: no kernel function is offered */
+        for (size_t i = 0; i < t->n_functions; i++)
+            free(t->functions[i]);
+        t->n_functions = 0;
+    }
+    if (rc == SK_OK)
+        rc = get_count(x, v, "maximum_auto_invoke_attempts", 0, &t->max_rounds);
+    if (rc == SK_OK && t->max_rounds == 0)
+        t->auto_invoke = 0; /* SK Python: no attempts, no auto-invoke */
+    const cJSON *opts = cJSON_GetObjectItem(v, "options");
+    if (rc == SK_OK && !is_unset(opts)) {
+        if (!cJSON_IsObject(opts)) {
+            rc = fail(x, "options", "'options' must be an object");
+        } else {
+            push_key(x, "options");
+            rc = get_bool(x, opts, "allow_parallel_calls", &t->parallel_calls);
+            if (rc == SK_OK)
+                rc = get_bool(x, opts, "allow_concurrent_invocation", &t->concurrent);
+            if (rc == SK_OK)
+                rc = get_bool(x, opts, "allow_strict_schema_adherence", &t->strict);
+            if (rc == SK_OK) /* its earlier home, in SK .NET's first version */
+                rc = get_bool(x, opts, "auto_invoke", &t->auto_invoke);
+            pop(x);
+        }
+    }
+    pop(x);
+    return rc;
+}
+
 /* ---- settings ---------------------------------------------------------- */
 
 /* Appends one execution-settings entry read from obj, the current path.
@@ -462,6 +624,10 @@ static sk_status add_settings(pctx *x, cfg_function *c, const cJSON *obj,
     s->max_tokens = -1;
     s->temperature = s->top_p = NAN;
     s->presence_penalty = s->frequency_penalty = NAN;
+    s->tools.auto_invoke = 1;
+    s->tools.max_rounds = -1;
+    s->tools.parallel_calls = -1;
+    s->tools.concurrent = 1;
     const cJSON *sid = cJSON_GetObjectItem(obj, "service_id");
     if (!service_id && cJSON_IsString(sid))
         service_id = sid->valuestring;
@@ -482,6 +648,8 @@ static sk_status add_settings(pctx *x, cfg_function *c, const cJSON *obj,
                         &s->frequency_penalty);
     if (rc == SK_OK)
         rc = get_strings(x, obj, "stop_sequences", &s->stop, &s->n_stop);
+    if (rc == SK_OK)
+        rc = read_tools(x, obj, &s->tools);
     return rc;
 }
 
@@ -801,6 +969,12 @@ void cfg_free(cfg_function *c)
         free(s->service_id);
         free(s->model_id);
         free_strings(s->stop, s->n_stop);
+        cfg_tools *t = &s->tools;
+        free_strings(t->functions, t->n_functions);
+        free_strings(t->incl_plugins, t->n_incl_plugins);
+        free_strings(t->excl_plugins, t->n_excl_plugins);
+        free_strings(t->incl_functions, t->n_incl_functions);
+        free_strings(t->excl_functions, t->n_excl_functions);
     }
     free(c->settings);
     free_strings(c->default_services, c->n_default_services);

@@ -8,10 +8,36 @@
 
 #include "base/base.h"
 
+/* A tool call a model made: the server's id for it (one is made up when
+ * the server gives none), the tool's name as the model wrote it
+ * ("Skill-Fn"), and its arguments as the JSON text the model wrote.
+ * index is the server's position for it while a stream assembles it. */
+typedef struct sk_tool_call {
+    char *id;
+    char *name;
+    char *arguments;
+    int index;
+} sk_tool_call;
+
+/* One chat message.  Every string owned; msg_clear frees them.  Only a
+ * conversation with tool calls uses the fields after content. */
 typedef struct sk_msg {
     char *role;    /* "system", "user", "assistant", "tool", "developer" */
     char *content;
+    sk_tool_call *calls;  /* assistant: the tool calls it made */
+    size_t n_calls;
+    char *call_id;        /* tool: the id of the call this answers */
+    char *tool_name;      /* tool: the tool's name as the model wrote it */
+    int is_error;         /* tool: the result is an error */
 } sk_msg;
+
+/* Frees what m holds and zeroes it; NULL does nothing. */
+SK_HIDDEN void msg_clear(sk_msg *m);
+/* Frees n tool calls and the array. */
+SK_HIDDEN void tool_calls_free(sk_tool_call *c, size_t n);
+/* Deep copies of n tool calls into *out (NULL when n is 0).  SK_NOMEM. */
+SK_HIDDEN sk_status tool_calls_copy(const sk_tool_call *c, size_t n,
+                                    sk_tool_call **out);
 
 /* ---- templates ---------------------------------------------------------
  * Semantic Kernel's prompt template language.  A template is parsed once
@@ -118,6 +144,34 @@ typedef struct cfg_param {
                             into chat markup as written */
 } cfg_param;
 
+/* Semantic Kernel's function_choice_behavior: whether the model is
+ * offered the kernel's functions as tools, and whether its tool calls
+ * are run for it. */
+typedef enum cfg_choice {
+    CFG_CHOICE_UNSET = 0, /* no function calling */
+    CFG_CHOICE_AUTO,      /* the model may call the functions */
+    CFG_CHOICE_REQUIRED,  /* the model must call one */
+    CFG_CHOICE_NONE       /* the functions are shown, not to be called */
+} cfg_choice;
+
+typedef struct cfg_tools {
+    cfg_choice choice;
+    int listed;           /* "functions" was given: only those (none when
+                             empty); else every function, then filters */
+    char **functions;     /* "Skill.Fn" or a bare "Fn" ('-' read as '.') */
+    size_t n_functions;
+    /* SK Python's filters */
+    char **incl_plugins, **excl_plugins, **incl_functions, **excl_functions;
+    size_t n_incl_plugins, n_excl_plugins, n_incl_functions, n_excl_functions;
+    int auto_invoke;      /* run the model's tool calls (default 1) */
+    int max_rounds;       /* maximum_auto_invoke_attempts; -1: 5 for auto,
+                             1 for required */
+    int parallel_calls;   /* options.allow_parallel_calls; -1 unset */
+    int concurrent;       /* options.allow_concurrent_invocation (default
+                             1: one reply's calls run side by side) */
+    int strict;           /* options.allow_strict_schema_adherence */
+} cfg_tools;
+
 /* One execution-settings entry.  Numbers are NAN / -1 when unset. */
 typedef struct cfg_settings {
     char *service_id;   /* "default" for the classic schema's completion */
@@ -126,6 +180,7 @@ typedef struct cfg_settings {
     double temperature, top_p, presence_penalty, frequency_penalty;
     char **stop;
     size_t n_stop;
+    cfg_tools tools;    /* function_choice_behavior */
 } cfg_settings;
 
 typedef struct cfg_function {

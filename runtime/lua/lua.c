@@ -1000,6 +1000,9 @@ static int answers_json(lua_State *L, sk_kernel *k, sk_function *f)
     return json;
 }
 
+#define MAX_ALLOWED 256 /* names in one `functions` list */
+static long functions_opt(lua_State *L, int arg, const char **names);
+
 static int l_invoke(lua_State *L)
 {
     klua *st = check_waiting_st(L, "invoke");
@@ -1029,7 +1032,12 @@ static int l_invoke(lua_State *L)
         lua_pushnil(L);
         lua_pushnil(L);
     }
-    box *bx = box_new(L, st); /* 6 */
+    /* opts.functions: what the model's tool calls may reach */
+    const char *tool_names[MAX_ALLOWED];
+    long n_tools = functions_opt(L, 3, tool_names);
+    if (n_tools < 0)
+        lua_pushnil(L); /* 6: the list, kept alive until the call starts */
+    box *bx = box_new(L, st); /* 7 */
     vars_from_lua(L, 2, &bx->vars);
     /* the script's author names the function: a user call (a native
      * running for a model still runs untrusted, through inv_start) */
@@ -1074,13 +1082,29 @@ static int l_invoke(lua_State *L)
         box_clear(L, bx);
         return luaL_argerror(L, 3, "'policy' must be a table or a JSON string");
     }
+    sk_grant *tools = NULL;
+    if (n_tools >= 0) {
+        sk_err *ge = NULL;
+        if (grant_new(st->k, "the model's tool calls", tool_names, (size_t)n_tools, &tools,
+                      &ge) != SK_OK) {
+            cJSON_free(policy_json);
+            if (has_stream)
+                waiter_clear(L, w);
+            bx->w.err = ge ? ge : err_new(SK_NOMEM, "out of memory");
+            push_err(L, bx->w.err);
+            box_clear(L, bx);
+            return raise_top(L);
+        }
+    }
     inv_opts o = {.model = model, .stream = has_stream ? stream_cb : NULL,
-                  .stream_ud = w, .policy = policy, .dry_run = dry_run};
+                  .stream_ud = w, .policy = policy, .dry_run = dry_run,
+                  .tools = tools};
     sk_err *e = NULL;
     lua_State *prev = st->current;
     st->current = L;
     sk_status rc = inv_start(st->k, f, bx->vars, st->next_depth, &o,
                              wait_done, w, &e);
+    grant_release(tools); /* the invoke keeps its own */
     cJSON_free(policy_json);
     if (rc != SK_OK) {
         st->current = prev;
@@ -1103,7 +1127,7 @@ static int l_invoke(lua_State *L)
     if (!w->done) {
         /* The loop went idle with the call unfinished: it still points at
          * this box, so pin the box for the kernel's lifetime. */
-        lua_pushvalue(L, 6);
+        lua_pushvalue(L, 7);
         luaL_ref(L, LUA_REGISTRYINDEX);
         sk_err *stuck = err_new(SK_CANCELLED, "%s: the call never completed",
                                 name);
@@ -2000,8 +2024,6 @@ static const luaL_Reg plan_methods[] = {
     {"text", plan_text_l}, {"dot", plan_dot_l}, {"steps", plan_steps_l},
     {"run", plan_run_l},   {"close", plan_close}, {NULL, NULL}};
 
-#define MAX_ALLOWED 256 /* names in one `functions` list */
-
 /* opts.functions (opts at arg): the names, into names[MAX_ALLOWED] (kept
  * alive by the list, left on the stack), and how many; -1 when absent.
  * Pushes one value (the list or nil) when opts is a table. */
@@ -2865,9 +2887,9 @@ static int guarded(lua_State *L)
         }
         if (!loaded)
             return luaL_error(L, "%s is not allowed in a function run for a model "
-                                 "(a plan step, an agent action or generated SQL); "
-                                 "the user permits it with --allow-os (the allow_os "
-                                 "option)",
+                                 "(a plan step, an agent action, a tool call or "
+                                 "generated SQL); the user permits it with "
+                                 "--allow-os (the allow_os option)",
                               lua_tostring(L, lua_upvalueindex(2)));
     }
     int first = lua_type(L, 1) == LUA_TTHREAD ? 2 : 1; /* another thread's levels */

@@ -59,6 +59,112 @@ static sk_status add_joined(sk_buf *b, const sk_msg *msgs, size_t from, size_t t
     return rc;
 }
 
+static int is_tool_result(const sk_msg *m)
+{
+    return m->call_id != NULL;
+}
+
+/* A run of one role as content blocks, when it holds tool calls or tool
+ * results: an assistant's text then its tool_use blocks; a user turn's
+ * tool_result blocks first (as the API wants them), then its text. */
+static sk_status add_blocks(sk_buf *b, const sk_msg *msgs, size_t from, size_t to)
+{
+    sk_buf text;
+    buf_init(&text, 0);
+    sk_status rc = buf_addc(b, '[');
+    int n = 0;
+    for (size_t i = from; rc == SK_OK && i < to; i++) {
+        const sk_msg *m = &msgs[i];
+        if (is_system(m))
+            continue;
+        if (is_tool_result(m)) {
+            rc = buf_adds(b, n++ ? ",{\"type\":\"tool_result\",\"tool_use_id\":"
+                                 : "{\"type\":\"tool_result\",\"tool_use_id\":");
+            if (rc == SK_OK)
+                rc = buf_add_json_str(b, m->call_id, strlen(m->call_id));
+            if (rc == SK_OK)
+                rc = buf_adds(b, ",\"content\":");
+            if (rc == SK_OK)
+                rc = buf_add_json_str(b, m->content ? m->content : "",
+                                      m->content ? strlen(m->content) : 0);
+            if (rc == SK_OK && m->is_error)
+                rc = buf_adds(b, ",\"is_error\":true");
+            if (rc == SK_OK)
+                rc = buf_addc(b, '}');
+        } else if (m->content && *m->content) {
+            if (text.len)
+                rc = buf_adds(&text, "\n\n");
+            if (rc == SK_OK)
+                rc = buf_adds(&text, m->content);
+        }
+    }
+    if (rc == SK_OK && text.len) {
+        rc = buf_adds(b, n++ ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":");
+        if (rc == SK_OK)
+            rc = buf_add_json_str(b, text.p, text.len);
+        if (rc == SK_OK)
+            rc = buf_addc(b, '}');
+    }
+    for (size_t i = from; rc == SK_OK && i < to; i++) {
+        for (size_t c = 0; rc == SK_OK && c < msgs[i].n_calls; c++) {
+            const sk_tool_call *tc = &msgs[i].calls[c];
+            rc = buf_adds(b, n++ ? ",{\"type\":\"tool_use\",\"id\":"
+                                 : "{\"type\":\"tool_use\",\"id\":");
+            if (rc == SK_OK)
+                rc = buf_add_json_str(b, tc->id ? tc->id : "", tc->id ? strlen(tc->id) : 0);
+            if (rc == SK_OK)
+                rc = buf_adds(b, ",\"name\":");
+            if (rc == SK_OK)
+                rc = buf_add_json_str(b, tc->name ? tc->name : "",
+                                      tc->name ? strlen(tc->name) : 0);
+            if (rc == SK_OK)
+                rc = buf_adds(b, ",\"input\":");
+            if (rc == SK_OK)
+                rc = http_json_args(b, tc->arguments);
+            if (rc == SK_OK)
+                rc = buf_addc(b, '}');
+        }
+    }
+    if (rc == SK_OK && n == 0) /* an empty turn still needs its text */
+        rc = buf_adds(b, "{\"type\":\"text\",\"text\":\"\"}");
+    buf_free(&text);
+    return rc == SK_OK ? buf_addc(b, ']') : rc;
+}
+
+/* "tools" ({name, description, input_schema}) and "tool_choice" ("auto",
+ * "any" for required, "none"), when tools are offered. */
+static sk_status add_tools(sk_buf *b, const model_req *req)
+{
+    if (!req->n_tools)
+        return SK_OK;
+    sk_status rc = buf_adds(b, ",\"tools\":[");
+    for (size_t i = 0; rc == SK_OK && i < req->n_tools; i++) {
+        const tool_def *t = &req->tools[i];
+        rc = buf_adds(b, i ? ",{\"name\":" : "{\"name\":");
+        if (rc == SK_OK)
+            rc = buf_add_json_str(b, t->name, strlen(t->name));
+        if (rc == SK_OK && t->description && *t->description) {
+            rc = buf_adds(b, ",\"description\":");
+            if (rc == SK_OK)
+                rc = buf_add_json_str(b, t->description, strlen(t->description));
+        }
+        if (rc == SK_OK)
+            rc = buf_adds(b, ",\"input_schema\":");
+        if (rc == SK_OK)
+            rc = buf_adds(b, t->parameters ? t->parameters : "{\"type\":\"object\"}");
+        if (rc == SK_OK)
+            rc = buf_addc(b, '}');
+    }
+    const char *choice = req->tool_choice == CFG_CHOICE_REQUIRED ? "any"
+                         : req->tool_choice == CFG_CHOICE_NONE   ? "none"
+                                                                 : "auto";
+    if (rc == SK_OK)
+        rc = buf_printf(b, "],\"tool_choice\":{\"type\":\"%s\"", choice);
+    if (rc == SK_OK && req->parallel_tool_calls == 0 && req->tool_choice != CFG_CHOICE_NONE)
+        rc = buf_adds(b, ",\"disable_parallel_tool_use\":true");
+    return rc == SK_OK ? buf_addc(b, '}') : rc;
+}
+
 /* Built on an sk_buf (as openai.c does) so allocations can be failed in
  * tests.  Caller frees. */
 static char *request_json(const model_req *req, const char *model)
@@ -101,9 +207,13 @@ static char *request_json(const model_req *req, const char *model)
         while (j < req->n_msgs &&
                (is_system(&req->msgs[j]) || strcmp(turn_role(&req->msgs[j]), role) == 0))
             j++;
+        int blocks = 0;
+        for (size_t x = i; x < j; x++)
+            blocks |= req->msgs[x].n_calls > 0 || is_tool_result(&req->msgs[x]);
         rc = buf_printf(&b, "%s{\"role\":\"%s\",\"content\":", first ? "" : ",", role);
         if (rc == SK_OK)
-            rc = add_joined(&b, req->msgs, i, j, 0, role);
+            rc = blocks ? add_blocks(&b, req->msgs, i, j)
+                        : add_joined(&b, req->msgs, i, j, 0, role);
         if (rc == SK_OK)
             rc = buf_addc(&b, '}');
         first = 0;
@@ -111,6 +221,8 @@ static char *request_json(const model_req *req, const char *model)
     }
     if (rc == SK_OK)
         rc = buf_addc(&b, ']');
+    if (rc == SK_OK)
+        rc = add_tools(&b, req);
     if (rc == SK_OK && isfinite(req->temperature)) {
         rc = http_json_key(&b, 1, "temperature");
         if (rc == SK_OK)
@@ -199,6 +311,34 @@ static sk_status model_error(const cJSON *root, char **errmsg)
     return SK_MODEL;
 }
 
+/* A tool_use block (borrowed) into r's call numbered index: its id, name
+ * and input (the object, printed; streamed, the input comes later as
+ * input_json_delta pieces, so whole is 0). */
+static sk_status read_tool_use(const cJSON *block, model_resp *r, int index, int whole,
+                               char **errmsg)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(block, "id");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(block, "name");
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(block, "input");
+    if (!cJSON_IsString(name))
+        return fail(errmsg, SK_PROTOCOL, "a tool_use block has no \"name\"");
+    int too_many = 0;
+    sk_tool_call *c = http_call_at(r, index, &too_many);
+    if (!c)
+        return too_many ? fail(errmsg, SK_PROTOCOL, "more than %d tool calls in one reply",
+                               TOOL_CALLS_MAX)
+                        : SK_NOMEM;
+    if ((cJSON_IsString(id) && set_str(&c->id, id) != SK_OK) ||
+        set_str(&c->name, name) != SK_OK)
+        return SK_NOMEM;
+    char *args = whole && input ? http_args_text(input) : sk_strdup("");
+    if (!args)
+        return SK_NOMEM;
+    free(c->arguments);
+    c->arguments = args;
+    return SK_OK;
+}
+
 static sk_status parse_reply(const char *body, size_t len, model_resp **out,
                              char **errmsg)
 {
@@ -229,8 +369,17 @@ static sk_status parse_reply(const char *body, size_t len, model_resp **out,
     cJSON_ArrayForEach(block, content)
     {
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(block, "type"));
+        if (type && strcmp(type, "tool_use") == 0) {
+            if (!r && !(r = http_resp_new())) {
+                rc = SK_NOMEM;
+                goto done;
+            }
+            if ((rc = read_tool_use(block, r, (int)r->n_calls, 1, errmsg)) != SK_OK)
+                goto done;
+            continue;
+        }
         if (!type || strcmp(type, "text") != 0)
-            continue; /* tool use, thinking: not part of the answer */
+            continue; /* thinking and the like: not part of the answer */
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(block, "text");
         if (!cJSON_IsString(t)) {
             rc = fail(errmsg, SK_PROTOCOL, "reply text block has no \"text\" string");
@@ -239,7 +388,7 @@ static sk_status parse_reply(const char *body, size_t len, model_resp **out,
         if ((rc = buf_adds(&text, t->valuestring)) != SK_OK)
             goto done;
     }
-    if (!(r = http_resp_new()) || !(r->text = buf_steal(&text))) {
+    if ((!r && !(r = http_resp_new())) || !(r->text = buf_steal(&text))) {
         rc = SK_NOMEM;
         goto done;
     }
@@ -313,8 +462,13 @@ static sk_status apply_event(const char *event, const char *data, size_t len,
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "content_block");
         const char *bt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "type"));
         const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "text"));
+        const cJSON *ix = cJSON_GetObjectItemCaseSensitive(root, "index");
         if (bt && strcmp(bt, "text") == 0 && t)
             rc = add_text(text, t, delta, delta_len, errmsg);
+        else if (bt && strcmp(bt, "tool_use") == 0)
+            rc = cJSON_IsNumber(ix) && ix->valuedouble >= 0 && ix->valuedouble < 1e6
+                     ? read_tool_use(b, resp, (int)ix->valuedouble, 0, errmsg)
+                     : fail(errmsg, SK_PROTOCOL, "a tool_use block without an \"index\"");
     } else if (strcmp(type, "content_block_delta") == 0) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "delta");
         const char *dt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "type"));
@@ -326,6 +480,18 @@ static sk_status apply_event(const char *event, const char *data, size_t len,
                 rc = fail(errmsg, SK_PROTOCOL, "text_delta without a \"text\" string");
             else
                 rc = add_text(text, t->valuestring, delta, delta_len, errmsg);
+        } else if (strcmp(dt, "input_json_delta") == 0) {
+            const cJSON *pj = cJSON_GetObjectItemCaseSensitive(d, "partial_json");
+            const cJSON *ix = cJSON_GetObjectItemCaseSensitive(root, "index");
+            sk_tool_call *c = NULL;
+            for (size_t i = 0; cJSON_IsNumber(ix) && i < resp->n_calls; i++)
+                if (resp->calls[i].index == (int)ix->valuedouble)
+                    c = &resp->calls[i];
+            if (!cJSON_IsString(pj) || !c)
+                rc = fail(errmsg, SK_PROTOCOL, "input_json_delta without its tool_use "
+                                               "block or a \"partial_json\" string");
+            else
+                rc = http_str_append(&c->arguments, pj->valuestring);
         }
     } else if (strcmp(type, "message_delta") == 0) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "delta");
@@ -358,7 +524,7 @@ static int retryable(long status)
     return status == 529 || http_retryable_status(status);
 }
 
-static const http_proto anthropic_proto = {
+const http_proto http_proto_anthropic = {
     .ndjson = 0,
     .request_json = request_json,
     .parse_reply = parse_reply,
@@ -373,6 +539,7 @@ static const conn_vt anthropic_vt = {
     .cancel = http_cancel,
     .destroy = http_destroy,
     .describe = http_describe,
+    .tools = 1,
 };
 
 /* ---- the connector ------------------------------------------------------ */
@@ -428,7 +595,7 @@ static sk_connector *conn_anthropic_open(sk_kernel *k, const char *rest, sk_err 
         goto nomem;
     const char *headers[] = {"Accept: application/json, text/event-stream",
                              "anthropic-version: " API_VERSION, key_header};
-    self = http_conn_new(&anthropic_proto, url, conn->model, key, headers,
+    self = http_conn_new(&http_proto_anthropic, url, conn->model, key, headers,
                          key_header ? 3 : 2);
     if (!self)
         goto nomem;

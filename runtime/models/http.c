@@ -14,6 +14,7 @@
  * (a reply or stream we cannot read) and SK_TOO_LARGE; and the API key
  * scrubbed from every error message.
  */
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1024,4 +1025,58 @@ sk_status http_json_strs(sk_buf *b, char *const *v, size_t n)
             rc = buf_add_json_str(b, s, strlen(s));
     }
     return rc == SK_OK ? buf_addc(b, ']') : rc;
+}
+
+/* ---- tool calls --------------------------------------------------------- */
+
+sk_tool_call *http_call_at(model_resp *r, int index, int *too_many)
+{
+    *too_many = 0;
+    for (size_t i = 0; i < r->n_calls; i++)
+        if (r->calls[i].index == index)
+            return &r->calls[i];
+    if (r->n_calls >= TOOL_CALLS_MAX) {
+        *too_many = 1;
+        return NULL;
+    }
+    sk_tool_call *grown = sk_realloc(r->calls, (r->n_calls + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    r->calls = grown;
+    sk_tool_call *c = &r->calls[r->n_calls++];
+    memset(c, 0, sizeof *c);
+    c->index = index;
+    return c;
+}
+
+sk_status http_str_append(char **slot, const char *s)
+{
+    char *joined = sk_asprintf("%s%s", *slot ? *slot : "", s ? s : "");
+    if (!joined)
+        return SK_NOMEM;
+    free(*slot);
+    *slot = joined;
+    return SK_OK;
+}
+
+char *http_args_text(const cJSON *v)
+{
+    if (!v || cJSON_IsNull(v))
+        return sk_strdup("");
+    if (cJSON_IsString(v))
+        return sk_strdup(v->valuestring);
+    char *p = cJSON_PrintUnformatted(v);
+    char *copy = p ? sk_strdup(p) : NULL;
+    cJSON_free(p);
+    return copy;
+}
+
+sk_status http_json_args(sk_buf *b, const char *arguments)
+{
+    cJSON *o = arguments ? cJSON_Parse(arguments) : NULL;
+    char *p = cJSON_IsObject(o) ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    sk_status rc = buf_adds(b, p ? p : "{}");
+    cJSON_free(p);
+    return rc;
 }

@@ -148,6 +148,22 @@ SK_HIDDEN const char *http_find_base(const char *rest);
 SK_HIDDEN sk_status http_json_number(sk_buf *b, double d);
 SK_HIDDEN sk_status http_json_key(sk_buf *b, int comma, const char *key);
 SK_HIDDEN sk_status http_json_strs(sk_buf *b, char *const *v, size_t n);
+/* Tool calls, as every wire format reads them.  The call the server
+ * numbers index in r, appended (empty) when new: NULL with *too_many set
+ * past TOOL_CALLS_MAX, NULL alone when memory ran out. */
+SK_HIDDEN sk_tool_call *http_call_at(model_resp *r, int index, int *too_many);
+/* Appends s to the string *slot (NULL reads as "").  SK_NOMEM. */
+SK_HIDDEN sk_status http_str_append(char **slot, const char *s);
+/* Arguments text for a tool call: a JSON string's text, else the value
+ * printed (some servers send an object).  Caller frees; NULL on memory. */
+SK_HIDDEN char *http_args_text(const struct cJSON *v);
+/* Appends arguments (JSON text) as an object: {} when they are not one. */
+SK_HIDDEN sk_status http_json_args(sk_buf *b, const char *arguments);
+
+/* The Anthropic and Ollama wire formats, as their connectors use them
+ * (their functions are pure: the tool-call fuzz target reaches them). */
+SK_HIDDEN extern const http_proto http_proto_anthropic;
+SK_HIDDEN extern const http_proto http_proto_ollama;
 
 /* ---- OpenAI wire format (pure functions, fuzzable) --------------------- */
 /* Builds the chat completions request body.  Caller frees. */

@@ -53,6 +53,70 @@ static char *compact_schema(const char *schema)
     return copy;
 }
 
+/* One message: an assistant's tool_calls (arguments as objects), a tool
+ * result's tool_name. */
+static sk_status add_message(sk_buf *b, const sk_msg *m)
+{
+    sk_status rc = buf_adds(b, "{\"role\":");
+    if (rc == SK_OK)
+        rc = add_str(b, m->role ? m->role : "user");
+    if (rc == SK_OK)
+        rc = buf_adds(b, ",\"content\":");
+    if (rc == SK_OK)
+        rc = add_str(b, m->content);
+    if (rc == SK_OK && m->n_calls) {
+        rc = buf_adds(b, ",\"tool_calls\":[");
+        for (size_t i = 0; rc == SK_OK && i < m->n_calls; i++) {
+            rc = buf_adds(b, i ? ",{\"function\":{\"name\":" : "{\"function\":{\"name\":");
+            if (rc == SK_OK)
+                rc = add_str(b, m->calls[i].name);
+            if (rc == SK_OK)
+                rc = buf_adds(b, ",\"arguments\":");
+            if (rc == SK_OK)
+                rc = http_json_args(b, m->calls[i].arguments);
+            if (rc == SK_OK)
+                rc = buf_adds(b, "}}");
+        }
+        if (rc == SK_OK)
+            rc = buf_addc(b, ']');
+    }
+    if (rc == SK_OK && m->tool_name) {
+        rc = buf_adds(b, ",\"tool_name\":");
+        if (rc == SK_OK)
+            rc = add_str(b, m->tool_name);
+    }
+    return rc == SK_OK ? buf_addc(b, '}') : rc;
+}
+
+/* "tools", when they are offered and the model may call them: Ollama has
+ * no tool_choice, so "none" sends none (a required call cannot be
+ * forced). */
+static sk_status add_tools(sk_buf *b, const model_req *req)
+{
+    if (!req->n_tools || req->tool_choice == CFG_CHOICE_NONE)
+        return SK_OK;
+    sk_status rc = buf_adds(b, ",\"tools\":[");
+    for (size_t i = 0; rc == SK_OK && i < req->n_tools; i++) {
+        const tool_def *t = &req->tools[i];
+        rc = buf_adds(b, i ? ",{\"type\":\"function\",\"function\":{\"name\":"
+                           : "{\"type\":\"function\",\"function\":{\"name\":");
+        if (rc == SK_OK)
+            rc = add_str(b, t->name);
+        if (rc == SK_OK && t->description && *t->description) {
+            rc = buf_adds(b, ",\"description\":");
+            if (rc == SK_OK)
+                rc = add_str(b, t->description);
+        }
+        if (rc == SK_OK)
+            rc = buf_adds(b, ",\"parameters\":");
+        if (rc == SK_OK)
+            rc = buf_adds(b, t->parameters ? t->parameters : "{\"type\":\"object\"}");
+        if (rc == SK_OK)
+            rc = buf_adds(b, "}}");
+    }
+    return rc == SK_OK ? buf_addc(b, ']') : rc;
+}
+
 /* Built on an sk_buf (as openai.c does) so allocations can be failed in
  * tests.  Caller frees. */
 static char *request_json(const model_req *req, const char *model)
@@ -68,18 +132,12 @@ static char *request_json(const model_req *req, const char *model)
         if (i)
             rc = buf_addc(&b, ',');
         if (rc == SK_OK)
-            rc = buf_adds(&b, "{\"role\":");
-        if (rc == SK_OK)
-            rc = add_str(&b, req->msgs[i].role ? req->msgs[i].role : "user");
-        if (rc == SK_OK)
-            rc = buf_adds(&b, ",\"content\":");
-        if (rc == SK_OK)
-            rc = add_str(&b, req->msgs[i].content);
-        if (rc == SK_OK)
-            rc = buf_addc(&b, '}');
+            rc = add_message(&b, &req->msgs[i]);
     }
     if (rc == SK_OK)
         rc = buf_adds(&b, req->stream ? "],\"stream\":true" : "],\"stream\":false");
+    if (rc == SK_OK)
+        rc = add_tools(&b, req);
     int has_options = req->max_tokens >= 0 || req->n_stop > 0 ||
                       isfinite(req->temperature) || isfinite(req->top_p) ||
                       isfinite(req->presence_penalty) ||
@@ -180,6 +238,38 @@ static const char *error_in(const cJSON *root)
     return NULL;
 }
 
+/* Appends message.tool_calls of one object to r (each comes whole, with
+ * its arguments as an object). */
+static sk_status read_tool_calls(const cJSON *root, model_resp *r, char **errmsg)
+{
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+    const cJSON *calls = cJSON_IsObject(msg) ? cJSON_GetObjectItemCaseSensitive(msg, "tool_calls")
+                                             : NULL;
+    if (!calls || cJSON_IsNull(calls))
+        return SK_OK;
+    if (!cJSON_IsArray(calls))
+        return fail(errmsg, SK_PROTOCOL, "reply \"tool_calls\" is not an array");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, calls)
+    {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(item, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
+        if (!cJSON_IsObject(fn) || !cJSON_IsString(name))
+            return fail(errmsg, SK_PROTOCOL, "a tool call has no \"function.name\"");
+        int too_many = 0;
+        sk_tool_call *c = http_call_at(r, (int)r->n_calls, &too_many);
+        if (!c)
+            return too_many ? fail(errmsg, SK_PROTOCOL, "too many tool calls in one reply")
+                            : SK_NOMEM;
+        if ((cJSON_IsString(id) && set_str(&c->id, id) != SK_OK) ||
+            set_str(&c->name, name) != SK_OK ||
+            !(c->arguments = http_args_text(cJSON_GetObjectItemCaseSensitive(fn, "arguments"))))
+            return SK_NOMEM;
+    }
+    return SK_OK;
+}
+
 /* The message.content of one object: NULL when absent, *bad when present
  * but not a string. */
 static const char *content_of(const cJSON *root, int *bad)
@@ -219,6 +309,8 @@ static sk_status parse_reply(const char *body, size_t len, model_resp **out,
         rc = SK_NOMEM;
     } else {
         rc = read_tail(root, r, &done);
+        if (rc == SK_OK)
+            rc = read_tool_calls(root, r, errmsg);
     }
     cJSON_Delete(root);
     if (rc != SK_OK) {
@@ -262,6 +354,8 @@ static sk_status apply_event(const char *event, const char *data, size_t len,
     }
     if (rc == SK_OK)
         rc = read_tail(root, resp, end);
+    if (rc == SK_OK)
+        rc = read_tool_calls(root, resp, errmsg);
     cJSON_Delete(root);
     return rc;
 }
@@ -275,7 +369,7 @@ static char *error_message(const char *body, size_t len)
     return copy;
 }
 
-static const http_proto ollama_proto = {
+const http_proto http_proto_ollama = {
     .ndjson = 1,
     .request_json = request_json,
     .parse_reply = parse_reply,
@@ -290,6 +384,7 @@ static const conn_vt ollama_vt = {
     .cancel = http_cancel,
     .destroy = http_destroy,
     .describe = http_describe,
+    .tools = 1,
 };
 
 /* ---- the connector ------------------------------------------------------ */
@@ -354,7 +449,7 @@ static sk_connector *conn_ollama_open(sk_kernel *k, const char *rest, sk_err **e
         !(conn->spec = sk_asprintf("ollama:%s", rest)))
         goto nomem;
     const char *accept[] = {"Accept: application/json, application/x-ndjson"};
-    if (!(self = http_conn_new(&ollama_proto, url, conn->model, NULL, accept, 1)))
+    if (!(self = http_conn_new(&http_proto_ollama, url, conn->model, NULL, accept, 1)))
         goto nomem;
     free(base);
     conn->endpoint = url;

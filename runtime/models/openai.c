@@ -166,6 +166,84 @@ static sk_status add_constraints(sk_buf *b, const model_req *req, oai_flavor fl)
     return rc;
 }
 
+/* One message: an assistant's tool calls, a tool result's call id. */
+static sk_status add_message(sk_buf *b, const sk_msg *m)
+{
+    sk_status rc = buf_adds(b, "{\"role\":");
+    if (rc == SK_OK)
+        rc = add_str(b, m->role ? m->role : "user");
+    if (rc == SK_OK)
+        rc = buf_adds(b, ",\"content\":");
+    if (rc == SK_OK)
+        rc = m->n_calls && !(m->content && *m->content) ? buf_adds(b, "null")
+                                                         : add_str(b, m->content);
+    if (rc == SK_OK && m->n_calls) {
+        rc = buf_adds(b, ",\"tool_calls\":[");
+        for (size_t i = 0; rc == SK_OK && i < m->n_calls; i++) {
+            const sk_tool_call *c = &m->calls[i];
+            rc = buf_adds(b, i ? ",{\"id\":" : "{\"id\":");
+            if (rc == SK_OK)
+                rc = add_str(b, c->id);
+            if (rc == SK_OK)
+                rc = buf_adds(b, ",\"type\":\"function\",\"function\":{\"name\":");
+            if (rc == SK_OK)
+                rc = add_str(b, c->name);
+            if (rc == SK_OK)
+                rc = buf_adds(b, ",\"arguments\":");
+            if (rc == SK_OK)
+                rc = add_str(b, c->arguments && *c->arguments ? c->arguments : "{}");
+            if (rc == SK_OK)
+                rc = buf_adds(b, "}}");
+        }
+        if (rc == SK_OK)
+            rc = buf_addc(b, ']');
+    }
+    if (rc == SK_OK && m->call_id) {
+        rc = buf_adds(b, ",\"tool_call_id\":");
+        if (rc == SK_OK)
+            rc = add_str(b, m->call_id);
+    }
+    return rc == SK_OK ? buf_addc(b, '}') : rc;
+}
+
+/* "tools", "tool_choice" and "parallel_tool_calls", when tools are
+ * offered. */
+static sk_status add_tools(sk_buf *b, const model_req *req)
+{
+    if (!req->n_tools)
+        return SK_OK;
+    sk_status rc = buf_adds(b, ",\"tools\":[");
+    for (size_t i = 0; rc == SK_OK && i < req->n_tools; i++) {
+        const tool_def *t = &req->tools[i];
+        rc = buf_adds(b, i ? ",{\"type\":\"function\",\"function\":{\"name\":"
+                           : "{\"type\":\"function\",\"function\":{\"name\":");
+        if (rc == SK_OK)
+            rc = add_str(b, t->name);
+        if (rc == SK_OK && t->description && *t->description) {
+            rc = buf_adds(b, ",\"description\":");
+            if (rc == SK_OK)
+                rc = add_str(b, t->description);
+        }
+        if (rc == SK_OK)
+            rc = add_raw(b, "parameters", t->parameters ? t->parameters : "{}");
+        if (rc == SK_OK && t->strict)
+            rc = buf_adds(b, ",\"strict\":true");
+        if (rc == SK_OK)
+            rc = buf_adds(b, "}}");
+    }
+    if (rc == SK_OK)
+        rc = buf_addc(b, ']');
+    const char *choice = req->tool_choice == CFG_CHOICE_REQUIRED ? "required"
+                         : req->tool_choice == CFG_CHOICE_NONE   ? "none"
+                                                                 : "auto";
+    if (rc == SK_OK)
+        rc = buf_printf(b, ",\"tool_choice\":\"%s\"", choice);
+    if (rc == SK_OK && req->parallel_tool_calls >= 0)
+        rc = buf_printf(b, ",\"parallel_tool_calls\":%s",
+                        req->parallel_tool_calls ? "true" : "false");
+    return rc;
+}
+
 /* Built by hand on an sk_buf rather than with cJSON so that every
  * allocation goes through sk_malloc (and allocation failures can be
  * tested) and no intermediate tree is built for a large prompt. */
@@ -183,18 +261,12 @@ static char *request_body(const model_req *req, const char *model,
         if (i)
             rc = buf_addc(&b, ',');
         if (rc == SK_OK)
-            rc = buf_adds(&b, "{\"role\":");
-        if (rc == SK_OK)
-            rc = add_str(&b, req->msgs[i].role ? req->msgs[i].role : "user");
-        if (rc == SK_OK)
-            rc = buf_adds(&b, ",\"content\":");
-        if (rc == SK_OK)
-            rc = add_str(&b, req->msgs[i].content);
-        if (rc == SK_OK)
-            rc = buf_addc(&b, '}');
+            rc = add_message(&b, &req->msgs[i]);
     }
     if (rc == SK_OK)
         rc = buf_addc(&b, ']');
+    if (rc == SK_OK)
+        rc = add_tools(&b, req);
     if (rc == SK_OK && req->max_tokens >= 0) {
         rc = http_json_key(&b, 1, "max_tokens");
         if (rc == SK_OK)
@@ -333,6 +405,64 @@ static sk_status read_logprobs(const cJSON *choice, model_resp *r,
     return SK_OK;
 }
 
+/* Reads message.tool_calls (or, streaming, delta.tool_calls: pieces to
+ * join by "index") into r->calls.  Absent or null is no calls. */
+static sk_status read_tool_calls(const cJSON *calls, model_resp *r, int stream,
+                                 char **errmsg)
+{
+    if (!calls || cJSON_IsNull(calls))
+        return SK_OK;
+    if (!cJSON_IsArray(calls))
+        return fail(errmsg, SK_PROTOCOL, "reply \"tool_calls\" is not an array");
+    int pos = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, calls)
+    {
+        if (!cJSON_IsObject(item))
+            return fail(errmsg, SK_PROTOCOL, "a tool call is not an object");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(item, "function");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
+        const cJSON *ix = cJSON_GetObjectItemCaseSensitive(item, "index");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if ((fn && !cJSON_IsObject(fn)) || (!stream && !cJSON_IsObject(fn)))
+            return fail(errmsg, SK_PROTOCOL, "a tool call has no \"function\" object");
+        if ((name && !cJSON_IsString(name) && !cJSON_IsNull(name)) ||
+            (!stream && !cJSON_IsString(name)))
+            return fail(errmsg, SK_PROTOCOL, "a tool call's function has no \"name\"");
+        int index = pos++;
+        if (stream && cJSON_IsNumber(ix)) {
+            if (ix->valuedouble < 0 || ix->valuedouble > 1e6)
+                return fail(errmsg, SK_PROTOCOL, "a tool call's \"index\" is out of range");
+            index = (int)ix->valuedouble;
+        }
+        int too_many = 0;
+        sk_tool_call *c = http_call_at(r, index, &too_many);
+        if (!c)
+            return too_many ? fail(errmsg, SK_PROTOCOL, "more than %d tool calls in "
+                                                        "one reply", TOOL_CALLS_MAX)
+                            : SK_NOMEM;
+        if (cJSON_IsString(id) && *id->valuestring && set_str(&c->id, id) != SK_OK)
+            return SK_NOMEM;
+        /* a name comes whole, once; a server that repeats it is read once */
+        if (cJSON_IsString(name) && *name->valuestring &&
+            !(c->name && strcmp(c->name, name->valuestring) == 0) &&
+            http_str_append(&c->name, name->valuestring) != SK_OK)
+            return SK_NOMEM;
+        if (args && !cJSON_IsNull(args)) {
+            char *a = http_args_text(args);
+            sk_status rc = a ? http_str_append(&c->arguments, a) : SK_NOMEM;
+            free(a);
+            if (rc != SK_OK)
+                return rc;
+        }
+        if ((!c->name && http_str_append(&c->name, "") != SK_OK) ||
+            (!c->arguments && http_str_append(&c->arguments, "") != SK_OK))
+            return SK_NOMEM;
+    }
+    return SK_OK;
+}
+
 /* The error object's message when a 200 body is an error after all (some
  * proxies do that), else NULL.  Borrowed from the tree. */
 static const char *embedded_error(const cJSON *root)
@@ -385,7 +515,9 @@ sk_status oai_parse_reply(const char *body, size_t len, model_resp **out,
     }
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
     const cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
-    if (!cJSON_IsString(content)) {
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+    int has_calls = cJSON_IsArray(calls) && cJSON_GetArraySize(calls) > 0;
+    if (!cJSON_IsString(content) && !(has_calls && (!content || cJSON_IsNull(content)))) {
         if (cJSON_IsString(finish) &&
             strcmp(finish->valuestring, "content_filter") == 0)
             rc = fail(errmsg, SK_FILTERED,
@@ -399,9 +531,17 @@ sk_status oai_parse_reply(const char *body, size_t len, model_resp **out,
         rc = SK_NOMEM;
         goto done;
     }
-    if ((rc = set_str(&r->text, content)) != SK_OK)
+    if (!cJSON_IsString(content))
+        r->text = sk_strdup("");
+    else
+        rc = set_str(&r->text, content);
+    if (rc != SK_OK || !r->text) {
+        rc = SK_NOMEM;
         goto done;
+    }
     if (cJSON_IsString(finish) && (rc = set_str(&r->finish_reason, finish)) != SK_OK)
+        goto done;
+    if ((rc = read_tool_calls(calls, r, 0, errmsg)) != SK_OK)
         goto done;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (cJSON_IsString(model) && (rc = set_str(&r->model, model)) != SK_OK)
@@ -488,6 +628,10 @@ sk_status oai_apply_chunk(const char *data, size_t len, model_resp *resp,
                       "stream chunk delta.content is not a string");
             goto done;
         }
+        rc = read_tool_calls(cJSON_GetObjectItemCaseSensitive(d, "tool_calls"), resp, 1,
+                             errmsg);
+        if (rc != SK_OK)
+            goto done;
     }
     const cJSON *finish = cJSON_GetObjectItemCaseSensitive(choice, "finish_reason");
     if (cJSON_IsString(finish) && (rc = set_str(&resp->finish_reason, finish)) != SK_OK)
@@ -610,6 +754,7 @@ static const conn_vt openai_vt = {
     .cancel = http_cancel,
     .destroy = http_destroy,
     .describe = http_describe,
+    .tools = 1,
 };
 
 /* Frees a header line that may hold the key, wiping it first. */

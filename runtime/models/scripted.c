@@ -226,6 +226,7 @@ static void scripted_cancel(void *self, sk_kernel *k, void *handle);
 static const conn_vt scripted_vt = {
     "scripted", scripted_start, scripted_cancel, scripted_destroy,
     NULL, /* in process: a dry run has no request to show */
+    0,    /* no tool calls */
 };
 
 /* A PCRE2 pattern matching exactly s: \A\Q...\E\z, with any "\E" inside

@@ -17,6 +17,19 @@ mkdir -p "$TMP/core"
 for p in time ConversationSummaryPlugin TextMemoryPlugin; do
     ln -s "$(cd ../../skills/$p && pwd)" "$TMP/core/$p"
 done
+# SK's function_choice samples offer the model SK's MathPlugin, which the
+# sample registers natively as "math": so does this test
+mkdir -p "$TMP/core/math"
+cat >"$TMP/core/math/skill.lua" <<'LUA'
+return {
+  Add = {
+    description = "Returns the Addition result of the values provided.",
+    parameters = { { name = "input", description = "the first number to add" },
+                   { name = "amount", description = "the second number to add" } },
+    run = function(a) return tostring(tonumber(a.input) + tonumber(a.amount)) end,
+  },
+}
+LUA
 # SK's earlier prompts call the memory TextMemorySkill: a user registers it
 # under that name as the README says
 mkdir -p "$TMP/core/TextMemorySkill"

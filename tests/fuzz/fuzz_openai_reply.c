@@ -17,6 +17,7 @@ static void free_fields(model_resp *r)
     for (size_t i = 0; i < r->n_logprobs; i++)
         free(r->logprobs[i].token);
     free(r->logprobs);
+    tool_calls_free(r->calls, r->n_calls);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size)

@@ -286,7 +286,7 @@ TEST(test_ollama_plain)
     free(body);
 
     /* directly: finish reason, model, status */
-    sk_msg msg = {"user", "direct"};
+    sk_msg msg = {.role = "user", .content = "direct"};
     model_req r = make_req(&msg, 1);
     outcome o;
     run_direct(k, spec, &r, &o);
@@ -322,7 +322,7 @@ TEST(test_ollama_stream)
     char spec[128];
     ollama_spec(&m, spec, sizeof spec);
     sk_kernel *k = kernel_for(spec, NULL);
-    sk_msg msg = {"user", "stream it"};
+    sk_msg msg = {.role = "user", .content = "stream it"};
     model_req r = make_req(&msg, 1);
     r.stream = 1;
     outcome o;
@@ -385,7 +385,7 @@ TEST(test_ollama_settings)
     free(body);
 
     /* a JSON schema goes in "format", compacted */
-    sk_msg msg = {"user", "json please"};
+    sk_msg msg = {.role = "user", .content = "json please"};
     model_req r = make_req(&msg, 1);
     r.json_schema = "{ \"type\": \"object\", \"required\": [\"a\"] }";
     outcome o;
@@ -583,7 +583,7 @@ TEST(test_ollama_cancel_and_ceiling)
         mock_stop(&m);
         return;
     }
-    sk_msg msg = {"user", "stream"};
+    sk_msg msg = {.role = "user", .content = "stream"};
     model_req r = make_req(&msg, 1);
     r.stream = 1;
     long long t0 = loop_now_ms();
@@ -692,7 +692,7 @@ TEST(test_anthropic_plain)
     free(ver);
     free(ct);
 
-    sk_msg msg = {"user", "direct"};
+    sk_msg msg = {.role = "user", .content = "direct"};
     model_req r = make_req(&msg, 1);
     outcome o;
     run_direct(k, spec, &r, &o);
@@ -717,8 +717,8 @@ TEST(test_anthropic_request_shape)
     char spec[128];
     ant_spec(&m, spec, sizeof spec);
     sk_kernel *k = kernel_for(spec, NULL);
-    sk_msg msgs[] = {{"system", "Be brief."}, {"user", "a"},      {"user", "b"},
-                     {"system", "No lists."}, {"assistant", "c"}, {"user", "d"}};
+    sk_msg msgs[] = {{.role = "system", .content = "Be brief."}, {.role = "user", .content = "a"},      {.role = "user", .content = "b"},
+                     {.role = "system", .content = "No lists."}, {.role = "assistant", .content = "c"}, {.role = "user", .content = "d"}};
     char *stop[] = {"STOP"};
     model_req r = make_req(msgs, 6);
     r.max_tokens = 77;
@@ -747,7 +747,7 @@ TEST(test_anthropic_request_shape)
     CHECK(key == NULL); /* no key, no header */
     free(key);
     /* a lone system prompt becomes the user turn */
-    sk_msg only = {"system", "Just this."};
+    sk_msg only = {.role = "system", .content = "Just this."};
     r = make_req(&only, 1);
     run_direct(k, spec, &r, &o);
     CHECK_INT(o.st, SK_OK);
@@ -786,7 +786,7 @@ TEST(test_anthropic_stream)
     char spec[128];
     ant_spec(&m, spec, sizeof spec);
     sk_kernel *k = kernel_for(spec, NULL);
-    sk_msg msg = {"user", "stream"};
+    sk_msg msg = {.role = "user", .content = "stream"};
     model_req r = make_req(&msg, 1);
     r.stream = 1;
     outcome o;

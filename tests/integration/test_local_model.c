@@ -306,7 +306,7 @@ TEST(test_logprobs_direct)
         sk_kernel_free(k);
         return;
     }
-    sk_msg msg = {"user", "Once upon a time"};
+    sk_msg msg = {.role = "user", .content = "Once upon a time"};
     model_req r;
     memset(&r, 0, sizeof r);
     r.function = "Local.Direct";

@@ -251,7 +251,7 @@ TEST(test_logprobs)
         return;
     sk_err *err = NULL;
     CHECK_STR(c->model, "test");
-    sk_msg msg = {"user", "plain"};
+    sk_msg msg = {.role = "user", .content = "plain"};
     model_req r = simple_req(&msg);
     r.logprobs = 1;
     r.top_logprobs = 2;
@@ -278,7 +278,7 @@ TEST(test_logprobs)
     err_free(o.err);
 
     /* streamed: logprobs arrive per chunk */
-    sk_msg smsg = {"user", "STREAM please"};
+    sk_msg smsg = {.role = "user", .content = "STREAM please"};
     r = simple_req(&smsg);
     r.logprobs = 1;
     r.stream = 1;
@@ -315,7 +315,7 @@ TEST(test_cancel)
         return;
     sk_err *err = NULL;
     /* in flight */
-    sk_msg msg = {"user", "slow"};
+    sk_msg msg = {.role = "user", .content = "slow"};
     model_req r = simple_req(&msg);
     outcome o = {0};
     void *h = NULL;
@@ -330,7 +330,7 @@ TEST(test_cancel)
     CHECK(loop_now_ms() - t0 < 2500);
     /* waiting on a retry timer (503 with a long backoff) */
     CHECK_INT(sk_kernel_set_option(k, "retry_base_ms", "5000"), SK_OK);
-    sk_msg msg2 = {"user", "fast"};
+    sk_msg msg2 = {.role = "user", .content = "fast"};
     r = simple_req(&msg2);
     CHECK_INT(c->vt->start(c->self, k, &r, on_delta, on_done, &o, &h, &err), SK_OK);
     t0 = loop_now_ms();

@@ -82,7 +82,23 @@
  *         "match": "substring"       served only to requests whose body
  *                                    contains it; matching responses are
  *                                    tried first and are not in the order
+ *         "tool_calls": [            a reply that calls tools:
+ *           {"id": "call_1",         (made up when absent)
+ *            "name": "Text-Upper",
+ *            "arguments": {..} | "raw text"} ],
+ *         "content": "text",         text beside them
+ *         "format": "openai"         the wire format of a "tool_calls" or
+ *                 | "anthropic"      "reply" response: chat.completion,
+ *                 | "ollama",        Anthropic's message, Ollama's /api/chat
+ *         "stream": true             streamed in that format (OpenAI
+ *                                    deltas with arguments in two pieces,
+ *                                    Anthropic events with input_json_delta,
+ *                                    Ollama NDJSON)
  *       } ] }
+ *
+ * Each logged request also carries what tool calling it held, in any of
+ * the three formats: "tools" (the names offered), "tool_choice" (as sent)
+ * and "tool_results" ([{"id", "content", "is_error"}]).
  *
  * A request that no response fits (every response has "match", none
  * matched, and no echo) gets a 500 with an error body.
@@ -385,6 +401,8 @@ static int parse_request(conn *c, request *r)
  * in flight, for tests that measure concurrency where it happens. */
 static int in_flight(void);
 
+static void log_tool_fields(cJSON *o, const char *body, size_t len);
+
 static void log_request(const request *r)
 {
     if (log_fd < 0)
@@ -396,6 +414,7 @@ static void log_request(const request *r)
     cJSON_AddStringToObject(o, "path", r->path);
     cJSON_AddItemReferenceToObject(o, "headers", r->headers);
     cJSON_AddStringToObject(o, "body", r->body);
+    log_tool_fields(o, r->body, r->body_len);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     size_t n = strlen(s);
@@ -403,6 +422,71 @@ static void log_request(const request *r)
     if (write(log_fd, s, n + 1) < 0)
         perror("skein-mockserver: log");
     free(s);
+}
+
+/* ---- tool calling in the log ------------------------------------------- */
+
+/* Adds to o what the request body holds of tool calling, whatever its
+ * format: the tools' names, tool_choice, and the tool results it sends
+ * back (OpenAI and Ollama tool messages, Anthropic tool_result blocks). */
+static void log_tool_fields(cJSON *o, const char *body, size_t len)
+{
+    cJSON *req = cJSON_ParseWithLength(body, len);
+    if (!cJSON_IsObject(req)) {
+        cJSON_Delete(req);
+        return;
+    }
+    const cJSON *tools = cJSON_GetObjectItem(req, "tools");
+    if (cJSON_IsArray(tools)) {
+        cJSON *names = cJSON_AddArrayToObject(o, "tools");
+        const cJSON *t;
+        cJSON_ArrayForEach(t, tools)
+        {
+            const cJSON *fn = cJSON_GetObjectItem(t, "function");
+            const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(fn ? fn : t, "name"));
+            cJSON_AddItemToArray(names, cJSON_CreateString(name ? name : ""));
+        }
+    }
+    const cJSON *choice = cJSON_GetObjectItem(req, "tool_choice");
+    if (choice)
+        cJSON_AddItemToObject(o, "tool_choice", cJSON_Duplicate(choice, 1));
+    cJSON *results = cJSON_CreateArray();
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(req, "messages"))
+    {
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItem(m, "role"));
+        const cJSON *content = cJSON_GetObjectItem(m, "content");
+        if (role && strcmp(role, "tool") == 0) {
+            cJSON *e = cJSON_CreateObject();
+            const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(m, "tool_call_id"));
+            const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(m, "tool_name"));
+            cJSON_AddStringToObject(e, "id", id ? id : name ? name : "");
+            cJSON_AddStringToObject(e, "content", cJSON_IsString(content) ? content->valuestring : "");
+            cJSON_AddItemToArray(results, e);
+            continue;
+        }
+        const cJSON *blk;
+        const cJSON *blocks = cJSON_IsArray(content) ? content : NULL;
+        cJSON_ArrayForEach(blk, blocks)
+        {
+            const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(blk, "type"));
+            if (!type || strcmp(type, "tool_result") != 0)
+                continue;
+            cJSON *e = cJSON_CreateObject();
+            const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(blk, "tool_use_id"));
+            const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(blk, "content"));
+            cJSON_AddStringToObject(e, "id", id ? id : "");
+            cJSON_AddStringToObject(e, "content", text ? text : "");
+            if (cJSON_IsTrue(cJSON_GetObjectItem(blk, "is_error")))
+                cJSON_AddTrueToObject(e, "is_error");
+            cJSON_AddItemToArray(results, e);
+        }
+    }
+    if (cJSON_GetArraySize(results))
+        cJSON_AddItemToObject(o, "tool_results", results);
+    else
+        cJSON_Delete(results);
+    cJSON_Delete(req);
 }
 
 /* ---- responses --------------------------------------------------------- */
@@ -806,6 +890,368 @@ static int plan_embeddings(conn *c, const request *r)
     return 1;
 }
 
+/* ---- replies in a format, with tool calls -------------------------------- */
+
+/* A tool call's arguments as JSON text (an object serialised, a string
+ * as it is) and as an object (NULL when they are not one). */
+static char *call_args_text(const cJSON *call)
+{
+    const cJSON *a = cJSON_GetObjectItem(call, "arguments");
+    if (cJSON_IsString(a))
+        return xstrndup(a->valuestring, strlen(a->valuestring));
+    return a ? cJSON_PrintUnformatted(a) : xstrndup("{}", 2);
+}
+
+static cJSON *call_args_object(const cJSON *call)
+{
+    char *t = call_args_text(call);
+    cJSON *o = cJSON_Parse(t);
+    free(t);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return cJSON_CreateObject();
+    }
+    return o;
+}
+
+static char *call_id(const cJSON *call, int i)
+{
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(call, "id"));
+    sb b = {0};
+    if (id)
+        sb_printf(&b, "%s", id);
+    else
+        sb_printf(&b, "call_mock_%d", i + 1);
+    return b.p;
+}
+
+static const char *call_name(const cJSON *call)
+{
+    const char *n = cJSON_GetStringValue(cJSON_GetObjectItem(call, "name"));
+    return n ? n : "";
+}
+
+static char *print_free(cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* OpenAI: a chat.completion, or its chunks. */
+static char *openai_whole(const cJSON *req, const char *content, const cJSON *calls)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", "chatcmpl-mock");
+    cJSON_AddStringToObject(o, "object", "chat.completion");
+    cJSON_AddStringToObject(o, "model", model_of(req));
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON *msg = cJSON_AddObjectToObject(ch, "message");
+    cJSON_AddStringToObject(msg, "role", "assistant");
+    if (content)
+        cJSON_AddStringToObject(msg, "content", content);
+    else
+        cJSON_AddNullToObject(msg, "content");
+    int n = cJSON_GetArraySize(calls);
+    if (n) {
+        cJSON *tc = cJSON_AddArrayToObject(msg, "tool_calls");
+        for (int i = 0; i < n; i++) {
+            const cJSON *call = cJSON_GetArrayItem(calls, i);
+            cJSON *e = cJSON_CreateObject();
+            char *id = call_id(call, i), *args = call_args_text(call);
+            cJSON_AddStringToObject(e, "id", id);
+            cJSON_AddStringToObject(e, "type", "function");
+            cJSON *fn = cJSON_AddObjectToObject(e, "function");
+            cJSON_AddStringToObject(fn, "name", call_name(call));
+            cJSON_AddStringToObject(fn, "arguments", args);
+            free(id);
+            free(args);
+            cJSON_AddItemToArray(tc, e);
+        }
+    }
+    cJSON_AddStringToObject(ch, "finish_reason", n ? "tool_calls" : "stop");
+    add_usage(o, NULL, req, content ? content : "");
+    return print_free(o);
+}
+
+static void openai_stream(const cJSON *req, const char *content, const cJSON *calls,
+                          strlist *ev)
+{
+    sl_push(ev, chunk_json(req, "assistant", "", 0, NULL, NULL));
+    if (content && *content)
+        sl_push(ev, chunk_json(req, NULL, content, strlen(content), NULL, NULL));
+    int n = cJSON_GetArraySize(calls);
+    for (int i = 0; i < n; i++) {
+        const cJSON *call = cJSON_GetArrayItem(calls, i);
+        char *id = call_id(call, i), *args = call_args_text(call);
+        size_t half = strlen(args) / 2;
+        for (int part = 0; part < 3; part++) {
+            cJSON *o = chunk_base(req);
+            cJSON *ch = cJSON_CreateObject();
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+            cJSON_AddNumberToObject(ch, "index", 0);
+            cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(d, "tool_calls"), e);
+            cJSON_AddNumberToObject(e, "index", i);
+            cJSON *fn = cJSON_AddObjectToObject(e, "function");
+            if (part == 0) {
+                cJSON_AddStringToObject(e, "id", id);
+                cJSON_AddStringToObject(e, "type", "function");
+                cJSON_AddStringToObject(fn, "name", call_name(call));
+                cJSON_AddStringToObject(fn, "arguments", "");
+            } else {
+                char *piece = part == 1 ? xstrndup(args, half) : xstrndup(args + half, strlen(args + half));
+                cJSON_AddStringToObject(fn, "arguments", piece);
+                free(piece);
+            }
+            cJSON_AddNullToObject(ch, "finish_reason");
+            sl_push(ev, print_free(o));
+        }
+        free(id);
+        free(args);
+    }
+    sl_push(ev, chunk_json(req, NULL, NULL, 0, n ? "tool_calls" : "stop", NULL));
+    cJSON *u = chunk_base(req);
+    cJSON_AddArrayToObject(u, "choices");
+    add_usage(u, NULL, req, content ? content : "");
+    sl_push(ev, print_free(u));
+    sl_push(ev, xstrndup("[DONE]", 6));
+}
+
+/* Anthropic: a message, or its typed events ("type\ndata" items). */
+static char *anthropic_whole(const cJSON *req, const char *content, const cJSON *calls)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", "msg_mock");
+    cJSON_AddStringToObject(o, "type", "message");
+    cJSON_AddStringToObject(o, "role", "assistant");
+    cJSON_AddStringToObject(o, "model", model_of(req));
+    cJSON *blocks = cJSON_AddArrayToObject(o, "content");
+    if (content && *content) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "type", "text");
+        cJSON_AddStringToObject(t, "text", content);
+        cJSON_AddItemToArray(blocks, t);
+    }
+    int n = cJSON_GetArraySize(calls);
+    for (int i = 0; i < n; i++) {
+        const cJSON *call = cJSON_GetArrayItem(calls, i);
+        cJSON *b = cJSON_CreateObject();
+        char *id = call_id(call, i);
+        cJSON_AddStringToObject(b, "type", "tool_use");
+        cJSON_AddStringToObject(b, "id", id);
+        cJSON_AddStringToObject(b, "name", call_name(call));
+        cJSON_AddItemToObject(b, "input", call_args_object(call));
+        free(id);
+        cJSON_AddItemToArray(blocks, b);
+    }
+    cJSON_AddStringToObject(o, "stop_reason", n ? "tool_use" : "end_turn");
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(u, "input_tokens", (double)prompt_words(req));
+    cJSON_AddNumberToObject(u, "output_tokens", (double)count_words(content));
+    return print_free(o);
+}
+
+static void anthropic_event(strlist *ev, const char *type, cJSON *data)
+{
+    char *js = print_free(data);
+    sb e = {0};
+    sb_printf(&e, "event: %s\ndata: %s\n\n", type, js);
+    free(js);
+    sl_push(ev, e.p);
+}
+
+static void anthropic_stream(const cJSON *req, const char *content, const cJSON *calls,
+                             strlist *ev)
+{
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddStringToObject(st, "type", "message_start");
+    cJSON *m = cJSON_AddObjectToObject(st, "message");
+    cJSON_AddStringToObject(m, "id", "msg_mock");
+    cJSON_AddStringToObject(m, "model", model_of(req));
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(m, "usage"), "input_tokens",
+                            (double)prompt_words(req));
+    anthropic_event(ev, "message_start", st);
+    int index = 0;
+    if (content && *content) {
+        cJSON *s0 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(s0, "index", index);
+        cJSON *b = cJSON_AddObjectToObject(s0, "content_block");
+        cJSON_AddStringToObject(b, "type", "text");
+        cJSON_AddStringToObject(b, "text", "");
+        anthropic_event(ev, "content_block_start", s0);
+        cJSON *d0 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(d0, "index", index);
+        cJSON *d = cJSON_AddObjectToObject(d0, "delta");
+        cJSON_AddStringToObject(d, "type", "text_delta");
+        cJSON_AddStringToObject(d, "text", content);
+        anthropic_event(ev, "content_block_delta", d0);
+        cJSON *e0 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e0, "index", index++);
+        anthropic_event(ev, "content_block_stop", e0);
+    }
+    int n = cJSON_GetArraySize(calls);
+    for (int i = 0; i < n; i++, index++) {
+        const cJSON *call = cJSON_GetArrayItem(calls, i);
+        char *id = call_id(call, i);
+        char *args = print_free(call_args_object(call));
+        cJSON *s0 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(s0, "index", index);
+        cJSON *b = cJSON_AddObjectToObject(s0, "content_block");
+        cJSON_AddStringToObject(b, "type", "tool_use");
+        cJSON_AddStringToObject(b, "id", id);
+        cJSON_AddStringToObject(b, "name", call_name(call));
+        cJSON_AddObjectToObject(b, "input");
+        anthropic_event(ev, "content_block_start", s0);
+        size_t half = strlen(args) / 2;
+        for (int part = 0; part < 2; part++) {
+            cJSON *d0 = cJSON_CreateObject();
+            cJSON_AddNumberToObject(d0, "index", index);
+            cJSON *d = cJSON_AddObjectToObject(d0, "delta");
+            cJSON_AddStringToObject(d, "type", "input_json_delta");
+            char *piece = part == 0 ? xstrndup(args, half) : xstrndup(args + half, strlen(args + half));
+            cJSON_AddStringToObject(d, "partial_json", piece);
+            free(piece);
+            anthropic_event(ev, "content_block_delta", d0);
+        }
+        cJSON *e0 = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e0, "index", index);
+        anthropic_event(ev, "content_block_stop", e0);
+        free(id);
+        free(args);
+    }
+    cJSON *md = cJSON_CreateObject();
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(md, "delta"), "stop_reason",
+                            n ? "tool_use" : "end_turn");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(md, "usage"), "output_tokens",
+                            (double)count_words(content));
+    anthropic_event(ev, "message_delta", md);
+    anthropic_event(ev, "message_stop", cJSON_CreateObject());
+}
+
+/* Ollama: one /api/chat object, or NDJSON lines. */
+static cJSON *ollama_obj(const cJSON *req, const char *content, const cJSON *calls, int done)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", model_of(req));
+    cJSON_AddStringToObject(o, "created_at", "2025-01-01T00:00:00Z");
+    cJSON *m = cJSON_AddObjectToObject(o, "message");
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddStringToObject(m, "content", content ? content : "");
+    int n = cJSON_GetArraySize(calls);
+    if (n) {
+        cJSON *tc = cJSON_AddArrayToObject(m, "tool_calls");
+        for (int i = 0; i < n; i++) {
+            const cJSON *call = cJSON_GetArrayItem(calls, i);
+            cJSON *e = cJSON_CreateObject();
+            cJSON *fn = cJSON_AddObjectToObject(e, "function");
+            cJSON_AddStringToObject(fn, "name", call_name(call));
+            cJSON_AddItemToObject(fn, "arguments", call_args_object(call));
+            cJSON_AddItemToArray(tc, e);
+        }
+    }
+    if (done) {
+        cJSON_AddTrueToObject(o, "done");
+        cJSON_AddStringToObject(o, "done_reason", "stop");
+        cJSON_AddNumberToObject(o, "prompt_eval_count", (double)prompt_words(req));
+        cJSON_AddNumberToObject(o, "eval_count", (double)count_words(content));
+    } else {
+        cJSON_AddFalseToObject(o, "done");
+    }
+    return o;
+}
+
+static void ollama_stream(const cJSON *req, const char *content, const cJSON *calls,
+                          strlist *ev)
+{
+    sb line = {0};
+    char *js;
+    if (content && *content) {
+        js = print_free(ollama_obj(req, content, NULL, 0));
+        sb_printf(&line, "%s\n", js);
+        free(js);
+        sl_push(ev, line.p);
+        memset(&line, 0, sizeof line);
+    }
+    if (cJSON_GetArraySize(calls)) {
+        js = print_free(ollama_obj(req, "", calls, 0));
+        sb_printf(&line, "%s\n", js);
+        free(js);
+        sl_push(ev, line.p);
+        memset(&line, 0, sizeof line);
+    }
+    js = print_free(ollama_obj(req, "", NULL, 1));
+    sb_printf(&line, "%s\n", js);
+    free(js);
+    sl_push(ev, line.p);
+}
+
+/* A response with "tool_calls" or a "format": built here, whole or
+ * streamed.  Returns 0 when spec is neither. */
+static int plan_formatted(conn *c, const request *r, const cJSON *spec, const cJSON *req)
+{
+    const cJSON *calls = spec ? cJSON_GetObjectItem(spec, "tool_calls") : NULL;
+    const char *format = spec ? cJSON_GetStringValue(cJSON_GetObjectItem(spec, "format")) : NULL;
+    if (!cJSON_IsArray(calls) && !format)
+        return 0;
+    format = format ? format : "openai";
+    const char *content = cJSON_GetStringValue(cJSON_GetObjectItem(spec, "content"));
+    if (!content)
+        content = cJSON_GetStringValue(cJSON_GetObjectItem(spec, "reply"));
+    int stream = cJSON_IsTrue(cJSON_GetObjectItem(spec, "stream"));
+    long delay = num_field(spec, "delay_ms", 0);
+    long chunk_delay = num_field(spec, "chunk_delay_ms", 0);
+    int status = (int)num_field(spec, "status", 200);
+    sb head = {0};
+    if (!stream) {
+        char *body = strcmp(format, "anthropic") == 0 ? anthropic_whole(req, content, calls)
+                     : strcmp(format, "ollama") == 0
+                         ? print_free(ollama_obj(req, content, calls, 1))
+                         : openai_whole(req, content, calls);
+        size_t blen = strlen(body);
+        add_head(&head, status, spec, "application/json", (long)blen, 0, r->close);
+        sb_add(&head, body, blen);
+        free(body);
+        conn_add_seg(c, head.p, head.len, delay);
+        return 1;
+    }
+    strlist ev = {0};
+    const char *ctype = "text/event-stream";
+    if (strcmp(format, "anthropic") == 0) {
+        anthropic_stream(req, content, calls, &ev);
+    } else if (strcmp(format, "ollama") == 0) {
+        ollama_stream(req, content, calls, &ev);
+        ctype = "application/x-ndjson";
+    } else {
+        strlist items = {0};
+        openai_stream(req, content, calls, &items);
+        for (size_t i = 0; i < items.n; i++) {
+            sb e = {0};
+            sb_printf(&e, "data: %s\n\n", items.v[i]);
+            free(items.v[i]);
+            sl_push(&ev, e.p);
+        }
+        free(items.v);
+    }
+    add_head(&head, status, spec, ctype, -1, 1, r->close);
+    conn_add_seg(c, head.p, head.len, delay);
+    for (size_t i = 0; i < ev.n; i++) {
+        size_t dlen = strlen(ev.v[i]);
+        sb e = {0};
+        sb_printf(&e, "%zx\r\n", dlen);
+        sb_add(&e, ev.v[i], dlen);
+        sb_add(&e, "\r\n", 2);
+        conn_add_seg(c, e.p, e.len, i ? chunk_delay : 0);
+        free(ev.v[i]);
+    }
+    free(ev.v);
+    conn_add_seg(c, xstrndup("0\r\n\r\n", 5), 5, 0);
+    return 1;
+}
+
 /* Plans the response to r on c as a list of timed segments. */
 static void plan_response(conn *c, const request *r)
 {
@@ -825,6 +1271,10 @@ static void plan_response(conn *c, const request *r)
         conn_add_seg(c, NULL, 0, delay);
         c->end = !strcmp(action, "close") ? END_CLOSE
                  : !strcmp(action, "reset") ? END_RESET : END_STALL;
+        cJSON_Delete(req);
+        return;
+    }
+    if (plan_formatted(c, r, spec, req)) {
         cJSON_Delete(req);
         return;
     }

@@ -700,8 +700,113 @@ TEST(allocation_failure)
     }
 }
 
+/* Semantic Kernel's function_choice_behavior, in the shapes its .NET and
+ * Python readers take. */
+TEST(function_choice_behavior)
+{
+    cfg_function *c = parse_ok(
+        "{\"execution_settings\": {\n"
+        " \"default\": {\"function_choice_behavior\": {\"type\": \"auto\",\n"
+        "   \"functions\": [\"Text.Upper\", \"Math-Add\", \"Lone\"],\n"
+        "   \"options\": {\"allow_parallel_calls\": false,\n"
+        "               \"allow_concurrent_invocation\": false,\n"
+        "               \"allow_strict_schema_adherence\": true}}},\n"
+        " \"req\": {\"function_choice_behavior\": \"Required\"},\n"
+        " \"none\": {\"function_choice_behavior\": {\"type\": \"none\"}},\n"
+        " \"py\": {\"function_choice_behavior\": {\"auto_invoke\": false,\n"
+        "   \"maximum_auto_invoke_attempts\": 3,\n"
+        "   \"filters\": {\"included_plugins\": [\"Text\"],\n"
+        "               \"excluded_functions\": [\"Text-Lower\"]}}},\n"
+        " \"zero\": {\"function_choice_behavior\": {\"type\": \"auto\", "
+        "\"functions\": [], \"maximum_auto_invoke_attempts\": 0}},\n"
+        " \"plain\": {\"temperature\": 0}}}");
+    CHECK(c && c->n_settings == 6);
+    if (!c || c->n_settings != 6)
+        return;
+    const cfg_tools *t = &c->settings[0].tools;
+    CHECK_INT(t->choice, CFG_CHOICE_AUTO);
+    CHECK_INT(t->listed, 1);
+    CHECK_INT(t->n_functions, 3);
+    if (t->n_functions == 3) {
+        CHECK_STR(t->functions[0], "Text.Upper");
+        CHECK_STR(t->functions[1], "Math.Add"); /* SK's wire form, read back */
+        CHECK_STR(t->functions[2], "Lone");
+    }
+    CHECK_INT(t->parallel_calls, 0);
+    CHECK_INT(t->concurrent, 0);
+    CHECK_INT(t->strict, 1);
+    CHECK_INT(t->auto_invoke, 1);
+    CHECK_INT(t->max_rounds, -1);
+    t = &c->settings[1].tools;
+    CHECK_INT(t->choice, CFG_CHOICE_REQUIRED);
+    CHECK_INT(t->listed, 0);
+    CHECK_INT(t->concurrent, 1);
+    CHECK_INT(t->parallel_calls, -1);
+    CHECK_INT(c->settings[2].tools.choice, CFG_CHOICE_NONE);
+    t = &c->settings[3].tools;
+    CHECK_INT(t->choice, CFG_CHOICE_AUTO); /* SK Python: auto when no type */
+    CHECK_INT(t->auto_invoke, 0);
+    CHECK_INT(t->max_rounds, 3);
+    CHECK_INT(t->n_incl_plugins, 1);
+    CHECK_INT(t->n_excl_functions, 1);
+    if (t->n_excl_functions == 1)
+        CHECK_STR(t->excl_functions[0], "Text.Lower");
+    t = &c->settings[4].tools;
+    CHECK_INT(t->listed, 1);
+    CHECK_INT(t->n_functions, 0);
+    CHECK_INT(t->auto_invoke, 0); /* no attempts: nothing is run */
+    CHECK_INT(c->settings[5].tools.choice, CFG_CHOICE_UNSET);
+    cfg_free(c);
+
+    /* mistakes are errors at the value */
+    parse_err("{\"execution_settings\": {\"d\": {\n"
+              "  \"function_choice_behavior\": \"sometimes\"}}}",
+              SK_CONFIG, 2, 31, "must be auto, required or none");
+    parse_err("{\"execution_settings\": {\"d\": {\"function_choice_behavior\":\n"
+              "  {\"type\": \"maybe\"}}}}",
+              SK_CONFIG, 2, 12, "'type' must be auto, required or none");
+    parse_err("{\"execution_settings\": {\"d\": {\"function_choice_behavior\":\n"
+              "  {\"functions\": [\"Text.Upper\", \"rm -rf\"]}}}}",
+              SK_CONFIG, 2, 32, "must name functions as Plugin.Function");
+    parse_err("{\"execution_settings\": {\"d\": {\"function_choice_behavior\":\n"
+              "  {\"functions\": \"Text.Upper\"}}}}",
+              SK_CONFIG, 2, 17, "must be an array of strings");
+    parse_err("{\"execution_settings\": {\"d\": {\"function_choice_behavior\":\n"
+              "  {\"maximum_auto_invoke_attempts\": -1}}}}",
+              SK_CONFIG, 2, 36, "must be an integer of at least 0");
+    parse_err("{\"execution_settings\": {\"d\": {\"function_choice_behavior\":\n"
+              "  {\"options\": {\"allow_parallel_calls\": 3}}}}}",
+              SK_CONFIG, 2, 40, "must be true or false");
+    parse_err("{\"execution_settings\": {\"d\": {\"function_choice_behavior\": 5}}}",
+              SK_CONFIG, 1, 59, "must be auto, required, none or an object");
+
+    /* every allocation failed in turn: SK_NOMEM and nothing leaks */
+    const char *json =
+        "{\"execution_settings\": {\"d\": {\"function_choice_behavior\": "
+        "{\"type\": \"required\", \"functions\": [\"A.b\", \"C-d\"], "
+        "\"filters\": {\"included_plugins\": [\"A\"], \"excluded_plugins\": "
+        "[\"B\"], \"included_functions\": [\"A.x\"], \"excluded_functions\": "
+        "[\"A.y\"]}, \"options\": {\"allow_parallel_calls\": true}}}}}";
+    int ok = 0;
+    for (long n = 1; n < 300 && !ok; n++) {
+        cfg_function *cc = NULL;
+        char *err = NULL;
+        sk_alloc_fail_at(n);
+        sk_status rc = cfg_parse(json, strlen(json), "t.json", &cc, &err);
+        sk_alloc_fail_at(0);
+        if (rc == SK_OK)
+            ok = cc && cc->settings[0].tools.n_incl_functions == 1;
+        else
+            CHECK(rc == SK_NOMEM && !cc && !err);
+        cfg_free(cc);
+        free(err);
+    }
+    CHECK(ok);
+}
+
 int main(void)
 {
+    RUN(function_choice_behavior);
     RUN(classic_full);
     RUN(v1_full);
     RUN(v1_settings_array);

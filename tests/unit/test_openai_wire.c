@@ -10,8 +10,8 @@
 
 static model_req base_req(void)
 {
-    static const sk_msg msgs[] = {{"system", "Be brief."},
-                                  {"user", "Say \"hi\"\n\tplease"}};
+    static const sk_msg msgs[] = {{.role = "system", .content = "Be brief."},
+                                  {.role = "user", .content = "Say \"hi\"\n\tplease"}};
     model_req r;
     memset(&r, 0, sizeof r);
     r.function = "T.Echo";
@@ -101,7 +101,7 @@ TEST(test_request_full)
 
 TEST(test_request_control_chars)
 {
-    static const sk_msg msgs[] = {{"user", "a\x01" "b\\c"}};
+    static const sk_msg msgs[] = {{.role = "user", .content = "a\x01" "b\\c"}};
     model_req r = base_req();
     r.msgs = msgs;
     r.n_msgs = 1;
@@ -625,8 +625,218 @@ TEST(test_alloc_failures)
     CHECK(ok);
 }
 
+/* Tools go out as OpenAI's "tools", "tool_choice" and
+ * "parallel_tool_calls"; a conversation's tool calls and results go back
+ * as assistant tool_calls and tool messages with their call ids. */
+TEST(test_request_tools)
+{
+    sk_tool_call calls[] = {{.id = "call_1", .name = "Text-Upper",
+                             .arguments = "{\"input\":\"hi\"}"},
+                            {.id = "call_2", .name = "Text-Lower", .arguments = ""}};
+    sk_msg msgs[] = {{.role = "user", .content = "shout hi"},
+                     {.role = "assistant", .content = "", .calls = calls, .n_calls = 2},
+                     {.role = "tool", .content = "HI", .call_id = "call_1",
+                      .tool_name = "Text-Upper"},
+                     {.role = "tool", .content = "Error: no", .call_id = "call_2",
+                      .tool_name = "Text-Lower", .is_error = 1}};
+    tool_def tools[] = {{.name = "Text-Upper", .description = "Upper-cases",
+                         .parameters = "{\"type\":\"object\",\"properties\":{}}"},
+                        {.name = "Text-Lower", .parameters = "{\"type\":\"object\"}",
+                         .strict = 1}};
+    model_req r = base_req();
+    r.msgs = msgs;
+    r.n_msgs = 4;
+    r.tools = tools;
+    r.n_tools = 2;
+    r.tool_choice = CFG_CHOICE_REQUIRED;
+    r.parallel_tool_calls = 0;
+    char *s = oai_request_json(&r, "m");
+    cJSON *j = cJSON_Parse(s);
+    CHECK(j != NULL);
+    cJSON *t = cJSON_GetObjectItem(j, "tools");
+    CHECK_INT(cJSON_GetArraySize(t), 2);
+    cJSON *f0 = cJSON_GetObjectItem(cJSON_GetArrayItem(t, 0), "function");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(t, 0), "type")),
+              "function");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(f0, "name")), "Text-Upper");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(f0, "description")), "Upper-cases");
+    CHECK(cJSON_IsObject(cJSON_GetObjectItem(f0, "parameters")));
+    CHECK(cJSON_GetObjectItem(f0, "strict") == NULL);
+    cJSON *f1 = cJSON_GetObjectItem(cJSON_GetArrayItem(t, 1), "function");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(f1, "strict")));
+    CHECK(cJSON_GetObjectItem(f1, "description") == NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "tool_choice")), "required");
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(j, "parallel_tool_calls")));
+    cJSON *m = cJSON_GetObjectItem(j, "messages");
+    cJSON *a = cJSON_GetArrayItem(m, 1);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItem(a, "content")));
+    cJSON *tc = cJSON_GetObjectItem(a, "tool_calls");
+    CHECK_INT(cJSON_GetArraySize(tc), 2);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(tc, 0), "id")),
+              "call_1");
+    cJSON *fn = cJSON_GetObjectItem(cJSON_GetArrayItem(tc, 0), "function");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(fn, "arguments")),
+              "{\"input\":\"hi\"}");
+    fn = cJSON_GetObjectItem(cJSON_GetArrayItem(tc, 1), "function");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(fn, "arguments")), "{}");
+    cJSON *res = cJSON_GetArrayItem(m, 3);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(res, "role")), "tool");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(res, "tool_call_id")), "call_2");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(res, "content")), "Error: no");
+    cJSON_Delete(j);
+    free(s);
+
+    /* auto and none; the server's own parallel default when unset */
+    r.tool_choice = CFG_CHOICE_AUTO;
+    r.parallel_tool_calls = -1;
+    s = oai_request_json(&r, "m");
+    CHECK_CONTAINS(s, "\"tool_choice\":\"auto\"");
+    CHECK(s && !strstr(s, "parallel_tool_calls"));
+    free(s);
+    r.tool_choice = CFG_CHOICE_NONE;
+    s = oai_request_json(&r, "m");
+    CHECK_CONTAINS(s, "\"tool_choice\":\"none\"");
+    free(s);
+    /* no tools offered: none of these fields */
+    r.n_tools = 0;
+    s = oai_request_json(&r, "m");
+    CHECK(s && !strstr(s, "\"tools\"") && !strstr(s, "tool_choice"));
+    free(s);
+}
+
+/* Tool calls in a reply, whole and streamed in pieces joined by index. */
+TEST(test_reply_tool_calls)
+{
+    const char *body =
+        "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+        "\"content\":null,\"tool_calls\":[{\"id\":\"call_a\",\"type\":\"function\","
+        "\"function\":{\"name\":\"Text-Upper\",\"arguments\":\"{\\\"input\\\":"
+        "\\\"x\\\"}\"}},{\"id\":\"call_b\",\"type\":\"function\",\"function\":"
+        "{\"name\":\"Math-Add\",\"arguments\":{\"a\":1}}}]},"
+        "\"finish_reason\":\"tool_calls\"}]}";
+    model_resp *r = NULL;
+    char *msg = NULL;
+    CHECK_INT(oai_parse_reply(body, strlen(body), &r, &msg), SK_OK);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_STR(r->text, "");
+        CHECK_STR(r->finish_reason, "tool_calls");
+        CHECK_INT(r->n_calls, 2);
+        if (r->n_calls == 2) {
+            CHECK_STR(r->calls[0].id, "call_a");
+            CHECK_STR(r->calls[0].name, "Text-Upper");
+            CHECK_STR(r->calls[0].arguments, "{\"input\":\"x\"}");
+            CHECK_STR(r->calls[1].arguments, "{\"a\":1}"); /* an object, printed */
+        }
+    }
+    resp_free(r);
+    free(msg);
+
+    /* malformed tool calls are protocol errors, not crashes */
+    const char *bad[] = {
+        "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":{}}}]}",
+        "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[1]}}]}",
+        "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[{\"id\":\"x\"}]}}]}",
+        "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":"
+        "[{\"function\":{\"name\":7}}]}}]}",
+        "{\"choices\":[{\"message\":{\"content\":null,\"tool_calls\":[]}}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = NULL;
+        msg = NULL;
+        CHECK_INT(oai_parse_reply(bad[i], strlen(bad[i]), &r, &msg), SK_PROTOCOL);
+        CHECK(r == NULL && msg != NULL);
+        free(msg);
+    }
+    /* more calls than the ceiling */
+    sk_buf b;
+    buf_init(&b, 0);
+    buf_adds(&b, "{\"choices\":[{\"message\":{\"content\":\"\",\"tool_calls\":[");
+    for (int i = 0; i <= TOOL_CALLS_MAX; i++)
+        buf_printf(&b, "%s{\"id\":\"c%d\",\"function\":{\"name\":\"A-b\","
+                       "\"arguments\":\"{}\"}}", i ? "," : "", i);
+    buf_adds(&b, "]}}]}");
+    r = NULL;
+    msg = NULL;
+    CHECK_INT(oai_parse_reply(b.p, b.len, &r, &msg), SK_PROTOCOL);
+    CHECK_CONTAINS(msg, "more than 64 tool calls");
+    free(msg);
+    buf_free(&b);
+
+    const char *chunks[] = {
+        "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":"
+        "\"Let me\"}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":"
+        "\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"Text-Upper\","
+        "\"arguments\":\"\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+        "\"function\":{\"arguments\":\"{\\\"inp\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":"
+        "\"call_2\",\"function\":{\"name\":\"Text-Lower\",\"arguments\":\"{}\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+        "\"function\":{\"name\":\"Text-Upper\",\"arguments\":\"ut\\\":\\\"a\\\"}\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}",
+    };
+    model_resp resp;
+    memset(&resp, 0, sizeof resp);
+    sk_status last;
+    char *deltas = apply_all(chunks, 6, &resp, &last);
+    CHECK_INT(last, SK_OK);
+    CHECK_STR(deltas, "Let me");
+    CHECK_STR(resp.finish_reason, "tool_calls");
+    CHECK_INT(resp.n_calls, 2);
+    if (resp.n_calls == 2) {
+        CHECK_STR(resp.calls[0].id, "call_1");
+        CHECK_STR(resp.calls[0].name, "Text-Upper"); /* a repeated name is read once */
+        CHECK_STR(resp.calls[0].arguments, "{\"input\":\"a\"}");
+        CHECK_STR(resp.calls[1].name, "Text-Lower");
+    }
+    free(deltas);
+    model_resp *heap = sk_calloc(1, sizeof *heap);
+    *heap = resp;
+    resp_free(heap);
+
+    /* allocation failures while reading calls: SK_NOMEM, no leak */
+    int ok = 0;
+    for (long n = 1; n < 300 && !ok; n++) {
+        r = NULL;
+        msg = NULL;
+        sk_alloc_fail_at(n);
+        sk_status rc = oai_parse_reply(body, strlen(body), &r, &msg);
+        sk_alloc_fail_at(0);
+        CHECK(rc == SK_OK || rc == SK_NOMEM);
+        ok = rc == SK_OK && r && r->n_calls == 2;
+        resp_free(r);
+        free(msg);
+    }
+    CHECK(ok);
+    sk_tool_call call = {.id = "c", .name = "A-b", .arguments = "{}"};
+    sk_msg msgs[] = {{.role = "assistant", .content = "", .calls = &call, .n_calls = 1},
+                     {.role = "tool", .content = "out", .call_id = "c"}};
+    tool_def tool = {.name = "A-b", .description = "d", .parameters = "{}"};
+    model_req q = base_req();
+    q.msgs = msgs;
+    q.n_msgs = 2;
+    q.tools = &tool;
+    q.n_tools = 1;
+    q.parallel_tool_calls = 1;
+    ok = 0;
+    for (long n = 1; n < 300 && !ok; n++) {
+        sk_alloc_fail_at(n);
+        char *req = oai_request_json(&q, "m");
+        sk_alloc_fail_at(0);
+        ok = req != NULL;
+        if (req)
+            CHECK_CONTAINS(req, "\"parallel_tool_calls\":true");
+        free(req);
+    }
+    CHECK(ok);
+}
+
 int main(void)
 {
+    RUN(test_request_tools);
+    RUN(test_reply_tool_calls);
     RUN(test_request_minimal);
     RUN(test_request_full);
     RUN(test_request_control_chars);
