@@ -1,7 +1,7 @@
 -- mutate.lua -- breaks each documented promise on purpose and checks that
 -- the test suite notices.
 --
---   lua5.4 tools/mutate.lua [--list] [--only NAME] [--sample N] [--jobs N]
+--   lua5.4 tools/mutate.lua [--list] [--only NAME[,NAME...]] [--sample N] [--jobs N]
 --
 -- tests/mutations.txt lists the breakages: each is one exact piece of code
 -- in one file and what to put in its place, with the promise it breaks.
@@ -65,7 +65,12 @@ if args.list then
 end
 if args.only then
   local keep = {}
-  for _, m in ipairs(list) do if m.name:find(args.only, 1, true) then keep[#keep + 1] = m end end
+  -- a comma-separated list: a mutation is kept when its name holds any
+  for _, m in ipairs(list) do
+    for part in args.only:gmatch("[^,]+") do
+      if m.name:find(part, 1, true) then keep[#keep + 1] = m; break end
+    end
+  end
   list = keep
 end
 if args.sample and args.sample < #list then
