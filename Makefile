@@ -38,7 +38,8 @@ demo: build
 
 # Breaks each promise in tests/mutations.txt on purpose, in a copy of the
 # tree, and reports the breakages the suite does not notice (survivors).
-# MUTATE_ARGS: --only NAME, --sample N, --list.  Not part of `make test`.
+# MUTATE_ARGS: --only NAME[,NAME], --sample N, --list, --tests REGEX,
+# --exclude REGEX.  Not part of `make test`.
 MUTATE_ARGS ?=
 mutate: deps
 	lua5.4 tools/mutate.lua --jobs $(JOBS) $(MUTATE_ARGS)
