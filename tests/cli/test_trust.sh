@@ -71,9 +71,11 @@ expect_in "a misspelt allowed function: hint" "$err" "did you mean Text.Upper"
 # minutes under valgrind, where the same path is checked at a smaller bound.
 bound=()
 [ -n "${SKEIN_TEST_SLOW:-}" ] && bound=(--option sql_max_bytes=2000000)
-run timeout 60 "${SK[@]}" "${bound[@]}" df "$SALES" "runaway"
+# the guard is for a hang only: on a loaded machine or under a sanitizer
+# the 30 s time bound may be the one that stops it
+run timeout 240 "${SK[@]}" "${bound[@]}" df "$SALES" "runaway"
 expect_eq "runaway CTE: rc" "$rc" 11
-expect_in "runaway CTE: names the limit" "$err" "sql_max"
+expect_in "runaway CTE: names the limit" "$err" "sql_"
 expect_in "runaway CTE: says how to raise it" "$err" "--option"
 size=$(wc -c < "$TMP/out")
 if [ "$size" -le $((70 * 1024 * 1024)) ]; then ok; else bad "runaway CTE printed $size bytes"; fi
