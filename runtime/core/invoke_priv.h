@@ -28,6 +28,7 @@ struct inv {
     sk_function *f;            /* retained; NULL for a bare render */
     const sk_template *tpl;    /* f->tpl, or the caller's for a render */
     const char *name;          /* for errors and traces */
+    char call_id[48];          /* kern_new_call_id: joins its trace lines */
     const char *skill;         /* for bare function names in blocks */
     sk_vars *vars;             /* owned */
     int depth;

@@ -98,6 +98,7 @@ void pipe_trace(inv *v, const char *type, ...)
         if (rc == SK_OK) rc = buf_add_json_str(&b, val, strlen(val));
     }
     va_end(ap);
+    if (rc == SK_OK) rc = buf_printf(&b, ",\"call\":\"%s\"", v->call_id);
     if (rc == SK_OK)
         trace_event(v->k, b.p);
     buf_free(&b);
@@ -718,6 +719,7 @@ static void answer_from_store(mreq *q, model_resp *r, int journaled)
     }
     long long now = loop_now_ms();
     trace_rec rec = {
+        .call = v->call_id,
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
@@ -814,6 +816,7 @@ static void error_from_journal(mreq *q, sk_err *e)
     kern_usage(v->k)->journal_hits++;
     long long now = loop_now_ms();
     trace_rec rec = {
+        .call = v->call_id,
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
@@ -944,6 +947,7 @@ static void record_exchange(inv *v, const model_resp *resp, const sk_err *err)
         if (err->http_status)
             cJSON_AddNumberToObject(e, "http_status", err->http_status);
     }
+    cJSON_AddStringToObject(j, "call", v->call_id);
     char *line = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (line) {
@@ -1039,6 +1043,7 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
     record_exchange(v, resp, err);
     /* the trace shows the prompt as sent: redacted, with any instruction */
     trace_rec rec = {
+        .call = v->call_id,
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
