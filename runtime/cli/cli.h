@@ -109,6 +109,19 @@ int cli_models(sk_kernel *k, int json);
  * Caller frees; NULL when memory ran out. */
 char *cli_mask_spec(const char *spec);
 
+/* `skein distill` (distill.c): the accepted answers of one function, from
+ * traces and cassettes, as training data and held-out splits in out. */
+typedef struct distill_opts {
+    const char *function;     /* "Skill.Fn" */
+    const char *const *from;  /* --from FILE, n_from of them */
+    size_t n_from;
+    const char *out;          /* --out DIR, made when missing */
+    double calibration, test; /* shares held out, each in [0, 1), sum < 1 */
+    long seed;
+    int json;                 /* the counts as JSON on stdout too */
+} distill_opts;
+int cli_distill(const distill_opts *o);
+
 /* `skein help --man` and `skein completion bash|zsh` (manual.c), made
  * from the tables main.c keeps: the commands (usage gives each one's help
  * text), the summary (`skein --help`), the options and those of them that
