@@ -53,6 +53,8 @@ typedef struct dcall {
     char *id;
     char *system, *prompt; /* of its first exchange; NULL until one is seen */
     char *answer;          /* from call_end, when it ended ok */
+    char *last_reply;      /* the reply of its last exchange, or NULL */
+    int redacted;          /* call_end: the prompts had placeholders */
     char *status;          /* call_end's status; NULL: no call_end seen */
     int tools, multi_turn;
     size_t order;          /* first appearance */
@@ -224,6 +226,12 @@ static int take_exchange(distill *d, const cJSON *j, int cassette, const char *w
                 c->multi_turn = 1;
         }
     }
+    const char *reply = str_member(j, "reply");
+    if (reply) {
+        free(c->last_reply);
+        if (!(c->last_reply = strdup(reply)))
+            return cli_error(SK_NOMEM, NULL, "out of memory");
+    }
     if (!c->prompt) {
         c->prompt = strdup(prompt);
         c->system = system ? strdup(system) : NULL;
@@ -252,6 +260,7 @@ static int take_end(distill *d, const cJSON *j, const char *where)
     if (strcmp(status, "ok") == 0 && !answer)
         return cli_error(SK_DATA, NULL, "%s: a call_end line with status ok and no \"answer\"",
                          where);
+    c->redacted = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "redacted"));
     c->status = strdup(status);
     c->answer = answer ? strdup(answer) : NULL;
     if (!c->status || (answer && !c->answer))
@@ -534,6 +543,7 @@ static void distill_free(distill *d)
         free(d->calls[i].system);
         free(d->calls[i].prompt);
         free(d->calls[i].answer);
+        free(d->calls[i].last_reply);
         free(d->calls[i].status);
     }
     free(d->calls);
@@ -571,7 +581,7 @@ static int make_examples(distill *d, const distill_opts *o, example **xs_out, si
             why = SKIP_NO_OUTCOME;
         else if (strcmp(c->status, "ok") != 0)
             why = status_reason(c->status);
-        else if (!c->prompt)
+        else if (!c->prompt || (c->redacted && !c->last_reply))
             why = SKIP_NO_EXCHANGE;
         else if (c->tools)
             why = SKIP_TOOLS;
@@ -579,6 +589,15 @@ static int make_examples(distill *d, const distill_opts *o, example **xs_out, si
             why = SKIP_MULTI_TURN;
         else if (has_end_mark(c->prompt) || has_end_mark(c->answer) ||
                  (c->system && has_end_mark(c->system)))
+            why = SKIP_END_MARK;
+        /* the prompt went out with placeholders: so does the answer, as
+         * the model wrote it, not as restored for the caller */
+        if (why < 0 && c->redacted) {
+            free(c->answer);
+            c->answer = c->last_reply;
+            c->last_reply = NULL;
+        }
+        if (why < 0 && has_end_mark(c->answer))
             why = SKIP_END_MARK;
         if (why < 0) {
             char *key = make_key(c->system, c->prompt, c->answer);

@@ -578,9 +578,10 @@ SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
 SK_HIDDEN void trace_event(sk_kernel *k, const char *members);
 /* The end of an invoke of a prompt function, to the trace and the
  * cassette: {"type":"call_end","call":..,"function":..,"status":KIND}
- * and, when st is SK_OK, "answer" (text, the answer released). */
+ * and, when st is SK_OK, "answer" (text, the answer released, values
+ * restored); "redacted":true when the prompts sent had placeholders. */
 SK_HIDDEN void trace_call_end(sk_kernel *k, const char *call, const char *function,
-                              sk_status st, const char *text);
+                              sk_status st, const char *text, int redacted);
 
 /* The call history (runtime/core/history.c): options history,
  * history_max_bytes and conversation, and the record of one model call,

@@ -61,7 +61,7 @@ void inv_finish(inv *v, sk_status st, char *text, sk_err *err)
         text = NULL;
     }
     if (v->f && v->f->kind == FN_SEMANTIC && !v->render_only && !v->dry_run)
-        trace_call_end(v->k, v->call_id, v->name, st, text);
+        trace_call_end(v->k, v->call_id, v->name, st, text, v->redacted);
     inv_done_fn done = v->done;
     void *ud = v->ud;
     inv_free(v);

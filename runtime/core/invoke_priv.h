@@ -72,6 +72,7 @@ struct inv {
     sk_msg *send;              /* messages as sent (instruction, redaction) */
     size_t n_send;
     rd_map *rmap;              /* redaction map of this attempt, or NULL */
+    int redacted;              /* some attempt sent placeholders for values */
     mreq *reqs;                /* one per sample */
     size_t n_samples, pending_samples;
     sk_err *sample_err;

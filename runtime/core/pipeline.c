@@ -1267,6 +1267,7 @@ static sk_status build_send(inv *v)
         }
     }
     if (v->rmap && rd_map_count(v->rmap)) {
+        v->redacted = 1;
         kern_usage(v->k)->redacted += (long)rd_map_count(v->rmap);
         char n[32];
         snprintf(n, sizeof n, "%zu", rd_map_count(v->rmap));

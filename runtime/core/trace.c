@@ -109,7 +109,7 @@ void trace_event(sk_kernel *k, const char *members)
 /* One line for the trace and the cassette alike: the scripted model skips
  * it when it replays a cassette, skein distill joins on its call id. */
 void trace_call_end(sk_kernel *k, const char *call, const char *function,
-                    sk_status st, const char *text)
+                    sk_status st, const char *text, int redacted)
 {
     FILE *rec = kern_record_file(k);
     if ((!k->trace && !rec) || !call || !function)
@@ -122,6 +122,8 @@ void trace_call_end(sk_kernel *k, const char *call, const char *function,
     add_str(&b, &rc, "status", sk_status_kind(st));
     if (st == SK_OK)
         add_str(&b, &rc, "answer", text ? text : "");
+    if (rc == SK_OK && redacted)
+        rc = buf_adds(&b, ",\"redacted\":true");
     if (rc == SK_OK) {
         trace_event(k, b.p);
         if (rec) {

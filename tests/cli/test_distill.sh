@@ -177,6 +177,16 @@ expect_eq "cassette alone" "$err" "D.Label: 5 examples: train 5, calibration 0, 
 skipped: uncertain 1, rejected 1, truncated 1, failed 1, no_exchange 1"
 expect_eq "cassette alone: the same examples" "$(cat "$TMP/c/train.jsonl")" "$ALL_JSONL"
 
+# ---- redaction: the prompt went out with placeholders, and so does the
+# answer; the address stays home
+run "${SK[@]/$TRACE/$TMP/red.jsonl}" invoke D.Label --input "write to bob@example.com" --policy '{"redact": true}'
+expect_eq "redacted call, restored for the caller" "$rc $out" "0 contact bob@example.com"
+expect_in "call_end says it was redacted" "$(cat "$TMP/red.jsonl")" '"redacted":true'
+run "$BIN" distill D.Label --from "$TMP/red.jsonl" --out "$TMP/red" --calibration 0 --test 0
+expect_eq "redacted: train.jsonl" "$(cat "$TMP/red/train.jsonl")" \
+  "$(printf '{"messages":[{"role":"system","content":"%s"},{"role":"user","content":"Message: write to [EMAIL_1]\\nLabel:"},{"role":"assistant","content":"contact [EMAIL_1]"}]}' "$SYS")"
+expect_not_in "redacted: the address is in no file" "$(cat "$TMP/red"/*)" "bob@example.com"
+
 # ---- lines written before calls had ids: their outcome is unknown
 grep -v '"type":"call_end"' "$TRACE" | sed 's/,"call":"[^"]*"//' >"$TMP/old.jsonl"
 run "$BIN" distill D.Label --from "$TMP/old.jsonl" --out "$TMP/old"
