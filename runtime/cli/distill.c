@@ -161,12 +161,9 @@ static dcall *call_for(distill *d, const char *id, int *too_many)
         dcall *g = realloc(d->calls, nc * sizeof *g);
         if (!g)
             return NULL;
-        /* the table's keys point into the calls: re-point them */
+        /* the table's keys are the calls' id strings, which stay put */
         d->calls = g;
         d->cap_calls = nc;
-        for (size_t i = 0; i < d->by_id.cap; i++)
-            if (d->by_id.keys[i])
-                d->by_id.keys[i] = d->calls[d->by_id.vals[i]].id;
     }
     dcall *c = &d->calls[d->n_calls];
     memset(c, 0, sizeof *c);
