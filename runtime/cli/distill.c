@@ -204,6 +204,9 @@ static int take_exchange(distill *d, const cJSON *j, int cassette, const char *w
     if (cJSON_GetObjectItemCaseSensitive(j, "tool_calls"))
         c->tools = 1;
     const char *system = str_member(j, "system");
+    const cJSON *turns = cJSON_GetObjectItemCaseSensitive(j, "turns");
+    if (cJSON_IsNumber(turns) && turns->valuedouble > 1)
+        c->multi_turn = 1;
     if (cassette) {
         /* the messages sent: a system message, then the prompt alone */
         const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");

@@ -572,6 +572,7 @@ typedef struct trace_rec {
                                 run's journal), or NULL when not cacheable */
     const char *system;      /* the system message sent, or NULL */
     const char *call;        /* the invoke's call id, or NULL */
+    int turns;               /* messages sent besides the system message */
 } trace_rec;
 SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
 /* Appends {"time":..., <members>} to the trace. */

@@ -696,6 +696,16 @@ static const char *sent_system(const inv *v)
                                                                     : NULL;
 }
 
+/* The messages sent besides a leading system message: more than one is
+ * a chat with earlier turns (the trace shows only the last). */
+static int sent_turns(const inv *v)
+{
+    size_t n = v->n_send;
+    if (n && strcmp(v->send[0].role, "system") == 0)
+        n--;
+    return (int)n;
+}
+
 /* A reply from the response cache or the run's journal: no request, no
  * tokens, counted as a hit of its source. */
 static void answer_from_store(mreq *q, model_resp *r, int journaled)
@@ -720,6 +730,7 @@ static void answer_from_store(mreq *q, model_resp *r, int journaled)
     long long now = loop_now_ms();
     trace_rec rec = {
         .call = v->call_id,
+        .turns = sent_turns(v),
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
@@ -817,6 +828,7 @@ static void error_from_journal(mreq *q, sk_err *e)
     long long now = loop_now_ms();
     trace_rec rec = {
         .call = v->call_id,
+        .turns = sent_turns(v),
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
@@ -1044,6 +1056,7 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
     /* the trace shows the prompt as sent: redacted, with any instruction */
     trace_rec rec = {
         .call = v->call_id,
+        .turns = sent_turns(v),
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,

@@ -36,6 +36,9 @@ void trace_model_call(sk_kernel *k, const trace_rec *r)
     add_str(&b, &rc, "model", r->model);
     add_str(&b, &rc, "system", r->system);
     add_str(&b, &rc, "prompt", r->prompt);
+    /* a chat with earlier turns: the prompt above is only its last one */
+    if (rc == SK_OK && r->turns > 1)
+        rc = buf_printf(&b, ",\"turns\":%d", r->turns);
     add_str(&b, &rc, "reply", r->reply);
     if (rc == SK_OK && r->resp && r->resp->n_calls) {
         /* the tool calls a reply made, as the model wrote them */

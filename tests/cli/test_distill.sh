@@ -187,6 +187,17 @@ expect_eq "redacted: train.jsonl" "$(cat "$TMP/red/train.jsonl")" \
   "$(printf '{"messages":[{"role":"system","content":"%s"},{"role":"user","content":"Message: write to [EMAIL_1]\\nLabel:"},{"role":"assistant","content":"contact [EMAIL_1]"}]}' "$SYS")"
 expect_not_in "redacted: the address is in no file" "$(cat "$TMP/red"/*)" "bob@example.com"
 
+# ---- a chat prompt with earlier turns (few-shot): the trace shows only
+# the last, so it says how many there were, and distill skips the call
+SKEIN_RECORD=$TMP/few-cas.jsonl run "${SK[@]/$TRACE/$TMP/few.jsonl}" invoke D.Few --input refund
+expect_eq "few-shot call" "$rc $out" "0 billing"
+expect_in "the trace counts the turns" "$(cat "$TMP/few.jsonl")" '"prompt":"Message: refund","turns":3,'
+for f in few.jsonl few-cas.jsonl; do
+  run "$BIN" distill D.Few --from "$TMP/$f" --out "$TMP/few"
+  expect_eq "few-shot from $f rc" "$rc" 11
+  expect_in "few-shot from $f: skipped" "$err" "skipped: multi_turn 1"
+done
+
 # ---- lines written before calls had ids: their outcome is unknown
 grep -v '"type":"call_end"' "$TRACE" | sed 's/,"call":"[^"]*"//' >"$TMP/old.jsonl"
 run "$BIN" distill D.Label --from "$TMP/old.jsonl" --out "$TMP/old"
