@@ -2,8 +2,9 @@
  * cli.h -- what the files of the `skein` command share beyond the exit
  * codes (eval.h): how a failure is reported (errors.c), the standard
  * streams (errors.c), and the commands that live in files of their own
- * (prompt.c, logs.c, models.c, manual.c, distill.c), each with the options main.c
- * parsed for it.  The command line uses only skein.h of the library.
+ * (prompt.c, logs.c, models.c, manual.c, distill.c), each with the
+ * options main.c parsed for it.  The command line uses only skein.h of
+ * the library.
  */
 #ifndef SKEIN_CLI_H
 #define SKEIN_CLI_H
