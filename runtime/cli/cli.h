@@ -2,8 +2,9 @@
  * cli.h -- what the files of the `skein` command share beyond the exit
  * codes (eval.h): how a failure is reported (errors.c), the standard
  * streams (errors.c), and the commands that live in files of their own
- * (prompt.c, logs.c, models.c, manual.c), each with the options main.c
- * parsed for it.  The command line uses only skein.h of the library.
+ * (prompt.c, logs.c, models.c, manual.c, distill.c), each with the
+ * options main.c parsed for it.  The command line uses only skein.h of
+ * the library.
  */
 #ifndef SKEIN_CLI_H
 #define SKEIN_CLI_H
@@ -108,6 +109,19 @@ int cli_models(sk_kernel *k, int json);
 /* spec with URL credentials masked ("user:***@", "?api-key=***").
  * Caller frees; NULL when memory ran out. */
 char *cli_mask_spec(const char *spec);
+
+/* `skein distill` (distill.c): the accepted answers of one function, from
+ * traces and cassettes, as training data and held-out splits in out. */
+typedef struct distill_opts {
+    const char *function;     /* "Skill.Fn" */
+    const char *const *from;  /* --from FILE, n_from of them */
+    size_t n_from;
+    const char *out;          /* --out DIR, made when missing */
+    double calibration, test; /* shares held out, each in [0, 1), sum < 1 */
+    long seed;
+    int json;                 /* the counts as JSON on stdout too */
+} distill_opts;
+int cli_distill(const distill_opts *o);
 
 /* `skein help --man` and `skein completion bash|zsh` (manual.c), made
  * from the tables main.c keeps: the commands (usage gives each one's help

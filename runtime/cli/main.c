@@ -73,7 +73,12 @@ typedef struct cli {
     const char *plot;   /* eval --plot FILE.svg */
     const char *signal; /* calibrate --signal NAME */
     double alpha, delta, test;
+    int test_given;       /* --test given (distill takes 0) */
+    const char *calibration; /* distill --calibration SHARE */
+    const char **from;    /* distill --from FILE */
+    size_t n_from;
     long seed;
+    int seed_given;
     int dry_run;
     /* the conventions of llm: prompt, chat, logs */
     const char *system;       /* -s, --system */
@@ -93,7 +98,7 @@ typedef struct cli {
 
 static const char *const COMMANDS[] = {"invoke", "render", "skills", "run",
                                        "review", "plan", "run-plan", "agent",
-                                       "df", "cache", "eval", "calibrate", "models",
+                                       "df", "cache", "eval", "calibrate", "distill", "models",
                                        "logs", "prompt", "chat", "completion", "help",
                                        NULL};
 
@@ -120,6 +125,8 @@ static const char USAGE[] =
     "                    accuracy, signals, risk and coverage, calls, time\n"
     "  calibrate Skill.Fn  fit an uncertainty threshold with a stated error rate\n"
     "                    (--data FILE.jsonl --alpha 0.1) into its config.json\n"
+    "  distill Skill.Fn  its accepted answers in traces and cassettes (--from FILE)\n"
+    "                    as fine-tuning data and held-out splits (--out DIR)\n"
     "  models            the default model, the names the config file gives\n"
     "                    models (aliases), and the connector kinds\n"
     "  logs              the call history: list, search (-q), a conversation\n"
@@ -399,6 +406,32 @@ static const char USAGE_EVAL[] =
     "seeded share of the examples and reports whether the bound held on\n"
     "them.  Too few examples for the alpha asked is exit code 11.\n";
 
+static const char USAGE_DISTILL[] =
+    "usage: skein distill Skill.Fn --from FILE [--from FILE]... --out DIR\n"
+    "                     [--seed N] [--calibration SHARE] [--test SHARE] [--json]\n"
+    "\n"
+    "Reads traces (--trace, SKEIN_TRACE) and cassettes (SKEIN_RECORD) and keeps\n"
+    "the function's calls that ended with an answer: never one that was\n"
+    "uncertain, rejected, filtered, truncated or failed, nor one that called\n"
+    "tools or sent earlier turns.  Each example is the prompt as sent (with\n"
+    "its system message) and the answer the caller received; identical\n"
+    "examples are kept once.  It writes into DIR (made when missing):\n"
+    "\n"
+    "  train.txt          for llama-finetune: each example as the prompt, the\n"
+    "                     answer right after it, and a line <|endoftext|>\n"
+    "  train.jsonl        the same examples as chat fine-tuning lines:\n"
+    "                     {\"messages\": [system?, user, assistant]}\n"
+    "  calibration.jsonl  held out: {\"input\", \"expected\", \"function\"} a\n"
+    "  test.jsonl         line, for skein calibrate and skein eval\n"
+    "\n"
+    "--calibration and --test are the shares of distinct prompts held out\n"
+    "(default 0.2 each, 0 for none, together below 1), drawn by --seed\n"
+    "(default 1): the same inputs and seed give the same files.  The counts\n"
+    "per split and what was skipped, by reason, go to stderr (--json: also\n"
+    "as JSON on stdout).  A line that is neither a trace line nor a recorded\n"
+    "exchange stops it with FILE:LINE (exit 11); no accepted answer at all\n"
+    "is exit 11 too, and writes nothing.\n";
+
 static const char *command_usage(const char *cmd)
 {
     if (!cmd)
@@ -437,6 +470,8 @@ static const char *command_usage(const char *cmd)
         return USAGE_CACHE;
     if (strcmp(cmd, "eval") == 0 || strcmp(cmd, "calibrate") == 0)
         return USAGE_EVAL;
+    if (strcmp(cmd, "distill") == 0)
+        return USAGE_DISTILL;
     return NULL;
 }
 
@@ -551,7 +586,8 @@ static const char *const OPTIONS[] = {
     "--option", "--no-cache", "--data", "--check", "--plot", "--signal", "--alpha",
     "--delta", "--test", "--seed", "--dry-run", "--journal", "-m", "-s", "--system",
     "-c", "--continue", "--cid", "--conversation", "-n", "-q", "--query", "--function",
-    "-t", "--truncate", "--no-log", "--log", "--man", "--timeout", "--idle-timeout", NULL};
+    "-t", "--truncate", "--no-log", "--log", "--man", "--timeout", "--idle-timeout",
+    "--from", "--calibration", NULL};
 
 /* The options that take a value (for the completions). */
 static const char *const VALUE_OPTIONS[] = {
@@ -560,7 +596,7 @@ static const char *const VALUE_OPTIONS[] = {
     "--data", "--check", "--plot", "--signal", "--alpha", "--delta", "--test", "--seed",
     "--functions", "--max-steps", "--max-tokens", "--max-ms", "--max-parallel",
     "--system", "-s", "--cid", "--conversation", "--function", "--query", "-n",
-    "--timeout", "--idle-timeout", NULL};
+    "--timeout", "--idle-timeout", "--from", "--calibration", NULL};
 
 
 static const char *closest_option(const char *word)
@@ -669,13 +705,20 @@ static int parse(cli *o, int argc, char **argv)
             o->plot = v;
         } else if ((v = opt_value(a, "--signal", argc, argv, &i, &missing))) {
             o->signal = v;
+        } else if ((v = opt_value(a, "--from", argc, argv, &i, &missing))) {
+            o->from[o->n_from++] = v;
+        } else if ((v = opt_value(a, "--calibration", argc, argv, &i, &missing))) {
+            o->calibration = v; /* checked by distill, which alone takes it */
         } else if ((v = opt_value(a, "--alpha", argc, argv, &i, &missing)) ||
                    (v = opt_value(a, "--delta", argc, argv, &i, &missing)) ||
                    (v = opt_value(a, "--test", argc, argv, &i, &missing))) {
             char *end;
             double d = strtod(v, &end);
-            if (*end || !(d > 0 && d < 1))
+            int is_test = strncmp(a, "--test", 6) == 0;
+            /* distill holds out no test share with --test 0 */
+            if (*end || end == v || !((d > 0 || (is_test && d == 0)) && d < 1))
                 return usage_error("%s expects a number between 0 and 1", a, NULL);
+            o->test_given |= is_test;
             if (strncmp(a, "--alpha", 7) == 0)
                 o->alpha = d;
             else if (strncmp(a, "--delta", 7) == 0)
@@ -685,7 +728,8 @@ static int parse(cli *o, int argc, char **argv)
         } else if ((v = opt_value(a, "--seed", argc, argv, &i, &missing))) {
             char *end;
             o->seed = strtol(v, &end, 10);
-            if (*end)
+            o->seed_given = 1;
+            if (*end || end == v)
                 return usage_error("--seed expects a whole number, got '%s'", v, NULL);
         } else if (strcmp(a, "--dry-run") == 0) {
             o->dry_run = 1;
@@ -1675,6 +1719,8 @@ static int cmd_eval(const cli *o, sk_kernel *k, int calibrate)
         return usage_error("unexpected argument '%s'", o->pos[1], NULL);
     if (!o->data)
         return usage_error("%s: missing --data FILE.jsonl (labelled examples)", cmd, NULL);
+    if (o->test_given && o->test == 0)
+        return usage_error("%s --test expects a number between 0 and 1", cmd, NULL);
     eval_opts e = {
         .function = o->pos[0], .data = o->data, .check = o->check, .policy = o->policy,
         .plot = o->plot, .signal = o->signal, .alpha = o->alpha, .delta = o->delta,
@@ -1682,6 +1728,50 @@ static int cmd_eval(const cli *o, sk_kernel *k, int calibrate)
         .quiet = o->quiet, .dry_run = o->dry_run,
     };
     return calibrate ? cli_calibrate(k, &e) : cli_eval(k, &e);
+}
+
+/* ---- distill ------------------------------------------------------------- */
+
+static int looks_like_function(const char *s);
+
+/* A share held out: [0, 1). */
+static int parse_share(const char *opt, const char *v, double *out)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (*end || end == v || !(d >= 0 && d < 1))
+        return usage_error("distill: %s expects a share from 0 to below 1", opt, NULL);
+    *out = d;
+    return -1;
+}
+
+static int cmd_distill(const cli *o)
+{
+    if (o->n_pos < 1)
+        return usage_error("%s: missing the function name (Skill.Fn)", "distill", NULL);
+    if (o->n_pos > 1)
+        return usage_error("unexpected argument '%s'", o->pos[1], NULL);
+    if (!looks_like_function(o->pos[0]))
+        return usage_error("distill: '%s' is not a function name (Skill.Fn)", o->pos[0], NULL);
+    if (!o->n_from)
+        return usage_error("%s: missing --from FILE (a trace or a cassette)", "distill", NULL);
+    if (o->n_from > 1024)
+        return usage_error("distill: more than %s --from files", "1024", NULL);
+    if (!o->out)
+        return usage_error("%s: missing --out DIR", "distill", NULL);
+    distill_opts d = {
+        .function = o->pos[0], .from = o->from, .n_from = o->n_from, .out = o->out,
+        .calibration = 0.2, .test = o->test_given ? o->test : 0.2,
+        .seed = o->seed_given ? o->seed : 1, .json = o->json,
+    };
+    int rc;
+    if (o->calibration && (rc = parse_share("--calibration", o->calibration,
+                                            &d.calibration)) >= 0)
+        return rc;
+    if (d.calibration + d.test >= 1)
+        return usage_error("distill: --calibration and --test together must be below 1%s",
+                           "", "nothing would be left to train on");
+    return cli_distill(&d);
 }
 
 /* ---- render -------------------------------------------------------------- */
@@ -2231,6 +2321,12 @@ static int run_command(cli *o)
         return usage_error("--dry-run is for invoke (show the request, send "
                            "nothing) and calibrate (write nothing), not %s", cmd, NULL);
 
+    /* distill reads files only: no kernel, no skills, no model */
+    if (strcmp(cmd, "distill") == 0)
+        return cmd_distill(o);
+    if (o->n_from || o->calibration)
+        return usage_error("%s is for distill", o->n_from ? "--from" : "--calibration", NULL);
+
     lua_State *L = NULL;
     int is_df = strcmp(cmd, "df") == 0;
     if (is_df && o->n_pos != 2)
@@ -2308,7 +2404,8 @@ int main(int argc, char **argv)
     o.pos = calloc(slots, sizeof *o.pos);
     o.vars = calloc(slots, sizeof *o.vars);
     o.options = calloc(slots, sizeof *o.options);
-    if (!o.skills || !o.pos || !o.vars || !o.options) {
+    o.from = calloc(slots, sizeof *o.from);
+    if (!o.skills || !o.pos || !o.vars || !o.options || !o.from) {
         return cli_error(SK_NOMEM, NULL, "out of memory");
     }
     int rc = parse(&o, argc, argv);
@@ -2331,5 +2428,6 @@ int main(int argc, char **argv)
     free(o.pos);
     free(o.vars);
     free(o.options);
+    free(o.from);
     return cli_stdout_done(rc);
 }

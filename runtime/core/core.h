@@ -500,6 +500,10 @@ SK_HIDDEN const kern_sql *kern_sql_limits(const sk_kernel *k);
  * then on the option cannot change. */
 SK_HIDDEN const char *kern_db_path(sk_kernel *k);
 SK_HIDDEN long kern_next_id(sk_kernel *k); /* 1, 2, 3, ... per kernel */
+/* A new call id into out (n >= 48 bytes): the kernel's random run id and
+ * its count of invokes, the join key of a call's trace lines, cassette
+ * lines and its call_end line. */
+SK_HIDDEN void kern_new_call_id(sk_kernel *k, char *out, size_t n);
 
 /* ---- what the layers above keep in a kernel ----------------------------
  * The kernel knows no subsystem by name.  A layer keeps its state in a
@@ -567,10 +571,18 @@ typedef struct trace_rec {
     const char *cache;       /* "hit", "miss", "journal" (served from the
                                 run's journal), or NULL when not cacheable */
     const char *system;      /* the system message sent, or NULL */
+    const char *call;        /* the invoke's call id, or NULL */
+    int turns;               /* messages sent besides the system message */
 } trace_rec;
 SK_HIDDEN void trace_model_call(sk_kernel *k, const trace_rec *r);
 /* Appends {"time":..., <members>} to the trace. */
 SK_HIDDEN void trace_event(sk_kernel *k, const char *members);
+/* The end of an invoke of a prompt function, to the trace and the
+ * cassette: {"type":"call_end","call":..,"function":..,"status":KIND}
+ * and, when st is SK_OK, "answer" (text, the answer released, values
+ * restored); "redacted":true when the prompts sent had placeholders. */
+SK_HIDDEN void trace_call_end(sk_kernel *k, const char *call, const char *function,
+                              sk_status st, const char *text, int redacted);
 
 /* The call history (runtime/core/history.c): options history,
  * history_max_bytes and conversation, and the record of one model call,

@@ -60,6 +60,8 @@ void inv_finish(inv *v, sk_status st, char *text, sk_err *err)
         free(text);
         text = NULL;
     }
+    if (v->f && v->f->kind == FN_SEMANTIC && !v->render_only && !v->dry_run)
+        trace_call_end(v->k, v->call_id, v->name, st, text, v->redacted);
     inv_done_fn done = v->done;
     void *ud = v->ud;
     inv_free(v);
@@ -325,6 +327,7 @@ static inv *inv_alloc(sk_kernel *k, const sk_vars *vars, int depth,
     if (!v)
         return NULL;
     v->k = k;
+    kern_new_call_id(k, v->call_id, sizeof v->call_id);
     v->depth = depth;
     v->done = done;
     v->ud = ud;

@@ -28,6 +28,7 @@ struct inv {
     sk_function *f;            /* retained; NULL for a bare render */
     const sk_template *tpl;    /* f->tpl, or the caller's for a render */
     const char *name;          /* for errors and traces */
+    char call_id[48];          /* kern_new_call_id: joins its trace lines */
     const char *skill;         /* for bare function names in blocks */
     sk_vars *vars;             /* owned */
     int depth;
@@ -71,6 +72,7 @@ struct inv {
     sk_msg *send;              /* messages as sent (instruction, redaction) */
     size_t n_send;
     rd_map *rmap;              /* redaction map of this attempt, or NULL */
+    int redacted;              /* some attempt sent placeholders for values */
     mreq *reqs;                /* one per sample */
     size_t n_samples, pending_samples;
     sk_err *sample_err;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -162,6 +163,22 @@ const char *kern_db_path(sk_kernel *k)
     return k->db_path;
 }
 long kern_next_id(sk_kernel *k) { return ++k->next_id; }
+
+/* The run id that starts each call id ("3f9c0a1b2e4d5c6f-12"): random, so
+ * that the calls of runs appending to one trace or cassette never share
+ * an id; the time and pid stand in when the system gives no entropy. */
+static void new_run_id(sk_kernel *k)
+{
+    unsigned long long r = 0;
+    if (getentropy(&r, sizeof r) != 0)
+        r = ((unsigned long long)loop_now_ms() << 20) ^ (unsigned long long)getpid();
+    snprintf(k->run_id, sizeof k->run_id, "%016llx", r);
+}
+
+void kern_new_call_id(sk_kernel *k, char *out, size_t n)
+{
+    snprintf(out, n, "%s-%ld", k->run_id, ++k->call_seq);
+}
 int kern_untrusted(const sk_kernel *k) { return k->native_untrusted; }
 void kern_native_get(const sk_kernel *k, int *depth, int *ctx)
 {
@@ -456,6 +473,7 @@ sk_status kern_new(sk_kernel **out)
     if (rc == SK_OK && record && *record && !(k->record = fopen(record, "a")))
         rc = kern_failf(k, SK_IO, "SKEIN_RECORD=%s: %s", record, strerror(errno));
     k->born_ms = loop_now_ms();
+    new_run_id(k);
     if (rc != SK_OK) {
         /* Keep the kernel so the caller can read sk_errmsg, as sqlite3_open
          * does; the caller still frees it. */

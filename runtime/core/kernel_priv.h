@@ -113,6 +113,9 @@ struct sk_kernel {
     long next_id;
     struct kern_limits *limits;    /* limits.c */
     FILE *record;                  /* SKEIN_RECORD cassette, or NULL */
+    char run_id[24];               /* random, per kernel: the prefix of the
+                                      call ids in traces and cassettes */
+    long call_seq;                 /* invokes started so far */
     long long born_ms;
     int native_untrusted;          /* the native running now is untrusted */
     int native_dry;                /* ... and runs inside a dry run */

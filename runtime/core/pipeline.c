@@ -98,6 +98,7 @@ void pipe_trace(inv *v, const char *type, ...)
         if (rc == SK_OK) rc = buf_add_json_str(&b, val, strlen(val));
     }
     va_end(ap);
+    if (rc == SK_OK) rc = buf_printf(&b, ",\"call\":\"%s\"", v->call_id);
     if (rc == SK_OK)
         trace_event(v->k, b.p);
     buf_free(&b);
@@ -695,6 +696,16 @@ static const char *sent_system(const inv *v)
                                                                     : NULL;
 }
 
+/* The messages sent besides a leading system message: more than one is
+ * a chat with earlier turns (the trace shows only the last). */
+static int sent_turns(const inv *v)
+{
+    size_t n = v->n_send;
+    if (n && strcmp(v->send[0].role, "system") == 0)
+        n--;
+    return (int)n;
+}
+
 /* A reply from the response cache or the run's journal: no request, no
  * tokens, counted as a hit of its source. */
 static void answer_from_store(mreq *q, model_resp *r, int journaled)
@@ -718,6 +729,8 @@ static void answer_from_store(mreq *q, model_resp *r, int journaled)
     }
     long long now = loop_now_ms();
     trace_rec rec = {
+        .call = v->call_id,
+        .turns = sent_turns(v),
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
@@ -814,6 +827,8 @@ static void error_from_journal(mreq *q, sk_err *e)
     kern_usage(v->k)->journal_hits++;
     long long now = loop_now_ms();
     trace_rec rec = {
+        .call = v->call_id,
+        .turns = sent_turns(v),
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
@@ -944,6 +959,7 @@ static void record_exchange(inv *v, const model_resp *resp, const sk_err *err)
         if (err->http_status)
             cJSON_AddNumberToObject(e, "http_status", err->http_status);
     }
+    cJSON_AddStringToObject(j, "call", v->call_id);
     char *line = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (line) {
@@ -1039,6 +1055,8 @@ static void model_done(void *ud, sk_status st, model_resp *resp, sk_err *err)
     record_exchange(v, resp, err);
     /* the trace shows the prompt as sent: redacted, with any instruction */
     trace_rec rec = {
+        .call = v->call_id,
+        .turns = sent_turns(v),
         .function = v->name,
         .model = v->spec,
         .prompt = v->n_send ? v->send[v->n_send - 1].content : v->prompt,
@@ -1262,6 +1280,7 @@ static sk_status build_send(inv *v)
         }
     }
     if (v->rmap && rd_map_count(v->rmap)) {
+        v->redacted = 1;
         kern_usage(v->k)->redacted += (long)rd_map_count(v->rmap);
         char n[32];
         snprintf(n, sizeof n, "%zu", rd_map_count(v->rmap));

@@ -34,7 +34,11 @@ void trace_model_call(sk_kernel *k, const trace_rec *r)
     sk_status rc = buf_printf(&b, "{\"time\":\"%s\",\"type\":\"model_call\"", when);
     add_str(&b, &rc, "function", r->function);
     add_str(&b, &rc, "model", r->model);
+    add_str(&b, &rc, "system", r->system);
     add_str(&b, &rc, "prompt", r->prompt);
+    /* a chat with earlier turns: the prompt above is only its last one */
+    if (rc == SK_OK && r->turns > 1)
+        rc = buf_printf(&b, ",\"turns\":%d", r->turns);
     add_str(&b, &rc, "reply", r->reply);
     if (rc == SK_OK && r->resp && r->resp->n_calls) {
         /* the tool calls a reply made, as the model wrote them */
@@ -74,6 +78,7 @@ void trace_model_call(sk_kernel *k, const trace_rec *r)
             free(ej);
         }
     }
+    add_str(&b, &rc, "call", r->call);
     if (rc == SK_OK)
         rc = buf_adds(&b, "}\n");
     if (rc == SK_OK) {
@@ -102,6 +107,34 @@ void trace_event(sk_kernel *k, const char *members)
     now_iso(when, sizeof when);
     fprintf(k->trace, "{\"time\":\"%s\",%s}\n", when, members);
     fflush(k->trace);
+}
+
+/* One line for the trace and the cassette alike: the scripted model skips
+ * it when it replays a cassette, skein distill joins on its call id. */
+void trace_call_end(sk_kernel *k, const char *call, const char *function,
+                    sk_status st, const char *text, int redacted)
+{
+    FILE *rec = kern_record_file(k);
+    if ((!k->trace && !rec) || !call || !function)
+        return;
+    sk_buf b;
+    buf_init(&b, (size_t)64 << 20);
+    sk_status rc = buf_adds(&b, "\"type\":\"call_end\"");
+    add_str(&b, &rc, "call", call);
+    add_str(&b, &rc, "function", function);
+    add_str(&b, &rc, "status", sk_status_kind(st));
+    if (st == SK_OK)
+        add_str(&b, &rc, "answer", text ? text : "");
+    if (rc == SK_OK && redacted)
+        rc = buf_adds(&b, ",\"redacted\":true");
+    if (rc == SK_OK) {
+        trace_event(k, b.p);
+        if (rec) {
+            fprintf(rec, "{%s}\n", b.p);
+            fflush(rec);
+        }
+    }
+    buf_free(&b);
 }
 
 void sk_trace_event(sk_kernel *k, const char *json_members)

@@ -277,6 +277,12 @@ static cJSON *cassette_rules(const char *text, size_t len, const char *path,
         if (!n)
             continue;
         cJSON *ex = cJSON_ParseWithLength(start, n);
+        /* how a call ended (skein distill reads it), not an exchange */
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(ex, "type");
+        if (cJSON_IsString(type) && strcmp(type->valuestring, "call_end") == 0) {
+            cJSON_Delete(ex);
+            continue;
+        }
         const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(ex, "prompt");
         const cJSON *reply = cJSON_GetObjectItemCaseSensitive(ex, "reply");
         const cJSON *error = cJSON_GetObjectItemCaseSensitive(ex, "error");

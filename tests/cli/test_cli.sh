@@ -160,8 +160,10 @@ expect_eq "run: the skein module" "$(printf '%s\n' "$out" | tail -1)" "ONE"
 
 # ---- trace
 run "$BIN" --model "$MODEL" --skills $FX/skills --quiet --trace "$TMP/trace.jsonl" invoke Cli.Sem --input x
-lines=$(wc -l <"$TMP/trace.jsonl" 2>/dev/null || echo 0)
+lines=$(grep -c '"type":"model_call"' "$TMP/trace.jsonl" 2>/dev/null || echo 0)
 expect_eq "--trace writes a line per model call" "$lines" 1
+lines=$(grep -c '"type":"call_end","call":"[0-9a-f]*-1","function":"Cli.Sem","status":"ok","answer":"the scripted reply"' "$TMP/trace.jsonl" 2>/dev/null || echo 0)
+expect_eq "--trace writes how the call ended" "$lines" 1
 
 # ---- streaming to a terminal
 if command -v script >/dev/null 2>&1; then

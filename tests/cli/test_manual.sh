@@ -20,7 +20,7 @@ bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 expect_eq() { if [ "$2" == "$3" ]; then ok; else bad "$1: got [$2], want [$3]"; fi; }
 expect_in() { case "$2" in *"$3"*) ok ;; *) bad "$1: [$2] lacks [$3]" ;; esac; }
 
-COMMANDS="invoke render skills run review plan run-plan agent df cache eval calibrate models logs prompt chat completion help"
+COMMANDS="invoke render skills run review plan run-plan agent df cache eval calibrate distill models logs prompt chat completion help"
 
 # ---- the manual page
 page="$BUILD/skein.1"

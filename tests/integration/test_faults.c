@@ -287,9 +287,18 @@ static void check_trace(const fault_case *c, const char *trace)
 /* The cassette line: the reply on success, otherwise the error. */
 static void check_cassette(const fault_case *c, const char *cassette)
 {
-    CHECK_INT(count_lines(cassette), 1);
-    cJSON *r = last_line_with(cassette, "function");
+    /* the exchange, then how the call ended (for skein distill) */
+    CHECK_INT(count_lines(cassette), 2);
+    cJSON *end = last_line_with(cassette, "status");
+    CHECK(end != NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(end, "type")), "call_end");
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(end, "status")), sk_status_kind(c->want));
+    cJSON *r = last_line_with(cassette, "prompt");
     CHECK(r != NULL);
+    if (r && end)
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(end, "call")),
+                  cJSON_GetStringValue(cJSON_GetObjectItem(r, "call")));
+    cJSON_Delete(end);
     if (!r)
         return;
     CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(r, "function")), "T.Echo");
