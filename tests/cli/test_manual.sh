@@ -99,7 +99,7 @@ zmodload zsh/zpty
 # types LINE and Tab in an interactive zsh; true when WANT shows
 complete_line() {
   zpty z zsh -f -i
-  zpty -w z "PS1='> '; fpath=($ZF \$fpath); path=($ZBIN \$path); autoload -U compinit; compinit -u -D; unsetopt beep"
+  zpty -w z "stty columns 1000; PS1='> '; fpath=($ZF \$fpath); path=($ZBIN \$path); autoload -U compinit; compinit -u -D; unsetopt beep"
   zpty -w -n z "$1"$'\t'
   local out= chunk i
   for i in {1..600}; do
