@@ -45,11 +45,13 @@ mutate: deps
 	lua5.4 tools/mutate.lua --jobs $(JOBS) $(MUTATE_ARGS)
 
 # Benchmarks; results are appended to bench/RESULTS.md.  bench/run.sh sets
-# skein beside a curl floor and LangChain.js (npm ci into bench/node).
+# skein beside a curl floor and LangChain.js (npm ci into bench/node);
+# slots_bench.sh runs the real llama-server (tests/local-model/setup).
 bench: build
 	bash bench/run.sh $(BUILD) | tee -a bench/RESULTS.md
 	bash bench/df_bench.sh $(BUILD) | tee -a bench/RESULTS.md
 	if /usr/bin/python3 -c 'import distributed' 2>/dev/null; then bash bench/dask_bench.sh $(BUILD) | tee -a bench/RESULTS.md; fi
+	bash bench/slots_bench.sh $(BUILD) | tee -a bench/RESULTS.md
 
 # A PREFIX given to this make (on the command line or in the environment)
 # wins over the one the build was configured with: the build is configured

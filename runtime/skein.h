@@ -192,6 +192,11 @@ SK_API const char *sk_kernel_connector_kind_at(const sk_kernel *k, size_t i);
  *                         (the CLI's --no-cache); default "1"
  *   "sql_concurrency"     ai()/skein() calls of one statement in flight
  *                         at once (default 16)
+ *   "slots"               a llama.cpp server's slot count (0 to 1024;
+ *                         default 0, off): each openai+llamacpp request
+ *                         carries id_slot and cache_prompt, sent to the
+ *                         slot whose last prompt shares its prefix, else
+ *                         the least loaded (README: llama.cpp's slots)
  *   "allow_dangerously_set_content"  "1" inserts every value into chat
  *                         markup as written (Semantic Kernel's factory-wide
  *                         switch); by default values are encoded

@@ -345,6 +345,8 @@ typedef struct kern_net {
     int retries;
     long retry_base_ms;
     size_t max_response_bytes;
+    int slots;               /* a llama.cpp server's slots to route among
+                                by prefix (0: the server chooses) */
 } kern_net;
 SK_HIDDEN const kern_net *kern_net_settings(const sk_kernel *k);
 SK_HIDDEN int kern_quiet(const sk_kernel *k);

@@ -954,6 +954,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         {"sql_max_rows", 0, 2000000000L}, {"sql_max_bytes", 0, 1L << 40},
         {"allow_dangerously_set_content", 0, 1}, {"sql_concurrency", 1, 10000},
         {"cache", 0, 1},               {"idle_timeout_ms", 0, 86400000L},
+        {"slots", 0, 1024},
     };
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         if (strcmp(name, spec[i].name) != 0)
@@ -980,6 +981,7 @@ sk_status sk_kernel_set_option(sk_kernel *k, const char *name, const char *value
         case 13: k->sql.concurrency = (int)v; break;
         case 14: k->no_cache = !v; break;
         case 15: k->net.idle_timeout_ms = v; break;
+        case 16: k->net.slots = (int)v; break;
         }
         kern_ok(k);
         return SK_OK;

@@ -166,6 +166,7 @@ typedef struct http_conn {
     size_t n_free;
     int refs;       /* the connector itself + requests in flight */
     uint64_t rng;   /* backoff jitter; per connector, no global state */
+    slot_router *router; /* made at the first routed request */
 } http_conn;
 
 typedef struct http_call {
@@ -177,6 +178,8 @@ typedef struct http_call {
     model_done_fn done;
     void *ud;
     int stream;
+    int slot;             /* the server slot it was routed to, or -1 */
+    unsigned slot_gen;    /* the router's table it was counted in */
     void *easy;
     int in_loop;          /* easy handle is on the loop */
     int in_write;         /* inside the write callback */
@@ -220,6 +223,7 @@ static void conn_unref(http_conn *c)
     for (size_t i = 0; i < c->n_free; i++)
         curl_easy_cleanup(c->free_easy[i]);
     curl_slist_free_all(c->headers);
+    slot_router_free(c->router);
     if (c->key) {
         /* do not leave the key lying in freed memory */
         memset(c->key, 0, strlen(c->key));
@@ -289,6 +293,8 @@ static void call_free(http_call *call)
         return;
     if (call->idle_timer)
         loop_cancel(call->k, call->idle_timer);
+    if (call->slot >= 0)
+        slot_done(call->conn->router, call->slot, call->slot_gen);
     release_easy(call);
     free(call->body);
     buf_free(&call->rx);
@@ -785,6 +791,42 @@ static char *make_body(const http_conn *c, const model_req *req)
     return c->proto->request_json(req, req->model && *req->model ? req->model : c->model);
 }
 
+/* The slot count to route among: the option slots, for a server that has
+ * slots (0: no routing). */
+static int route_slots(const http_conn *c, sk_kernel *k)
+{
+    return c->proto->with_slot ? kern_net_settings(k)->slots : 0;
+}
+
+/* Pins *body to a slot chosen by its prefix (slots.c) when routing is on:
+ * the call holds the slot until it is freed.  With commit zero (a dry
+ * run), shows the choice and changes nothing.  SK_NOMEM. */
+static sk_status route_body(http_conn *c, sk_kernel *k, char **body, int commit,
+                            http_call *call)
+{
+    int n = route_slots(c, k);
+    if (n <= 0)
+        return SK_OK;
+    if (!c->router && !(c->router = slot_router_new()))
+        return SK_NOMEM;
+    size_t len = strlen(*body);
+    int slot = commit ? slot_route(c->router, n, *body, len, &call->slot_gen)
+                      : slot_pick(c->router, n, *body, len);
+    if (slot < 0)
+        return SK_NOMEM;
+    char *pinned = c->proto->with_slot(*body, slot);
+    if (!pinned) {
+        if (commit)
+            slot_done(c->router, slot, call->slot_gen);
+        return SK_NOMEM;
+    }
+    free(*body);
+    *body = pinned;
+    if (commit)
+        call->slot = slot;
+    return SK_OK;
+}
+
 /* Why a request may not go out: no key for a server that needs one.
  * Caller frees. */
 static char *missing_key(const http_conn *c)
@@ -797,12 +839,15 @@ sk_status http_describe(void *self, sk_kernel *k, const model_req *req, char **o
                         sk_err **err)
 {
     http_conn *c = self;
-    (void)k;
     *out = NULL;
     *err = NULL;
     char *body = make_body(c, req);
     if (!body)
         return SK_NOMEM;
+    if (route_body(c, k, &body, 0, NULL) != SK_OK) {
+        free(body);
+        return SK_NOMEM;
+    }
     sk_buf b;
     buf_init(&b, 0);
     sk_status rc = buf_adds(&b, "{\"method\":\"POST\",\"url\":");
@@ -875,6 +920,7 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
     call->conn = c;
     c->refs++;
     call->k = k;
+    call->slot = -1;
     call->on_delta = on_delta;
     call->done = done;
     call->ud = ud;
@@ -887,7 +933,7 @@ sk_status http_start(void *self, sk_kernel *k, const model_req *req,
     buf_init(&call->line, max);
     sse_init(&call->sse, 0);
     call->body = make_body(c, req);
-    if (!call->body) {
+    if (!call->body || route_body(c, k, &call->body, 1, call) != SK_OK) {
         call_free(call);
         return SK_NOMEM;
     }

@@ -83,6 +83,11 @@ typedef struct http_proto {
     /* A hint for an HTTP error from url (shown form), appended to the
      * message, or NULL (the member may be NULL).  Caller frees. */
     char *(*hint)(const char *url, long http_status);
+    /* A server with slots (llama.cpp): the body with the request pinned
+     * to slot (0-based) and its prompt cache kept, or NULL when memory
+     * ran out (caller frees).  NULL member: the server has none, and
+     * nothing about slots is ever sent to it. */
+    char *(*with_slot)(const char *body, int slot);
 } http_proto;
 
 /* A connector's state (its conn_vt self) for proto, POSTing to url.  key
@@ -121,6 +126,23 @@ SK_HIDDEN long http_retry_delay_ms(void *easy, long status, int attempts,
                                    long base_ms, uint64_t *rng);
 /* A model_resp with every field unknown.  Caller frees with resp_free. */
 SK_HIDDEN model_resp *http_resp_new(void);
+/* ---- slot routing (runtime/models/slots.c) --------------------------------
+ * Which of a server's n slots a request body goes to, so that requests
+ * sharing a prefix share a slot's prompt cache (see slots.c).  One router
+ * per connector. */
+typedef struct slot_router slot_router;
+/* NULL when memory ran out.  Free with slot_router_free (NULL is fine). */
+SK_HIDDEN slot_router *slot_router_new(void);
+SK_HIDDEN void slot_router_free(slot_router *r);
+/* The slot (0..n-1) for body, counted in flight until slot_done(r, slot,
+ * *gen); -1 when memory ran out (send it unrouted).  body is borrowed;
+ * its first bytes are remembered for the slot. */
+SK_HIDDEN int slot_route(slot_router *r, int n, const char *body, size_t len,
+                         unsigned *gen);
+/* The slot slot_route would choose, changing nothing (dry runs). */
+SK_HIDDEN int slot_pick(const slot_router *r, int n, const char *body, size_t len);
+SK_HIDDEN void slot_done(slot_router *r, int slot, unsigned gen);
+
 /* ---- endpoints (runtime/models/endpoint.c) -------------------------------
  * Pure functions over the URLs connectors are given. */
 /* 1 for hosted APIs that refuse a request without a key (api.openai.com,

@@ -719,6 +719,26 @@ static char *request_json_vllm(const model_req *req, const char *model)
     return request_body(req, model, OAI_VLLM);
 }
 
+/* llama.cpp's server: the request pinned to one slot, whose KV cache
+ * keeps the prompt for the next request that shares its prefix
+ * (cache_prompt is the default on current servers, not on older ones).
+ * The fields go last, after the prompt, so that the body's head (what
+ * the router compares) is the prompt's.  Caller frees. */
+static char *with_slot_llamacpp(const char *body, int slot)
+{
+    char tail[64];
+    int t = snprintf(tail, sizeof tail, ",\"id_slot\":%d,\"cache_prompt\":true}", slot);
+    size_t n = strlen(body);
+    if (n == 0 || body[n - 1] != '}' || t < 0 || (size_t)t >= sizeof tail)
+        return NULL;
+    char *out = sk_malloc(n - 1 + (size_t)t + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, body, n - 1);
+    memcpy(out + n - 1, tail, (size_t)t + 1);
+    return out;
+}
+
 /* A 404 from a URL with no version in its path: most OpenAI-compatible
  * servers answer under /v1, and the base URL is where it was left out. */
 static char *error_hint(const char *url, long status)
@@ -731,9 +751,10 @@ static char *error_hint(const char *url, long status)
                        tail ? (int)(tail - url) : (int)strlen(url), url);
 }
 
-#define OAI_PROTO(body)                     \
+#define OAI_PROTO(body, slot)               \
     {                                       \
         .ndjson = 0,                        \
+        .with_slot = slot,                  \
         .request_json = body,               \
         .parse_reply = oai_parse_reply,     \
         .apply_event = apply_event,         \
@@ -743,9 +764,9 @@ static char *error_hint(const char *url, long status)
     }
 
 static const http_proto oai_protos[] = {
-    [OAI_PLAIN] = OAI_PROTO(oai_request_json),
-    [OAI_LLAMACPP] = OAI_PROTO(request_json_llamacpp),
-    [OAI_VLLM] = OAI_PROTO(request_json_vllm),
+    [OAI_PLAIN] = OAI_PROTO(oai_request_json, NULL),
+    [OAI_LLAMACPP] = OAI_PROTO(request_json_llamacpp, with_slot_llamacpp),
+    [OAI_VLLM] = OAI_PROTO(request_json_vllm, NULL),
 };
 
 static const conn_vt openai_vt = {

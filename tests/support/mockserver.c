@@ -98,7 +98,9 @@
  *
  * Each logged request also carries what tool calling it held, in any of
  * the three formats: "tools" (the names offered), "tool_choice" (as sent)
- * and "tool_results" ([{"id", "content", "is_error"}]).
+ * and "tool_results" ([{"id", "content", "is_error"}]); and llama.cpp's
+ * slot fields when the body has them: "id_slot" and "cache_prompt", as
+ * sent.
  *
  * A request that no response fits (every response has "match", none
  * matched, and no echo) gets a 500 with an error body.
@@ -403,6 +405,19 @@ static int in_flight(void);
 
 static void log_tool_fields(cJSON *o, const char *body, size_t len);
 
+/* llama.cpp's id_slot and cache_prompt, copied as sent. */
+static void log_slot_fields(cJSON *o, const char *body, size_t len)
+{
+    cJSON *req = cJSON_ParseWithLength(body, len);
+    const char *names[] = {"id_slot", "cache_prompt"};
+    for (size_t i = 0; cJSON_IsObject(req) && i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, names[i]);
+        if (v)
+            cJSON_AddItemToObject(o, names[i], cJSON_Duplicate(v, 1));
+    }
+    cJSON_Delete(req);
+}
+
 static void log_request(const request *r)
 {
     if (log_fd < 0)
@@ -415,6 +430,7 @@ static void log_request(const request *r)
     cJSON_AddItemReferenceToObject(o, "headers", r->headers);
     cJSON_AddStringToObject(o, "body", r->body);
     log_tool_fields(o, r->body, r->body_len);
+    log_slot_fields(o, r->body, r->body_len);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     size_t n = strlen(s);
