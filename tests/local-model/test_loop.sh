@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The small-model-first loop on the real model (tests/local-model/loop):
+# a scripted oracle labels the messages, the trace is distilled,
+# stories260K is fine-tuned on it with llama-finetune, served, calibrated,
+# and the test split goes through the cascade [tuned, oracle]. Checks what
+# each step made and that the loop pays off; prints the figures.
+#
+# Run by `make test-local-model` (ctest -R local_model) and CI.
+set -u
+. "$(dirname "$0")/../support/lib.sh"
+here=$(cd "$(dirname "$0")" && pwd)
+LUA=$(command -v lua5.4 || command -v lua)
+
+W=$TMP/loop
+SKEIN_BIN=$BIN "$here/loop" "$W" >"$TMP/out" 2>"$TMP/err"
+rc=$?
+cat "$TMP/out"
+expect_eq "loop rc" "$rc" 0
+[ "$rc" -eq 0 ] || tail -n 40 "$TMP/err" >&2
+
+fig=$(cat "$W/figures.json" 2>/dev/null)
+val() { sed -n "s/.*\"$1\":\([-0-9.a-z]*\).*/\1/p" <<<"$fig" | head -1; }
+
+# 1. the oracle answered every message, each with its own label
+n=$(grep -c . "$W/inputs.jsonl")
+expect_eq "every message labelled" "$(grep -c '^{"result":"\(dog\|sun\|food\)"}$' "$W/labels.jsonl")" "$n"
+expect_eq "one traced call per message" \
+  "$(grep -c '"type":"model_call","function":"Loop.Classify"' "$W/trace.jsonl")" "$n"
+
+# 2. the distilled splits hold every message once
+tr=$(val train) cal=$(val calibration) te=$(val test)
+expect_eq "splits add up" "$((tr + cal + te))" "$n"
+[ "$cal" -ge 40 ] && [ "$te" -ge 40 ] && ok || bad "held-out splits too small: $cal, $te"
+expect_eq "train.txt has every training example" \
+  "$(grep -c '^Label:\(dog\|sun\|food\)$' "$W/distilled/train.txt")" "$tr"
+
+# 3. llama-finetune wrote a model that is not the one it started from
+base=${SKEIN_TEST_MODEL:-$SKEIN_SRC/../shared/models/stories260K.gguf}
+[ -s "$W/tuned.gguf" ] && ! cmp -s "$W/tuned.gguf" "$base" && ok \
+  || bad "no tuned model, or the same as the base"
+
+# the tuning is what taught it: the tuned model, every answer taken, is
+# right more often than stories260K as it is
+br=$(val base_right) ta=$(val tuned_accuracy_all)
+awk -v b="$br" -v n="$te" -v a="$ta" 'BEGIN { exit !(a > b / n) }' && ok \
+  || bad "the tuned model ($ta) is no better than the untuned one ($br of $te)"
+
+# 4-5. calibrate either certified a threshold, written into the function,
+# or refused (exit 11) because none keeps the error rate within alpha
+crc=$(val calibrate_exit)
+case "$crc" in
+  0) th=$(val threshold)
+     [ -n "$th" ] && [ "$th" != null ] && ok || bad "no threshold written"
+     case "$(cat "$W/skills/Loop/Distilled/config.json")" in
+       *'"signal": "logprob"'*) ok ;; *) bad "config.json has no logprob calibration" ;;
+     esac
+     # 6-7. the cascade: the oracle is called exactly for what the tuned
+     # model did not answer, and every answer is counted once
+     oc=$(val oracle_calls) la=$(val answered_locally) ag=$(val agreement)
+     expect_eq "every test example answered once" "$((oc + la))" "$te"
+     esc=$(sed -n 's/.*"escalations":\([0-9]*\).*/\1/p' "$W/cascade.json")
+     expect_eq "oracle calls are the escalations" "$oc" "$esc"
+     # what the oracle answered agrees with it: disagreements are the
+     # tuned model's, at most the ones it answered
+     [ $((te - ag)) -le "$la" ] && ok || bad "disagreements $((te - ag)) beyond the $la local answers" ;;
+  11) grep -q "no threshold on logprob keeps the error rate within alpha" "$W/calibrate.txt" && ok \
+        || bad "calibrate exit 11 without saying why" ;;
+  *) bad "calibrate exit $crc" ;;
+esac
+
+# the server is gone
+[ -n "$(pgrep -f "$W/tuned.gguf" || true)" ] && bad "llama-server left running" || ok
+
+finish
