@@ -62,9 +62,15 @@ case "$crc" in
      expect_eq "oracle calls are the escalations" "$oc" "$esc"
      # what the oracle answered agrees with it: disagreements are the
      # tuned model's, at most the ones it answered
-     [ $((te - ag)) -le "$la" ] && ok || bad "disagreements $((te - ag)) beyond the $la local answers" ;;
-  11) grep -q "no threshold on logprob keeps the error rate within alpha" "$W/calibrate.txt" && ok \
-        || bad "calibrate exit 11 without saying why" ;;
+     [ $((te - ag)) -le "$la" ] && ok || bad "disagreements $((te - ag)) beyond the $la local answers"
+     # the goal, met with room on the fixed seeds (63% local, 100% agreement
+     # when measured): more than half answered locally, 95% agreement
+     awk -v a="$la" -v n="$te" 'BEGIN { exit !(a / n > 0.5) }' && ok \
+       || bad "answered locally $la of $te (goal: more than half)"
+     awk -v a="$ag" -v n="$te" 'BEGIN { exit !(a / n >= 0.95) }' && ok \
+       || bad "agreement with the oracle $ag of $te (goal: 95%)"
+     expect_eq "bound held on the test split" "$(val bound_held)" true ;;
+  11) bad "no threshold certified: $(tail -n 1 "$W/calibrate.txt")" ;;
   *) bad "calibrate exit $crc" ;;
 esac
 
