@@ -11,6 +11,28 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 LUA=$(command -v lua5.4 || command -v lua)
 
+# setup: a cache holding llama-server alone (one made before llama-finetune
+# was cached) is completed with llama-finetune only, and `setup path`
+# never builds for it. npm fails here, so nothing is fetched: the build
+# stops at once, and the llama-server already there is left as it was.
+ft=$("$here/setup" finetune-path) || bad "setup finetune-path failed"
+C=$TMP/cache
+mkdir -p "$C/node-llama-cpp-3.21.1" "$C/bin"
+cp "$(dirname "$ft")/llama-server" "$C/node-llama-cpp-3.21.1/"
+printf '#!/bin/sh\nexit 1\n' >"$C/bin/npm"
+chmod +x "$C/bin/npm"
+out=$(SKEIN_LOCAL_MODEL_CACHE=$C PATH="$C/bin:$PATH" "$here/setup" path 2>&1)
+expect_eq "path with llama-server cached" "$out" "$C/node-llama-cpp-3.21.1/llama-server"
+out=$(SKEIN_LOCAL_MODEL_CACHE=$C PATH="$C/bin:$PATH" "$here/setup" finetune-path 2>&1)
+expect_eq "completing rc" "$?" 1
+case "$out" in
+  *"building llama-finetune from"*) ok ;;
+  *) bad "completing a cache builds more than llama-finetune: $out" ;;
+esac
+cmp -s "$C/node-llama-cpp-3.21.1/llama-server" "$(dirname "$ft")/llama-server" && ok \
+  || bad "a failed completion touched the cached llama-server"
+[ -z "$(ls -d "$C"/.build.* 2>/dev/null)" ] && ok || bad "a failed build left its directory"
+
 W=$TMP/loop
 SKEIN_BIN=$BIN "$here/loop" "$W" >"$TMP/out" 2>"$TMP/err"
 rc=$?
