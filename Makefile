@@ -69,8 +69,9 @@ clean:
 	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ) $(BUILD_VG)
 
 # skein against a real model: llama-server serving the shared stories260K
-# model (../shared/models).  The first run on a machine builds llama-server
-# into ~/.cache/skein/llama-server (several minutes); later runs reuse it.
+# model (../shared/models), and the distil/fine-tune/calibrate/cascade loop
+# on it.  The first run on a machine builds llama-server and llama-finetune
+# into ~/.cache/skein/llama-server (several minutes); later runs reuse them.
 .PHONY: test-local-model
 test-local-model: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(if $(PREFIX_GIVEN),-DCMAKE_INSTALL_PREFIX=$(PREFIX)) -DSKEIN_LOCAL_MODEL=ON $(CMAKE_ARGS)
