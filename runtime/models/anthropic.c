@@ -485,7 +485,7 @@ static sk_status apply_event(const char *event, const char *data, size_t len,
             const cJSON *ix = cJSON_GetObjectItemCaseSensitive(root, "index");
             sk_tool_call *c = NULL;
             for (size_t i = 0; cJSON_IsNumber(ix) && i < resp->n_calls; i++)
-                if (resp->calls[i].index == (int)ix->valuedouble)
+                if ((double)resp->calls[i].index == ix->valuedouble)
                     c = &resp->calls[i];
             if (!cJSON_IsString(pj) || !c)
                 rc = fail(errmsg, SK_PROTOCOL, "input_json_delta without its tool_use "

@@ -127,6 +127,16 @@ static sk_status finish_resp(cJSON *vectors, long tokens, model_resp **out)
 
 /* {"data": [{"index": i, "embedding": [...]}, ...], "usage": {...}}; the
  * vectors put in the order of their index. */
+/* A server's token count, or -1 when it gives none or one no count can
+ * be (negative, fractional nonsense is truncated, past 2^53 refused), so
+ * that a hostile reply never overflows the conversion. */
+static long token_count(const cJSON *n)
+{
+    if (!cJSON_IsNumber(n) || !(n->valuedouble >= 0) || n->valuedouble > 9007199254740992.0)
+        return -1;
+    return (long)n->valuedouble;
+}
+
 static sk_status openai_parse(const char *body, size_t len, model_resp **out,
                               char **errmsg)
 {
@@ -157,7 +167,7 @@ static sk_status openai_parse(const char *body, size_t len, model_resp **out,
             cJSON_ArrayForEach(it, data)
             {
                 const cJSON *ix = cJSON_GetObjectItemCaseSensitive(it, "index");
-                if (cJSON_IsNumber(ix) && (int)ix->valuedouble == want)
+                if (cJSON_IsNumber(ix) && ix->valuedouble == (double)want)
                     item = it;
             }
             if (!item)
@@ -169,8 +179,7 @@ static sk_status openai_parse(const char *body, size_t len, model_resp **out,
     long tokens = -1;
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(root, "usage");
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens");
-    if (cJSON_IsNumber(pt))
-        tokens = (long)pt->valuedouble;
+    tokens = token_count(pt);
     if (rc == SK_OK)
         rc = finish_resp(vectors, tokens, out);
     cJSON_Delete(vectors);
@@ -209,8 +218,7 @@ static sk_status ollama_parse(const char *body, size_t len, model_resp **out,
     }
     long tokens = -1;
     const cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "prompt_eval_count");
-    if (cJSON_IsNumber(pc))
-        tokens = (long)pc->valuedouble;
+    tokens = token_count(pc);
     if (rc == SK_OK)
         rc = finish_resp(vectors, tokens, out);
     cJSON_Delete(vectors);
