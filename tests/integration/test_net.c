@@ -14,7 +14,7 @@
 
 #define KEY "sk-test-capi0123456789SECRET"
 
-static char dir[64];
+static char dir[256];
 static char url[64];
 static char model[128];
 
@@ -72,7 +72,7 @@ static sk_status upper(sk_kernel *k, const sk_vars *args, char **out, void *ud)
 static void test_dry_run(void)
 {
     tu_current = "dry run";
-    char log[128];
+    char log[512];
     snprintf(log, sizeof log, "%s/log.jsonl", dir);
     sk_kernel *k = new_kernel(model);
     CHECK(k != NULL);
@@ -136,7 +136,7 @@ static void test_options(void)
 }
 
 /* Two in-process models: a failing one, and its fallback. */
-static char fail_spec[160], good_spec[160], fb_policy[256];
+static char fail_spec[600], good_spec[600], fb_policy[700];
 
 static void test_fallback_usage(void)
 {
@@ -160,7 +160,7 @@ static void test_fallback_usage(void)
     CHECK_INT(u.fallbacks, 1);
     CHECK_INT(u.failures, 2);
     /* the whole chain failing: the last error, naming the first model */
-    char both[300];
+    char both[700];
     snprintf(both, sizeof both, "{\"fallbacks\": [\"%s\"]}", fail_spec);
     sk_invoke_opts o2 = {.policy = both};
     CHECK_INT(sk_invoke(k, "T.Ask", v, &o2, &out), SK_MODEL);
@@ -241,12 +241,13 @@ static sk_status try_fallback(long n, char **msg)
 
 int main(void)
 {
-    strcpy(dir, "/tmp/skein-test-net-XXXXXX");
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(dir, sizeof dir, "%s/skein-test-net-XXXXXX", tmp);
     if (!mkdtemp(dir))
         return 1;
-    char path[128], scripted[128];
+    char path[512], scripted[512];
     snprintf(path, sizeof path, "%s/scenario.json", dir);
-    char scenario[256];
+    char scenario[1024];
     snprintf(scenario, sizeof scenario,
              "{\"log\": \"%s/log.jsonl\", \"responses\": [{\"reply\": \"Paris\"}]}", dir);
     write_file(path, scenario);
@@ -272,7 +273,7 @@ int main(void)
     } else {
         CHECK(!"mock server started");
     }
-    char cmd[128];
+    char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);

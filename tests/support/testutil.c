@@ -24,16 +24,38 @@ static char **made;
 static size_t n_made;
 static pid_t made_by;
 
+/* A file and what SQLite keeps beside an open database of that name. */
+static void unlink_with_sidecars(const char *path)
+{
+    static const char *const side[] = {"", "-wal", "-shm", "-journal"};
+    char p[300];
+    for (size_t i = 0; i < sizeof side / sizeof *side; i++) {
+        snprintf(p, sizeof p, "%s%s", path, side[i]);
+        unlink(p);
+    }
+}
+
 static void remove_made(void)
 {
     for (size_t i = 0; i < n_made; i++) {
         if (getpid() == made_by)
-            unlink(made[i]);
+            unlink_with_sidecars(made[i]);
         free(made[i]);
     }
     free(made);
     made = NULL;
     n_made = 0;
+}
+
+/* A test stopped by a signal (a crash, an interrupt, a timeout's TERM)
+ * removes its files too, then dies of the signal as it would have. */
+static void remove_made_on_signal(int sig)
+{
+    if (getpid() == made_by)
+        for (size_t i = 0; i < n_made; i++)
+            unlink_with_sidecars(made[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static void note_made(const char *path)
@@ -51,6 +73,9 @@ static void note_made(const char *path)
     if (!made_by) {
         made_by = getpid();
         atexit(remove_made);
+        static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGSEGV, SIGABRT, SIGBUS};
+        for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+            signal(sigs[i], remove_made_on_signal);
     }
 }
 
