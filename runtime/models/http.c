@@ -1126,3 +1126,31 @@ sk_status http_json_args(sk_buf *b, const char *arguments)
     cJSON_free(p);
     return rc;
 }
+
+sk_status http_json_tools(sk_buf *b, const model_req *req, const char *no_params,
+                          int with_strict)
+{
+    sk_status rc = buf_adds(b, ",\"tools\":[");
+    for (size_t i = 0; rc == SK_OK && i < req->n_tools; i++) {
+        const tool_def *t = &req->tools[i];
+        rc = buf_adds(b, i ? ",{\"type\":\"function\",\"function\":{\"name\":"
+                           : "{\"type\":\"function\",\"function\":{\"name\":");
+        if (rc == SK_OK)
+            rc = buf_add_json_str(b, t->name ? t->name : "", t->name ? strlen(t->name) : 0);
+        if (rc == SK_OK && t->description && *t->description) {
+            rc = http_json_key(b, 1, "description");
+            if (rc == SK_OK)
+                rc = buf_add_json_str(b, t->description, strlen(t->description));
+        }
+        if (rc == SK_OK)
+            rc = http_json_key(b, 1, "parameters");
+        if (rc == SK_OK)
+            rc = buf_adds(b, t->parameters ? t->parameters : no_params);
+        if (rc == SK_OK && with_strict && t->strict)
+            rc = buf_adds(b, ",\"strict\":true");
+        if (rc == SK_OK)
+            rc = buf_adds(b, "}}");
+    }
+    return rc == SK_OK ? buf_addc(b, ']') : rc;
+}
+

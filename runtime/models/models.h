@@ -181,6 +181,11 @@ SK_HIDDEN sk_status http_str_append(char **slot, const char *s);
 SK_HIDDEN char *http_args_text(const struct cJSON *v);
 /* Appends arguments (JSON text) as an object: {} when they are not one. */
 SK_HIDDEN sk_status http_json_args(sk_buf *b, const char *arguments);
+/* ,"tools":[...] in OpenAI's function format (Ollama takes it too): each
+ * tool's name, description and parameters (no_params when it has none),
+ * and "strict" where the tool asks for it and the format has it. */
+SK_HIDDEN sk_status http_json_tools(sk_buf *b, const model_req *req, const char *no_params,
+                                    int with_strict);
 
 /* The Anthropic and Ollama wire formats, as their connectors use them
  * (their functions are pure: the tool-call fuzz target reaches them). */

@@ -95,26 +95,7 @@ static sk_status add_tools(sk_buf *b, const model_req *req)
 {
     if (!req->n_tools || req->tool_choice == CFG_CHOICE_NONE)
         return SK_OK;
-    sk_status rc = buf_adds(b, ",\"tools\":[");
-    for (size_t i = 0; rc == SK_OK && i < req->n_tools; i++) {
-        const tool_def *t = &req->tools[i];
-        rc = buf_adds(b, i ? ",{\"type\":\"function\",\"function\":{\"name\":"
-                           : "{\"type\":\"function\",\"function\":{\"name\":");
-        if (rc == SK_OK)
-            rc = add_str(b, t->name);
-        if (rc == SK_OK && t->description && *t->description) {
-            rc = buf_adds(b, ",\"description\":");
-            if (rc == SK_OK)
-                rc = add_str(b, t->description);
-        }
-        if (rc == SK_OK)
-            rc = buf_adds(b, ",\"parameters\":");
-        if (rc == SK_OK)
-            rc = buf_adds(b, t->parameters ? t->parameters : "{\"type\":\"object\"}");
-        if (rc == SK_OK)
-            rc = buf_adds(b, "}}");
-    }
-    return rc == SK_OK ? buf_addc(b, ']') : rc;
+    return http_json_tools(b, req, "{\"type\":\"object\"}", 0);
 }
 
 /* Built on an sk_buf (as openai.c does) so allocations can be failed in

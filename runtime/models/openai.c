@@ -212,27 +212,7 @@ static sk_status add_tools(sk_buf *b, const model_req *req)
 {
     if (!req->n_tools)
         return SK_OK;
-    sk_status rc = buf_adds(b, ",\"tools\":[");
-    for (size_t i = 0; rc == SK_OK && i < req->n_tools; i++) {
-        const tool_def *t = &req->tools[i];
-        rc = buf_adds(b, i ? ",{\"type\":\"function\",\"function\":{\"name\":"
-                           : "{\"type\":\"function\",\"function\":{\"name\":");
-        if (rc == SK_OK)
-            rc = add_str(b, t->name);
-        if (rc == SK_OK && t->description && *t->description) {
-            rc = buf_adds(b, ",\"description\":");
-            if (rc == SK_OK)
-                rc = add_str(b, t->description);
-        }
-        if (rc == SK_OK)
-            rc = add_raw(b, "parameters", t->parameters ? t->parameters : "{}");
-        if (rc == SK_OK && t->strict)
-            rc = buf_adds(b, ",\"strict\":true");
-        if (rc == SK_OK)
-            rc = buf_adds(b, "}}");
-    }
-    if (rc == SK_OK)
-        rc = buf_addc(b, ']');
+    sk_status rc = http_json_tools(b, req, "{}", 1);
     const char *choice = req->tool_choice == CFG_CHOICE_REQUIRED ? "required"
                          : req->tool_choice == CFG_CHOICE_NONE   ? "none"
                                                                  : "auto";
