@@ -617,11 +617,7 @@ static char *resp_to_cache(const model_resp *r)
         cJSON_Delete(j);
         return NULL;
     }
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *copy = s ? sk_strdup(s) : NULL;
-    cJSON_free(s);
-    return copy;
+    return cfg_json_take(j);
 }
 
 /* A cached reply back as a response, or NULL (unreadable, or memory). */
@@ -793,11 +789,7 @@ static char *err_to_store(const sk_err *e)
     cJSON_AddStringToObject(o, "message", e->message ? e->message : "");
     if (e->http_status)
         cJSON_AddNumberToObject(o, "http_status", e->http_status);
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char *copy = s ? sk_strdup(s) : NULL;
-    cJSON_free(s);
-    return copy;
+    return cfg_json_take(j);
 }
 
 /* The error of a journal record, or NULL (an answer, or unreadable). */

@@ -246,11 +246,11 @@ static char *param_schema(const sk_function *f, int strict)
     if (ok && strict)
         ok = cJSON_AddFalseToObject(o, "additionalProperties") != NULL;
     cJSON_Delete(req);
-    char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    char *copy = s ? sk_strdup(s) : NULL;
-    cJSON_free(s);
-    return copy;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return cfg_json_take(o);
 }
 
 /* Whether the behaviour's filters (SK Python's) keep f. */
@@ -818,11 +818,11 @@ static char *calls_as_text(const inv *v, const model_resp *resp)
             ok = args ? cJSON_AddItemToObject(e, "arguments", args)
                       : cJSON_AddStringToObject(e, "arguments", c->arguments) != NULL;
     }
-    char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    char *copy = s ? sk_strdup(s) : NULL;
-    cJSON_free(s);
-    return copy;
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return cfg_json_take(o);
 }
 
 int tools_has_calls(const inv *v)

@@ -343,6 +343,15 @@ static sk_status get_string(pctx *x, const cJSON *obj, const char *key,
 
 /* SK accepts numbers written as strings ("0.5"); the whole string must
  * be the number.  Shared with policy.c. */
+char *cfg_json_take(cJSON *j)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    char *copy = s ? sk_strdup(s) : NULL;
+    cJSON_free(s);
+    return copy;
+}
+
 int cfg_number(const cJSON *v, double *out)
 {
     if (cJSON_IsNumber(v)) {

@@ -233,6 +233,10 @@ SK_HIDDEN sk_status cfg_relax(char *t, size_t len, int max_depth, size_t *err_of
 struct cJSON;
 /* A JSON number, or a string holding exactly one ("0.5").  1 on success. */
 SK_HIDDEN int cfg_number(const struct cJSON *v, double *out);
+/* j printed unformatted into a string of our own allocator (callers free
+ * it like every other string here), and j deleted; NULL when j is NULL or
+ * memory ran out. */
+SK_HIDDEN char *cfg_json_take(struct cJSON *j);
 /* The settings for service id, else "default", else the first; or NULL. */
 SK_HIDDEN const cfg_settings *cfg_settings_for(const cfg_function *c,
                                                const char *service_id);

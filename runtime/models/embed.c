@@ -125,8 +125,6 @@ static sk_status finish_resp(cJSON *vectors, long tokens, model_resp **out)
     return SK_OK;
 }
 
-/* {"data": [{"index": i, "embedding": [...]}, ...], "usage": {...}}; the
- * vectors put in the order of their index. */
 /* A server's token count, or -1 when it gives none or one no count can
  * be (negative, fractional nonsense is truncated, past 2^53 refused), so
  * that a hostile reply never overflows the conversion. */
@@ -137,6 +135,8 @@ static long token_count(const cJSON *n)
     return (long)n->valuedouble;
 }
 
+/* {"data": [{"index": i, "embedding": [...]}, ...], "usage": {...}}; the
+ * vectors put in the order of their index. */
 static sk_status openai_parse(const char *body, size_t len, model_resp **out,
                               char **errmsg)
 {

@@ -1735,11 +1735,5 @@ char *unc_detail_json(const char *reason, const char *question,
     }
     if (output)
         cJSON_AddStringToObject(d, "output", output);
-    char *s = cJSON_PrintUnformatted(d);
-    cJSON_Delete(d);
-    /* cJSON allocates with malloc; hand back our own copy so callers free
-     * it like every other string here */
-    char *copy = s ? sk_strdup(s) : NULL;
-    cJSON_free(s);
-    return copy;
+    return cfg_json_take(d);
 }
